@@ -1,0 +1,31 @@
+# Quick start: `make run` opens the app, `make test` runs the whole suite
+# offscreen. Both create .venv on first use.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench contract screenshot clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,digits]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/backprop-lab
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	@if [ -f ../shared/checks/contract.py ]; then $(BIN)/python ../shared/checks/contract.py $(BIN)/backprop-lab .; fi
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest -q tests/bench -p no:cacheprovider -o addopts=""
+
+screenshot: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python tools/screenshot.py docs/screenshot.png
+
+clean:
+	rm -rf $(VENV) build *.egg-info

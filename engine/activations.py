@@ -1,0 +1,117 @@
+"""Activation functions: f, f' and the facts the probes and theory views need.
+
+Each activation knows its derivative in closed form, as a torch expression (used
+by the probes on the training batch) and as a numpy expression (used by the
+theory panel to draw f and f'). Both are the derivative autograd computes:
+the probe tests compare them with torch.autograd.
+
+``max_derivative`` is max over z of f'(z); a unit is *saturated* on a sample
+when f'(z) < SATURATION_FRACTION * max_derivative (Contract 2).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+SATURATION_FRACTION = 0.01
+
+
+def _np_sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free form of 1/(1+e^-z)
+
+
+def _np_erf(x):
+    # numpy has no erf; math.erf is exact enough for a curve.
+    return np.vectorize(math.erf, otypes=[float])(x)
+
+
+@dataclass(frozen=True)
+class Activation:
+    name: str
+    max_derivative: float
+    # numpy curves for the theory panel, with the layer's parameters bound
+    f: Callable[[np.ndarray], np.ndarray]
+    df: Callable[[np.ndarray], np.ndarray]
+    # torch derivative from (z, a=f(z)); imported lazily so this module stays numpy-only
+    torch_df: Callable
+
+
+def _sigmoid(params):
+    return Activation(
+        "sigmoid", 0.25, _np_sigmoid,
+        lambda z: _np_sigmoid(z) * (1 - _np_sigmoid(z)),
+        lambda z, a: a * (1 - a))
+
+
+def _tanh(params):
+    return Activation(
+        "tanh", 1.0, np.tanh, lambda z: 1 - np.tanh(z) ** 2,
+        lambda z, a: 1 - a * a)
+
+
+def _relu(params):
+    return Activation(
+        "relu", 1.0, lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(float),
+        lambda z, a: (z > 0).to(z.dtype))
+
+
+def _leaky_relu(params):
+    s = float(params.get("slope", 0.01))
+    return Activation(
+        "leaky_relu", max(1.0, s), lambda z: np.where(z > 0, z, s * z),
+        lambda z: np.where(z > 0, 1.0, s),
+        lambda z, a: _torch().where(z > 0, 1.0, s).to(z.dtype))
+
+
+def _elu(params):
+    al = float(params.get("alpha", 1.0))
+    return Activation(
+        "elu", max(1.0, al), lambda z: np.where(z > 0, z, al * np.expm1(np.minimum(z, 0))),
+        lambda z: np.where(z > 0, 1.0, al * np.exp(np.minimum(z, 0))),
+        lambda z, a: _torch().where(z > 0, 1.0, al * _torch().exp(z.clamp(max=0))).to(z.dtype))
+
+
+_GELU_MAX = 1.1289  # max of Phi(z) + z phi(z), at z = sqrt(2)
+
+
+def _gelu(params):
+    def df(z):
+        return 0.5 * (1 + _np_erf(z / math.sqrt(2))) + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+    def tdf(z, a):
+        t = _torch()
+        return 0.5 * (1 + t.erf(z / math.sqrt(2))) + z * t.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    return Activation("gelu", _GELU_MAX, lambda z: 0.5 * z * (1 + _np_erf(z / math.sqrt(2))), df, tdf)
+
+
+def _softplus(params):
+    # PyTorch's Softplus(beta=1, threshold=20) is linear above 20.
+    return Activation(
+        "softplus", 1.0, lambda z: np.where(z > 20, z, np.log1p(np.exp(np.minimum(z, 20)))),
+        lambda z: np.where(z > 20, 1.0, _np_sigmoid(z)),
+        lambda z, a: _torch().where(z > 20, 1.0, _torch().sigmoid(z)).to(z.dtype))
+
+
+def _identity(params):
+    return Activation(
+        "identity", 1.0, lambda z: np.asarray(z, float), lambda z: np.ones_like(z, dtype=float),
+        lambda z, a: _torch().ones_like(z))
+
+
+def _torch():
+    import torch
+    return torch
+
+
+ACTIVATIONS: dict[str, Callable[[dict], Activation]] = {
+    "sigmoid": _sigmoid, "tanh": _tanh, "relu": _relu, "leaky_relu": _leaky_relu,
+    "elu": _elu, "gelu": _gelu, "softplus": _softplus, "identity": _identity,
+}
+
+
+def activation(layer: dict) -> Activation:
+    """The Activation of a spec layer such as {"type": "leaky_relu", "slope": 0.1}."""
+    return ACTIVATIONS[layer["type"]](layer)

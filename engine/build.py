@@ -1,0 +1,246 @@
+"""Build a torch module from a layer stack, and say what each layer is.
+
+``plan`` walks the stack with the shape of one sample (no batch axis) and
+returns one LayerInfo per row: its input and output shape and, where it cannot
+work, the reason. ``build`` turns a validated spec into a Model: the torch
+module plus the lists the probes need (layers with a weight, activation
+layers, the first recurrent layer), input side first.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .activations import Activation, activation
+from .spec import RECURRENT_TYPES, SpecError
+
+ACTIVATION_TYPES = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus", "identity")
+
+
+@dataclass
+class LayerInfo:
+    path: str            # "3", "4.2" inside a residual block, "out" for the added output layer
+    type: str
+    in_shape: tuple
+    out_shape: tuple
+    problem: str | None = None
+    added: bool = False  # the output layer that build adds
+    children: list = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.path} {self.type}"
+
+
+@dataclass
+class Model:
+    module: nn.Module
+    weight_layers: list   # [(name, module)] every layer with a weight
+    act_layers: list      # [(name, module, Activation)]
+    recurrent: nn.Module | None  # the first recurrent layer (for time_grad_norm)
+    infos: list
+
+
+def _shape(s: tuple) -> str:
+    return " x ".join(map(str, s)) if s else "scalar"
+
+
+# ----------------------------------------------------------------------------- planning
+def plan(layers: list[dict], in_shape: tuple, n_out: int | None = None, prefix: str = "") -> list[LayerInfo]:
+    """Shapes and problems of each layer; appends the output layer at the top level."""
+    infos, shape = [], tuple(in_shape)
+    for i, layer in enumerate(layers, 1):
+        kind, path = layer["type"], f"{prefix}{i}"
+        later_recurrent = any(l["type"] in RECURRENT_TYPES for l in layers[i:])
+        info = LayerInfo(path, kind, shape, shape)
+        if shape is None:
+            info.problem = "an earlier layer does not fit"
+        elif kind == "linear":
+            info.out_shape = shape[:-1] + (layer["units"],)
+        elif kind == "batchnorm" and len(shape) != 1:
+            info.problem = f"batchnorm needs one feature axis, got {_shape(shape)}; put it after the recurrent layer"
+        elif kind in RECURRENT_TYPES:
+            if len(shape) != 2:
+                info.problem = f"{kind} needs a sequence (time x features), got {_shape(shape)}"
+            else:
+                info.out_shape = (shape[0], layer["units"]) if later_recurrent else (layer["units"],)
+        elif kind == "residual":
+            info.children = plan(layer["layers"], shape, None, f"{path}.")
+            bad = next((c for c in info.children if c.problem), None)
+            if bad:
+                info.problem = f"layer {bad.path} ({bad.type}): {bad.problem}"
+            else:
+                inner = info.children[-1].out_shape
+                if len(inner) != len(shape) or inner[:-1] != shape[:-1]:
+                    info.problem = f"the block maps {_shape(shape)} to {_shape(inner)}; only the width may change"
+        if info.problem:
+            info.out_shape = None
+        infos.append(info)
+        shape = info.out_shape
+    if n_out is not None:
+        if shape is not None and len(shape) != 1:
+            infos.append(LayerInfo("out", "linear", shape, None, added=True,
+                                   problem=f"the stack ends with a sequence ({_shape(shape)}); "
+                                           "add a recurrent layer to read it"))
+        elif not (layers and layers[-1]["type"] == "linear" and shape == (n_out,)):
+            infos.append(LayerInfo("out", "linear", shape, (n_out,) if shape else None, added=True))
+    return infos
+
+
+# ----------------------------------------------------------------------------- init
+def init_weight(w: torch.Tensor, init: dict) -> None:
+    """Initialise a weight in place; fan_in is the number of inputs of a unit."""
+    s = init["scheme"]
+    if s == "default":
+        return
+    fan_out, fan_in = w.shape[0], (w[0].numel() if w.dim() > 1 else 1)
+    with torch.no_grad():
+        if s == "normal":
+            nn.init.normal_(w, init.get("mean", 0.0), init.get("std", 1.0))
+        elif s == "uniform":
+            a = init.get("a", 1.0)
+            nn.init.uniform_(w, -a, a)
+        elif s == "xavier_normal":
+            nn.init.xavier_normal_(w, gain=init.get("gain", 1.0))
+        elif s == "xavier_uniform":
+            nn.init.xavier_uniform_(w, gain=init.get("gain", 1.0))
+        elif s == "kaiming_normal":  # He et al. 2015: std = gain / sqrt(fan_in), gain sqrt(2) for ReLU
+            nn.init.normal_(w, 0.0, init.get("gain", math.sqrt(2)) / math.sqrt(fan_in))
+        elif s == "kaiming_uniform":
+            b = init.get("gain", math.sqrt(2)) * math.sqrt(3.0 / fan_in)
+            nn.init.uniform_(w, -b, b)
+        elif s == "orthogonal":
+            nn.init.orthogonal_(w, gain=init.get("gain", 1.0))
+        else:
+            raise SpecError(f"unknown init scheme {s!r}")
+    del fan_out
+
+
+def init_bias(b: torch.Tensor, init: dict) -> None:
+    s = init["scheme"]
+    with torch.no_grad():
+        if s == "zeros":
+            b.zero_()
+        elif s == "normal":
+            nn.init.normal_(b, init.get("mean", 0.0), init.get("std", 1.0))
+        elif s == "uniform":
+            nn.init.uniform_(b, -init.get("a", 1.0), init.get("a", 1.0))
+
+
+# ----------------------------------------------------------------------------- modules
+class Residual(nn.Module):
+    """y = f(x) + P x, with P a bias-free linear projection only where widths differ."""
+
+    def __init__(self, body: nn.Module, proj: nn.Module | None):
+        super().__init__()
+        self.body, self.proj = body, proj
+
+    def forward(self, x):
+        return self.body(x) + (x if self.proj is None else self.proj(x))
+
+
+class Recurrent(nn.Module):
+    """An RNN/LSTM/GRU layer unrolled one time step at a time.
+
+    PyTorch's fused nn.RNN/nn.LSTM hide the hidden states of inner time steps,
+    so the gradient dLoss/dh_t through later steps (Contract 2's
+    time_grad_norm) cannot be read from them. Here each h_t is a tensor of its
+    own; ``on_hidden`` (set by the probe) sees it as it is made.
+    """
+
+    CELLS = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
+
+    def __init__(self, kind: str, n_in: int, units: int, return_sequences: bool):
+        super().__init__()
+        self.kind, self.units, self.return_sequences = kind, units, return_sequences
+        self.cell = self.CELLS[kind](n_in, units)
+        self.on_hidden = None
+
+    def forward(self, x):
+        b, steps = x.shape[0], x.shape[1]
+        h = x.new_zeros(b, self.units)
+        c = x.new_zeros(b, self.units) if self.kind == "lstm" else None
+        outs = []
+        for t in range(steps):
+            if c is not None:
+                h, c = self.cell(x[:, t], (h, c))
+            else:
+                h = self.cell(x[:, t], h)
+            if self.on_hidden is not None:
+                self.on_hidden(t, h)
+            outs.append(h)
+        return torch.stack(outs, 1) if self.return_sequences else h
+
+
+def make_activation_module(layer: dict) -> nn.Module:
+    kind = layer["type"]
+    return {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU,
+            "softplus": nn.Softplus, "identity": nn.Identity,
+            "leaky_relu": lambda: nn.LeakyReLU(layer["slope"]),
+            "elu": lambda: nn.ELU(layer["alpha"])}[kind]()
+
+
+def _make(layers, infos, model: Model) -> list[nn.Module]:
+    mods = []
+    for layer, info in zip(layers, infos):
+        kind, n_in = layer["type"], info.in_shape[-1]
+        if kind == "linear":
+            m = nn.Linear(n_in, layer["units"], bias=layer["bias"])
+            init_weight(m.weight, layer["init"])
+            if m.bias is not None:
+                init_bias(m.bias, layer["bias_init"])
+            model.weight_layers.append((info.label, m))
+        elif kind in ACTIVATION_TYPES:
+            m = make_activation_module(layer)
+            model.act_layers.append((info.label, m, activation(layer)))
+        elif kind in ("batchnorm", "layernorm"):
+            m = nn.BatchNorm1d(n_in) if kind == "batchnorm" else nn.LayerNorm(n_in)
+            model.weight_layers.append((info.label, m))
+        elif kind == "dropout":
+            m = nn.Dropout(layer["p"])
+        elif kind == "residual":
+            body = nn.Sequential(*_make(layer["layers"], info.children, model))
+            proj = None
+            if info.out_shape[-1] != n_in:
+                proj = nn.Linear(n_in, info.out_shape[-1], bias=False)
+                model.weight_layers.append((f"{info.path} proj", proj))
+            m = Residual(body, proj)
+        elif kind in RECURRENT_TYPES:
+            m = Recurrent(kind, n_in, layer["units"], len(info.out_shape) == 2)
+            for name, p in m.cell.named_parameters():
+                if name.startswith("weight"):
+                    init_weight(p, layer["init"])
+            if kind == "lstm" and layer.get("forget_bias") is not None:
+                u = layer["units"]  # gate order i, f, g, o: the forget gate's total bias is set
+                with torch.no_grad():
+                    m.cell.bias_ih[u:2 * u] = layer["forget_bias"]
+                    m.cell.bias_hh[u:2 * u] = 0.0
+            model.weight_layers.append((info.label, m))
+            if model.recurrent is None:
+                model.recurrent = m
+        else:  # pragma: no cover - the spec validator knows every type
+            raise SpecError(f"layer {info.path}: cannot build type {kind!r}")
+        mods.append(m)
+    return mods
+
+
+def build_stack(layers: list[dict], in_shape: tuple, n_out: int, seed: int) -> Model:
+    """The torch module of a validated layer stack, its weights drawn with ``seed``."""
+    infos = plan(layers, in_shape, n_out)
+    bad = next((i for i in infos if i.problem), None)
+    if bad:
+        where = "output layer" if bad.added else f"layer {bad.path} ({bad.type})"
+        raise SpecError(f"{where}: {bad.problem}")
+    model = Model(None, [], [], None, infos)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mods = _make(layers, infos, model)
+        if infos[-1].added:
+            out = nn.Linear(infos[-1].in_shape[-1], n_out)
+            model.weight_layers.append(("out linear", out))
+            mods.append(out)
+    model.module = nn.Sequential(*mods)
+    return model

@@ -1,0 +1,200 @@
+"""Data sets: 2-D toy tasks, the 8x8 digits, sequence tasks, and user files.
+
+Every kind returns a DataSet of float32 inputs and integer class labels
+(classification) or float32 targets (regression), split into train and test
+by ``test_fraction`` with the data ``seed``. User data (npz/csv) is used as
+given unless the spec asks for ``standardize``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .spec import SpecError
+
+
+@dataclass(frozen=True)
+class DataSet:
+    name: str
+    task: str  # "classification" or "regression"
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_outputs: int  # classes, or regression target width
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.x_train.shape[1:])
+
+    def describe(self) -> str:
+        return f"{self.name} ({len(self.x_train)}/{len(self.x_test)})"
+
+
+# ----------------------------------------------------------------------------- generators
+def _spirals(rng, n, classes, noise, turns, **_):
+    per = np.full(classes, n // classes)
+    per[: n % classes] += 1
+    xs, ys = [], []
+    for c in range(classes):
+        r = np.linspace(0.05, 1.0, per[c])
+        t = r * turns * 2 * np.pi + 2 * np.pi * c / classes
+        pts = np.stack([r * np.sin(t), r * np.cos(t)], 1) + rng.normal(0, noise * 0.1, (per[c], 2))
+        xs.append(pts)
+        ys.append(np.full(per[c], c))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _circles(rng, n, noise, factor, **_):
+    y = rng.integers(0, 2, n)
+    t = rng.uniform(0, 2 * np.pi, n)
+    r = np.where(y == 1, factor, 1.0)
+    x = np.stack([r * np.cos(t), r * np.sin(t)], 1) + rng.normal(0, noise, (n, 2))
+    return x, y
+
+
+def _xor(rng, n, noise, **_):
+    x = rng.uniform(-1, 1, (n, 2))
+    y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(int)
+    return x + rng.normal(0, noise, x.shape), y
+
+
+def _blobs(rng, n, classes, std, dim, **_):
+    centres = rng.uniform(-4, 4, (classes, dim))
+    y = rng.integers(0, classes, n)
+    return centres[y] + rng.normal(0, std, (n, dim)), y
+
+
+def _gaussian(rng, n, classes, dim, **_):
+    # N(0, 1) inputs with random labels: the setting of SCIENCE.md's init table.
+    return rng.normal(0, 1, (n, dim)), rng.integers(0, classes, n)
+
+
+def _digits(rng, **_):
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise SpecError("data.kind 'digits' needs scikit-learn (pip install 'backprop-lab[digits]')") from None
+    d = load_digits()
+    return d.data / 16.0, d.target  # pixel values 0..16 scaled to [0, 1]
+
+
+def _memory(rng, n, length, features, **_):
+    # Remember the sign of the first element through `length` steps of noise:
+    # the label depends only on t = 0, so the gradient must travel back in time.
+    x = rng.normal(0, 1, (n, length, features))
+    y = (x[:, 0, 0] > 0).astype(int)
+    return x, y
+
+
+def _adding(rng, n, length, **_):
+    # Hochreiter's adding problem: sum the two values marked with a 1.
+    vals = rng.uniform(0, 1, (n, length))
+    marks = np.zeros((n, length))
+    for i in range(n):
+        a, b = rng.choice(length, 2, replace=False)
+        marks[i, [a, b]] = 1
+    return np.stack([vals, marks], -1), (vals * marks).sum(1, keepdims=True)
+
+
+_GENERATED = {"spirals": _spirals, "circles": _circles, "xor": _xor, "blobs": _blobs,
+              "gaussian": _gaussian, "digits": _digits, "memory": _memory, "adding": _adding}
+_REGRESSION = {"adding"}
+
+
+# ----------------------------------------------------------------------------- files
+def _resolve(path: str, base_dir) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() or base_dir is None else Path(base_dir) / p
+
+
+def _load_npz(data, base_dir):
+    p = _resolve(data["path"], base_dir)
+    if not p.is_file():
+        raise SpecError(f"data.path: no such file {str(p)!r}")
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            if "x" not in f.files or "y" not in f.files:
+                raise SpecError(f"data.path: {p.name} must hold arrays 'x' and 'y', has {sorted(f.files)}")
+            x, y = f["x"], f["y"]
+    except SpecError:
+        raise
+    except Exception as e:  # a corrupt or non-npz file
+        raise SpecError(f"data.path: cannot read {p.name} as .npz ({e})") from None
+    return x, y
+
+
+def _load_csv(data, base_dir):
+    p = _resolve(data["path"], base_dir)
+    if not p.is_file():
+        raise SpecError(f"data.path: no such file {str(p)!r}")
+    try:
+        with open(p, encoding="utf-8") as fh:
+            first = fh.readline()
+        skip = 0 if _is_numeric_row(first) else 1  # a header row
+        table = np.loadtxt(p, delimiter=",", skiprows=skip, ndmin=2)
+    except ValueError as e:
+        raise SpecError(f"data.path: {p.name} is not a numeric CSV table ({e})") from None
+    col = data["target"]
+    if not -table.shape[1] <= col < table.shape[1]:
+        raise SpecError(f"data.target: column {col} does not exist in {p.name} ({table.shape[1]} columns)")
+    y = table[:, col]
+    x = np.delete(table, col % table.shape[1], axis=1)
+    return x, y
+
+
+def _is_numeric_row(line: str) -> bool:
+    try:
+        [float(v) for v in line.strip().split(",")]
+        return True
+    except ValueError:
+        return False
+
+
+def _as_labels(y: np.ndarray, where: str) -> np.ndarray:
+    if y.ndim != 1 or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)) or y.min() < 0:
+        raise SpecError(f"{where}: classification needs y as class indices 0, 1, 2, ... (one per sample)")
+    return y.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- entry point
+def make_dataset(data: dict, base_dir=None) -> DataSet:
+    """Build the data set of a validated spec's ``data`` section."""
+    kind = data["kind"]
+    rng = np.random.default_rng(data["seed"])
+    if kind in _GENERATED:
+        x, y = _GENERATED[kind](rng, **{k: v for k, v in data.items() if k not in ("kind", "seed")})
+        task = "regression" if kind in _REGRESSION else "classification"
+    else:
+        x, y = (_load_npz if kind == "npz" else _load_csv)(data, base_dir)
+        task = data.get("task") or ("classification" if np.issubdtype(y.dtype, np.integer) else "regression")
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[:, None]
+    if len(x) != len(y):
+        raise SpecError(f"data: x has {len(x)} samples but y has {len(y)}")
+    if len(x) < 2:
+        raise SpecError(f"data: needs at least 2 samples, got {len(x)}")
+    if not np.all(np.isfinite(x)):
+        raise SpecError("data: x holds NaN or infinite values")
+    if task == "classification":
+        y = _as_labels(np.asarray(y), "data.y")
+        n_out = int(y.max()) + 1
+        if n_out < 2:
+            raise SpecError("data.y: classification needs at least 2 classes")
+    else:
+        y = np.asarray(y, dtype=np.float32)
+        y = y[:, None] if y.ndim == 1 else y.reshape(len(y), -1)
+        n_out = y.shape[1]
+    if data.get("standardize"):
+        mu, sd = x.mean(0), x.std(0)
+        x = ((x - mu) / np.where(sd > 0, sd, 1)).astype(np.float32)
+    order = rng.permutation(len(x))
+    n_test = int(round(data["test_fraction"] * len(x)))
+    if n_test >= len(x):
+        raise SpecError("data.test_fraction leaves no training samples")
+    test, train = order[:n_test], order[n_test:]
+    return DataSet(kind, task, np.ascontiguousarray(x[train]), y[train],
+                   np.ascontiguousarray(x[test]), y[test], n_out)

@@ -1,0 +1,45 @@
+"""An experiment: a validated spec turned into data, a model and a device."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .build import Model, build_stack
+from .custom import build_custom
+from .data import DataSet, make_dataset
+from .spec import SpecError, validate
+
+
+@dataclass
+class Experiment:
+    spec: dict          # validated, defaults filled in
+    base_dir: Path | None
+    data: DataSet
+    model: Model
+    device: torch.device
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SpecError("train.device: 'cuda' asked for but no CUDA device is available (use 'auto')")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def build(spec: dict, base_dir=None, seed: int | None = None) -> Experiment:
+    """Validate ``spec`` and build its data and model; ``seed`` overrides train.seed."""
+    spec = validate(spec)
+    if seed is not None:
+        spec["train"]["seed"] = int(seed)
+    data = make_dataset(spec["data"], base_dir)
+    if spec["train"]["loss"] == "cross_entropy" and data.task != "classification":
+        raise SpecError("train.loss: cross_entropy needs class labels; this data is regression (use mse)")
+    m, s = spec["model"], spec["train"]["seed"]
+    if "python" in m:
+        model = build_custom(m, base_dir, data.input_shape, data.n_outputs, s)
+    else:
+        model = build_stack(m["layers"], data.input_shape, data.n_outputs, s)
+    return Experiment(spec, Path(base_dir) if base_dir else None, data, model, pick_device(spec["train"]["device"]))

@@ -1,0 +1,101 @@
+"""History: the recorded steps of a run, bounded in memory however long it goes.
+
+Rows live in preallocated numpy arrays. When they are full, the older half is
+thinned to every other row while the newer half stays at full resolution, so
+recent steps are always complete and old ones grow sparser (a run of any
+length fits in ``budget_bytes``). Numpy only: widgets read it directly.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .snapshot import PER_ACT, PER_LAYER, SCALARS, Snapshot
+
+DEFAULT_BUDGET = 96 * 2**20  # bytes for all arrays together
+
+
+class History:
+    def __init__(self, layer_names, act_names, units, time_steps: int = 0,
+                 budget_bytes: int = DEFAULT_BUDGET, min_capacity: int = 512):
+        self.layer_names = list(layer_names)
+        self.act_names = list(act_names)
+        self.units = list(units)  # neurons of each layer, for neuron_grad
+        self.offsets = np.concatenate([[0], np.cumsum(self.units)]).astype(int)
+        self.time_steps = time_steps
+        L, A, U = len(self.layer_names), len(self.act_names), int(sum(self.units))
+        self.widths = {"step": 0, **{k: 0 for k in SCALARS}, **{k: L for k in PER_LAYER},
+                       **{k: A for k in PER_ACT}, "neuron_grad": U}
+        if time_steps:
+            self.widths["time_grad_norm"] = time_steps
+        row_bytes = sum(max(w, 1) for w in self.widths.values()) * 8
+        self.capacity = max(min_capacity, int(budget_bytes // row_bytes))
+        self._data = {k: self._empty(k, w) for k, w in self.widths.items()}
+        self.n = 0
+        self.version = 0          # bumps on every change; views redraw when it moves
+        self.latest: Snapshot | None = None
+        self.latest_hist: np.ndarray | None = None  # [A, bins] histogram of z, newest
+        self.stop_reason: str | None = None
+
+    def _empty(self, key: str, width: int) -> np.ndarray:
+        shape = (self.capacity, width) if width else (self.capacity,)
+        if key == "step":
+            return np.zeros(shape, np.int64)
+        return np.full(shape, np.nan, np.float32 if key == "neuron_grad" else np.float64)
+
+    @classmethod
+    def for_probe(cls, probe, time_steps: int = 0, **kw) -> "History":
+        return cls(probe.layer_names, probe.act_names, probe.units, time_steps, **kw)
+
+    def __len__(self) -> int:
+        return self.n
+
+    # ------------------------------------------------------------------ writing
+    def append(self, s: Snapshot) -> None:
+        if self.n == self.capacity:
+            self._decimate()
+        i = self.n
+        for k in self.widths:
+            v = getattr(s, k)
+            if v is None:
+                continue
+            if k == "time_grad_norm" and len(v) != self.time_steps:
+                continue  # a batch of another length: the row keeps NaN
+            self._data[k][i] = v
+        self.n += 1
+        self.version += 1
+        self.latest = s
+        if s.preact_hist is not None:
+            self.latest_hist = s.preact_hist
+
+    def extend(self, snaps) -> None:
+        for s in snaps:
+            self.append(s)
+
+    def _decimate(self) -> None:
+        keep_recent = self.capacity // 2
+        old = np.arange(0, self.capacity - keep_recent, 2)
+        keep = np.concatenate([old, np.arange(self.capacity - keep_recent, self.capacity)])
+        for arr in self._data.values():
+            arr[: len(keep)] = arr[keep]
+            arr[len(keep):] = np.nan if arr.dtype.kind == "f" else 0
+        self.n = len(keep)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def steps(self) -> np.ndarray:
+        return self._data["step"][: self.n]
+
+    def series(self, key: str) -> np.ndarray:
+        """[T] or [T, L] / [T, A] / [T, S] view of the stored rows (do not write to it)."""
+        return self._data[key][: self.n]
+
+    def has(self, key: str) -> bool:
+        return key in self._data
+
+    def neuron_grad(self, layer: int) -> np.ndarray:
+        """[T, units] mean |dL/dz| of each unit of one layer."""
+        a, b = self.offsets[layer], self.offsets[layer + 1]
+        return self._data["neuron_grad"][: self.n, a:b]
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self._data.values())

@@ -1,0 +1,290 @@
+"""The experiment spec (Contract 1): load, validate, fill defaults, save.
+
+A spec is plain JSON-compatible data (dicts and lists). ``validate`` checks it
+and returns a normalised deep copy with every default filled in, or raises
+SpecError with a message that names the offending key, e.g.
+"layer 3 (linear): units must be a positive integer, got -4".
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+from .activations import ACTIVATIONS
+
+FORMAT = "backprop-lab/spec"
+VERSION = 1
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; the message names the problem."""
+
+
+# ----------------------------------------------------------------------------- catalog
+# Each layer type: its palette group and its parameters with defaults. The
+# stack editor builds its palette and property editor from this table.
+INIT_SCHEMES = ("default", "normal", "uniform", "xavier_normal", "xavier_uniform",
+                "kaiming_normal", "kaiming_uniform", "orthogonal")
+BIAS_SCHEMES = ("zeros", "default", "normal", "uniform")
+RECURRENT_TYPES = ("rnn", "lstm", "gru")
+
+LAYER_TYPES: dict[str, dict] = {
+    "linear": {"group": "Dense", "params": {"units": 32, "bias": True,
+                                            "init": {"scheme": "default"},
+                                            "bias_init": {"scheme": "default"}}},
+    "sigmoid": {"group": "Activations", "params": {}},
+    "tanh": {"group": "Activations", "params": {}},
+    "relu": {"group": "Activations", "params": {}},
+    "leaky_relu": {"group": "Activations", "params": {"slope": 0.01}},
+    "elu": {"group": "Activations", "params": {"alpha": 1.0}},
+    "gelu": {"group": "Activations", "params": {}},
+    "softplus": {"group": "Activations", "params": {}},
+    "identity": {"group": "Activations", "params": {}},
+    "batchnorm": {"group": "Normalisation", "params": {}},
+    "layernorm": {"group": "Normalisation", "params": {}},
+    "dropout": {"group": "Normalisation", "params": {"p": 0.5}},
+    "residual": {"group": "Structure", "params": {"layers": []}},
+    "rnn": {"group": "Recurrent", "params": {"units": 32, "init": {"scheme": "default"}}},
+    "lstm": {"group": "Recurrent", "params": {"units": 32, "init": {"scheme": "default"},
+                                              "forget_bias": None}},
+    "gru": {"group": "Recurrent", "params": {"units": 32, "init": {"scheme": "default"}}},
+}
+assert set(ACTIVATIONS) <= set(LAYER_TYPES)
+
+DATA_KINDS: dict[str, dict] = {
+    "spirals": {"n": 1000, "classes": 3, "noise": 0.2, "turns": 1.5},
+    "circles": {"n": 1000, "noise": 0.1, "factor": 0.5},
+    "xor": {"n": 1000, "noise": 0.1},
+    "blobs": {"n": 1000, "classes": 3, "std": 1.0, "dim": 2},
+    "gaussian": {"n": 1000, "classes": 3, "dim": 2},
+    "digits": {},
+    "memory": {"n": 1000, "length": 20, "features": 1},
+    "adding": {"n": 1000, "length": 20},
+    "npz": {"path": None, "standardize": False},
+    "csv": {"path": None, "target": -1, "task": "classification", "standardize": False},
+}
+DATA_COMMON = {"test_fraction": 0.2, "seed": 0}
+
+LOSSES = ("cross_entropy", "mse")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
+DEVICES = ("cpu", "cuda", "auto")
+TRAIN_DEFAULTS = {
+    "loss": None,  # None: cross_entropy for classification data, mse for regression
+    "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0,
+    "clip_norm": None, "clip_value": None, "batch_size": 64, "steps": 500,
+    "seed": 0, "device": "cpu", "eval_every": 10,
+}
+TOP_KEYS = {"format", "version", "name", "description", "data", "model", "train", "stopped"}
+
+
+def default_layer(kind: str) -> dict:
+    """A new layer of this type with every parameter at its default."""
+    return {"type": kind, **copy.deepcopy(LAYER_TYPES[kind]["params"])}
+
+
+def new_spec(name: str = "untitled") -> dict:
+    return {"format": FORMAT, "version": VERSION, "name": name,
+            "data": {"kind": "spirals"}, "model": {"layers": []}, "train": {}}
+
+
+# ----------------------------------------------------------------------------- checks
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _need(cond: bool, where: str, what: str, got) -> None:
+    if not cond:
+        raise SpecError(f"{where}: {what}, got {json.dumps(got)}")
+
+
+def _unknown(d: dict, allowed, where: str) -> None:
+    extra = sorted(set(d) - set(allowed))
+    if extra:
+        raise SpecError(f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _check_init(init, where: str, schemes) -> dict:
+    if isinstance(init, str):
+        init = {"scheme": init}
+    _need(isinstance(init, dict) and "scheme" in init, where, "must be an object with a 'scheme'", init)
+    s = init["scheme"]
+    _need(s in schemes, where, f"scheme must be one of {', '.join(schemes)}", s)
+    allowed = {"scheme"} | {"normal": {"std", "mean"}, "uniform": {"a"}, "orthogonal": {"gain"},
+                            "xavier_normal": {"gain"}, "xavier_uniform": {"gain"},
+                            "kaiming_normal": {"gain"}, "kaiming_uniform": {"gain"}}.get(s, set())
+    _unknown(init, allowed, where)
+    for k in ("std", "a", "gain"):
+        if k in init:
+            _need(_is_num(init[k]) and init[k] > 0, f"{where}.{k}", "must be a positive number", init[k])
+    if "mean" in init:
+        _need(_is_num(init["mean"]), f"{where}.mean", "must be a number", init["mean"])
+    return dict(init)
+
+
+def validate_layers(layers, where: str = "model") -> list[dict]:
+    _need(isinstance(layers, list), f"{where}.layers", "must be a list of layers", layers)
+    out = []
+    for i, layer in enumerate(layers, 1):
+        kind = layer.get("type") if isinstance(layer, dict) else None
+        lw = f"layer {i} ({kind})" if where == "model" else f"{where} > layer {i} ({kind})"
+        if not isinstance(layer, dict) or kind not in LAYER_TYPES:
+            raise SpecError(f"layer {i}: type must be one of {', '.join(LAYER_TYPES)}, got "
+                            f"{json.dumps(kind if isinstance(layer, dict) else layer)}")
+        params = LAYER_TYPES[kind]["params"]
+        _unknown(layer, {"type", "name", *params}, lw)
+        full = {"type": kind, **copy.deepcopy(params), **copy.deepcopy(layer)}
+        if "units" in params:
+            _need(_is_int(full["units"]) and full["units"] > 0, lw, "units must be a positive integer",
+                  full["units"])
+        if "bias" in params:
+            _need(isinstance(full["bias"], bool), lw, "bias must be true or false", full["bias"])
+        if "init" in params:
+            full["init"] = _check_init(full["init"], f"{lw}: init", INIT_SCHEMES)
+        if "bias_init" in params:
+            full["bias_init"] = _check_init(full["bias_init"], f"{lw}: bias_init", BIAS_SCHEMES)
+        if kind == "leaky_relu":
+            _need(_is_num(full["slope"]) and full["slope"] >= 0, lw, "slope must be a number >= 0",
+                  full["slope"])
+        if kind == "elu":
+            _need(_is_num(full["alpha"]) and full["alpha"] > 0, lw, "alpha must be a positive number",
+                  full["alpha"])
+        if kind == "dropout":
+            _need(_is_num(full["p"]) and 0 <= full["p"] < 1, lw, "p must be in [0, 1)", full["p"])
+        if kind == "lstm":
+            _need(full["forget_bias"] is None or _is_num(full["forget_bias"]), lw,
+                  "forget_bias must be null (PyTorch's init) or a number", full["forget_bias"])
+        if kind == "residual":
+            full["layers"] = validate_layers(full["layers"], lw)
+            _need(len(full["layers"]) > 0, lw, "a residual block needs at least one layer", [])
+        if "name" in full:
+            _need(isinstance(full["name"], str), lw, "name must be text", full["name"])
+        out.append(full)
+    return out
+
+
+def _check_data(data) -> dict:
+    _need(isinstance(data, dict) and "kind" in data, "data", "must be an object with a 'kind'", data)
+    kind = data["kind"]
+    _need(kind in DATA_KINDS, "data.kind", f"must be one of {', '.join(DATA_KINDS)}", kind)
+    allowed = {"kind", *DATA_COMMON, *DATA_KINDS[kind]}
+    _unknown(data, allowed, "data")
+    full = {"kind": kind, **DATA_COMMON, **DATA_KINDS[kind], **data}
+    tf = full["test_fraction"]
+    _need(_is_num(tf) and 0 <= tf < 1, "data.test_fraction", "must be in [0, 1)", tf)
+    _need(_is_int(full["seed"]), "data.seed", "must be an integer", full["seed"])
+    for k in ("n", "classes", "length", "features", "dim"):
+        if k in full:
+            low = 2 if k == "classes" else 1
+            _need(_is_int(full[k]) and full[k] >= low, f"data.{k}", f"must be an integer >= {low}", full[k])
+    for k in ("noise", "std", "factor", "turns"):
+        if k in full:
+            _need(_is_num(full[k]) and full[k] >= 0, f"data.{k}", "must be a number >= 0", full[k])
+    if kind in ("npz", "csv"):
+        _need(isinstance(full["path"], str) and full["path"], "data.path", "must name a file", full["path"])
+        _need(isinstance(full["standardize"], bool), "data.standardize", "must be true or false",
+              full["standardize"])
+    if kind == "csv":
+        _need(full["task"] in ("classification", "regression"), "data.task",
+              "must be classification or regression", full["task"])
+    return full
+
+
+def _check_model(model) -> dict:
+    _need(isinstance(model, dict), "model", "must be an object", model)
+    if "python" in model:
+        _unknown(model, {"python", "class", "kwargs"}, "model")
+        _need(isinstance(model["python"], str), "model.python", "must be a file name", model["python"])
+        _need(isinstance(model.get("class"), str), "model.class", "must name the module class",
+              model.get("class"))
+        kw = model.get("kwargs", {})
+        _need(isinstance(kw, dict), "model.kwargs", "must be an object", kw)
+        return {"python": model["python"], "class": model["class"], "kwargs": dict(kw)}
+    _unknown(model, {"layers"}, "model")
+    _need("layers" in model, "model", "needs 'layers' (a list) or 'python' (a file)", model)
+    return {"layers": validate_layers(model["layers"])}
+
+
+def _check_train(train) -> dict:
+    _need(isinstance(train, dict), "train", "must be an object", train)
+    _unknown(train, TRAIN_DEFAULTS, "train")
+    t = {**TRAIN_DEFAULTS, **train}
+    if t["loss"] is not None:
+        _need(t["loss"] in LOSSES, "train.loss", f"must be one of {', '.join(LOSSES)}", t["loss"])
+    _need(t["optimizer"] in OPTIMIZERS, "train.optimizer", f"must be one of {', '.join(OPTIMIZERS)}",
+          t["optimizer"])
+    _need(_is_num(t["lr"]) and t["lr"] > 0, "train.lr", "must be a positive number", t["lr"])
+    _need(_is_num(t["momentum"]) and 0 <= t["momentum"] < 1, "train.momentum", "must be in [0, 1)",
+          t["momentum"])
+    _need(_is_num(t["weight_decay"]) and t["weight_decay"] >= 0, "train.weight_decay",
+          "must be a number >= 0", t["weight_decay"])
+    for k in ("clip_norm", "clip_value"):
+        _need(t[k] is None or (_is_num(t[k]) and t[k] > 0), f"train.{k}", "must be null or a positive number",
+              t[k])
+    _need(t["batch_size"] is None or (_is_int(t["batch_size"]) and t["batch_size"] > 0),
+          "train.batch_size", "must be null (full batch) or a positive integer", t["batch_size"])
+    _need(_is_int(t["steps"]) and t["steps"] > 0, "train.steps", "must be a positive integer", t["steps"])
+    _need(_is_int(t["seed"]), "train.seed", "must be an integer", t["seed"])
+    _need(t["device"] in DEVICES, "train.device", f"must be one of {', '.join(DEVICES)}", t["device"])
+    _need(_is_int(t["eval_every"]) and t["eval_every"] > 0, "train.eval_every", "must be a positive integer",
+          t["eval_every"])
+    return t
+
+
+def validate(spec) -> dict:
+    """Check a spec and return a normalised copy with all defaults filled in."""
+    if not isinstance(spec, dict):
+        raise SpecError(f"a spec must be a JSON object, got {type(spec).__name__}")
+    _unknown(spec, TOP_KEYS, "spec")
+    fmt = spec.get("format", FORMAT)
+    _need(fmt == FORMAT, "format", f"must be {FORMAT!r}", fmt)
+    ver = spec.get("version", VERSION)
+    _need(ver == VERSION, "version", f"unsupported version (this build reads version {VERSION})", ver)
+    name = spec.get("name", "untitled")
+    _need(isinstance(name, str), "name", "must be text", name)
+    for key in ("data", "model"):
+        if key not in spec:
+            raise SpecError(f"spec: missing key {key!r}")
+    out = {"format": FORMAT, "version": VERSION, "name": name,
+           "description": spec.get("description", ""),
+           "data": _check_data(spec["data"]), "model": _check_model(spec["model"]),
+           "train": _check_train(spec.get("train", {}))}
+    if "stopped" in spec:
+        out["stopped"] = str(spec["stopped"])
+    return out
+
+
+def loads(text: str) -> dict:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SpecError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    return validate(raw)
+
+
+def load(path) -> tuple[dict, Path]:
+    """Read and validate a spec file; returns (spec, folder that relative paths refer to)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{p}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{p}: cannot read ({e})") from None
+    try:
+        return loads(text), p.resolve().parent
+    except SpecError as e:
+        raise SpecError(f"{p.name}: {e}") from None
+
+
+def dumps(spec: dict) -> str:
+    return json.dumps(spec, indent=2)
+
+
+def save(spec: dict, path) -> None:
+    Path(path).write_text(dumps(spec) + "\n", encoding="utf-8")

@@ -1,0 +1,238 @@
+"""The training loop: plain Python, any thread, steered by a thread-safe Control.
+
+    exp = experiment.build(spec, base_dir)
+    trainer = Trainer(exp)
+    reason = trainer.run(steps=500, on_snapshot=history.append)
+
+Step k computes the loss, the gradients and every probe statistic at the
+weights before the k-th update, then makes the update. A loss that is NaN or
+infinite ends the run (the step that showed it is recorded, no update is made).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .experiment import Experiment
+from .probes import Probe
+from .snapshot import Snapshot
+
+FINISHED, STOPPED = "finished", "stopped by the user"
+
+
+class Control:
+    """Thread-safe commands for a running Trainer: pause, resume, step, stop, set_lr."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._paused = False
+        self._stop = False
+        self._budget = 0   # single steps allowed while paused
+        self._lr = None
+
+    def pause(self):
+        with self._cond:
+            self._paused = True
+            self._cond.notify_all()
+
+    def resume(self):
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    def step(self, n: int = 1):
+        """Pause (if running) and let exactly n more steps happen."""
+        with self._cond:
+            self._paused = True
+            self._budget += n
+            self._cond.notify_all()
+
+    def stop(self):
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+
+    def set_lr(self, lr: float):
+        with self._cond:
+            self._lr = float(lr)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop
+
+    def take_lr(self):
+        with self._cond:
+            lr, self._lr = self._lr, None
+            return lr
+
+    def wait_turn(self) -> bool:
+        """Block while paused; False once stop was asked."""
+        with self._cond:
+            while not self._stop and self._paused and self._budget == 0:
+                self._cond.wait(0.1)
+            if self._stop:
+                return False
+            if self._paused:
+                self._budget -= 1
+            return True
+
+
+def _optimizer(params, t: dict):
+    name, lr, wd = t["optimizer"], t["lr"], t["weight_decay"]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd)
+    if name in ("momentum", "nesterov"):
+        return torch.optim.SGD(params, lr=lr, momentum=t["momentum"], nesterov=name == "nesterov",
+                               weight_decay=wd)
+    return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
+            "adagrad": torch.optim.Adagrad}[name](params, lr=lr, weight_decay=wd)
+
+
+class Trainer:
+    def __init__(self, exp: Experiment, hist_every: int = 0):
+        self.exp, self.t = exp, exp.spec["train"]
+        self.hist_every = hist_every
+        self.device = exp.device
+        self.module = exp.model.module.to(self.device)
+        self.probe = Probe(exp.model)
+        self.optimizer = _optimizer(self.module.parameters(), self.t)
+        d = exp.data
+        self.x = torch.as_tensor(d.x_train, device=self.device)
+        self.y = torch.as_tensor(d.y_train, device=self.device)
+        self.x_test = torch.as_tensor(d.x_test, device=self.device)
+        self.y_test = torch.as_tensor(d.y_test, device=self.device)
+        self.classify = d.task == "classification"
+        self.loss_name = self.t["loss"] or ("cross_entropy" if self.classify else "mse")
+        n = len(d.x_train)
+        bs = self.t["batch_size"]
+        self.batch = n if bs is None or bs >= n else bs
+        self._rng = np.random.default_rng(self.t["seed"])
+        self._order, self._pos = np.arange(n), n  # reshuffled at the first batch
+        self.step_index = 0
+        self.stop_reason = None
+        torch.manual_seed(self.t["seed"])  # dropout draws
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def set_lr(self, lr: float) -> None:
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+
+    # ------------------------------------------------------------------ pieces
+    def _next_batch(self):
+        n = len(self.x)
+        if self.batch == n:
+            return self.x, self.y
+        if self._pos + self.batch > n:  # a new epoch; the short tail is dropped
+            self._order, self._pos = self._rng.permutation(n), 0
+        idx = torch.as_tensor(self._order[self._pos:self._pos + self.batch], device=self.device)
+        self._pos += self.batch
+        return self.x[idx], self.y[idx]
+
+    def loss_fn(self, out, y):
+        if self.loss_name == "cross_entropy":
+            if not self.classify:
+                raise ValueError("cross_entropy needs class labels; use mse for regression data")
+            return F.cross_entropy(out, y)
+        target = F.one_hot(y, out.shape[-1]).to(out.dtype) if self.classify else y
+        return F.mse_loss(out, target)  # the mean over every (sample, output) entry
+
+    def _accuracy(self, out, y):
+        if not self.classify:
+            return torch.tensor(math.nan, device=out.device)
+        return (out.argmax(-1) == y).float().mean()
+
+    @torch.no_grad()
+    def evaluate(self):
+        """(loss, accuracy) on the test split in eval mode, or NaN with no test split."""
+        if len(self.x_test) == 0:
+            return math.nan, math.nan
+        was = self.module.training
+        self.module.eval()
+        out = self.module(self.x_test)
+        loss, acc = self.loss_fn(out, self.y_test), self._accuracy(out, self.y_test)
+        self.module.train(was)
+        return float(loss), float(acc)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> Snapshot:
+        k = self.step_index
+        self.module.train()
+        x, y = self._next_batch()
+        want_hist = self.hist_every > 0 and k % self.hist_every == 0
+        self.probe.begin(want_hist)
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.module(x)
+        loss = self.loss_fn(out, y)
+        loss.backward()
+        self.probe.active = False
+        wg, bg = self.probe.grad_norms()
+        finite = bool(torch.isfinite(loss))
+        before = self.probe.weights_before()
+        if finite:
+            params = [p for p in self.module.parameters() if p.grad is not None]
+            if self.t["clip_norm"] is not None:
+                nn.utils.clip_grad_norm_(params, self.t["clip_norm"])
+            if self.t["clip_value"] is not None:
+                nn.utils.clip_grad_value_(params, self.t["clip_value"])
+            self.optimizer.step()
+            ur = self.probe.update_ratio(before)
+        else:
+            ur = torch.full_like(wg, math.nan)
+        head = torch.stack([loss.detach().float(), self._accuracy(out.detach(), y).float()])
+        s = self.probe.collect(head, wg, bg, ur)
+        test_loss = test_acc = math.nan
+        if finite and (k % self.t["eval_every"] == 0):
+            test_loss, test_acc = self.evaluate()
+        self.step_index += 1
+        if not finite:
+            self.stop_reason = f"loss became {float(loss)} at step {k}"
+        return Snapshot(k, float(s["head"][0]), float(s["head"][1]), test_loss, test_acc, self.lr,
+                        s["weight_grad_norm"], s["bias_grad_norm"], s["delta_norm"], s["update_ratio"],
+                        s["preact_mean"], s["preact_std"], s["mean_derivative"], s["saturated_frac"],
+                        s["dead_frac"], s["neuron_grad"], s["time_grad_norm"], s["preact_hist"])
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, steps: int | None = None, control: Control | None = None, on_snapshot=None,
+            on_progress=None) -> str:
+        """Train until ``steps`` more updates are done, the loss stops being finite, or stop.
+
+        Returns the reason the run ended. Safe to call from any thread.
+        """
+        control = control or Control()
+        end = self.step_index + (self.t["steps"] if steps is None else steps)
+        self.stop_reason = None
+        while self.step_index < end:
+            if not control.wait_turn():
+                self.stop_reason = STOPPED
+                break
+            lr = control.take_lr()
+            if lr is not None:
+                self.set_lr(lr)
+            snap = self.train_step()
+            if on_snapshot is not None:
+                on_snapshot(snap)
+            if on_progress is not None:
+                on_progress(self.step_index, end)
+            if self.stop_reason:
+                break
+        return self.stop_reason or FINISHED
+
+
+def time_steps(trainer: Trainer, n: int) -> float:
+    """Steps per second over n steps (for the CLI's report and benchmarks)."""
+    t0 = time.perf_counter()
+    trainer.run(n)
+    return n / max(time.perf_counter() - t0, 1e-9)
