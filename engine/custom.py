@@ -68,8 +68,8 @@ def load_module(model_spec: dict, base_dir) -> nn.Module:
     return net
 
 
-def instrument(net: nn.Module, in_shape: tuple, n_out: int) -> Model:
-    """Name the layers of a user's module and check that it fits the data."""
+def instrument(net: nn.Module, in_shape: tuple | None = None, n_out: int | None = None) -> Model:
+    """Name the layers of a user's module and (given the data's shapes) check that it fits."""
     weight_layers, act_layers, infos, recurrent = [], [], [], None
     for name, m in net.named_modules():
         if not name or list(m.children()):
@@ -84,6 +84,8 @@ def instrument(net: nn.Module, in_shape: tuple, n_out: int) -> Model:
             infos.append(LayerInfo(name, type(m).__name__, (), ()))
     if not weight_layers:
         raise SpecError("model: the module has no layer with a weight to watch")
+    if in_shape is None:
+        return Model(net, weight_layers, act_layers, recurrent, infos)
     with torch.no_grad():
         try:
             was = net.training

@@ -44,7 +44,9 @@ def save(path, history: History, spec: dict) -> None:
 
 
 def load(path) -> tuple[History, dict]:
-    """Read a record back into a History; returns (history, spec)."""
+    """Read a record (or a watched run directory's record) into a History; returns (history, spec)."""
+    if Path(path).is_dir():
+        path = Path(path) / "record.npz"
     try:
         f = np.load(path, allow_pickle=False)
     except FileNotFoundError:

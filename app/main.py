@@ -1,0 +1,72 @@
+"""Start the desktop app: check the display, make the window, exit cleanly.
+
+Ctrl+C and SIGTERM in the terminal close the window like Ctrl+Q does: the
+training thread is stopped, the window (and its pyqtgraph widgets) is deleted
+before the interpreter exits, and the exit status is 0.
+"""
+from __future__ import annotations
+
+import ctypes.util
+import os
+import signal
+import sys
+
+XCB_LIBS = {"xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4", "xcb-keysyms": "libxcb-keysyms1"}
+
+
+def display_problem() -> str | None:
+    """Why Qt could not open a window here, in plain words (None when it can)."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform and not platform.startswith("xcb"):
+        return None
+    if sys.platform != "linux":
+        return None
+    if not os.environ.get("DISPLAY"):
+        if os.environ.get("WAYLAND_DISPLAY") and not platform:
+            return None
+        return ("no display: DISPLAY is not set. Run it on a desktop, under Xvfb, or headless with "
+                "QT_QPA_PLATFORM=offscreen")
+    missing = [pkg for lib, pkg in XCB_LIBS.items() if ctypes.util.find_library(lib) is None]
+    if missing:
+        return ("Qt's X11 (xcb) platform plugin needs the libraries " + " ".join(missing) +
+                "; install them with: sudo apt-get install " + " ".join(missing))
+    return None
+
+
+def main(spec: str | None = None, run: bool = False, watch: str | None = None) -> int:
+    problem = display_problem()
+    if problem:
+        print(f"backprop-lab: {problem}", file=sys.stderr)
+        return 1
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Backprop Lab")
+    app.setOrganizationName("Backprop Lab")
+    window = MainWindow()
+    window.show()
+    if watch:
+        window.watch_directory(watch)
+    elif spec:
+        if window.open_spec_file(spec) and run:
+            QTimer.singleShot(0, window.session.start)
+
+    def close_from_terminal(signum, frame):  # Ctrl+C, SIGTERM: as if the user closed the window
+        QTimer.singleShot(0, window.close)
+
+    signal.signal(signal.SIGINT, close_from_terminal)
+    signal.signal(signal.SIGTERM, close_from_terminal)
+    # Python runs signal handlers only between bytecodes; wake it regularly.
+    ticker = QTimer()
+    ticker.timeout.connect(lambda: None)
+    ticker.start(200)
+    code = app.exec()
+    ticker.stop()
+    window.shutdown()
+    window.deleteLater()
+    del window
+    app.processEvents()  # carry out the deleteLater before the interpreter tears down
+    return code
