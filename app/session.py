@@ -15,9 +15,21 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from engine import experiment, record, spec as specmod
+from engine.activations import ACTIVATIONS, activation
 from engine.build import plan
 from engine.history import History
 from engine.trainer import FINISHED, Control, Trainer
+
+_CLASS_TYPES = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "leakyrelu": "leaky_relu",
+                "elu": "elu", "gelu": "gelu", "softplus": "softplus"}
+
+
+def activation_from_name(name: str):
+    """Activation of a recorded layer name: "2 sigmoid" or "act1 (LeakyReLU)" (default parameters)."""
+    word = name.split(" ", 1)[-1].strip("()").lower()
+    kind = _CLASS_TYPES.get(word, word)
+    return activation({"type": kind if kind in ACTIVATIONS else "identity"})
+
 
 EMIT_INTERVAL = 1 / 30  # seconds between batches sent to the GUI thread
 HIST_EVERY = 4          # a histogram of z every few steps is plenty for the live panel
@@ -307,9 +319,21 @@ class Session(QObject):
         self._set_state("viewing")
         return True
 
+    def show_history(self, history: History, spec: dict, state: str = "viewing") -> None:
+        """Show a History that was not trained here (a followed run directory)."""
+        self.stop()
+        self.history = history
+        self.exp = self.trainer = None
+        self.problem = None
+        self.spec_name = spec.get("name", "")
+        self.history_reset.emit()
+        self._set_state(state)
+
     def layer_activations(self) -> list:
-        """The Activation object of each activation layer (for the f, f' panel)."""
-        return [a for _, _, a in self.exp.model.act_layers] if self.exp else []
+        """The Activation of each activation layer (for the f, f' panel), input side first."""
+        if self.exp is not None:
+            return [a for _, _, a in self.exp.model.act_layers]
+        return [activation_from_name(n) for n in (self.history.act_names if self.history else [])]
 
     def copy_spec(self) -> dict:
         return copy.deepcopy(self.spec)

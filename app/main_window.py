@@ -1,0 +1,345 @@
+"""The main window: docks of views wired to the Session. It only wires.
+
+Every view reads the Session's History; every user intent (an edit, Run, a
+remedy) goes to the Session. Selecting a layer anywhere selects it everywhere:
+the selection is a stack path such as "3" or "4.1" ("out" for the added output
+layer), and each view is told the index it has for that path.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox)
+
+from app.session import Session
+from app.toolbar import RunToolBar
+from engine import diagnosis, remedies
+from widgets import theme
+from widgets.activation_panel import ActivationPanel
+from widgets.diagnosis_panel import DiagnosisPanel
+from widgets.gradient_flow import GradientFlow
+from widgets.gradient_heatmap import GradientHeatmap
+from widgets.layer_palette import LayerPalette
+from widgets.layer_stack import LayerStackView
+from widgets.loss_plot import LossPlot
+from widgets.neuron_heatmap import NeuronHeatmap
+from widgets.property_editor import PropertyEditor
+from widgets.settings_panel import SettingsPanel
+
+REFRESH_MS = 40          # views redraw at most 25 times a second
+DIAGNOSE_EVERY = 6       # ... and the diagnosis every 6th refresh (~4 Hz)
+MAX_RECENT = 8
+
+
+def path_of(name: str) -> str:
+    """The stack path a layer name starts with: "4.1 linear" -> "4.1"."""
+    return name.split(" ", 1)[0]
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.session = Session(self)
+        self.settings = QSettings("Backprop Lab", "Backprop Lab")
+        self._selected_path: str | None = None
+        self._refreshes = 0
+        self._shown_version = -1
+        self._watch = None
+        self.setWindowTitle("Backprop Lab")
+        self.resize(1500, 920)
+        self._make_views()
+        self._make_docks()
+        self.toolbar = RunToolBar(self)
+        self.addToolBar(self.toolbar)
+        self._make_menus()
+        self._make_status_bar()
+        self._connect()
+        self._restore_settings()
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self._refresh)
+        self._timer.start(REFRESH_MS)
+        self._on_spec_changed()
+        self._on_history_reset()
+
+    # ------------------------------------------------------------------ building
+    def _make_views(self) -> None:
+        self.heatmap = GradientHeatmap()
+        self.neurons = NeuronHeatmap()
+        self.activation = ActivationPanel()
+        self.flow = GradientFlow()
+        self.loss = LossPlot()
+        self.palette = LayerPalette()
+        self.stack = LayerStackView()
+        self.undo_stack = self.stack.undo_stack
+        self.properties = PropertyEditor(self.stack.model, self.undo_stack)
+        self.train_settings = SettingsPanel(self.undo_stack)
+        self.diagnosis = DiagnosisPanel(remedies.REMEDIES)
+        self.setCentralWidget(self.heatmap)
+
+    def _dock(self, title: str, widget, area, name: str) -> QDockWidget:
+        d = QDockWidget(title, self)
+        d.setObjectName(name)
+        d.setWidget(widget)
+        self.addDockWidget(area, d)
+        return d
+
+    def _make_docks(self) -> None:
+        L, R, B = Qt.LeftDockWidgetArea, Qt.RightDockWidgetArea, Qt.BottomDockWidgetArea
+        self.docks = {
+            "palette": self._dock("Layers", self.palette, L, "palette"),
+            "stack": self._dock("Layer stack", self.stack, L, "stack"),
+            "diagnosis": self._dock("Diagnosis", self.diagnosis, R, "diagnosis"),
+            "properties": self._dock("Properties", self.properties, R, "properties"),
+            "settings": self._dock("Data and training", self.train_settings, R, "settings"),
+            "flow": self._dock("Gradient flow", self.flow, B, "flow"),
+            "activation": self._dock("Activation f, f' and z", self.activation, B, "activation"),
+            "neurons": self._dock("Neurons of the selected layer", self.neurons, B, "neurons"),
+            "loss": self._dock("Loss and accuracy", self.loss, B, "loss"),
+        }
+        self.splitDockWidget(self.docks["palette"], self.docks["stack"], Qt.Vertical)
+        self.tabifyDockWidget(self.docks["properties"], self.docks["settings"])
+        self.docks["properties"].raise_()
+        self.splitDockWidget(self.docks["flow"], self.docks["activation"], Qt.Horizontal)
+        self.splitDockWidget(self.docks["activation"], self.docks["loss"], Qt.Horizontal)
+        self.tabifyDockWidget(self.docks["flow"], self.docks["neurons"])
+        self.docks["flow"].raise_()
+        self.resizeDocks([self.docks["palette"], self.docks["stack"]], [260, 520], Qt.Vertical)
+        self.resizeDocks([self.docks["palette"]], [250], Qt.Horizontal)
+        self.resizeDocks([self.docks["diagnosis"]], [330], Qt.Horizontal)
+        self.resizeDocks([self.docks["flow"]], [330], Qt.Vertical)
+
+    def _make_menus(self) -> None:
+        from app.menus import build_menus
+        self.actions = build_menus(self)
+
+    def _make_status_bar(self) -> None:
+        self.status_labels = {k: QLabel() for k in ("state", "step", "loss", "acc", "speed", "data")}
+        for k, lab in self.status_labels.items():
+            lab.setMinimumWidth(90)
+            self.statusBar().addPermanentWidget(lab)
+
+    def _connect(self) -> None:
+        s = self.session
+        s.spec_changed.connect(self._on_spec_changed)
+        s.history_reset.connect(self._on_history_reset)
+        s.state_changed.connect(self._on_state_changed)
+        s.run_ended.connect(self._on_run_ended)
+        s.error.connect(self._show_error)
+        self.palette.layer_requested.connect(self.stack.append_layer)
+        self.stack.model.layers_changed.connect(self._on_layers_edited)
+        self.stack.layer_selected.connect(lambda path: self.select_path(".".join(map(str, path))))
+        self.train_settings.settings_changed.connect(self._on_settings_edited)
+        self.heatmap.layer_selected.connect(self._select_layer_index)
+        self.flow.layer_selected.connect(self._select_layer_index)
+        self.heatmap.statistic_changed.connect(self.flow.set_statistic)
+        self.flow.statistic_changed.connect(self.heatmap.set_statistic)
+        self.diagnosis.finding_activated.connect(self._show_finding)
+        self.diagnosis.remedy_requested.connect(self.apply_remedy)
+        self.diagnosis.remedy_compare_requested.connect(self.apply_remedy_and_compare)
+
+    # ------------------------------------------------------------------ session -> views
+    def _on_spec_changed(self) -> None:
+        s = self.session
+        name = s.spec.get("name") or "untitled"
+        self.setWindowTitle(f"Backprop Lab — {name}")
+        if "layers" in s.spec["model"]:
+            self.stack.set_layers(s.spec["model"]["layers"])
+        self.stack.set_plan(s.infos)
+        self.train_settings.set_spec_sections(s.spec["data"], s.spec["train"])
+        self.toolbar.set_lr(s.spec["train"]["lr"])
+        self.activation.set_activations(s.layer_activations())
+        data = s.exp.data.describe() if s.exp else "—"
+        self.status_labels["data"].setText(f"data: {data}")
+        if s.problem:
+            self.statusBar().showMessage(s.problem)
+
+    def _on_history_reset(self) -> None:
+        h = self.session.history
+        for view in (self.heatmap, self.neurons, self.activation, self.flow, self.loss):
+            view.set_history(h)
+        self._shown_version = -1
+        self.diagnosis.set_findings([], 0)
+        if self._selected_path is not None:
+            self.select_path(self._selected_path)
+
+    def _on_state_changed(self, state: str) -> None:
+        self.toolbar.set_state(state)
+        editing = state not in ("running", "paused")
+        self.stack.set_locked(not editing, "Training is running. Stop it (Shift+F5) or Reset to edit the stack.")
+        self.train_settings.setEnabled(editing)
+        self.status_labels["state"].setText(state)
+
+    def _on_run_ended(self, reason: str) -> None:
+        self.statusBar().showMessage(f"Run ended: {reason}", 10000)
+        self._refresh(force_diagnosis=True)
+
+    def _show_error(self, message: str) -> None:
+        self.statusBar().showMessage(message, 15000)
+
+    def _refresh(self, force_diagnosis: bool = False) -> None:
+        h = self.session.history
+        if h is None:
+            return
+        for view in (self.heatmap, self.neurons, self.activation, self.flow, self.loss):
+            if view.isVisible():
+                view.refresh()
+        self._refreshes += 1
+        if h.version != self._shown_version and (force_diagnosis or self._refreshes % DIAGNOSE_EVERY == 0):
+            self._shown_version = h.version
+            self.diagnosis.set_findings(diagnosis.diagnose(h) if len(h) else [], len(h))
+        self._update_status(h)
+
+    def _update_status(self, h) -> None:
+        s = h.latest
+        lab = self.status_labels
+        if s is None:
+            lab["step"].setText("step —")
+            lab["loss"].setText("loss —")
+            lab["acc"].setText("acc —")
+            lab["speed"].setText("")
+            return
+        lab["step"].setText(f"step {s.step}")
+        lab["loss"].setText(f"loss {s.loss:.4g}")
+        lab["acc"].setText("acc —" if s.accuracy != s.accuracy else f"acc {s.accuracy:.3f}")
+        if self.session.state == "running":
+            lab["speed"].setText(f"{self.session.steps_per_second:.0f} steps/s")
+
+    # ------------------------------------------------------------------ selection
+    def select_path(self, path: str) -> None:
+        """Select one layer everywhere."""
+        self._selected_path = path
+        h = self.session.history
+        if h is None:
+            return
+        layers = [path_of(n) for n in h.layer_names]
+        acts = [path_of(n) for n in h.act_names]
+        if path in layers:
+            self.heatmap.set_selected_layer(layers.index(path))
+            self.flow.set_selected_layer(layers.index(path))
+            self.neurons.set_selected_layer(layers.index(path))
+        act = self._activation_for(path, layers, acts)
+        if act is not None:
+            self.activation.set_selected_layer(act)
+
+    @staticmethod
+    def _activation_for(path: str, layers: list, acts: list):
+        """The activation at ``path``, or the first one after a layer at ``path``."""
+        if path in acts:
+            return acts.index(path)
+        order = sorted(set(layers) | set(acts), key=_path_key)
+        if path not in order:
+            return None
+        later = [p for p in order[order.index(path) + 1:] if p in acts]
+        return acts.index(later[0]) if later else None
+
+    def _select_layer_index(self, i: int) -> None:
+        h = self.session.history
+        if h is not None and 0 <= i < len(h.layer_names):
+            path = path_of(h.layer_names[i])
+            self.select_path(path)
+            if path != "out":
+                self.stack.select_path(tuple(int(p) for p in path.split(".")))
+
+    def _show_finding(self, f) -> None:
+        h = self.session.history
+        if h is None or not f.layers:
+            return
+        names = list(h.layer_names)
+        idx = [names.index(n) for n in f.layers if n in names]
+        if idx:
+            self._select_layer_index(idx[0])
+            first, last = f.steps if f.steps else (int(h.steps[0]), int(h.steps[-1]))
+            self.heatmap.zoom_to(min(idx), max(idx), first, last)
+
+    # ------------------------------------------------------------------ editing
+    def _on_layers_edited(self) -> None:
+        spec = self.session.copy_spec()
+        if "layers" not in spec["model"]:
+            return
+        spec["model"]["layers"] = self.stack.layers()
+        self.session.set_spec(spec)
+
+    def _on_settings_edited(self, data: dict, train: dict) -> None:
+        spec = self.session.copy_spec()
+        spec["data"], spec["train"] = data, train
+        self.session.set_spec(spec)
+
+    def apply_remedy(self, remedy_id: str) -> None:
+        """Apply a remedy as one undoable edit of the stack and settings."""
+        try:
+            new_spec, description = remedies.apply(remedy_id, self.session.copy_spec())
+        except Exception as e:  # a remedy that does not apply to this stack
+            self._show_error(f"cannot apply {remedy_id}: {e}")
+            return
+        self.session.stop()
+        self.stack.replace_spec(self.session.copy_spec(), new_spec, description, self.session.set_spec)
+        self.statusBar().showMessage(f"Applied: {description}. Undo with Ctrl+Z.", 8000)
+
+    def apply_remedy_and_compare(self, remedy_id: str) -> None:
+        from app.compare import CompareWindow
+        try:
+            new_spec, description = remedies.apply(remedy_id, self.session.copy_spec())
+        except Exception as e:
+            self._show_error(f"cannot apply {remedy_id}: {e}")
+            return
+        w = CompareWindow(self.session.copy_spec(), new_spec, self.session.base_dir,
+                          ("current", description), parent=self)
+        w.show()
+        w.start()
+
+    # ------------------------------------------------------------------ files
+    def open_spec_file(self, path) -> bool:
+        ok = self.session.open_spec(path)
+        if ok:
+            self.undo_stack.clear()
+            self.add_recent(str(Path(path).resolve()))
+        return ok
+
+    def add_recent(self, path: str) -> None:
+        recent = [p for p in self.recent_files() if p != path]
+        self.settings.setValue("recent", [path] + recent[: MAX_RECENT - 1])
+        self.actions.rebuild_recent()
+
+    def recent_files(self) -> list:
+        v = self.settings.value("recent", [])
+        return [v] if isinstance(v, str) else list(v or [])
+
+    def watch_directory(self, run_dir: str) -> None:
+        from app.watcher import RunDirWatcher
+        self._watch = RunDirWatcher(self.session, run_dir, self)
+        self._watch.start()
+
+    # ------------------------------------------------------------------ settings & exit
+    def _restore_settings(self) -> None:
+        geo = self.settings.value("geometry")
+        state = self.settings.value("window_state")
+        if isinstance(geo, QByteArray):
+            self.restoreGeometry(geo)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+        if self.settings.value("presentation", False) in (True, "true"):
+            self.actions.presentation.setChecked(True)
+
+    def set_presentation_mode(self, on: bool) -> None:
+        theme.set_presentation_mode(on)
+        self.settings.setValue("presentation", on)
+
+    def shutdown(self) -> None:
+        """Stop the worker and timers; safe to call twice."""
+        self._timer.stop()
+        if self._watch is not None:
+            self._watch.stop()
+        self.session.stop()
+
+    def closeEvent(self, event) -> None:
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("window_state", self.saveState())
+        self.shutdown()
+        super().closeEvent(event)
+
+
+def _path_key(p: str):
+    return (1, ()) if p == "out" else (0, tuple(int(x) for x in p.split(".")))
