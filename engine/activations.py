@@ -37,6 +37,7 @@ class Activation:
     df: Callable[[np.ndarray], np.ndarray]
     # torch derivative from (z, a=f(z)); imported lazily so this module stays numpy-only
     torch_df: Callable
+    slope: float = 0.0   # leaky_relu's negative slope (the probes' closed form uses it)
 
 
 def _sigmoid(params):
@@ -63,7 +64,7 @@ def _leaky_relu(params):
     return Activation(
         "leaky_relu", max(1.0, s), lambda z: np.where(z > 0, z, s * z),
         lambda z: np.where(z > 0, 1.0, s),
-        lambda z, a: _torch().where(z > 0, 1.0, s).to(z.dtype))
+        lambda z, a: _torch().where(z > 0, 1.0, s).to(z.dtype), slope=s)
 
 
 def _elu(params):

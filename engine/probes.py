@@ -42,9 +42,72 @@ def _unit_axis(t: torch.Tensor) -> int:
     return 1 if t.dim() >= 4 else t.dim() - 1
 
 
-def _units_first(t: torch.Tensor) -> torch.Tensor:
-    """Reshape to (units, everything else)."""
-    return t.movedim(_unit_axis(t), 0).reshape(t.shape[_unit_axis(t)], -1)
+def _other_axes(t: torch.Tensor) -> tuple:
+    """Every axis but the unit axis: reducing over them gives one number per unit."""
+    u = _unit_axis(t)
+    return tuple(i for i in range(t.dim()) if i != u)
+
+
+def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict) -> list:
+    """Five 0-d tensors of raw sums and counts for one activation layer.
+
+    [sum z, sum z^2, sum f'(z) (or the count of z > 0), count of saturated
+    entries, count of dead units]; ``finish_activation`` turns them into the
+    Contract 2 statistics in numpy after the step's single host copy, so the
+    hot path has no small divisions. Few passes over the batch: closed forms
+    where f' is piecewise constant (ReLU, LeakyReLU, identity), and a reused
+    buffer for sigmoid/tanh, whose f' comes from the output a (a - a^2, 1 - a^2).
+    """
+    axes = _other_axes(z)
+    # sum z and ||z||^2 (torch.var_mean is several times slower on the CPU); the
+    # float32 reductions are pairwise, about 1e-7 relative, and the difference
+    # E[z^2] - E[z]^2 is taken in float64 afterwards
+    moments = [z.sum(), torch.linalg.vector_norm(z).square()]
+    threshold = SATURATION_FRACTION * act.max_derivative
+    if act.name in ("relu", "leaky_relu"):
+        active = torch.count_nonzero(z > 0)           # f' = 1 there, f' = slope elsewhere
+        if act.slope == 0:                            # dead: no sample gives the unit a positive z
+            dead = torch.count_nonzero(z.amax(dim=axes) <= 0) if axes else (z.max() <= 0).long()
+        else:
+            dead = active * 0
+        return moments + [active, active, dead]
+    if act.name == "identity":
+        zero = moments[0] * 0
+        return moments + [zero, zero, zero]
+    if act.name in ("sigmoid", "tanh"):
+        key = (a.shape, a.dtype, a.device)
+        d = scratch.get(key)
+        if d is None:
+            d = scratch[key] = torch.empty_like(a)
+        torch.mul(a, a, out=d)
+        if act.name == "sigmoid":
+            torch.sub(a, d, out=d)        # a - a^2 = a (1 - a)
+        else:
+            d.neg_().add_(1.0)           # 1 - a^2
+        size = d                         # f' >= 0
+    else:
+        d = act.torch_df(z, a)
+        size = d.abs()
+    alive = size.amax(dim=axes) if axes else size.max()
+    return moments + [d.sum(), torch.count_nonzero(d < threshold),
+                      torch.count_nonzero(alive == 0)]
+
+
+def finish_activation(act, raw: np.ndarray, n: int, units: int) -> np.ndarray:
+    """[preact_mean, preact_std, mean_derivative, saturated_frac, dead_frac] from the raw moments."""
+    sum_z, sum_z2, x, y, dead = (float(v) for v in raw)
+    mean = sum_z / n
+    std = math.sqrt(max(sum_z2 / n - mean * mean, 0.0))
+    if act.name in ("relu", "leaky_relu"):
+        active = x / n
+        mean_d = act.slope + (1.0 - act.slope) * active
+        threshold = SATURATION_FRACTION * act.max_derivative
+        saturated = (1.0 - active) * (act.slope < threshold) + active * (1.0 < threshold)
+    elif act.name == "identity":
+        mean_d, saturated = 1.0, 0.0
+    else:
+        mean_d, saturated = x / n, y / n
+    return np.array([mean, std, mean_d, saturated, dead / units])
 
 
 class Probe:
@@ -67,7 +130,7 @@ class Probe:
         self._has_bias = torch.zeros(len(self.layer_names), dtype=torch.bool)
         self._has_bias[self._b_owner] = True
         self.units = [self._units_of(m) for _, m in model.weight_layers]
-        self._handles = []
+        self._handles, self._scratch, self._before = [], {}, None
         for i, (_, m) in enumerate(model.weight_layers):
             self._handles.append(m.register_forward_hook(self._layer_hook(i)))
         for i, (_, m, act) in enumerate(model.act_layers):
@@ -96,7 +159,9 @@ class Probe:
         nan = torch.tensor(math.nan)
         self._delta = [nan] * len(self.layer_names)
         self._neuron = [torch.full((u,), math.nan) for u in self.units]
-        self._act = [torch.full((5,), math.nan) for _ in self.act_names]
+        self._neuron_count = [1] * len(self.units)
+        self._act = [None] * len(self.act_names)        # raw moments, see activation_moments
+        self._act_sizes = [None] * len(self.act_names)  # (entries, units) of each z
         self._hist = [None] * len(self.act_names)
         self._time = {}
 
@@ -107,8 +172,9 @@ class Probe:
             self._delta[i] = torch.linalg.vector_norm(g)
             if g.dim() == 1:
                 g = g[:, None]
-            if g.shape[_unit_axis(g)] == self.units[i]:
-                self._neuron[i] = _units_first(g).abs().mean(1)
+            if g.shape[_unit_axis(g)] == self.units[i]:  # sum |dL/dz_j|; collect divides by the batch
+                self._neuron[i] = g.abs().sum(dim=_other_axes(g))
+                self._neuron_count[i] = g.numel() // self.units[i]
             return None
 
         def hook(module, inputs, output):
@@ -118,19 +184,13 @@ class Probe:
         return hook
 
     def _act_hook(self, i, act):
-        threshold = SATURATION_FRACTION * act.max_derivative
-
         def hook(module, inputs, output):
             if not self.active:
                 return
             with torch.no_grad():
                 z = inputs[0].detach()
-                d = act.torch_df(z, _first_tensor(output).detach())
-                var, mean = torch.var_mean(z, correction=0)
-                saturated = (d < threshold).sum() / d.numel()
-                alive = (_units_first(d) != 0).any(1)
-                dead = 1.0 - alive.sum() / alive.numel()
-                self._act[i] = torch.stack([mean, var.sqrt(), d.mean(), saturated, dead]).float()
+                self._act[i] = activation_moments(act, z, _first_tensor(output).detach(), self._scratch)
+                self._act_sizes[i] = (z.numel(), z.shape[_unit_axis(z)] if z.dim() > 1 else 1)
                 if self.want_hist:
                     self._hist[i] = torch.histc(z.float().clamp(*HIST_RANGE), HIST_BINS, *HIST_RANGE)
         return hook
@@ -167,8 +227,15 @@ class Probe:
         return torch.zeros(n, device=dev).index_add_(0, owner.to(dev), sq).sqrt()
 
     def weights_before(self):
+        """A copy of every weight, into buffers kept from step to step (no allocation)."""
         with torch.no_grad():
-            return torch._foreach_mul([p.detach() for p in self.weights], 1.0)
+            ws = [p.detach() for p in self.weights]
+            if self._before is None or any(b.shape != w.shape or b.device != w.device
+                                           for b, w in zip(self._before, ws)):
+                self._before = [torch.empty_like(w) for w in ws]
+            if ws:
+                torch._foreach_copy_(self._before, ws)
+            return self._before
 
     def update_ratio(self, before):
         n = len(self.layer_names)
@@ -176,10 +243,12 @@ class Probe:
             return torch.zeros(n)
         dev = self.weights[0].device
         with torch.no_grad():
-            diff = torch._foreach_sub([p.detach() for p in self.weights], before)
             owner = self._w_owner.to(dev)
-            num = torch.zeros(n, device=dev).index_add_(0, owner, torch.stack(torch._foreach_norm(diff)).float().square())
-            den = torch.zeros(n, device=dev).index_add_(0, owner, torch.stack(torch._foreach_norm(before)).float().square())
+            den = torch.stack(torch._foreach_norm(before)).float().square()
+            torch._foreach_sub_(before, [p.detach() for p in self.weights])  # now W_before - W_after
+            num = torch.stack(torch._foreach_norm(before)).float().square()
+            num = torch.zeros(n, device=dev).index_add_(0, owner, num)
+            den = torch.zeros(n, device=dev).index_add_(0, owner, den)
             return num.sqrt() / den.sqrt()
 
     def collect(self, head: torch.Tensor, wg, bg, ur) -> dict:
@@ -191,7 +260,8 @@ class Probe:
         parts = [head.float(), wg.float(), bg.float(),
                  torch.stack(self._delta).float().to(dev) if self._delta else torch.zeros(0, device=dev),
                  ur.float(),
-                 torch.cat([a.to(dev) for a in self._act]) if self._act else torch.zeros(0, device=dev),
+                 torch.stack([t for m in self._act if m is not None for t in m]).to(dev)
+                 if any(m is not None for m in self._act) else torch.zeros(0, device=dev),
                  torch.cat([x.float().to(dev) for x in self._neuron]) if self._neuron else torch.zeros(0, device=dev),
                  torch.stack(times).float() if times else torch.zeros(0, device=dev),
                  torch.cat(hist).float() if len(hist) == len(self._hist) and hist else torch.zeros(0, device=dev)]
@@ -199,10 +269,14 @@ class Probe:
         flat = torch.cat([p.reshape(-1).to(dev) for p in parts]).cpu().numpy()
         chunks = np.split(flat, np.cumsum(sizes)[:-1])
         A = len(self.act_names)
-        act = chunks[5].reshape(A, 5) if A else np.zeros((0, 5), np.float32)
+        act = np.full((A, 5), np.nan)
+        raw = iter(chunks[5].reshape(-1, 5))
+        for i, (_, _, a) in enumerate(self.model.act_layers):
+            if self._act[i] is not None:
+                act[i] = finish_activation(a, next(raw), *self._act_sizes[i])
         out = {"head": chunks[0], "weight_grad_norm": chunks[1], "bias_grad_norm": chunks[2],
                "delta_norm": chunks[3], "update_ratio": chunks[4],
-               "neuron_grad": chunks[6],
+               "neuron_grad": (chunks[6] / np.repeat(self._neuron_count, self.units)).astype(np.float32),
                "time_grad_norm": chunks[7] if self.model.recurrent is not None else None,
                "preact_hist": chunks[8].reshape(A, HIST_BINS) if chunks[8].size else None}
         for k, name in enumerate(ACT_STATS):
