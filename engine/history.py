@@ -23,11 +23,12 @@ class History:
         self.offsets = np.concatenate([[0], np.cumsum(self.units)]).astype(int)
         self.time_steps = time_steps
         L, A, U = len(self.layer_names), len(self.act_names), int(sum(self.units))
-        self.widths = {"step": 0, **{k: 0 for k in SCALARS}, **{k: L for k in PER_LAYER},
+        # width None: one number per step; an int: a row per step (may be 0 wide)
+        self.widths = {"step": None, **{k: None for k in SCALARS}, **{k: L for k in PER_LAYER},
                        **{k: A for k in PER_ACT}, "neuron_grad": U}
         if time_steps:
             self.widths["time_grad_norm"] = time_steps
-        row_bytes = sum(max(w, 1) for w in self.widths.values()) * 8
+        row_bytes = sum(w or 1 for w in self.widths.values()) * 8
         self.capacity = max(min_capacity, int(budget_bytes // row_bytes))
         self._data = {k: self._empty(k, w) for k, w in self.widths.items()}
         self.n = 0
@@ -37,7 +38,7 @@ class History:
         self.stop_reason: str | None = None
 
     def _empty(self, key: str, width: int) -> np.ndarray:
-        shape = (self.capacity, width) if width else (self.capacity,)
+        shape = (self.capacity,) if width is None else (self.capacity, width)
         if key == "step":
             return np.zeros(shape, np.int64)
         return np.full(shape, np.nan, np.float32 if key == "neuron_grad" else np.float64)
