@@ -1,0 +1,49 @@
+"""Take the README's screenshot from the real app: the deep sigmoid preset, mid-run.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python tools/screenshot.py docs/screenshot.png [PRESET] [STEPS]
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main(out="docs/screenshot.png", preset="deep_sigmoid_vanishing", steps=300) -> int:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QEventLoop, QSettings, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    QSettings.setDefaultFormat(QSettings.IniFormat)
+    app = QApplication.instance() or QApplication([])
+    from app.main_window import MainWindow
+
+    w = MainWindow()
+    w.resize(1600, 960)
+    w.show()
+    w.open_spec_file(ROOT / "resources" / "presets" / f"{preset}.json")
+    w.session.spec["train"]["steps"] = int(steps)
+    w.session.start()
+    loop = QEventLoop()
+    w.session.run_ended.connect(lambda _: QTimer.singleShot(600, loop.quit))
+    QTimer.singleShot(120_000, loop.quit)  # never hang
+    loop.exec()
+    if w.stack.model.rowCount() > 4:
+        w.select_path("5")
+    QTimer.singleShot(400, loop.quit)
+    loop.exec()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    ok = w.grab().save(str(out))
+    w.shutdown()
+    w.close()
+    w.deleteLater()
+    app.processEvents()
+    print(f"{'wrote' if ok else 'FAILED to write'} {out}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
