@@ -1,0 +1,659 @@
+"""The layer stack editor: a tree of the layers, input side first.
+
+Each row shows the layer's number (the path of the spec's messages and of the
+run record's layer names), its type and main parameters, and the shape of one
+sample at its output; residual blocks hold their body as child rows; the
+output layer that build adds is a greyed last row. Problems (from
+validate_layers, or from the plan the app hands over with ``set_plan``) get a
+red mark, a tooltip and a line in the banner under the tree.
+
+Every edit is an undo command on ``undo_stack``: drops from the palette and
+drags inside the tree (through the model's dropMimeData), Delete, Ctrl+C/X/V,
+Ctrl+D, Alt+Up/Down, Ctrl+G (wrap in a residual block), Ctrl+Shift+G (unwrap).
+While ``set_locked(True, reason)`` holds (training runs), edits are refused
+and the reason is shown.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QModelIndex, QPointF, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import (QAction, QColor, QFont, QFontMetrics, QGuiApplication, QIcon, QKeySequence, QPainter,
+                           QPainterPath, QPalette, QPen, QPixmap)
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QHeaderView, QLabel, QMenu,
+                               QSizePolicy, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QToolButton,
+                               QTreeView, QVBoxLayout, QWidget)
+
+from engine.spec import LAYER_TYPES
+from widgets.layer_catalog import (GROUP_COLOURS, GROUPS, format_shape, info_get, layers_from_text, new_layer,
+                                   path_text, top_paths)
+from widgets.stack_model import (ADDED_ROLE, GROUP_ROLE, MIME_TYPE, PATH_ROLE, PROBLEM_ROLE, SUMMARY_ROLE, TYPE_ROLE,
+                                 LayerStackModel, decode_mime, layers_mime, problem_icon)
+from widgets.undo_commands import ReplaceSpec
+
+HINT = "Drag layers in from the palette; right-click a layer for more."
+KEYS_TIP = ("Del: remove · Ctrl+C / Ctrl+X / Ctrl+V: copy, cut, paste · Ctrl+D: duplicate · "
+            "Alt+↑ / Alt+↓: move · Ctrl+G: wrap in a residual block · Ctrl+Shift+G: unwrap")
+
+
+# ----------------------------------------------------------------------------- icons
+def tool_icon(name: str, colour: QColor) -> QIcon:
+    """Small line icons for the tool row, drawn so that no icon files are needed."""
+    icon = QIcon()
+    faint = QColor(colour)
+    faint.setAlphaF(0.3)
+    icon.addPixmap(_tool_pixmap(name, QColor(colour)), QIcon.Normal)
+    icon.addPixmap(_tool_pixmap(name, faint), QIcon.Disabled)
+    return icon
+
+
+def _tool_pixmap(name: str, colour: QColor) -> QPixmap:
+    size = 16
+    pm = QPixmap(size * 2, size * 2)
+    pm.setDevicePixelRatio(2.0)
+    pm.fill(Qt.transparent)
+    p = QPainter(pm)
+    p.setRenderHint(QPainter.Antialiasing)
+    pen = QPen(colour, 1.6, Qt.SolidLine, Qt.RoundCap, Qt.RoundJoin)
+    p.setPen(pen)
+    p.setBrush(Qt.NoBrush)
+    if name == "add":
+        p.drawLine(QPointF(8, 3), QPointF(8, 13))
+        p.drawLine(QPointF(3, 8), QPointF(13, 8))
+    elif name == "duplicate":
+        back = QPainterPath()
+        back.moveTo(2.5, 10.5), back.lineTo(2.5, 2.5), back.lineTo(10.5, 2.5)
+        p.drawPath(back)
+        p.drawRoundedRect(QRectF(5.5, 5.5, 8, 8), 1.5, 1.5)
+    elif name == "remove":
+        p.drawLine(QPointF(4, 4), QPointF(12, 12))
+        p.drawLine(QPointF(12, 4), QPointF(4, 12))
+    elif name in ("up", "down"):
+        path = QPainterPath()
+        if name == "up":
+            path.moveTo(8, 13.5), path.lineTo(8, 3), path.moveTo(4, 7), path.lineTo(8, 3), path.lineTo(12, 7)
+        else:
+            path.moveTo(8, 2.5), path.lineTo(8, 13), path.moveTo(4, 9), path.lineTo(8, 13), path.lineTo(12, 9)
+        p.drawPath(path)
+    elif name in ("wrap", "unwrap"):
+        if name == "unwrap":
+            pen.setStyle(Qt.DotLine)
+            p.setPen(pen)
+        p.drawRoundedRect(QRectF(4.5, 7.5, 7, 6), 1.5, 1.5)
+        pen.setStyle(Qt.SolidLine)
+        p.setPen(pen)
+        path = QPainterPath()     # the skip connection arching over the body
+        path.moveTo(2.5, 11)
+        path.cubicTo(2.5, 1.5, 13.5, 1.5, 13.5, 11)
+        p.drawPath(path)
+    p.end()
+    return pm
+
+
+# ----------------------------------------------------------------------------- painting
+class LayerDelegate(QStyledItemDelegate):
+    """Column 0: group bar, number, problem mark, type (bold) and parameters (dim)."""
+
+    def paint(self, painter, option, index):
+        if index.column() != 0:
+            opt = QStyleOptionViewItem(option)
+            self.initStyleOption(opt, index)
+            opt.font.setFamilies(["DejaVu Sans Mono", "Menlo", "Consolas", "monospace"])
+            opt.font.setPointSizeF(opt.font.pointSizeF() * 0.92)
+            style = opt.widget.style() if opt.widget else QApplication.style()
+            style.drawControl(QStyle.CE_ItemViewItem, opt, painter, opt.widget)
+            return
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        style = opt.widget.style() if opt.widget else QApplication.style()
+        opt.text = ""
+        opt.icon = QIcon()
+        opt.features &= ~QStyleOptionViewItem.HasDecoration
+        style.drawControl(QStyle.CE_ItemViewItem, opt, painter, opt.widget)
+
+        added, problem = bool(index.data(ADDED_ROLE)), index.data(PROBLEM_ROLE)
+        selected = bool(opt.state & QStyle.State_Selected)
+        fg = opt.palette.color(QPalette.HighlightedText if selected else QPalette.Text)
+        dim = QColor(fg)
+        dim.setAlphaF(0.55)
+        r = opt.rect.adjusted(2, 0, -4, 0)
+        painter.save()
+        painter.setRenderHint(QPainter.Antialiasing)
+        painter.setPen(Qt.NoPen)
+        colour = QColor(GROUP_COLOURS.get(index.data(GROUP_ROLE), "#888888"))
+        if added:
+            colour = dim
+        painter.setBrush(colour)
+        painter.drawRoundedRect(QRectF(r.left(), r.top() + 4, 3, r.height() - 8), 1.5, 1.5)
+
+        x = r.left() + 9
+        small = QFont(opt.font)
+        small.setPointSizeF(opt.font.pointSizeF() * 0.85)
+        fm_small = QFontMetrics(small)
+        path = index.data(PATH_ROLE) or ()
+        num = "out" if added else path_text(path)
+        wnum = max(fm_small.horizontalAdvance("00.0"), fm_small.horizontalAdvance(num))
+        painter.setFont(small)
+        painter.setPen(dim)
+        painter.drawText(QRect(x, r.top(), wnum, r.height()), Qt.AlignRight | Qt.AlignVCenter, num)
+        x += wnum + 8
+        if problem:
+            s = 14
+            problem_icon(s).paint(painter, QRect(x, r.top() + (r.height() - s) // 2, s, s))
+            x += s + 5
+
+        bold = QFont(opt.font)
+        bold.setBold(not added)
+        bold.setItalic(added)
+        kind = index.data(TYPE_ROLE) or ""
+        painter.setFont(bold)
+        painter.setPen(dim if added else (QColor("#d64541") if problem and not selected else fg))
+        fm_b = QFontMetrics(bold)
+        wk = fm_b.horizontalAdvance(kind)
+        painter.drawText(QRect(x, r.top(), wk + 2, r.height()), Qt.AlignLeft | Qt.AlignVCenter, kind)
+        x += wk + 8
+        summary = index.data(SUMMARY_ROLE) or ""
+        if summary and x < r.right():
+            f = QFont(opt.font)
+            f.setItalic(added)
+            painter.setFont(f)
+            painter.setPen(dim)
+            text = QFontMetrics(f).elidedText(summary, Qt.ElideRight, r.right() - x)
+            painter.drawText(QRect(x, r.top(), r.right() - x, r.height()), Qt.AlignLeft | Qt.AlignVCenter, text)
+        painter.restore()
+
+    def sizeHint(self, option, index):
+        s = super().sizeHint(option, index)
+        h = QFontMetrics(option.font).height() + 10
+        if index.column() == 0:
+            fm = QFontMetrics(option.font)
+            w = 60 + fm.horizontalAdvance(f"{index.data(TYPE_ROLE)} {index.data(SUMMARY_ROLE) or ''}") + 16
+            return QSize(max(s.width(), w), max(s.height(), h))
+        return QSize(s.width() + 8, max(s.height(), h))
+
+
+# ----------------------------------------------------------------------------- the tree
+def _key_matches(event, seq) -> bool:
+    if isinstance(seq, QKeySequence.StandardKey):
+        return event.matches(seq)
+    return QKeySequence(event.keyCombination()) == QKeySequence(seq)
+
+
+class StackTree(QTreeView):
+    """The tree widget: drag and drop go through the model; a hint is painted when empty."""
+
+    refused = Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.key_bindings: list = []   # [(key sequence, callable)], filled by LayerStackView
+        self.setDragDropMode(QAbstractItemView.DragDrop)
+        self.setDefaultDropAction(Qt.MoveAction)
+        self.setDropIndicatorShown(True)
+        self.setDragDropOverwriteMode(False)
+        self.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.setUniformRowHeights(True)
+        self.setIndentation(16)
+        self.setAllColumnsShowFocus(True)
+        self.setExpandsOnDoubleClick(False)
+        self.setItemDelegate(LayerDelegate(self))
+        self.setContextMenuPolicy(Qt.CustomContextMenu)
+
+    def _locked(self) -> bool:
+        m = self.model()
+        return isinstance(m, LayerStackModel) and m.locked
+
+    def dragEnterEvent(self, event):
+        if self._locked():
+            event.ignore()
+            self.refused.emit(self.model().lock_reason)
+            return
+        super().dragEnterEvent(event)
+
+    def dragMoveEvent(self, event):
+        if self._locked():
+            event.ignore()
+            return
+        super().dragMoveEvent(event)
+
+    def dropEvent(self, event):
+        if self._locked():
+            event.ignore()
+            self.refused.emit(self.model().lock_reason)
+            return
+        super().dropEvent(event)
+
+    def event(self, e):
+        # take our keys before a window shortcut with the same keys would
+        if e.type() == QEvent.ShortcutOverride and any(_key_matches(e, k) for k, _ in self.key_bindings):
+            e.accept()
+            return True
+        return super().event(e)
+
+    def keyPressEvent(self, event):
+        for seq, fn in self.key_bindings:
+            if _key_matches(event, seq):
+                fn()
+                event.accept()
+                return
+        super().keyPressEvent(event)
+
+    def paintEvent(self, event):
+        super().paintEvent(event)
+        if self.model() is not None and self.model().rowCount() == 0:
+            p = QPainter(self.viewport())
+            c = self.palette().color(QPalette.Text)
+            c.setAlphaF(0.45)
+            p.setPen(c)
+            p.drawText(self.viewport().rect().adjusted(12, 12, -12, -12), Qt.AlignCenter | Qt.TextWordWrap,
+                       "Drop layers here\n\nDrag them from the palette, or double-click one there")
+            p.end()
+
+
+# ----------------------------------------------------------------------------- the editor
+class LayerStackView(QWidget):
+    """The stack editor: tool row, tree, banner. See the module docstring."""
+
+    layer_selected = Signal(object)   # path tuple of the current row: (3,), (4, 2) or ("out",)
+    edit_refused = Signal(str)        # an edit was refused (locked, invalid paste...): why
+
+    def __init__(self, parent=None, model: LayerStackModel | None = None):
+        super().__init__(parent)
+        self.model = model if model is not None else LayerStackModel(parent=self)
+        self.undo_stack = self.model.undo_stack
+        self._refusal: str | None = None
+        self._programmatic = 0
+        self._last_emitted = None
+        self._saved_path = None
+
+        self.tree = StackTree(self)
+        self.tree.setModel(self.model)
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
+        header.setDefaultAlignment(Qt.AlignLeft | Qt.AlignVCenter)
+        self.tree.expandAll()
+
+        self.banner = QLabel()
+        self.banner.setObjectName("stackBanner")
+        self.banner.setWordWrap(True)
+        self.banner.setTextFormat(Qt.RichText)
+        self.banner.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
+        self.banner.setToolTip(KEYS_TIP)
+        self.banner.setStyleSheet(
+            "#stackBanner { padding: 5px 7px; border-radius: 3px; }"
+            "#stackBanner[state='hint'] { color: palette(placeholder-text); }"
+            "#stackBanner[state='error'] { background: rgba(214, 69, 65, 0.13);"
+            " border-left: 3px solid #d64541; }"
+            "#stackBanner[state='locked'] { background: rgba(227, 163, 59, 0.18);"
+            " border-left: 3px solid #e3a33b; }")
+
+        self._make_actions()
+        tools = QHBoxLayout()
+        tools.setContentsMargins(0, 0, 0, 0)
+        tools.setSpacing(2)
+        ink = self.palette().color(QPalette.ButtonText)
+        self.tool_buttons: dict[str, QToolButton] = {}
+        for key in ("add", "duplicate", "remove", None, "up", "down", None, "wrap", "unwrap"):
+            if key is None:
+                tools.addSpacing(6)
+                continue
+            a = self.actions[key]
+            a.setIcon(tool_icon(key, ink))
+            b = QToolButton()
+            b.setDefaultAction(a)
+            b.setAutoRaise(True)
+            b.setToolButtonStyle(Qt.ToolButtonTextBesideIcon if key == "add" else Qt.ToolButtonIconOnly)
+            if key == "add":
+                b.setPopupMode(QToolButton.InstantPopup)
+            tools.addWidget(b)
+            self.tool_buttons[key] = b
+        tools.addStretch(1)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(4)
+        lay.addLayout(tools)
+        lay.addWidget(self.tree, 1)
+        lay.addWidget(self.banner)
+
+        m = self.model
+        m.layers_changed.connect(self._on_layers_changed)
+        m.plan_changed.connect(self._update_banner)
+        m.selection_hint.connect(self._on_selection_hint)
+        m.edit_refused.connect(self._on_refused)
+        m.locked_changed.connect(self._on_locked_changed)
+        m.modelAboutToBeReset.connect(self._on_about_to_reset)
+        m.modelReset.connect(self._on_reset)
+        m.rowsInserted.connect(self._on_rows_inserted)
+        self.tree.refused.connect(self._on_refused)
+        self.tree.selectionModel().currentChanged.connect(self._on_current_changed)
+        self.tree.selectionModel().selectionChanged.connect(lambda *_: self._update_actions())
+        self.tree.customContextMenuRequested.connect(self._on_context_menu)
+        self.tree.key_bindings = [
+            (QKeySequence.Delete, self.remove_selected), (QKeySequence(Qt.Key_Backspace), self.remove_selected),
+            (QKeySequence.Copy, self.copy_selected), (QKeySequence.Cut, self.cut_selected),
+            (QKeySequence.Paste, self.paste), (QKeySequence("Ctrl+D"), self.duplicate_selected),
+            (QKeySequence("Alt+Up"), lambda: self.move_selected(-1)),
+            (QKeySequence("Alt+Down"), lambda: self.move_selected(+1)),
+            (QKeySequence("Ctrl+G"), self.wrap_selected), (QKeySequence("Ctrl+Shift+G"), self.unwrap_selected),
+        ]
+        self._update_actions()
+        self._update_banner()
+
+    # ------------------------------------------------------------------ actions
+    def _make_actions(self) -> None:
+        def act(key, text, tip, keys, slot):
+            a = QAction(text, self)
+            a.setToolTip(f"{tip} ({keys})" if keys else tip)
+            if keys:
+                a.setShortcut(QKeySequence(keys))
+                a.setShortcutContext(Qt.WidgetShortcut)   # shown in menus; keys are handled by the tree
+                a.setShortcutVisibleInContextMenu(True)
+            if slot is not None:
+                a.triggered.connect(slot)
+            self.actions[key] = a
+            return a
+
+        self.actions: dict[str, QAction] = {}
+        self.context_menu: QMenu | None = None
+        act("add", "Add", "Add a layer after the selected one", None, None)
+        self.add_menu = QMenu(self)
+        for group in GROUPS:
+            sub = self.add_menu.addMenu(group)
+            for kind, entry in LAYER_TYPES.items():
+                if entry["group"] == group:
+                    sub.addAction(kind, lambda k=kind: self.insert_layer(k))
+        self.actions["add"].setMenu(self.add_menu)
+        act("duplicate", "Duplicate", "Duplicate the selected layers", "Ctrl+D", self.duplicate_selected)
+        act("remove", "Remove", "Remove the selected layers", "Del", self.remove_selected)
+        act("up", "Move up", "Move the selected layers up", "Alt+Up", lambda: self.move_selected(-1))
+        act("down", "Move down", "Move the selected layers down", "Alt+Down", lambda: self.move_selected(+1))
+        act("wrap", "Wrap in block", "Wrap the selected layers in a residual block y = x + f(x)", "Ctrl+G",
+            self.wrap_selected)
+        act("unwrap", "Unwrap block", "Unwrap the selected residual block", "Ctrl+Shift+G", self.unwrap_selected)
+        act("cut", "Cu&t", "Cut the selected layers", "Ctrl+X", self.cut_selected)
+        act("copy", "&Copy", "Copy the selected layers (as JSON too)", "Ctrl+C", self.copy_selected)
+        act("paste", "&Paste", "Paste layers after the selected one", "Ctrl+V", self.paste)
+
+    def _update_actions(self) -> None:
+        paths = [p for p in self.selected_paths() if p != ("out",)]
+        editable = not self.model.locked
+        one_parent = bool(paths) and len({p[:-1] for p in paths}) == 1
+        for key in ("duplicate", "remove", "cut", "up", "down"):
+            self.actions[key].setEnabled(editable and bool(paths))
+        self.actions["copy"].setEnabled(bool(paths))
+        self.actions["paste"].setEnabled(editable)
+        self.actions["add"].setEnabled(editable)
+        self.actions["wrap"].setEnabled(editable and one_parent and self._contiguous(paths))
+        cur = self.current_path()
+        self.actions["unwrap"].setEnabled(editable and cur is not None and cur != ("out",)
+                                          and self.model.layer(cur)["type"] == "residual")
+
+    def _on_context_menu(self, pos) -> None:
+        if self.context_menu is None:
+            menu = self.context_menu = QMenu(self)
+            menu.addMenu(self.add_menu).setText("Add layer after")
+            menu.addSeparator()
+            for key in ("cut", "copy", "paste", "duplicate", "remove"):
+                menu.addAction(self.actions[key])
+            menu.addSeparator()
+            for key in ("up", "down", "wrap", "unwrap"):
+                menu.addAction(self.actions[key])
+        self.context_menu.popup(self.tree.viewport().mapToGlobal(pos))
+
+    # ------------------------------------------------------------------ outside API
+    def layers(self) -> list[dict]:
+        return self.model.layers()
+
+    def set_layers(self, layers) -> None:
+        """Show the session's layers (no undo entry, no layers_changed)."""
+        self.model.set_layers(layers)
+        self._update_banner()
+
+    def set_plan(self, infos) -> None:
+        """Shapes and problems per layer: engine.build.plan's LayerInfo list, from the app."""
+        self.model.set_plan(infos)
+        self._update_banner()
+
+    def set_locked(self, locked: bool, reason: str = "") -> None:
+        """While locked (training runs) every edit is refused and ``reason`` is shown."""
+        self.model.set_locked(locked, reason or "The stack cannot be edited now.")
+
+    def is_locked(self) -> bool:
+        return self.model.locked
+
+    def message(self) -> str:
+        """The banner's text (plain)."""
+        return self._banner_plain
+
+    def current_path(self):
+        return self.model.path_of(self.tree.currentIndex())
+
+    def selected_paths(self) -> list[tuple]:
+        paths = [self.model.path_of(i) for i in self.tree.selectionModel().selectedRows(0)]
+        return top_paths(paths) + ([("out",)] if ("out",) in paths else [])
+
+    def select_path(self, path, emit: bool = False) -> None:
+        """Select one layer (from elsewhere in the app). Emits layer_selected only if ``emit``."""
+        self.select_paths([tuple(path)] if path is not None else [], emit=emit)
+
+    def select_paths(self, paths, emit: bool = False) -> None:
+        idx = [self.model.index_of(p) for p in paths]
+        idx = [i for i in idx if i.isValid()]
+        sm = self.tree.selectionModel()
+        self._programmatic += 0 if emit else 1
+        try:
+            if not idx:
+                sm.clearSelection()
+                sm.setCurrentIndex(QModelIndex(), sm.SelectionFlag.NoUpdate)
+                self.model.set_current(None)
+                return
+            sm.clearSelection()
+            for i in idx:
+                self.tree.scrollTo(i)
+                sm.select(i, sm.SelectionFlag.Select | sm.SelectionFlag.Rows)
+            sm.setCurrentIndex(idx[-1], sm.SelectionFlag.Current | sm.SelectionFlag.Rows)
+        finally:
+            self._programmatic -= 0 if emit else 1
+
+    def append_layer(self, kind: str) -> bool:
+        """Append a new layer of this type at the end of the stack (the palette's double-click)."""
+        dest = self.model.append_path()
+        return self.model.add_layers(dest, [new_layer(kind, self.model.width_at(dest))])
+
+    def insert_layer(self, kind: str, dest=None) -> bool:
+        """Insert a new layer at ``dest`` (default: after the selected layer)."""
+        dest = self._dest_after_selection() if dest is None else tuple(dest)
+        return self.model.add_layers(dest, [new_layer(kind, self.model.width_at(dest))])
+
+    def replace_spec(self, old_spec: dict, new_spec: dict, text: str, apply_fn) -> None:
+        """One undoable edit that swaps the whole spec through ``apply_fn`` (a remedy)."""
+        self.undo_stack.push(ReplaceSpec(old_spec, new_spec, text, apply_fn))
+
+    # ------------------------------------------------------------------ edits
+    def remove_selected(self) -> bool:
+        paths = [p for p in self.selected_paths() if p != ("out",)]
+        if self.model.locked:
+            return self.model.refuse()
+        if ("out",) in self.selected_paths() and not paths:
+            return self.model.refuse("The output layer is added by the builder; end the stack with a "
+                                     "linear layer of the output size to set it yourself.")
+        return self.model.remove_layers(paths) if paths else False
+
+    def copy_selected(self) -> bool:
+        paths = [p for p in self.selected_paths() if p != ("out",)]
+        if not paths:
+            return False
+        QGuiApplication.clipboard().setMimeData(layers_mime([self.model.layer(p) for p in paths]))
+        return True
+
+    def cut_selected(self) -> bool:
+        if self.model.locked:
+            return self.model.refuse()
+        return self.copy_selected() and self.remove_selected()
+
+    def paste(self) -> bool:
+        """Insert the clipboard's layers (our MIME type, or JSON text) after the selection."""
+        if self.model.locked:
+            return self.model.refuse()
+        md = QGuiApplication.clipboard().mimeData()
+        payload = decode_mime(md)
+        layers = payload.get("layers") if payload and "layers" in payload else None
+        if payload and "new" in payload:
+            layers = [new_layer(payload["new"])]
+        if layers is None and md is not None and md.hasText():
+            layers = layers_from_text(md.text())
+        if not layers:
+            return self.model.refuse("Nothing to paste: the clipboard holds no layers.")
+        return self.model.add_layers(self._dest_after_selection(), layers,
+                                     text=f"Paste {len(layers)} layer{'s' if len(layers) > 1 else ''}")
+
+    def duplicate_selected(self) -> bool:
+        if self.model.locked:
+            return self.model.refuse()
+        paths = [p for p in self.selected_paths() if p != ("out",)]
+        if not paths:
+            return False
+        last = paths[-1]
+        return self.model.add_layers(last[:-1] + (last[-1] + 1,), [self.model.layer(p) for p in paths],
+                                     text=f"Duplicate {len(paths)} layer{'s' if len(paths) > 1 else ''}")
+
+    def move_selected(self, delta: int) -> bool:
+        """Move the selected sibling layers one place up (-1) or down (+1)."""
+        if self.model.locked:
+            return self.model.refuse()
+        paths = [p for p in self.selected_paths() if p != ("out",)]
+        if not paths or len({p[:-1] for p in paths}) != 1 or not self._contiguous(paths):
+            return False
+        first, last = paths[0], paths[-1]
+        n = len(self.model.layer(first[:-1])["layers"]) if len(first) > 1 else len(self.model.layers())
+        if delta < 0 and first[-1] > 1:
+            return self.model.move_layers(paths, first[:-1] + (first[-1] - 1,))
+        if delta > 0 and last[-1] < n:
+            return self.model.move_layers(paths, last[:-1] + (last[-1] + 2,))
+        return False
+
+    def wrap_selected(self) -> bool:
+        """Put the selected sibling layers in a new residual block."""
+        if self.model.locked:
+            return self.model.refuse()
+        paths = [p for p in self.selected_paths() if p != ("out",)]
+        if not paths or len({p[:-1] for p in paths}) != 1 or not self._contiguous(paths):
+            return False
+        layers = self.model.layers()
+        siblings = _children(layers, paths[0][:-1])
+        i, j = paths[0][-1] - 1, paths[-1][-1]
+        siblings[i:j] = [{"type": "residual", "layers": siblings[i:j]}]
+        return self.model.replace_layers(layers, "Wrap in a residual block", select=[paths[0]])
+
+    def unwrap_selected(self) -> bool:
+        """Replace the current residual block by its body."""
+        if self.model.locked:
+            return self.model.refuse()
+        cur = self.current_path()
+        if cur is None or cur == ("out",) or self.model.layer(cur)["type"] != "residual":
+            return False
+        layers = self.model.layers()
+        siblings = _children(layers, cur[:-1])
+        body = siblings[cur[-1] - 1]["layers"]
+        siblings[cur[-1] - 1:cur[-1]] = body
+        sel = [cur[:-1] + (cur[-1] + k,) for k in range(len(body))]
+        return self.model.replace_layers(layers, "Unwrap the residual block", select=sel)
+
+    def _dest_after_selection(self) -> tuple:
+        cur = self.current_path()
+        if cur is None or cur == ("out",):
+            return self.model.append_path()
+        return cur[:-1] + (cur[-1] + 1,)
+
+    @staticmethod
+    def _contiguous(paths) -> bool:
+        rows = sorted(p[-1] for p in paths)
+        return bool(rows) and rows == list(range(rows[0], rows[0] + len(rows)))
+
+    # ------------------------------------------------------------------ model -> view
+    def _on_current_changed(self, current, _previous) -> None:
+        path = self.model.path_of(current)
+        self.model.set_current(path)
+        self._update_actions()
+        if self._programmatic or path is None or path == self._last_emitted:
+            return
+        self._last_emitted = path
+        self.layer_selected.emit(path)
+
+    def _on_layers_changed(self) -> None:
+        self._refusal = None
+        self.model.set_current(self.current_path())
+        self._update_actions()
+        self._update_banner()
+
+    def _on_selection_hint(self, paths) -> None:
+        self._last_emitted = None
+        self.select_paths(paths, emit=True)
+        self.model.set_current(self.current_path())
+        self._update_actions()
+
+    def _on_about_to_reset(self) -> None:
+        self._saved_path = self.current_path()
+
+    def _on_reset(self) -> None:
+        self.tree.expandAll()
+        if self._saved_path is not None and self.model.has_path(self._saved_path):
+            self.select_path(self._saved_path)
+        self.model.set_current(self.current_path())
+        self._update_actions()
+        self._update_banner()
+
+    def _on_rows_inserted(self, parent, first, last) -> None:
+        for row in range(first, last + 1):
+            self.tree.expandRecursively(self.model.index(row, 0, parent))
+
+    def _on_refused(self, reason: str) -> None:
+        self._refusal = reason
+        self._update_banner()
+        self.edit_refused.emit(reason)
+
+    def _on_locked_changed(self, locked: bool, reason: str) -> None:
+        self._refusal = None
+        self.tree.setToolTip(reason if locked else KEYS_TIP)
+        self._update_actions()
+        self._update_banner()
+
+    def _update_banner(self) -> None:
+        m = self.model
+        if m.locked:
+            state, text = "locked", f"Locked. {m.lock_reason}"
+        elif self._refusal:
+            state, text = "error", f"⚠ {self._refusal}"
+        elif m.spec_error():
+            state, text = "error", f"⚠ {m.spec_error()}"
+        elif m.problems():
+            probs = m.problems()
+            path, pr = probs[0]
+            kind = "output layer" if path == ("out",) else f"layer {path_text(path)} ({m.layer(path)['type']})"
+            more = f" (+{len(probs) - 1} more)" if len(probs) > 1 else ""
+            state, text = "error", f"⚠ {kind}: {pr}{more}"
+        else:
+            state, text = "hint", HINT
+            top = [m.info((i,)) for i in range(1, len(m.layers()) + 1)]
+            out = m.info(("out",)) if m.has_path(("out",)) else None
+            last = out or (top[-1] if top else None)
+            if m.plan_valid() and top and top[0] is not None and last is not None:
+                i, o = info_get(top[0], "in_shape"), info_get(last, "out_shape")
+                text = f"Input {format_shape(i)} → output {format_shape(o)}."
+        self._banner_plain = text
+        self.banner.setText(text.replace("&", "&amp;").replace("<", "&lt;"))
+        self.banner.setProperty("state", state)
+        self.banner.style().unpolish(self.banner)
+        self.banner.style().polish(self.banner)
+
+
+def _children(layers: list, parent_path: tuple) -> list:
+    """The list object holding the children of ``parent_path`` inside ``layers`` (in place)."""
+    for p in parent_path:
+        layers = layers[p - 1]["layers"]
+    return layers
+
+
+__all__ = ["LayerStackView", "StackTree", "LayerDelegate", "MIME_TYPE"]

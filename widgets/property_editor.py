@@ -1,0 +1,457 @@
+"""Properties of the selected layer: a form built from the layer type's parameters.
+
+The editor follows the model's current path (set by the stack view). A value
+is applied only if engine.spec.validate_layers accepts the candidate layer;
+otherwise the SpecError message is shown under the form in red and the model
+is left as it was. Every applied change is an EditLayer undo command (edits of
+one field merge). Syncing from the model blocks the widgets' signals
+(QSignalBlocker), so showing a value never writes it back.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import ExitStack
+
+from PySide6.QtCore import QRegularExpression, QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QColor, QPalette, QRegularExpressionValidator, QUndoStack
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QLabel, QLineEdit, QSpinBox,
+                               QVBoxLayout, QWidget)
+
+from engine.activations import ACTIVATIONS
+from engine.spec import BIAS_SCHEMES, INIT_SCHEMES, LAYER_TYPES, SpecError, validate_layers
+from widgets.layer_catalog import (DESCRIPTIONS, GROUP_COLOURS, PROBLEM_COLOUR, error_path, format_number,
+                                   format_shape, info_get, path_text, relocate_error)
+from widgets.stack_model import LayerStackModel
+from widgets.undo_commands import EditLayer
+
+# parameters each init scheme takes, and the value used when one is left empty
+SCHEME_PARAMS = {"normal": ("std", "mean"), "uniform": ("a",), "xavier_normal": ("gain",),
+                 "xavier_uniform": ("gain",), "kaiming_normal": ("gain",), "kaiming_uniform": ("gain",),
+                 "orthogonal": ("gain",)}
+PARAM_DEFAULTS = {"std": 1.0, "mean": 0.0, "a": 1.0, "gain": 1.0}
+SCHEME_TIPS = {
+    "default": "PyTorch's own: U(−1/√fan_in, 1/√fan_in) for linear layers",
+    "normal": "N(mean, std²) for every weight, whatever the width",
+    "uniform": "U(−a, a) for every weight, whatever the width",
+    "xavier_normal": "N(0, gain² · 2 / (fan_in + fan_out)): keeps the variance for tanh / sigmoid",
+    "xavier_uniform": "U(−b, b), b = gain · √(6 / (fan_in + fan_out))",
+    "kaiming_normal": "N(0, gain² / fan_in), gain √2 by default: keeps the variance for ReLU",
+    "kaiming_uniform": "U(−b, b), b = gain · √(3 / fan_in), gain √2 by default",
+    "orthogonal": "A (semi-)orthogonal matrix times gain: all singular values equal",
+    "zeros": "b = 0",
+}
+FLOAT_RE = QRegularExpression(r"[-+]?(\d+\.?\d*|\.\d+)?([eE][-+]?\d*)?")
+
+
+class NumberEdit(QLineEdit):
+    """A float field that takes 0.01, 1e-3, -2.5; empty means None when ``optional``.
+
+    ``committed`` fires when editing ends on a text different from the one shown."""
+
+    committed = Signal()
+
+    def __init__(self, optional: bool = False, parent=None):
+        super().__init__(parent)
+        self.optional = optional
+        self._shown = ""
+        self.setValidator(QRegularExpressionValidator(FLOAT_RE, self))
+        self.editingFinished.connect(self._on_finished)
+
+    def set_value(self, v) -> None:
+        self._shown = "" if v is None else format_number(v)
+        self.setText(self._shown)
+
+    def value(self):
+        """The number typed (None when empty and optional); ValueError when it is not one."""
+        t = self.text().strip()
+        if not t and self.optional:
+            return None
+        v = float(t)
+        if not math.isfinite(v):
+            raise ValueError(t)
+        return v
+
+    def _on_finished(self) -> None:
+        if self.text() != self._shown:
+            self.committed.emit()
+
+
+def _set_invalid(widget, bad: bool) -> None:
+    """Mark a field whose value was refused: red text (a style sheet would restyle spin boxes)."""
+    widget.setProperty("invalid", bad)
+    target = widget.lineEdit() if isinstance(widget, QSpinBox) else widget
+    if isinstance(target, QLineEdit):
+        if bad:
+            pal = QPalette(target.palette())
+            pal.setColor(QPalette.Text, QColor(PROBLEM_COLOUR))
+            target.setPalette(pal)
+        else:
+            target.setPalette(QPalette())   # nothing set: inherit again
+
+
+def with_value(layer: dict, key: str, value) -> dict:
+    """A copy of ``layer`` with ``key`` ("units", "init.std", "bias_init.scheme"...) set;
+    None removes an optional init parameter; a new scheme starts without parameters."""
+    new = {k: (dict(v) if isinstance(v, dict) else v) for k, v in layer.items()}
+    if "." in key:
+        obj, sub = key.split(".", 1)
+        init = dict(new.get(obj) or {"scheme": "default"})
+        if sub == "scheme":
+            init = {"scheme": value}
+        elif value is None:
+            init.pop(sub, None)
+        else:
+            init[sub] = value
+        new[obj] = init
+    elif key == "name" and not value:
+        new.pop("name", None)
+    else:
+        new[key] = value
+    return new
+
+
+class PropertyEditor(QWidget):
+    """Form for the layer at the model's current path."""
+
+    error_changed = Signal(str)   # the message of a refused value ("" when cleared)
+
+    def __init__(self, model: LayerStackModel, undo_stack: QUndoStack | None = None, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.undo_stack = undo_stack if undo_stack is not None else model.undo_stack
+        self._path = None
+        self._kind = None
+        self.fields: dict[str, QWidget] = {}
+
+        self.title = QLabel()
+        self.title.setTextFormat(Qt.RichText)
+        f = self.title.font()
+        f.setPointSizeF(f.pointSizeF() * 1.25)
+        self.title.setFont(f)
+        self.subtitle = QLabel()
+        self.subtitle.setObjectName("propSubtitle")
+        self.subtitle.setStyleSheet("#propSubtitle { color: palette(placeholder-text); }")
+        self.problem = QLabel()
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet(f"color: {PROBLEM_COLOUR};")
+        self.description = QLabel()
+        self.description.setWordWrap(True)
+        self.description.setObjectName("propDescription")
+        self.description.setStyleSheet("#propDescription { color: palette(placeholder-text); }")
+
+        self.form_widget = QWidget()
+        self.form = QFormLayout(self.form_widget)
+        self.form.setContentsMargins(0, 4, 0, 0)
+        self.form.setFieldGrowthPolicy(QFormLayout.ExpandingFieldsGrow)
+        self.form.setLabelAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        self._build_fields()
+
+        self.error = QLabel()
+        self.error.setObjectName("propError")
+        self.error.setWordWrap(True)
+        self.error.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.error.setStyleSheet(f"#propError {{ color: {PROBLEM_COLOUR}; background: rgba(214, 69, 65, 0.10);"
+                                 f" border-left: 3px solid {PROBLEM_COLOUR}; padding: 4px 6px; }}")
+        self.error.hide()
+        self.lock = QLabel()
+        self.lock.setObjectName("propLock")
+        self.lock.setWordWrap(True)
+        self.lock.setStyleSheet("#propLock { background: rgba(227, 163, 59, 0.18); border-left: 3px solid #e3a33b;"
+                                " padding: 4px 6px; }")
+        self.lock.hide()
+        self.placeholder = QLabel("Select a layer in the stack to see and edit its parameters.")
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setObjectName("propPlaceholder")
+        self.placeholder.setStyleSheet("#propPlaceholder { color: palette(placeholder-text); }")
+
+        line = QFrame()
+        line.setFrameShape(QFrame.HLine)
+        line.setFrameShadow(QFrame.Sunken)
+        self._line = line
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 8, 8, 8)
+        lay.setSpacing(4)
+        for w in (self.placeholder, self.title, self.subtitle, self.problem, self.description, line,
+                  self.form_widget, self.error, self.lock):
+            lay.addWidget(w)
+        lay.addStretch(1)
+
+        model.current_changed.connect(self.set_path)
+        model.layers_changed.connect(self._sync)
+        model.plan_changed.connect(self._sync)
+        model.dataChanged.connect(self._sync)
+        model.modelReset.connect(self._sync)
+        model.locked_changed.connect(self._on_locked_changed)
+        self.set_path(model.current_path)
+
+    # ------------------------------------------------------------------ building
+    def _build_fields(self) -> None:
+        def add(key, label, widget, tip=""):
+            widget.setToolTip(tip)
+            widget.setObjectName(key)
+            self.form.addRow(label, widget)
+            self.fields[key] = widget
+            return widget
+
+        units = add("units", "units", QSpinBox(), "Number of units (outputs) of the layer, 1 to 4096")
+        units.setRange(1, 4096)
+        units.setKeyboardTracking(False)   # apply on Enter / focus out / arrows, not per digit
+        units.setAccelerated(True)
+        units.valueChanged.connect(lambda v: self.set_value("units", v))
+        units.lineEdit().textEdited.connect(self._on_units_typed)
+        bias = add("bias", "bias", QCheckBox("add a bias b"), "Whether the layer has a bias vector")
+        bias.toggled.connect(lambda on: self.set_value("bias", on))
+        for obj, schemes, label in (("init", INIT_SCHEMES, "weight init"), ("bias_init", BIAS_SCHEMES, "bias init")):
+            combo = add(f"{obj}.scheme", label, QComboBox(), "Initialisation of the " +
+                        ("weights" if obj == "init" else "biases"))
+            for i, s in enumerate(schemes):
+                combo.addItem(s)
+                combo.setItemData(i, SCHEME_TIPS.get(s, ""), Qt.ToolTipRole)
+            combo.currentTextChanged.connect(lambda s, o=obj: self.set_value(f"{o}.scheme", s))
+            for p in ("std", "mean", "a", "gain"):
+                e = add(f"{obj}.{p}", f"    {p}", NumberEdit(optional=True),
+                        {"std": "Standard deviation", "mean": "Mean", "a": "Half-width: U(−a, a)",
+                         "gain": "Scale factor"}[p] + "; empty: the default")
+                e.committed.connect(lambda k=f"{obj}.{p}": self._commit_number(k))
+            if obj == "init":
+                self.init_note = QLabel()
+                self.init_note.setObjectName("initNote")
+                self.init_note.setWordWrap(True)
+                self.init_note.setStyleSheet("#initNote { color: palette(placeholder-text); }")
+                self.init_note.setToolTip("For inputs of unit variance, a linear layer's outputs have standard "
+                                          "deviation √fan_in · std(W): above 1 the signal grows layer after "
+                                          "layer, below 1 it shrinks")
+                self.form.addRow("", self.init_note)
+        for key, tip in (("slope", "Slope for z < 0 (≥ 0)"),
+                         ("alpha", "Saturation value −α for z → −∞ (> 0)"),
+                         ("p", "Probability of zeroing a unit while training, in [0, 1)"),
+                         ("forget_bias", "Bias of the forget gate; empty: PyTorch's init. "
+                                         "1 or more helps the LSTM remember early in training")):
+            e = add(key, key.replace("_", " "), NumberEdit(optional=key == "forget_bias"), tip)
+            e.committed.connect(lambda k=key: self._commit_number(k))
+        name = add("name", "label", QLineEdit(), "An optional name for the layer (kept in the spec)")
+        name.setPlaceholderText("optional")
+        name.editingFinished.connect(self._commit_name)
+
+    # ------------------------------------------------------------------ public
+    def path(self):
+        return self._path
+
+    def set_path(self, path) -> None:
+        """Show the layer at ``path`` (None: nothing selected)."""
+        self._path = tuple(path) if path is not None else None
+        self._show_error("")
+        self._sync()
+
+    def error_text(self) -> str:
+        return self.error.text() if self.error.isVisible() or self.error.text() else ""
+
+    def set_value(self, key: str, value) -> bool:
+        """Apply one parameter ("units", "bias", "init.scheme", "init.std", "slope"...) to the
+        current layer as an undoable edit. Invalid values are refused: the message is shown
+        and the model does not change. Returns whether the value is now in the model."""
+        path = self._path
+        if path is None or path == ("out",) or not self.model.has_path(path):
+            return False
+        if self.model.locked:
+            self._show_error(self.model.lock_reason)
+            self._sync()
+            return False
+        old = self.model.layer(path)
+        new = with_value(old, key, value)
+        msg = self.check(new)
+        widget = self.fields.get(key)
+        if msg:
+            self._show_error(msg)
+            if widget is not None:
+                _set_invalid(widget, True)
+            return False
+        self._show_error("")
+        if new != old:
+            self.undo_stack.push(EditLayer(self.model, path, new))
+        return True
+
+    def check(self, candidate: dict) -> str | None:
+        """validate_layers' message if ``candidate`` cannot replace the current layer, else None."""
+        path = self._path
+        layers = self.model.layers()
+        holder = layers
+        for p in path[:-1]:
+            holder = holder[p - 1]["layers"]
+        holder[path[-1] - 1] = candidate
+        try:
+            validate_layers(layers)
+            return None
+        except SpecError as e:
+            if error_path(str(e)) == path:
+                return str(e)
+        # another layer is invalid: judge this one on its own
+        try:
+            validate_layers([candidate])
+            return None
+        except SpecError as e:
+            kinds = [self.model.layer(path[:i])["type"] for i in range(1, len(path))]
+            return relocate_error(str(e), path, kinds)
+
+    # ------------------------------------------------------------------ edits from widgets
+    def _commit_number(self, key: str) -> None:
+        w = self.fields[key]
+        try:
+            v = w.value()
+        except ValueError:
+            where = f"layer {path_text(self._path)} ({self._kind})" if self._path else "layer"
+            self._show_error(f"{where}: {key} must be a number, got {w.text()!r}")
+            _set_invalid(w, True)
+            return
+        self.set_value(key, v)
+
+    def _commit_name(self) -> None:
+        if self._path is None or self._path == ("out",) or not self.model.has_path(self._path):
+            return
+        text = self.fields["name"].text().strip()
+        if text != self.model.layer(self._path).get("name", ""):
+            self.set_value("name", text)
+
+    def _on_units_typed(self, text: str) -> None:
+        # the spin box cannot hold 0 or 5000: say why the typed value will not be taken
+        try:
+            v = int(text)
+        except ValueError:
+            return
+        if self._path is None or not self.model.has_path(self._path):
+            return
+        msg = self.check(with_value(self.model.layer(self._path), "units", v))
+        if msg is None and not 1 <= v <= 4096:
+            msg = f"units must be between 1 and 4096, got {v}"
+        self._show_error(msg or "")
+        _set_invalid(self.fields["units"], bool(msg))
+
+    def _show_error(self, msg: str) -> None:
+        if msg == self.error.text() and self.error.isVisibleTo(self) == bool(msg):
+            return
+        self.error.setText(msg)
+        self.error.setVisible(bool(msg))
+        if not msg:
+            for w in self.fields.values():
+                if w.property("invalid"):
+                    _set_invalid(w, False)
+        self.error_changed.emit(msg)
+
+    def _on_locked_changed(self, locked: bool, reason: str) -> None:
+        self.lock.setText(f"Locked. {reason}")
+        self.lock.setVisible(locked and self._path is not None)
+        self.form_widget.setEnabled(not locked)
+
+    # ------------------------------------------------------------------ model -> form
+    def _sync(self, *_args) -> None:
+        path = self._path
+        valid = path is not None and self.model.has_path(path)
+        self.placeholder.setVisible(not valid)
+        for w in (self.title, self.subtitle, self.description, self._line):
+            w.setVisible(valid)
+        self.form_widget.setVisible(valid and path != ("out",))
+        self.lock.setVisible(valid and self.model.locked)
+        self.form_widget.setEnabled(not self.model.locked)
+        if not valid:
+            self.problem.hide()
+            self._kind = None
+            return
+        layer = self.model.layer(path)
+        kind = self._kind = layer["type"]
+        group = LAYER_TYPES.get(kind, {}).get("group", "")
+        colour = GROUP_COLOURS.get(group, "#888")
+        added = path == ("out",)
+        self.title.setText(f"<span style='color:{colour}'>■</span> <span style='color:gray'>"
+                           f"{path_text(path)}</span>&nbsp; <b>{kind}</b>")
+        info = self.model.info(path)
+        shapes = ""
+        if info is not None:
+            i, o = info_get(info, "in_shape"), info_get(info, "out_shape")
+            shapes = f"in {format_shape(i)} → out {format_shape(o)}"
+        self.subtitle.setText(" · ".join(x for x in ("added output layer" if added else group, shapes) if x))
+        problem = self.model.problem(path)
+        self.problem.setText(f"⚠ {problem}" if problem else "")
+        self.problem.setVisible(bool(problem))
+        self.description.setText(self._describe(layer, added))
+        if added:
+            return
+        self._fill(layer)
+
+    def _describe(self, layer: dict, added: bool) -> str:
+        kind = layer["type"]
+        if added:
+            return ("The builder adds this linear layer (PyTorch's default init) because the stack does "
+                    "not end with a linear layer of the output size. End the stack with one to choose "
+                    "its init yourself.")
+        text = DESCRIPTIONS.get(kind, "")
+        if kind in ACTIVATIONS:
+            text += f" Largest slope: max f′ = {ACTIVATIONS[kind](layer).max_derivative:g}."
+        if kind == "residual":
+            n = len(layer.get("layers", []))
+            text += f" Its body has {n} layer{'s' if n != 1 else ''}: edit them in the stack."
+        return text
+
+    def _fill(self, layer: dict) -> None:
+        kind = layer["type"]
+        params = LAYER_TYPES[kind]["params"]
+        with ExitStack() as stack:
+            for w in self.fields.values():
+                stack.enter_context(QSignalBlocker(w))
+            f = self.fields
+            f["units"].setValue(int(layer.get("units", 1)) if isinstance(layer.get("units"), int) else 1)
+            f["bias"].setChecked(bool(layer.get("bias", True)))
+            for obj in ("init", "bias_init"):
+                init = layer.get(obj) or {"scheme": "default" if obj == "init" else "default"}
+                if isinstance(init, str):
+                    init = {"scheme": init}
+                f[f"{obj}.scheme"].setCurrentText(init.get("scheme", "default"))
+                for p in ("std", "mean", "a", "gain"):
+                    e = f[f"{obj}.{p}"]
+                    e.set_value(init.get(p))
+                    d = math.sqrt(2) if p == "gain" and init.get("scheme", "").startswith("kaiming") \
+                        else PARAM_DEFAULTS[p]
+                    e.setPlaceholderText(f"{d:.4g} (default)")
+            for key in ("slope", "alpha", "p"):
+                if key in layer:
+                    f[key].set_value(layer[key])
+            f["forget_bias"].set_value(layer.get("forget_bias"))
+            f["forget_bias"].setPlaceholderText("PyTorch's init")
+            f["name"].setText(layer.get("name", ""))
+        # which rows apply
+        show = {k: False for k in self.fields}
+        show["name"] = True
+        for key in ("units", "bias", "slope", "alpha", "p", "forget_bias"):
+            show[key] = key in params
+        for obj in ("init", "bias_init"):
+            applies = obj in params and (obj == "init" or bool(layer.get("bias", True)))
+            show[f"{obj}.scheme"] = applies
+            scheme = (layer.get(obj) or {}).get("scheme", "default") if applies else None
+            for p in SCHEME_PARAMS.get(scheme, ()):
+                show[f"{obj}.{p}"] = True
+        for key, w in self.fields.items():
+            self.form.setRowVisible(w, show[key])
+        note = self._init_note(layer) if kind == "linear" else ""
+        self.init_note.setText(note)
+        self.form.setRowVisible(self.init_note, bool(note))
+
+    def _init_note(self, layer: dict) -> str:
+        """std(W) of the layer's init and the gain √fan_in · std(W) it gives (needs the plan's fan_in)."""
+        info = self.model.info(self._path)
+        shape = info_get(info, "in_shape") if info is not None else None
+        if not shape:
+            return ""
+        fan_in, fan_out = int(shape[-1]), int(layer.get("units", 1))
+        init = layer.get("init") or {"scheme": "default"}
+        s = init.get("scheme", "default")
+        gain = init.get("gain", math.sqrt(2) if s.startswith("kaiming") else 1.0)
+        std = {"default": 1 / math.sqrt(3 * fan_in), "normal": init.get("std", 1.0),
+               "uniform": init.get("a", 1.0) / math.sqrt(3),
+               "xavier_normal": gain * math.sqrt(2 / (fan_in + fan_out)),
+               "xavier_uniform": gain * math.sqrt(2 / (fan_in + fan_out)),
+               "kaiming_normal": gain / math.sqrt(fan_in), "kaiming_uniform": gain / math.sqrt(fan_in),
+               "orthogonal": gain / math.sqrt(max(fan_in, fan_out))}.get(s)
+        if std is None:
+            return ""
+        g = std * math.sqrt(fan_in)
+        verdict = "grows" if g > 1.5 else ("shrinks" if g < 0.67 else "keeps its size")
+        return f"std(W) = {std:.3g}, so √fan_in · std(W) = {g:.3g} (fan_in {fan_in}): the signal {verdict}."
