@@ -48,6 +48,7 @@ class MainWindow(QMainWindow):
         self._refreshes = 0
         self._shown_version = -1
         self._watch = None
+        self._editing = False  # True while the session adopts an edit made in the stack
         self.setWindowTitle("Backprop Lab")
         self.resize(1500, 920)
         self._make_views()
@@ -145,8 +146,8 @@ class MainWindow(QMainWindow):
         s = self.session
         name = s.spec.get("name") or "untitled"
         self.setWindowTitle(f"Backprop Lab — {name}")
-        if "layers" in s.spec["model"]:
-            self.stack.set_layers(s.spec["model"]["layers"])
+        if "layers" in s.spec["model"] and not self._editing:
+            self.stack.set_layers(s.spec["model"]["layers"])  # a new spec; an edit keeps the stack's own state
         self.stack.set_plan(s.infos)
         self.train_settings.set_spec_sections(s.spec["data"], s.spec["train"])
         self.toolbar.set_lr(s.spec["train"]["lr"])
@@ -260,7 +261,11 @@ class MainWindow(QMainWindow):
         if "layers" not in spec["model"]:
             return
         spec["model"]["layers"] = self.stack.layers()
-        self.session.set_spec(spec)
+        self._editing = True
+        try:
+            self.session.set_spec(spec)
+        finally:
+            self._editing = False
 
     def _on_settings_edited(self, data: dict, train: dict) -> None:
         spec = self.session.copy_spec()

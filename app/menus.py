@@ -44,12 +44,12 @@ class Menus:
         self._add(f, "&Quit", "Ctrl+Q", w.close)
 
         e = mb.addMenu("&Edit")
-        undo = w.undo_stack.createUndoAction(w, "&Undo")
-        undo.setShortcut(QKeySequence("Ctrl+Z"))
-        redo = w.undo_stack.createRedoAction(w, "&Redo")
-        redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
-        e.addAction(undo)
-        e.addAction(redo)
+        # Undo and redo are refused while training runs (the stack is locked then)
+        self.undo = self._add(e, "&Undo", "Ctrl+Z", lambda: self._undo_redo(w.undo_stack.undo))
+        self.redo = self._add(e, "&Redo", "Ctrl+Shift+Z", lambda: self._undo_redo(w.undo_stack.redo))
+        self.redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        w.undo_stack.undoTextChanged.connect(lambda t: self.undo.setText(f"&Undo {t}".strip()))
+        w.undo_stack.redoTextChanged.connect(lambda t: self.redo.setText(f"&Redo {t}".strip()))
 
         r = mb.addMenu("&Run")
         tb = w.toolbar
@@ -76,6 +76,12 @@ class Menus:
         h.addAction("&About Backprop Lab", lambda: QMessageBox.about(w, "Backprop Lab", ABOUT))
         h.addAction("About the current &experiment", self.about_experiment)
         self.rebuild_recent()
+
+    def _undo_redo(self, do) -> None:
+        if self.w.stack.is_locked():
+            self.w.statusBar().showMessage("Training is running: stop it (Shift+F5) to undo or redo edits.", 6000)
+            return
+        do()
 
     def _add(self, menu, text, keys, slot):
         a = QAction(text, self.w)

@@ -1,0 +1,156 @@
+"""One-click remedies: pure functions from a spec to a remedied spec (no torch, no Qt).
+
+Each is a textbook answer to a finding: swap saturating activations for
+ReLU-family ones with He init (He et al. 2015), Xavier init for sigmoid/tanh
+(Glorot and Bengio 2010), BatchNorm after each linear layer (Ioffe and
+Szegedy 2015), residual connections (He et al. 2016), L2 weight decay,
+gradient clipping (Pascanu et al. 2013), Adam (Kingma and Ba 2015), or a
+smaller learning rate.
+"""
+from __future__ import annotations
+
+import copy
+
+from .spec import validate
+
+SATURATING = ("sigmoid", "tanh", "softplus")
+RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu")
+
+REMEDIES = {
+    "relu_he": {"label": "ReLU + He init",
+                "explanation": "ReLU's slope is 1 where it is active, and He init (std = sqrt(2/fan_in)) keeps "
+                               "the signal's variance constant through depth."},
+    "leaky_relu_he": {"label": "LeakyReLU + He init",
+                      "explanation": "LeakyReLU keeps a small slope (0.01) for z < 0, so no unit can die."},
+    "elu_he": {"label": "ELU + He init",
+               "explanation": "ELU is smooth, keeps a slope for z < 0 and pushes mean activations toward 0."},
+    "xavier_init": {"label": "Xavier init",
+                    "explanation": "Glorot and Bengio's init, var(W) = 2/(fan_in + fan_out), keeps the "
+                                   "forward and backward variance of sigmoid/tanh nets near constant."},
+    "he_init": {"label": "He init",
+                "explanation": "He et al.'s init, std = sqrt(2/fan_in), is made for ReLU: it keeps every "
+                               "layer's gradient about the same size."},
+    "batchnorm": {"label": "BatchNorm after each linear layer",
+                  "explanation": "Normalising each pre-activation keeps units in the steep part of their "
+                                 "activation, so the per-layer factor stays near 1."},
+    "residual": {"label": "Residual blocks",
+                 "explanation": "y = x + f(x): the gradient reaches early layers through the identity path."},
+    "weight_decay": {"label": "L2 weight decay 1e-4",
+                     "explanation": "Penalising large weights keeps them (and the per-layer factors) small."},
+    "clip_norm": {"label": "Gradient clipping (norm 1)",
+                  "explanation": "Rescales the whole gradient when its norm exceeds 1: a huge step can no "
+                                 "longer throw the weights away."},
+    "adam": {"label": "Adam (lr 1e-3)",
+             "explanation": "Adam divides each parameter's step by its own gradient scale, so layers with "
+                            "tiny gradients still move."},
+    "lower_lr": {"label": "Learning rate / 10",
+                 "explanation": "Smaller steps: no overshoot into huge weights, fewer ReLUs knocked dead."},
+}
+
+
+def _map_layers(layers, fn):
+    """Apply fn to every layer (nested ones included); fn returns a list of layers."""
+    out = []
+    for layer in layers:
+        layer = copy.deepcopy(layer)
+        if layer["type"] == "residual":
+            layer["layers"] = _map_layers(layer["layers"], fn)
+        out.extend(fn(layer))
+    return out
+
+
+def _set_init(layers, scheme):
+    def fn(layer):
+        if layer["type"] == "linear":
+            layer["init"] = {"scheme": scheme}
+            layer["bias_init"] = {"scheme": "zeros"}
+        return [layer]
+    return _map_layers(layers, fn)
+
+
+def _swap_activation(layers, new_type):
+    extra = {"leaky_relu": {"slope": 0.01}, "elu": {"alpha": 1.0}}.get(new_type, {})
+
+    def fn(layer):
+        if layer["type"] in SATURATING:
+            return [{"type": new_type, **extra}]
+        return [layer]
+    return _set_init(_map_layers(layers, fn), "kaiming_normal")
+
+
+def _add_batchnorm(layers):
+    out = []
+    for i, layer in enumerate(layers):
+        layer = copy.deepcopy(layer)
+        if layer["type"] == "residual":
+            layer["layers"] = _add_batchnorm(layer["layers"])
+        out.append(layer)
+        nxt = layers[i + 1]["type"] if i + 1 < len(layers) else None
+        last_linear = layer["type"] == "linear" and not any(l["type"] == "linear" for l in layers[i + 1:])
+        if layer["type"] == "linear" and nxt != "batchnorm" and not (last_linear and nxt is None):
+            out.append({"type": "batchnorm"})
+    return out
+
+
+def _add_residual(layers):
+    """Wrap each (linear, activation) pair whose width is unchanged into a residual block."""
+    out, i, width = [], 0, None
+    while i < len(layers):
+        layer = layers[i]
+        pair = (i + 1 < len(layers) and layer["type"] == "linear" and layers[i + 1]["type"] not in
+                ("linear", "residual") and width == layer["units"])
+        if pair:
+            out.append({"type": "residual", "layers": copy.deepcopy(layers[i:i + 2])})
+            i += 2
+            continue
+        if layer["type"] == "linear":
+            width = layer["units"]
+        out.append(copy.deepcopy(layer))
+        i += 1
+    return out
+
+
+def apply(remedy_id: str, spec: dict) -> tuple[dict, str]:
+    """The spec with one remedy applied (validated), and a sentence saying what changed."""
+    if remedy_id not in REMEDIES:
+        raise ValueError(f"unknown remedy {remedy_id!r}")
+    new = copy.deepcopy(validate(spec))
+    layers = new["model"].get("layers")
+    t = new["train"]
+    needs_stack = remedy_id in ("relu_he", "leaky_relu_he", "elu_he", "xavier_init", "he_init", "batchnorm",
+                                "residual")
+    if needs_stack and layers is None:
+        raise ValueError("this remedy edits a layer stack; the model is a custom Python module")
+    if remedy_id in ("relu_he", "leaky_relu_he", "elu_he"):
+        new_type = remedy_id[: -len("_he")]
+        new["model"]["layers"] = _swap_activation(layers, new_type)
+        text = f"sigmoid/tanh replaced by {new_type} with He init"
+    elif remedy_id == "xavier_init":
+        new["model"]["layers"] = _set_init(layers, "xavier_normal")
+        text = "Xavier (Glorot) normal init on every linear layer"
+    elif remedy_id == "he_init":
+        new["model"]["layers"] = _set_init(layers, "kaiming_normal")
+        text = "He (kaiming) normal init on every linear layer"
+    elif remedy_id == "batchnorm":
+        new["model"]["layers"] = _add_batchnorm(layers)
+        text = "a BatchNorm layer after each hidden linear layer"
+    elif remedy_id == "residual":
+        wrapped = _add_residual(layers)
+        if wrapped == layers:
+            raise ValueError("no (linear, activation) pair of unchanged width to wrap in a residual block")
+        new["model"]["layers"] = wrapped
+        text = "residual blocks around the (linear, activation) pairs"
+    elif remedy_id == "weight_decay":
+        t["weight_decay"] = 1e-4
+        text = "L2 weight decay 1e-4"
+    elif remedy_id == "clip_norm":
+        t["clip_norm"] = 1.0
+        text = "gradient clipping at norm 1"
+    elif remedy_id == "adam":
+        t["optimizer"], t["lr"] = "adam", 1e-3
+        text = "Adam with learning rate 1e-3"
+    else:
+        t["lr"] = t["lr"] / 10
+        text = f"learning rate lowered to {t['lr']:g}"
+    new.pop("stopped", None)
+    return validate(new), text
