@@ -11,6 +11,12 @@ import os
 import signal
 import sys
 
+# The trainer makes many short GIL-free torch calls, each of which must win the
+# GIL back from the GUI thread while it draws; with Python's default 5 ms switch
+# interval the trainer ran at ~28 % of its headless speed while the window
+# drew at 10 Hz, at 0.5 ms at ~45 % (see tests/bench).
+SWITCH_INTERVAL = 0.0005
+
 XCB_LIBS = {"xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4", "xcb-keysyms": "libxcb-keysyms1"}
 
 
@@ -38,6 +44,7 @@ def main(spec: str | None = None, run: bool = False, watch: str | None = None) -
     if problem:
         print(f"backprop-lab: {problem}", file=sys.stderr)
         return 1
+    sys.setswitchinterval(SWITCH_INTERVAL)
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 

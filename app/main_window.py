@@ -29,8 +29,8 @@ from widgets.neuron_heatmap import NeuronHeatmap
 from widgets.property_editor import PropertyEditor
 from widgets.settings_panel import SettingsPanel
 
-REFRESH_MS = 40          # views redraw at most 25 times a second
-DIAGNOSE_EVERY = 6       # ... and the diagnosis every 6th refresh (~4 Hz)
+REFRESH_MS = 100         # views redraw at most 10 times a second: drawing holds the GIL the trainer needs
+DIAGNOSE_EVERY = 3       # ... and the diagnosis every 3rd refresh (~3 Hz)
 MAX_RECENT = 8
 
 
@@ -49,6 +49,7 @@ class MainWindow(QMainWindow):
         self._shown_version = -1
         self._watch = None
         self._editing = False  # True while the session adopts an edit made in the stack
+        self._sized = self._restored = False
         self.setWindowTitle("Backprop Lab")
         self.resize(1500, 920)
         self._make_views()
@@ -101,16 +102,34 @@ class MainWindow(QMainWindow):
             "loss": self._dock("Loss and accuracy", self.loss, B, "loss"),
         }
         self.splitDockWidget(self.docks["palette"], self.docks["stack"], Qt.Vertical)
+        self.splitDockWidget(self.docks["diagnosis"], self.docks["properties"], Qt.Vertical)
         self.tabifyDockWidget(self.docks["properties"], self.docks["settings"])
         self.docks["properties"].raise_()
         self.splitDockWidget(self.docks["flow"], self.docks["activation"], Qt.Horizontal)
         self.splitDockWidget(self.docks["activation"], self.docks["loss"], Qt.Horizontal)
         self.tabifyDockWidget(self.docks["flow"], self.docks["neurons"])
         self.docks["flow"].raise_()
-        self.resizeDocks([self.docks["palette"], self.docks["stack"]], [260, 520], Qt.Vertical)
-        self.resizeDocks([self.docks["palette"]], [250], Qt.Horizontal)
-        self.resizeDocks([self.docks["diagnosis"]], [330], Qt.Horizontal)
-        self.resizeDocks([self.docks["flow"]], [330], Qt.Vertical)
+        self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
+        self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
+
+    def default_dock_sizes(self) -> None:
+        """Proportions of a fresh layout (a saved layout replaces them)."""
+        w, h = max(self.width(), 1200), max(self.height(), 760)
+        d = self.docks
+        self.resizeDocks([d["palette"], d["diagnosis"]], [int(0.16 * w), int(0.22 * w)], Qt.Horizontal)
+        self.resizeDocks([d["palette"], d["stack"]], [int(0.25 * h), int(0.75 * h)], Qt.Vertical)
+        self.resizeDocks([d["diagnosis"], d["properties"]], [int(0.45 * h), int(0.55 * h)], Qt.Vertical)
+        self.resizeDocks([d["flow"]], [int(0.36 * h)], Qt.Vertical)
+        inner = int(0.62 * w)
+        self.resizeDocks([d["flow"], d["activation"], d["loss"]], [int(inner * 0.36), int(inner * 0.34),
+                                                                  int(inner * 0.30)], Qt.Horizontal)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._sized:
+            self._sized = True
+            if not self._restored:
+                QTimer.singleShot(0, self.default_dock_sizes)
 
     def _make_menus(self) -> None:
         from app.menus import build_menus
@@ -324,7 +343,7 @@ class MainWindow(QMainWindow):
         if isinstance(geo, QByteArray):
             self.restoreGeometry(geo)
         if isinstance(state, QByteArray):
-            self.restoreState(state)
+            self._restored = self.restoreState(state)
         if self.settings.value("presentation", False) in (True, "true"):
             self.actions.presentation.setChecked(True)
 

@@ -83,7 +83,7 @@ class GradientHeatmap(QWidget):
         theme.style_plot(pi, bottom="training step")
         pi.showGrid(x=False, y=False)
         pi.setMouseEnabled(x=True, y=False)   # zoom and scroll the time axis only
-        pi.getViewBox().setLimits(yMin=0)
+        pi.getViewBox().setDefaultPadding(0.0)
         self.image = pg.ImageItem()
         self.image.setColorMap(theme.sequential_map())
         pi.addItem(self.image)

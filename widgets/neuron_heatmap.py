@@ -43,6 +43,7 @@ class NeuronHeatmap(QWidget):
         theme.style_plot(pi, bottom="training step", left="neuron")
         pi.showGrid(x=False, y=False)
         pi.setMouseEnabled(x=True, y=False)
+        pi.getViewBox().setDefaultPadding(0.0)
         self.image = pg.ImageItem()
         self.image.setColorMap(pg.colormap.get("inferno"))
         pi.addItem(self.image)

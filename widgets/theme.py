@@ -9,7 +9,7 @@ import pyqtgraph as pg
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QApplication
 
-pg.setConfigOptions(imageAxisOrder="row-major", antialias=True, background="#1e1f24", foreground="#d8dadf")
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=False, background="#1e1f24", foreground="#d8dadf")
 
 BACKGROUND = "#1e1f24"
 FOREGROUND = "#d8dadf"
