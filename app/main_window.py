@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox)
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QScrollArea
 
 from app.session import Session
 from app.toolbar import RunToolBar
@@ -40,10 +40,11 @@ def path_of(name: str) -> str:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, settings: QSettings | None = None):
         super().__init__(parent)
         self.session = Session(self)
-        self.settings = QSettings("Backprop Lab", "Backprop Lab")
+        # layout, recent files, presentation mode; tests pass a throw-away file
+        self.settings = settings or QSettings("Backprop Lab", "Backprop Lab")
         self._selected_path: str | None = None
         self._refreshes = 0
         self._shown_version = -1
@@ -81,9 +82,15 @@ class MainWindow(QMainWindow):
         self.diagnosis = DiagnosisPanel(remedies.REMEDIES)
         self.setCentralWidget(self.heatmap)
 
-    def _dock(self, title: str, widget, area, name: str) -> QDockWidget:
+    def _dock(self, title: str, widget, area, name: str, scroll: bool = False) -> QDockWidget:
         d = QDockWidget(title, self)
         d.setObjectName(name)
+        if scroll:  # a tall form must not force its height on the docks beside it
+            area_widget = QScrollArea()
+            area_widget.setWidgetResizable(True)
+            area_widget.setFrameShape(QScrollArea.NoFrame)
+            area_widget.setWidget(widget)
+            widget = area_widget
         d.setWidget(widget)
         self.addDockWidget(area, d)
         return d
@@ -94,8 +101,8 @@ class MainWindow(QMainWindow):
             "palette": self._dock("Layers", self.palette, L, "palette"),
             "stack": self._dock("Layer stack", self.stack, L, "stack"),
             "diagnosis": self._dock("Diagnosis", self.diagnosis, R, "diagnosis"),
-            "properties": self._dock("Properties", self.properties, R, "properties"),
-            "settings": self._dock("Data and training", self.train_settings, R, "settings"),
+            "properties": self._dock("Properties", self.properties, R, "properties", scroll=True),
+            "settings": self._dock("Data and training", self.train_settings, R, "settings", scroll=True),
             "flow": self._dock("Gradient flow", self.flow, B, "flow"),
             "activation": self._dock("Activation f, f' and z", self.activation, B, "activation"),
             "neurons": self._dock("Neurons of the selected layer", self.neurons, B, "neurons"),
@@ -118,11 +125,13 @@ class MainWindow(QMainWindow):
         d = self.docks
         self.resizeDocks([d["palette"], d["diagnosis"]], [int(0.16 * w), int(0.22 * w)], Qt.Horizontal)
         self.resizeDocks([d["palette"], d["stack"]], [int(0.25 * h), int(0.75 * h)], Qt.Vertical)
-        self.resizeDocks([d["diagnosis"], d["properties"]], [int(0.45 * h), int(0.55 * h)], Qt.Vertical)
-        self.resizeDocks([d["flow"]], [int(0.36 * h)], Qt.Vertical)
-        inner = int(0.62 * w)
-        self.resizeDocks([d["flow"], d["activation"], d["loss"]], [int(inner * 0.36), int(inner * 0.34),
-                                                                  int(inner * 0.30)], Qt.Horizontal)
+        self.resizeDocks([d["diagnosis"], d["properties"]], [int(0.6 * h), int(0.4 * h)], Qt.Vertical)
+        self.resizeDocks([d["flow"]], [int(0.38 * h)], Qt.Vertical)
+        inner = int(0.6 * w)
+        # flow is tabbed with neurons: size the tab group through both, then the rest
+        self.resizeDocks([d["flow"], d["neurons"], d["activation"], d["loss"]],
+                         [int(inner * 0.38), int(inner * 0.38), int(inner * 0.34), int(inner * 0.28)], Qt.Horizontal)
+        self.resizeDocks([d["loss"]], [int(inner * 0.28)], Qt.Horizontal)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)

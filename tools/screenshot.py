@@ -17,11 +17,12 @@ def main(out="docs/screenshot.png", preset="deep_sigmoid_vanishing", steps=300) 
     from PySide6.QtCore import QEventLoop, QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
-    QSettings.setDefaultFormat(QSettings.IniFormat)
+    import tempfile
     app = QApplication.instance() or QApplication([])
     from app.main_window import MainWindow
 
-    w = MainWindow()
+    settings = QSettings(str(Path(tempfile.mkdtemp()) / "settings.ini"), QSettings.IniFormat)
+    w = MainWindow(settings=settings)  # a fresh layout, not the user's saved one
     w.resize(1600, 960)
     w.show()
     w.open_spec_file(ROOT / "resources" / "presets" / f"{preset}.json")

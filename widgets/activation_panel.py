@@ -43,6 +43,7 @@ class ActivationPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         self.title = QLabel("No activation layer.")
+        self.title.setWordWrap(True)
         lay.addWidget(self.title)
         self.plot = pg.PlotWidget()
         pi = self.plot.getPlotItem()
@@ -61,6 +62,7 @@ class ActivationPanel(QWidget):
         self.shades: list = []
         lay.addWidget(self.plot, 1)
         self.stats = QLabel("")
+        self.stats.setWordWrap(True)
         lay.addWidget(self.stats)
 
     def set_activations(self, activations: list) -> None:

@@ -32,6 +32,7 @@ class GradientFlow(QWidget):
         lay.setContentsMargins(2, 2, 2, 2)
         top = QHBoxLayout()
         self.title = QLabel("")
+        self.title.setWordWrap(True)
         top.addWidget(self.title, 1)
         self.combo = QComboBox()
         for key, label in STATISTICS:
@@ -60,7 +61,7 @@ class GradientFlow(QWidget):
     def _set_labels(self) -> None:
         self.bar_plot.getPlotItem().setLabel("left", f"log10 {SHORT[self.statistic]}, newest step")
         self.line_plot.getPlotItem().setLabel("left", SHORT[self.statistic])
-        self.title.setText(f"<b>{LABELS[self.statistic]}</b>")
+        self.title.setText("newest step · over training")
 
     def set_history(self, history) -> None:
         self.history = history
@@ -81,8 +82,9 @@ class GradientFlow(QWidget):
             c.setClipToView(True)
             lp.addItem(c)
             self._curves.append(c)
+        every = max(1, int(np.ceil(n / 8)))  # at most ~8 labels under the bars
         self.bar_plot.getPlotItem().getAxis("bottom").setTicks(
-            [[(i, n_.split(" ", 1)[0]) for i, n_ in enumerate(names)]])
+            [[(i, n_.split(" ", 1)[0]) for i, n_ in enumerate(names) if i % every == 0 or i == n - 1]])
         self.refresh()
 
     def set_statistic(self, key: str) -> None:

@@ -36,6 +36,7 @@ class NeuronHeatmap(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         self.title = QLabel("Select a layer to see its neurons.")
+        self.title.setWordWrap(True)
         lay.addWidget(self.title)
         self.step_axis = StepAxis()
         self.plot = pg.PlotWidget(axisItems={"bottom": self.step_axis})
