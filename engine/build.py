@@ -76,6 +76,8 @@ def plan(layers: list[dict], in_shape: tuple, n_out: int | None = None, prefix: 
                 inner = info.children[-1].out_shape
                 if len(inner) != len(shape) or inner[:-1] != shape[:-1]:
                     info.problem = f"the block maps {_shape(shape)} to {_shape(inner)}; only the width may change"
+                else:
+                    info.out_shape = inner  # a projection on the skip path matches the widths
         if info.problem:
             info.out_shape = None
         infos.append(info)

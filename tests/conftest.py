@@ -1,0 +1,37 @@
+"""Shared test set-up: Qt offscreen, small helpers to build and train experiments."""
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESETS = ROOT / "resources" / "presets"
+
+
+def load_preset(name: str) -> dict:
+    return json.loads((PRESETS / f"{name}.json").read_text())
+
+
+def train(spec: dict, steps: int, base_dir=None, seed=None, hist_every: int = 0):
+    """Build and train a spec headless; returns (experiment, trainer, history)."""
+    from engine import experiment
+    from engine.history import History
+    from engine.trainer import Trainer
+    exp = experiment.build(spec, base_dir, seed=seed)
+    tr = Trainer(exp, hist_every=hist_every)
+    x = exp.data.x_train
+    T = x.shape[1] if exp.model.recurrent is not None and x.ndim == 3 else 0
+    h = History.for_probe(tr.probe, time_steps=T)
+    h.stop_reason = tr.run(steps, on_snapshot=h.append)
+    return exp, tr, h
+
+
+@pytest.fixture
+def qsettings(tmp_path):
+    """A throw-away settings file, so tests never see the user's saved layout."""
+    from PySide6.QtCore import QSettings
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
