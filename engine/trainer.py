@@ -198,7 +198,7 @@ class Trainer:
             test_loss, test_acc = self.evaluate()
         self.step_index += 1
         if not finite:
-            self.stop_reason = f"loss became {float(loss)} at step {k}"
+            self.stop_reason = f"loss became {float(s['head'][0])} at step {k}"
         return Snapshot(k, float(s["head"][0]), float(s["head"][1]), test_loss, test_acc, self.lr,
                         s["weight_grad_norm"], s["bias_grad_norm"], s["delta_norm"], s["update_ratio"],
                         s["preact_mean"], s["preact_std"], s["mean_derivative"], s["saturated_frac"],
