@@ -13,6 +13,7 @@ from .data import make_dataset
 from .spec import RECURRENT_TYPES, SpecError, validate
 
 _HEADER = '''"""{name}: exported from Backprop Lab. Run it: python {file}"""
+import math
 
 import torch
 from torch import nn

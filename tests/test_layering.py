@@ -1,0 +1,32 @@
+"""engine/ never imports Qt; widgets/ never imports torch (STYLE.md)."""
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def imports(folder):
+    for path in (ROOT / folder).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    yield path.name, a.name.split(".")[0]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                yield path.name, node.module.split(".")[0]
+
+
+def test_engine_has_no_qt():
+    bad = [(f, m) for f, m in imports("engine") if m in ("PySide6", "pyqtgraph", "PyQt5", "PyQt6", "shiboken6")]
+    assert not bad
+
+
+def test_widgets_have_no_torch():
+    bad = [(f, m) for f, m in imports("widgets") if m == "torch"]
+    assert not bad
+    # nor indirectly through engine modules that use torch
+    torch_modules = {"build", "probes", "trainer", "experiment", "custom", "watch", "export"}
+    for path in (ROOT / "widgets").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("engine"):
+                names = {node.module.split(".")[-1]} | {a.name for a in node.names}
+                assert not names & torch_modules, (path.name, node.module)
