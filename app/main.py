@@ -59,7 +59,10 @@ def main(spec: str | None = None, run: bool = False, watch: str | None = None) -
         window.watch_directory(watch)
     elif spec:
         if window.open_spec_file(spec) and run:
-            QTimer.singleShot(0, window.session.start)
+            def start():
+                window.session.start()
+                print(f"backprop-lab: training {window.session.spec['name']!r}", file=sys.stderr, flush=True)
+            QTimer.singleShot(0, start)
 
     def close_from_terminal(signum, frame):  # Ctrl+C, SIGTERM: as if the user closed the window
         QTimer.singleShot(0, window.close)

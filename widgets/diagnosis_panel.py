@@ -23,6 +23,7 @@ class FindingCard(QFrame):
 
     def __init__(self, finding, remedies: dict, parent=None):
         super().__init__(parent)
+        self.finding = finding
         self.setObjectName("findingCard")
         colour = SEVERITY_COLOURS.get(finding.severity, "#888")
         self.setStyleSheet(f"#findingCard {{ border-left: 4px solid {colour}; border-radius: 3px;"
