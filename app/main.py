@@ -75,6 +75,11 @@ def main(spec: str | None = None, run: bool = False, watch: str | None = None) -
     ticker.start(200)
     code = app.exec()
     ticker.stop()
+    from widgets.stack_model import MIME_TYPE
+    board = app.clipboard()
+    held = board.mimeData()
+    if held is not None and held.hasFormat(MIME_TYPE):
+        board.clear()  # layers we put there crash Qt's teardown if they outlive the window
     window.shutdown()
     window.deleteLater()
     del window

@@ -35,3 +35,23 @@ def qsettings(tmp_path):
     """A throw-away settings file, so tests never see the user's saved layout."""
     from PySide6.QtCore import QSettings
     return QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _delete_qt_objects_before_exit():
+    """pyqtgraph + PySide6 can crash in Qt's teardown when Python-owned widgets outlive
+    the tests (DEVELOPERS.md's exit trap): delete every top-level widget while Python
+    and the QApplication are both still alive."""
+    yield
+    import gc
+    from PySide6.QtWidgets import QApplication
+    app = QApplication.instance()
+    if app is None:
+        return
+    app.clipboard().clear()  # mime data the copy/paste tests left there crash Qt's teardown
+    for w in app.topLevelWidgets():
+        w.close()
+        w.deleteLater()
+    app.sendPostedEvents(None, 0)  # 0: QEvent.DeferredDelete is among the posted events
+    app.processEvents()
+    gc.collect()
