@@ -1,0 +1,74 @@
+"""Each lab-demo preset, run headless for a short while, shows its lesson in its record."""
+import numpy as np
+import pytest
+
+from engine import compare
+from tests.conftest import load_preset, train
+
+
+def run(name, steps):
+    return train(load_preset(name), steps)[2]
+
+
+def ratio(h, key="bias_grad_norm", row=0):
+    return compare.first_last_ratio(h, key, row)
+
+
+def test_deep_sigmoid_vanishes_and_every_remedy_restores_the_gradient():
+    assert ratio(run("deep_sigmoid_vanishing", 2)) < 1e-2
+    assert ratio(run("deep_relu_he", 2)) > 0.1
+    assert ratio(run("deep_sigmoid_residual", 2)) > 0.1
+    assert ratio(run("deep_sigmoid_batchnorm", 2), "delta_norm") > 0.1  # bias grads are 0 before BatchNorm
+
+
+def test_tanh_standard_init_shrinks_and_xavier_keeps_the_gradient():
+    assert ratio(run("tanh_default_init", 1)) < 0.05
+    assert ratio(run("tanh_xavier_init", 1)) > 0.3
+
+
+def test_30_relu_layers_xavier_vanishes_he_does_not():
+    xavier = ratio(run("relu_xavier_30_layers", 1), "delta_norm")
+    he = ratio(run("relu_he_30_layers", 1), "delta_norm")
+    assert xavier < 1e-3 and 0.1 < he < 10   # theory: (1/sqrt 2)^29 = 4e-5 and 1
+
+
+def test_large_learning_rate_kills_relus_and_leaky_relu_keeps_them():
+    dead = run("dead_relu_large_lr", 120).series("dead_frac")[-1]
+    leaky = run("leaky_relu_rescue", 120).series("dead_frac")[-1]
+    assert dead.max() > 0.3 and leaky.max() == 0
+
+
+def test_exploding_net_ends_in_nan_and_clipping_keeps_it_finite():
+    h = run("exploding_relu_large_init", 30)
+    assert not np.isfinite(h.series("loss")[-1]) and ratio(h) > 1e2
+    for name in ("exploding_tamed_by_clipping", "exploding_tamed_by_l2"):
+        loss = run(name, 60).series("loss")
+        assert np.isfinite(loss).all() and loss[-1] < loss[0], name
+
+
+def test_adam_moves_the_first_layer_where_sgd_does_not():
+    spec = load_preset("deep_sigmoid_adam")
+    adam = train(spec, 40)[2].series("update_ratio")[-10:, 0]
+    spec["train"].update(optimizer="sgd", lr=0.1)
+    sgd = train(spec, 40)[2].series("update_ratio")[-10:, 0]
+    assert np.median(adam) > 100 * np.median(sgd)
+
+
+def test_nielsen_hidden_layers_learn_at_different_speeds():
+    h = run("nielsen_digits", 1)
+    b = h.series("bias_grad_norm")[0]
+    assert b[3] / b[0] > 2  # the last hidden layer learns faster than the first
+
+
+def test_lstm_with_forget_bias_holds_the_gradient_through_time_where_the_rnn_loses_it():
+    rnn = run("recurrent_rnn_vanishing", 1).series("time_grad_norm")[0]
+    lstm = run("recurrent_lstm_forget_bias", 1).series("time_grad_norm")[0]
+    assert rnn[0] / rnn[-1] < 1e-8      # 50 steps back (SCIENCE.md: 4e-12 at 50 of 100)
+    assert lstm[0] / lstm[-1] > 1e-6    # SCIENCE.md: 5e-5 at 50 steps back
+
+
+@pytest.mark.parametrize("name", ["deep_relu_he", "tanh_xavier_init", "deep_sigmoid_residual", "elu_rescue"])
+def test_healthy_presets_get_no_vanishing_or_exploding_alarm(name):
+    from engine.diagnosis import diagnose
+    kinds = {f.kind for f in diagnose(run(name, 60))}
+    assert not kinds & {"vanishing", "exploding", "non_finite"}, kinds
