@@ -26,15 +26,22 @@ def main(out="docs/screenshot.png", preset="deep_sigmoid_vanishing", steps=300) 
     w.resize(1600, 960)
     w.show()
     w.open_spec_file(ROOT / "resources" / "presets" / f"{preset}.json")
-    w.session.spec["train"]["steps"] = int(steps)
+    w.session.spec["train"]["steps"] = 100_000  # still training when the picture is taken
     w.session.start()
     loop = QEventLoop()
-    w.session.run_ended.connect(lambda _: QTimer.singleShot(600, loop.quit))
+    steps = int(steps)
+
+    def check():
+        if w.session.history is not None and len(w.session.history) >= steps:
+            loop.quit()
+    poll = QTimer()
+    poll.timeout.connect(check)
+    poll.start(50)
     QTimer.singleShot(120_000, loop.quit)  # never hang
     loop.exec()
-    if w.stack.model.rowCount() > 4:
-        w.select_path("5")
-    QTimer.singleShot(400, loop.quit)
+    poll.stop()
+    w._select_layer_index(2)  # a hidden layer: its neurons, its activation
+    QTimer.singleShot(300, loop.quit)
     loop.exec()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     ok = w.grab().save(str(out))

@@ -57,7 +57,7 @@ class ActivationPanel(QWidget):
         self.max_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#e69f00", width=1,
                                                                                 style=pg.QtCore.Qt.DotLine),
                                         label="max f' = {value:.3g}",
-                                        labelOpts={"position": 0.12, "color": "#e69f00"})
+                                        labelOpts={"position": 0.2, "color": "#e69f00"})
         pi.addItem(self.max_line)
         self.shades: list = []
         lay.addWidget(self.plot, 1)
