@@ -233,8 +233,8 @@ class MainWindow(QMainWindow):
         lab["step"].setText(f"step {s.step}")
         lab["loss"].setText(f"loss {s.loss:.4g}")
         lab["acc"].setText("acc —" if s.accuracy != s.accuracy else f"acc {s.accuracy:.3f}")
-        if self.session.state == "running":
-            lab["speed"].setText(f"{self.session.steps_per_second:.0f} steps/s")
+        running = self.session.state == "running"
+        lab["speed"].setText(f"{self.session.steps_per_second:.0f} steps/s" if running else "")
 
     # ------------------------------------------------------------------ selection
     def select_path(self, path: str) -> None:

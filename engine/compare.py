@@ -2,8 +2,10 @@
 
 A remedy "helps" a layer when run B's gradient statistic there is larger
 (vanishing) or smaller (exploding) than run A's. ``ratio_matrix`` gives
-log10(B / A) per common step and layer, for layers that both runs have (by
-name, or by position when the stacks differ, e.g. after an activation swap).
+log10(B / A) per common step and layer, for layers that both runs have (all
+of them when the layer names agree; the linear layers in order when a remedy
+changed the stack, since a stack's layer names are positions; by name for
+custom modules; else by position).
 """
 from __future__ import annotations
 
@@ -23,20 +25,28 @@ class Alignment:
 def align(a, b) -> Alignment:
     """Common steps and matching layers of two Histories."""
     steps, ia, ib = np.intersect1d(a.steps, b.steps, assume_unique=True, return_indices=True)
-    names_b = list(b.layer_names)
+    names_a, names_b = list(a.layer_names), list(b.layer_names)
     layers = []
-    if set(a.layer_names) & set(names_b):
-        for i, n in enumerate(a.layer_names):
+    lin_a = [i for i, n in enumerate(names_a) if "linear" in n.lower()]
+    lin_b = [i for i, n in enumerate(names_b) if "linear" in n.lower()]
+    if names_a == names_b:
+        layers = [(n, n, i, i) for i, n in enumerate(names_a)]
+    elif lin_a and lin_b:
+        # a stack's names are positions ("7 linear" is stack entry 7), so once a remedy inserts
+        # layers (e.g. batchnorm) equal names are different layers: pair hidden linear layers
+        # in order from the input, and output with output
+        def split(idx, names):
+            return [i for i in idx if not names[i].startswith("out")], [i for i in idx if names[i].startswith("out")]
+        (hid_a, out_a), (hid_b, out_b) = split(lin_a, names_a), split(lin_b, names_b)
+        pairs = list(zip(hid_a, hid_b)) + list(zip(out_a, out_b))
+        layers = [(names_a[i], names_b[j], i, j) for i, j in pairs]
+    elif set(names_a) & set(names_b):  # custom models: module names are identities
+        for i, n in enumerate(names_a):
             if n in names_b:
                 layers.append((n, n, i, names_b.index(n)))
-    else:  # different names (e.g. a remedy inserted layers): pair the linear layers in order
-        lin_a = [i for i, n in enumerate(a.layer_names) if "linear" in n.lower()]
-        lin_b = [i for i, n in enumerate(names_b) if "linear" in n.lower()]
-        for i, j in zip(lin_a, lin_b):
-            layers.append((a.layer_names[i], names_b[j], i, j))
     if not layers:  # fall back to position
-        for i in range(min(len(a.layer_names), len(names_b))):
-            layers.append((a.layer_names[i], names_b[i], i, i))
+        for i in range(min(len(names_a), len(names_b))):
+            layers.append((names_a[i], names_b[i], i, i))
     return Alignment(steps, ia, ib, layers)
 
 

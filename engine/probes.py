@@ -48,21 +48,29 @@ def _other_axes(t: torch.Tensor) -> tuple:
     return tuple(i for i in range(t.dim()) if i != u)
 
 
-def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict) -> list:
+def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shift: float = 0.0) -> list:
     """Five 0-d tensors of raw sums and counts for one activation layer.
 
-    [sum z, sum z^2, sum f'(z) (or the count of z > 0), count of saturated
-    entries, count of dead units]; ``finish_activation`` turns them into the
+    [sum (z - shift), sum (z - shift)^2, sum f'(z) (or the count of z > 0), count
+    of saturated entries, count of dead units]; ``finish_activation`` turns them into the
     Contract 2 statistics in numpy after the step's single host copy, so the
     hot path has no small divisions. Few passes over the batch: closed forms
     where f' is piecewise constant (ReLU, LeakyReLU, identity), and a reused
     buffer for sigmoid/tanh, whose f' comes from the output a (a - a^2, 1 - a^2).
     """
     axes = _other_axes(z)
-    # sum z and ||z||^2 (torch.var_mean is several times slower on the CPU); the
-    # float32 reductions are pairwise, about 1e-7 relative, and the difference
-    # E[z^2] - E[z]^2 is taken in float64 afterwards
-    moments = [z.sum(), torch.linalg.vector_norm(z).square()]
+    # sum z and ||z||^2 (torch.var_mean is several times slower on the CPU). The
+    # float32 sums are about 1e-7 relative, so E[z^2] - E[z]^2 loses precision when
+    # |mean| >> std (1e-2 relative at mean/std = 500): such a layer's moments are
+    # taken about a shift close to its mean instead, at the cost of one more pass
+    zs = z
+    if shift:
+        key = ("shift", z.shape, z.dtype, z.device)
+        zs = scratch.get(key)
+        if zs is None:
+            zs = scratch[key] = torch.empty_like(z)
+        torch.sub(z, shift, out=zs)
+    moments = [zs.sum(), torch.linalg.vector_norm(zs).square()]
     threshold = SATURATION_FRACTION * act.max_derivative
     if act.name in ("relu", "leaky_relu"):
         active = torch.count_nonzero(z > 0)           # f' = 1 there, f' = slope elsewhere
@@ -93,11 +101,19 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict) -> 
                       torch.count_nonzero(alive == 0)]
 
 
-def finish_activation(act, raw: np.ndarray, n: int, units: int) -> np.ndarray:
+def _shift_for(mean: float, std: float) -> float:
+    """The shift of a layer's next moments: its mean where |mean| > 2 std, else 0 (no extra pass).
+
+    A float32 number, so that z - shift is exact in z's own precision."""
+    return float(np.float32(mean)) if math.isfinite(mean) and abs(mean) > 2 * std else 0.0
+
+
+def finish_activation(act, raw: np.ndarray, n: int, units: int, shift: float = 0.0) -> np.ndarray:
     """[preact_mean, preact_std, mean_derivative, saturated_frac, dead_frac] from the raw moments."""
     sum_z, sum_z2, x, y, dead = (float(v) for v in raw)
-    mean = sum_z / n
-    std = math.sqrt(max(sum_z2 / n - mean * mean, 0.0))
+    centred = sum_z / n   # mean of z - shift
+    mean = shift + centred
+    std = math.sqrt(max(sum_z2 / n - centred * centred, 0.0))
     if act.name in ("relu", "leaky_relu"):
         active = x / n
         mean_d = act.slope + (1.0 - act.slope) * active
@@ -122,8 +138,10 @@ class Probe:
         w, w_owner, b, b_owner = [], [], [], []
         for i, (_, m) in enumerate(model.weight_layers):
             for name, p in m.named_parameters():
-                (w if name.startswith("weight") else b).append(p)
-                (w_owner if name.startswith("weight") else b_owner).append(i)
+                # the parameter's own name: a recurrent layer's are "cell.weight_ih", ...
+                is_weight = name.rsplit(".", 1)[-1].startswith("weight")
+                (w if is_weight else b).append(p)
+                (w_owner if is_weight else b_owner).append(i)
         self.weights, self.biases = w, b
         self._w_owner = torch.tensor(w_owner, dtype=torch.long)
         self._b_owner = torch.tensor(b_owner, dtype=torch.long)
@@ -137,6 +155,9 @@ class Probe:
             self._handles.append(m.register_forward_hook(self._act_hook(i, act)))
         if model.recurrent is not None:
             model.recurrent.on_hidden = self._on_hidden
+        # per activation layer: the shift of the next step's moments (None: not known
+        # yet), the last mean where |mean| > 2 std, else 0 (no extra pass)
+        self._shift = [None] * len(self.act_names)
         self._reset()
 
     @staticmethod
@@ -147,7 +168,7 @@ class Probe:
         ns = getattr(m, "normalized_shape", None)
         if ns:
             return int(ns[-1])
-        return int(next(p for n, p in m.named_parameters() if n.startswith("weight")).shape[0])
+        return int(next(p for n, p in m.named_parameters() if n.rsplit(".", 1)[-1].startswith("weight")).shape[0])
 
     def remove(self) -> None:
         for h in self._handles:
@@ -162,6 +183,7 @@ class Probe:
         self._neuron_count = [1] * len(self.units)
         self._act = [None] * len(self.act_names)        # raw moments, see activation_moments
         self._act_sizes = [None] * len(self.act_names)  # (entries, units) of each z
+        self._act_shift = [0.0] * len(self.act_names)   # shift of this step's moments
         self._hist = [None] * len(self.act_names)
         self._time = {}
 
@@ -189,7 +211,11 @@ class Probe:
                 return
             with torch.no_grad():
                 z = inputs[0].detach()
-                self._act[i] = activation_moments(act, z, _first_tensor(output).detach(), self._scratch)
+                shift = self._shift[i]
+                if shift is None:  # the first step decides from z itself (one host copy, once)
+                    shift = _shift_for(float(z.mean()), float(z.std(correction=0))) if z.numel() else 0.0
+                self._act_shift[i] = shift
+                self._act[i] = activation_moments(act, z, _first_tensor(output).detach(), self._scratch, shift)
                 self._act_sizes[i] = (z.numel(), z.shape[_unit_axis(z)] if z.dim() > 1 else 1)
                 if self.want_hist:
                     self._hist[i] = torch.histc(z.float().clamp(*HIST_RANGE), HIST_BINS, *HIST_RANGE)
@@ -273,7 +299,9 @@ class Probe:
         raw = iter(chunks[5].reshape(-1, 5))
         for i, (_, _, a) in enumerate(self.model.act_layers):
             if self._act[i] is not None:
-                act[i] = finish_activation(a, next(raw), *self._act_sizes[i])
+                act[i] = finish_activation(a, next(raw), *self._act_sizes[i], self._act_shift[i])
+                mean, std = act[i, 0], act[i, 1]
+                self._shift[i] = _shift_for(mean, std)
         out = {"head": chunks[0], "weight_grad_norm": chunks[1], "bias_grad_norm": chunks[2],
                "delta_norm": chunks[3], "update_ratio": chunks[4],
                "neuron_grad": (chunks[6] / np.repeat(self._neuron_count, self.units)).astype(np.float32),

@@ -4,8 +4,10 @@ Each is a textbook answer to a finding: swap saturating activations for
 ReLU-family ones with He init (He et al. 2015), Xavier init for sigmoid/tanh
 (Glorot and Bengio 2010), BatchNorm after each linear layer (Ioffe and
 Szegedy 2015), residual connections (He et al. 2016), L2 weight decay,
-gradient clipping (Pascanu et al. 2013), Adam (Kingma and Ba 2015), or a
-smaller learning rate.
+gradient clipping (Pascanu et al. 2013), Adam (Kingma and Ba 2015), a
+smaller learning rate, or an LSTM with forget-gate bias 1 for a recurrent net
+(Gers et al. 2000). ``apply(remedy_id, spec)`` returns the new, validated spec
+and a sentence saying what changed; the input spec is never modified.
 """
 from __future__ import annotations
 
@@ -43,6 +45,10 @@ REMEDIES = {
     "adam": {"label": "Adam (lr 1e-3)",
              "explanation": "Adam divides each parameter's step by its own gradient scale, so layers with "
                             "tiny gradients still move."},
+    "lstm": {"label": "LSTM, forget-gate bias 1",
+             "explanation": "An LSTM carries its state through a cell that is only multiplied by the forget "
+                            "gate; with that gate's bias at +1 (Gers et al. 2000) the gradient survives many "
+                            "time steps where a plain RNN's vanishes."},
     "lower_lr": {"label": "Learning rate / 10",
                  "explanation": "Smaller steps: no overshoot into huge weights, fewer ReLUs knocked dead."},
 }
@@ -92,33 +98,66 @@ def _add_batchnorm(layers):
     return out
 
 
+BLOCK_BREAKERS = ("linear", "residual", "rnn", "lstm", "gru")
+
+
+def _out_width(layer, width):
+    """Feature width after a layer, given the width before it (None: unknown)."""
+    if layer["type"] in ("linear", "rnn", "lstm", "gru"):
+        return layer["units"]
+    if layer["type"] == "residual":
+        for inner in layer["layers"]:
+            width = _out_width(inner, width)
+    return width
+
+
 def _add_residual(layers):
-    """Wrap each (linear, activation) pair whose width is unchanged into a residual block."""
+    """Wrap each linear layer and what follows it up to the next linear layer (its activation,
+    BatchNorm, dropout) in a residual block y = x + f(x), where the width does not change.
+    The first linear layer (input width) and the last one (often the output) stay outside."""
     out, i, width = [], 0, None
+    last_linear = max((k for k, l in enumerate(layers) if l["type"] == "linear"), default=-1)
     while i < len(layers):
         layer = layers[i]
-        pair = (i + 1 < len(layers) and layer["type"] == "linear" and layers[i + 1]["type"] not in
-                ("linear", "residual") and width == layer["units"])
-        if pair:
-            out.append({"type": "residual", "layers": copy.deepcopy(layers[i:i + 2])})
-            i += 2
+        j = i + 1
+        while j < len(layers) and layers[j]["type"] not in BLOCK_BREAKERS:
+            j += 1
+        if layer["type"] == "linear" and j > i + 1 and width == layer["units"]:
+            out.append({"type": "residual", "layers": copy.deepcopy(layers[i:j])})
+            i = j
             continue
-        if layer["type"] == "linear":
-            width = layer["units"]
+        width = _out_width(layer, width)
         out.append(copy.deepcopy(layer))
         i += 1
     return out
+
+
+def _to_lstm(layers):
+    changed = []
+
+    def fn(layer):
+        if layer["type"] in ("rnn", "gru"):
+            changed.append(layer["type"])
+            return [{"type": "lstm", "units": layer["units"], "init": layer.get("init", {"scheme": "default"}),
+                     "forget_bias": 1.0}]
+        if layer["type"] == "lstm" and layer.get("forget_bias") is None:
+            changed.append("lstm")
+            layer["forget_bias"] = 1.0
+        return [layer]
+    return _map_layers(layers, fn), changed
 
 
 def apply(remedy_id: str, spec: dict) -> tuple[dict, str]:
     """The spec with one remedy applied (validated), and a sentence saying what changed."""
     if remedy_id not in REMEDIES:
         raise ValueError(f"unknown remedy {remedy_id!r}")
-    new = copy.deepcopy(validate(spec))
+    before = validate(spec)
+    before.pop("stopped", None)
+    new = copy.deepcopy(before)
     layers = new["model"].get("layers")
     t = new["train"]
     needs_stack = remedy_id in ("relu_he", "leaky_relu_he", "elu_he", "xavier_init", "he_init", "batchnorm",
-                                "residual")
+                                "residual", "lstm")
     if needs_stack and layers is None:
         raise ValueError("this remedy edits a layer stack; the model is a custom Python module")
     if remedy_id in ("relu_he", "leaky_relu_he", "elu_he"):
@@ -140,6 +179,12 @@ def apply(remedy_id: str, spec: dict) -> tuple[dict, str]:
             raise ValueError("no (linear, activation) pair of unchanged width to wrap in a residual block")
         new["model"]["layers"] = wrapped
         text = "residual blocks around the (linear, activation) pairs"
+    elif remedy_id == "lstm":
+        new_layers, changed = _to_lstm(layers)
+        if not changed:
+            raise ValueError("no recurrent layer to turn into an LSTM with forget-gate bias 1")
+        new["model"]["layers"] = new_layers
+        text = "recurrent layers made LSTMs with forget-gate bias 1"
     elif remedy_id == "weight_decay":
         t["weight_decay"] = 1e-4
         text = "L2 weight decay 1e-4"
@@ -150,7 +195,10 @@ def apply(remedy_id: str, spec: dict) -> tuple[dict, str]:
         t["optimizer"], t["lr"] = "adam", 1e-3
         text = "Adam with learning rate 1e-3"
     else:
-        t["lr"] = t["lr"] / 10
+        t["lr"] = float(f"{t['lr'] / 10:.3g}")
         text = f"learning rate lowered to {t['lr']:g}"
     new.pop("stopped", None)
-    return validate(new), text
+    new = validate(new)
+    if new == before:
+        raise ValueError(f"{REMEDIES[remedy_id]['label']}: the spec has it already, nothing to change")
+    return new, text

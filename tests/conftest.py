@@ -2,6 +2,11 @@
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The tests' tensors are tiny: one intra-op thread is faster, and on a busy 2-core
+# machine a pool of two turns every small op into a wait for a time slice (an
+# LSTM cell step took 25 ms instead of 0.2 ms). Set before torch is imported;
+# subprocesses (the CLI tests) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -1,88 +1,204 @@
 """The selected activation: f(z), f'(z) and where the layer's units actually sit.
 
-The histogram of the layer's pre-activations z (newest step) is laid over the
-curves, scaled to the plot; the tails where f'(z) < 1 % of its maximum are
-shaded: units there pass almost no gradient (saturated, or off for ReLU).
+Backprop multiplies the gradient by f'(z) at every unit, so the curve f'(z)
+with its maximum marked (sigmoid: 0.25, which is why deep sigmoid nets
+vanish) says the best a layer can pass on. The histogram of the layer's
+pre-activations z at the newest recorded step is laid over it (right axis:
+share of all (sample, unit) entries per bin); the tails where
+f'(z) < 1 % of its maximum are shaded: units there pass almost no gradient
+(saturated, or off for ReLU).
 """
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from engine.activations import ACTIVATIONS, SATURATION_FRACTION, activation
 from widgets import theme
+from widgets.gradient_heatmap import with_blocked
 
-Z_RANGE = (-8.0, 8.0)  # the probes' histogram range (engine.probes.HIST_RANGE)
-SATURATION_FRACTION = 0.01
+# The probes' histogram of z (engine.probes.HIST_RANGE; that module needs torch, so
+# the range is repeated here; the number of bins is read from the array itself).
+HIST_RANGE = (-8.0, 8.0)
+Z_RANGE = HIST_RANGE
 CURVE_Z = np.linspace(*Z_RANGE, 801)
+HIST_TOP = 0.8      # the tallest histogram bar reaches this share of the plot's height
+def _rgba(c) -> str:
+    return f"rgba({c[0]},{c[1]},{c[2]},{c[3] / 255:.2f})"
+
+
+KEY = (f"<span style='color:{theme.FUNCTION_COLOUR}'>― f(z)</span>&nbsp;&nbsp; "
+       f"<span style='color:{theme.DERIVATIVE_COLOUR}'><b>━ f′(z)</b></span>&nbsp;&nbsp; "
+       f"<span style='color:{_rgba((40, 140, 200, 255))}'>█ z at the newest step</span>&nbsp;&nbsp; "
+       f"<span style='color:{_rgba((150, 150, 160, 255))}'>█ f′ &lt; 1 % of max: no gradient</span>")
+# class names of custom models ("fc1 (ReLU)") to activation types
+_CLASS_TYPES = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "leakyrelu": "leaky_relu",
+                "elu": "elu", "gelu": "gelu", "softplus": "softplus", "identity": "identity"}
+
+
+def activation_for_name(name: str):
+    """The Activation of a recorded layer name ("2 sigmoid", "4.1 leaky_relu", "act (ReLU)"),
+    with default parameters; identity when the name says nothing known."""
+    word = name.split(" ", 1)[-1].strip().strip("()").lower()
+    kind = _CLASS_TYPES.get(word, word)
+    return activation({"type": kind if kind in ACTIVATIONS else "identity"})
 
 
 def saturated_intervals(df_values: np.ndarray, z: np.ndarray, threshold: float) -> list[tuple[float, float]]:
     """The z intervals where f'(z) < threshold, as (start, end) pairs."""
-    low = df_values < threshold
-    out, start = [], None
-    for zi, flag in zip(z, low):
-        if flag and start is None:
-            start = zi
-        elif not flag and start is not None:
-            out.append((start, zi))
-            start = None
-    if start is not None:
-        out.append((start, z[-1]))
-    return out
+    low = np.asarray(df_values) < threshold
+    d = np.diff(np.concatenate([[0], low.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)   # ends: first index after a run
+    return [(float(z[s]), float(z[min(e, len(z) - 1)])) for s, e in zip(starts, ends)]
+
+
+class PercentAxis(pg.AxisItem):
+    """Right axis: the histogram's share of entries per bin, in percent."""
+
+    def tickStrings(self, values, scale, spacing):
+        return [f"{v * scale:.3g}" for v in values]
 
 
 class ActivationPanel(QWidget):
+    """f, f' of one activation layer with the live histogram of its z.
+
+    Call ``set_activations`` with the engine.activations.Activation of each
+    activation layer (input side first); without it the types are read from
+    the History's layer names. Signal: ``activation_selected(int)`` when the
+    user picks another activation layer in the panel's combo.
+    """
+
+    activation_selected = Signal(int)
+
     def __init__(self, parent=None):
         super().__init__(parent)
         self.history = None
         self.activations: list = []
+        self._given: list = []
         self.index = 0
         self._version = -1
         self._ytop = 1.0
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
+        lay.setSpacing(2)
+        top = QHBoxLayout()
         self.title = QLabel("No activation layer.")
         self.title.setWordWrap(True)
-        lay.addWidget(self.title)
-        self.plot = pg.PlotWidget()
+        top.addWidget(self.title, 1)
+        self.combo = QComboBox()
+        self.combo.setToolTip("Activation layer shown")
+        self.combo.currentIndexChanged.connect(self._on_combo_changed)
+        top.addWidget(self.combo)
+        lay.addLayout(top)
+        self.right_axis = PercentAxis("right")
+        self.plot = pg.PlotWidget(axisItems={"right": self.right_axis})
         pi = self.plot.getPlotItem()
-        theme.style_plot(pi, bottom="pre-activation z")
-        pi.addLegend(offset=(8, 8), labelTextSize=f"{theme.font_size()}pt")
-        self.hist = pg.BarGraphItem(x=[], height=[], width=0.2, brush=pg.mkBrush(86, 180, 233, 90),
-                                    pen=pg.mkPen(None), name="histogram of z (newest step)")
+        pi.showAxis("right")
+        theme.style_plot(pi, bottom="pre-activation z", left="f(z), f′(z)", right="z entries per bin",
+                         right_units="%")
+        self.right_axis.setGrid(False)   # the grid follows f's axis only
+        pi.setMouseEnabled(x=False, y=False)
+        pi.setMenuEnabled(False)
+        pi.hideButtons()
+        self.hist = pg.BarGraphItem(x=[], height=[], width=0.2, brush=pg.mkBrush(*theme.HISTOGRAM_BRUSH),
+                                    pen=pg.mkPen(None))
         pi.addItem(self.hist)
-        self.f_curve = pi.plot(pen=pg.mkPen("#9fa0a6", width=2, style=pg.QtCore.Qt.DashLine), name="f(z)")
-        self.df_curve = pi.plot(pen=pg.mkPen("#e69f00", width=3), name="f'(z)")
-        self.max_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#e69f00", width=1,
-                                                                                style=pg.QtCore.Qt.DotLine),
-                                        label="max f' = {value:.3g}",
-                                        labelOpts={"position": 0.2, "color": "#e69f00"})
+        self.f_curve = pi.plot(pen=pg.mkPen(theme.FUNCTION_COLOUR, width=2))
+        self.df_curve = pi.plot(pen=pg.mkPen(theme.DERIVATIVE_COLOUR, width=3))
+        self.max_line = pg.InfiniteLine(angle=0, movable=False,
+                                        pen=pg.mkPen(theme.DERIVATIVE_COLOUR, width=1, style=Qt.DashLine))
         pi.addItem(self.max_line)
+        self.max_label = theme.text_item("", colour=theme.DERIVATIVE_COLOUR, anchor=(0, 1), bold=True)
+        pi.addItem(self.max_label)
         self.shades: list = []
         lay.addWidget(self.plot, 1)
         self.stats = QLabel("")
         self.stats.setWordWrap(True)
+        self.stats.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.stats)
 
+    # ------------------------------------------------------------------ API
     def set_activations(self, activations: list) -> None:
-        """The engine.activations.Activation of each activation layer, input side first."""
-        self.activations = list(activations)
-        self.index = min(self.index, max(len(self.activations) - 1, 0))
-        self._draw_curves()
+        """The Activation of each activation layer, input side first (engine.activations)."""
+        self._given = list(activations)
+        self._sync_layers()
 
     def set_history(self, history) -> None:
         self.history = history
         self._version = -1
-        self._draw_curves()
+        self._sync_layers()
         self.refresh()
 
     def set_selected_layer(self, a: int) -> None:
+        """Show activation layer ``a`` (index into the History's act_names). Does not emit."""
         if a != self.index and 0 <= a < len(self.activations):
             self.index = a
+            with_blocked(self.combo, lambda: self.combo.setCurrentIndex(a))
             self._draw_curves()
             self._version = -1
             self.refresh()
+
+    def histogram(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(bin centres, share of entries per bin) of the shown layer's z at the newest step."""
+        h = self.history
+        if h is None or h.latest_hist is None or self.index >= len(h.latest_hist):
+            return None
+        counts = np.asarray(h.latest_hist[self.index], dtype=np.float64)
+        edges = np.linspace(*HIST_RANGE, len(counts) + 1)
+        total = counts.sum()
+        return 0.5 * (edges[1:] + edges[:-1]), (counts / total if total > 0 else counts)
+
+    def stats_text(self) -> str:
+        h, a = self.history, self.index
+        if h is None or len(h) == 0 or a >= len(h.act_names):
+            return ""
+        md = float(h.series("mean_derivative")[-1, a])
+        sat = float(h.series("saturated_frac")[-1, a])
+        dead = float(h.series("dead_frac")[-1, a])
+        mz, sz = float(h.series("preact_mean")[-1, a]), float(h.series("preact_std")[-1, a])
+        peak = self.activations[a].max_derivative if a < len(self.activations) else float("nan")
+        share = f" ({100 * md / peak:.0f} % of max)" if np.isfinite(md) and peak > 0 else ""
+        return (f"step {int(h.steps[-1])}:  mean f′(z) = {md:.3g}{share}  ·  saturated {100 * sat:.1f} %  ·  "
+                f"dead units {100 * dead:.1f} %  ·  z = {mz:.2f} ± {sz:.2f}")
+
+    def refresh(self) -> None:
+        h = self.history
+        if h is None or h.version == self._version or not self.activations:
+            return
+        self._version = h.version
+        if len(h) == 0 or self.index >= len(h.act_names):
+            self.hist.setOpts(x=[], height=[])
+            self.stats.setText("")
+            return
+        got = self.histogram()
+        if got is None:
+            self.hist.setOpts(x=[], height=[])
+            self.right_axis.setScale(1.0)
+        else:
+            centres, share = got
+            top = float(share.max())
+            k = HIST_TOP * self._ytop / top if top > 0 else 1.0   # plot units per unit of share
+            self.hist.setOpts(x=centres, height=share * k, width=(centres[1] - centres[0]) * 0.92)
+            self.right_axis.setScale(100.0 / k)
+        self.stats.setText(self.stats_text())
+
+    # ------------------------------------------------------------------ internals
+    def _sync_layers(self) -> None:
+        names = list(self.history.act_names) if self.history is not None else []
+        if self._given and (not names or len(self._given) == len(names)):
+            self.activations = list(self._given)
+        else:
+            self.activations = [activation_for_name(n) for n in names]
+        if not names:
+            names = [a.name for a in self.activations]
+        with_blocked(self.combo, lambda: (self.combo.clear(), self.combo.addItems(names)))
+        self.index = min(self.index, max(len(self.activations) - 1, 0))
+        with_blocked(self.combo, lambda: self.combo.setCurrentIndex(self.index if names else -1))
+        self.combo.setVisible(len(names) > 1)
+        self._draw_curves()
+        self._version = -1
 
     def _name(self) -> str:
         h = self.history
@@ -98,50 +214,43 @@ class ActivationPanel(QWidget):
         if not self.activations:
             self.f_curve.setData([], [])
             self.df_curve.setData([], [])
-            self.max_line.setVisible(False)
-            self.title.setText("No activation layer in this stack.")
-            return
-        act = self.activations[self.index]
-        f, df = act.f(CURVE_Z), act.df(CURVE_Z)
-        self.df_curve.setData(CURVE_Z, df)
-        self.f_curve.setData(CURVE_Z, np.clip(f, -1.5, 1.5 * max(1.0, act.max_derivative)))
-        self.max_line.setVisible(True)
-        self.max_line.setValue(act.max_derivative)
-        for lo, hi in saturated_intervals(df, CURVE_Z, SATURATION_FRACTION * act.max_derivative):
-            region = pg.LinearRegionItem((lo, hi), movable=False, brush=pg.mkBrush(213, 94, 0, 40),
-                                         pen=pg.mkPen(None))
-            region.setZValue(-10)
-            pi.addItem(region)
-            self.shades.append(region)
-        ymin = min(-0.05, float(np.clip(f, -1.2, None).min()))
-        ymax = max(1.3 * act.max_derivative, min(float(f.max()), 1.2))
-        pi.setXRange(*Z_RANGE, padding=0.01)
-        pi.setYRange(ymin, ymax, padding=0.02)
-        self._ytop = ymax
-        self.title.setText(f"<b>{self._name()}</b>: shaded where f'(z) < 1 % of its maximum "
-                           "(no gradient passes there)")
-
-    def refresh(self) -> None:
-        h = self.history
-        if h is None or h.version == self._version or not self.activations:
-            return
-        self._version = h.version
-        if len(h) == 0 or self.index >= len(h.act_names):
             self.hist.setOpts(x=[], height=[])
+            self.max_line.setVisible(False)
+            self.max_label.setVisible(False)
+            self.title.setText("No activation layer in this stack.")
             self.stats.setText("")
             return
-        hist = h.latest_hist
-        if hist is not None and self.index < len(hist):
-            counts = hist[self.index].astype(float)
-            edges = np.linspace(*Z_RANGE, len(counts) + 1)
-            centres = 0.5 * (edges[1:] + edges[:-1])
-            top = counts.max()
-            heights = counts / top * 0.85 * self._ytop if top > 0 else counts
-            self.hist.setOpts(x=centres, height=heights, width=(edges[1] - edges[0]) * 0.95)
-        row = -1
-        md = h.series("mean_derivative")[row, self.index]
-        sat = h.series("saturated_frac")[row, self.index]
-        dead = h.series("dead_frac")[row, self.index]
-        mz, sz = h.series("preact_mean")[row, self.index], h.series("preact_std")[row, self.index]
-        self.stats.setText(f"step {int(h.steps[row])}:  z = {mz:.2f} ± {sz:.2f}   mean f'(z) = {md:.3g}   "
-                           f"saturated {100 * sat:.1f} %   dead units {100 * dead:.1f} %")
+        act = self.activations[self.index]
+        f, df = np.asarray(act.f(CURVE_Z), float), np.asarray(act.df(CURVE_Z), float)
+        peak = act.max_derivative
+        bounded = float(np.abs(f).max()) <= 1.5 * max(peak, 1.0)
+        ymin = min(-0.05, float(f.min()) - 0.05) if bounded else -0.1 * max(peak, 1.0)
+        ymax = max(1.35 * peak, float(f.max()) + 0.08) if bounded else 1.6 * max(peak, 1.0)
+        ymin = max(ymin, -1.2 * max(peak, 1.0))
+        self._ytop = ymax
+        self.df_curve.setData(CURVE_Z, df)
+        self.f_curve.setData(CURVE_Z, f)   # an unbounded f (ReLU) leaves the plot at the top
+        self.max_line.setVisible(True)
+        self.max_line.setValue(peak)
+        self.max_label.setVisible(True)
+        self.max_label.setText(f"max f′ = {peak:.3g}")
+        self.max_label.setPos(Z_RANGE[0] + 0.2, peak)
+        for lo, hi in saturated_intervals(df, CURVE_Z, SATURATION_FRACTION * peak):
+            region = pg.LinearRegionItem((lo, hi), movable=False, brush=pg.mkBrush(*theme.SATURATED_BRUSH),
+                                         pen=pg.mkPen(None))
+            region.setZValue(-10)
+            pi.addItem(region, ignoreBounds=True)
+            self.shades.append(region)
+        pi.setXRange(*Z_RANGE, padding=0)
+        pi.setYRange(ymin, ymax, padding=0)
+        self.title.setText(f"<b>{self._name()}</b>&nbsp;&nbsp; {KEY}")
+
+    def _on_combo_changed(self, a: int) -> None:
+        if a >= 0:
+            self.set_selected_layer(a)
+            self.activation_selected.emit(a)
+
+    def _on_theme_changed(self) -> None:
+        self._version = -1
+        self._draw_curves()
+        self.refresh()

@@ -1,8 +1,10 @@
 """Gradient flow: one bar per layer for the newest step, and each layer's line over training.
 
 The lines are Nielsen's "speed of learning of each hidden layer" plot: on a
-log axis a vanishing net shows its layers as parallel lines decades apart.
-Input layers are drawn in cool colours, output layers in warm ones.
+log axis a vanishing net shows its layers as lines decades apart, the input
+layer lowest. The bars are the same statistic at the newest step, input layer
+on the left: a staircase means the gradient shrinks (or grows) layer by layer.
+Input layers are drawn dark violet, output layers yellow-green (viridis).
 """
 from __future__ import annotations
 
@@ -11,13 +13,30 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from widgets import theme
+from widgets.axes import DecadeAxis, NameAxis
+from widgets.gradient_heatmap import statistic_combo, with_blocked
 from widgets.statistics import DEFAULT, LABELS, SHORT, STATISTICS
+
+LEGEND_ENTRIES = 8   # the legend names at most this many layers (first, last, evenly between, selected)
+LEGEND_MIN_WIDTH = 680   # pixels of panel width below which the legend is left out
+
+
+def short_name(name: str) -> str:
+    """'13 linear' -> '13'; 'out linear' -> 'out'; custom names are kept."""
+    head, _, rest = name.partition(" ")
+    return head if rest in ("linear", "rnn", "lstm", "gru") else name
 
 
 class GradientFlow(QWidget):
+    """Bars (newest step) and lines (over training) of one per-layer statistic, log scale.
+
+    Signals: ``layer_selected(int)`` when the user clicks a bar or a line;
+    ``statistic_changed(str)`` when the statistic combo changes.
+    """
+
     layer_selected = Signal(int)
     statistic_changed = Signal(str)
 
@@ -27,89 +46,100 @@ class GradientFlow(QWidget):
         self.statistic = DEFAULT
         self.selected = -1
         self._version = -1
-        self._curves: list = []
+        self.curves: list[pg.PlotDataItem] = []
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
+        lay.setSpacing(2)
         top = QHBoxLayout()
         self.title = QLabel("")
-        self.title.setWordWrap(True)
         top.addWidget(self.title, 1)
-        self.combo = QComboBox()
+        self.combo = statistic_combo()
         for key, label in STATISTICS:
             self.combo.addItem(label, key)
-        self.combo.currentIndexChanged.connect(lambda i: self.set_statistic(self.combo.itemData(i)))
+        self.combo.currentIndexChanged.connect(self._on_combo_changed)
         top.addWidget(self.combo)
         lay.addLayout(top)
-        row = QHBoxLayout()
-        lay.addLayout(row, 1)
-        self.bar_plot = pg.PlotWidget()
-        bp = self.bar_plot.getPlotItem()
-        theme.style_plot(bp, bottom="layer (input → output)")
+        self.view = pg.GraphicsLayoutWidget()
+        lay.addWidget(self.view, 1)
+        self.name_axis = NameAxis("bottom", offset=0.0)
+        # bar heights are log10 values; the DecadeAxis labels them 10^k, as the line plot's axis
+        self.bar_plot = self.view.addPlot(row=0, col=0, axisItems={"bottom": self.name_axis, "left": DecadeAxis()})
+        bp = self.bar_plot
+        theme.style_plot(bp, bottom="layer (input → output)", left=SHORT[self.statistic])
+        bp.showGrid(x=False, y=True, alpha=theme.GRID_ALPHA)
         bp.setMouseEnabled(x=False, y=False)
+        bp.setMenuEnabled(False)
+        bp.hideButtons()
+        bp.setTitle("newest step", size=f"{theme.font_size()}pt", color=theme.FOREGROUND)
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.8)
         bp.addItem(self.bars)
-        row.addWidget(self.bar_plot, 2)
-        self.line_plot = pg.PlotWidget()
-        lp = self.line_plot.getPlotItem()
-        theme.style_plot(lp, bottom="training step")
+        self.line_plot = self.view.addPlot(row=0, col=1, axisItems={"left": DecadeAxis()})
+        lp = self.line_plot
         lp.setLogMode(y=True)
-        self.legend = lp.addLegend(offset=(-8, 8), labelTextSize=f"{theme.font_size() - 1}pt")
-        row.addWidget(self.line_plot, 3)
-        self.bar_plot.scene().sigMouseClicked.connect(self._on_bar_clicked)
+        theme.style_plot(lp, bottom="training step", left=SHORT[self.statistic])
+        lp.setTitle("over training (speed of learning)", size=f"{theme.font_size()}pt", color=theme.FOREGROUND)
+        self.legend = theme.legend(colCount=1)
+        self.legend.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)   # a card, not a full-height column
+        self._legend_placed = False
+        layout = self.view.ci.layout
+        layout.setColumnStretchFactor(0, 2)
+        layout.setColumnStretchFactor(1, 3)
+        layout.setColumnStretchFactor(2, 0)
+        self.view.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self._set_labels()
 
-    def _set_labels(self) -> None:
-        self.bar_plot.getPlotItem().setLabel("left", f"log10 {SHORT[self.statistic]}, newest step")
-        self.line_plot.getPlotItem().setLabel("left", SHORT[self.statistic])
-        self.title.setText("newest step · over training")
-
+    # ------------------------------------------------------------------ API
     def set_history(self, history) -> None:
         self.history = history
         self._version = -1
-        lp = self.line_plot.getPlotItem()
-        for c in self._curves:
-            lp.removeItem(c)
-        self.legend.clear()
-        self._curves = []
-        names = history.layer_names if history is not None else []
+        for c in self.curves:
+            self.line_plot.removeItem(c)
+        self.curves = []
+        names = list(history.layer_names) if history is not None else []
         n = len(names)
-        # a legend for a few layers only: the first, the last and every few between
-        shown = set(np.unique(np.linspace(0, n - 1, min(n, 6)).round().astype(int))) if n else set()
-        for i, name in enumerate(names):
-            c = pg.PlotDataItem(pen=pg.mkPen(theme.layer_colour(i, n), width=2),
-                                name=name if i in shown else None)
+        for i in range(n):
+            c = pg.PlotDataItem(pen=self._pen(i, n), connect="finite")
             c.setDownsampling(auto=True, method="peak")
             c.setClipToView(True)
-            lp.addItem(c)
-            self._curves.append(c)
-        every = max(1, int(np.ceil(n / 8)))  # at most ~8 labels under the bars
-        self.bar_plot.getPlotItem().getAxis("bottom").setTicks(
-            [[(i, n_.split(" ", 1)[0]) for i, n_ in enumerate(names) if i % every == 0 or i == n - 1]])
+            c.setCurveClickable(True, width=8)
+            c.sigClicked.connect(lambda _item, _ev=None, i=i: self._on_curve_clicked(i))
+            self.line_plot.addItem(c)
+            self.curves.append(c)
+        self.name_axis.set_names([short_name(s) for s in names])
+        if not 0 <= self.selected < n:
+            self.selected = -1
+        self.name_axis.set_emphasised(self.selected)
+        self._fill_legend()
+        self.bar_plot.setXRange(-0.8, max(n, 1) - 0.2, padding=0)   # room for the end labels
+        self.line_plot.enableAutoRange()
         self.refresh()
 
     def set_statistic(self, key: str) -> None:
         if key == self.statistic or key not in LABELS:
             return
         self.statistic = key
-        self.combo.blockSignals(True)
-        self.combo.setCurrentIndex([k for k, _ in STATISTICS].index(key))
-        self.combo.blockSignals(False)
+        with_blocked(self.combo, lambda: self.combo.setCurrentIndex([k for k, _ in STATISTICS].index(key)))
         self._set_labels()
         self._version = -1
+        self.line_plot.enableAutoRange()
         self.refresh()
         self.statistic_changed.emit(key)
 
     def set_selected_layer(self, i: int) -> None:
-        self.selected = i
-        for j, c in enumerate(self._curves):
-            pen = c.opts["pen"]
-            pen = pg.mkPen(pen.color(), width=4 if j == i else 2)
-            c.setPen(pen)
+        """Thicken layer i's line and outline its bar (-1: none). Does not emit."""
+        n = len(self.curves)
+        self.selected = i if 0 <= i < n else -1
+        for j, c in enumerate(self.curves):
+            c.setPen(self._pen(j, n))
+            c.setZValue(10 if j == self.selected else 0)
+        self.name_axis.set_emphasised(self.selected)
+        self._fill_legend()
         self._version = -1
         self.refresh()
 
     def bar_heights(self) -> tuple[np.ndarray, float]:
-        """log10 of the newest step's statistic per layer, and the floor the bars stand on."""
+        """log10 of the newest step's statistic per layer (NaN where undefined or <= 0),
+        and the floor (a whole decade below the smallest) the bars stand on."""
         v = self.history.series(self.statistic)[-1]
         with np.errstate(divide="ignore", invalid="ignore"):
             logs = np.log10(np.where(v > 0, v, np.nan))
@@ -124,35 +154,95 @@ class GradientFlow(QWidget):
         self._version = h.version
         if len(h) == 0:
             self.bars.setOpts(x=[], height=[])
-            for c in self._curves:
+            for c in self.curves:
                 c.setData([], [])
             return
         logs, floor = self.bar_heights()
         n = len(logs)
         ok = np.isfinite(logs)
-        brushes = [pg.mkBrush(theme.layer_colour(i, n)) for i in range(n)]
-        pens = [pg.mkPen("w", width=2) if i == self.selected else pg.mkPen(None) for i in range(n)]
-        x = np.arange(n)
-        self.bars.setOpts(x=x[ok], y0=floor, height=(logs - floor)[ok],
-                          brushes=[b for b, k in zip(brushes, ok) if k], pens=[p for p, k in zip(pens, ok) if k])
-        bp = self.bar_plot.getPlotItem()
+        x = np.arange(n)[ok]
+        self.bars.setOpts(x=x, y0=floor, height=(logs - floor)[ok],
+                          brushes=[pg.mkBrush(theme.layer_colour(i, n)) for i in x],
+                          pens=[pg.mkPen(*theme.HIGHLIGHT, width=3) if i == self.selected else pg.mkPen(None)
+                                for i in x])
         if ok.any():
-            bp.setYRange(floor, float(np.nanmax(logs)) + 0.3, padding=0)
-        bp.setXRange(-0.6, n - 0.4, padding=0)
-        steps = h.steps.astype(float)
+            self.bar_plot.setYRange(floor, math.ceil(float(np.nanmax(logs)) + 0.05), padding=0)
+        self.bar_plot.setTitle(f"newest step ({int(h.steps[-1])})", size=f"{theme.font_size()}pt",
+                               color=theme.FOREGROUND)
+        steps = h.steps
         values = h.series(self.statistic)
-        for i, c in enumerate(self._curves):
-            y = values[:, i]
-            good = np.isfinite(y) & (y > 0)
-            c.setData(steps[good], y[good])
+        with np.errstate(invalid="ignore"):
+            positive = np.where(values > 0, values, np.nan)   # log axis: 0 and NaN leave a gap
+        for i, c in enumerate(self.curves):
+            c.setData(steps, positive[:, i])
 
-    def _on_bar_clicked(self, ev) -> None:
+    # ------------------------------------------------------------------ internals
+    def _pen(self, i: int, n: int):
+        return pg.mkPen(theme.layer_colour(i, n), width=3.5 if i == self.selected else 1.5)
+
+    def _set_labels(self) -> None:
+        s = SHORT[self.statistic]
+        for p in (self.bar_plot, self.line_plot):
+            p.setLabel("left", s)
+            theme.style_axis(p.getAxis("left"))
+        self.title.setText("log scale · click a bar or a line to select its layer")
+
+    def _fill_legend(self) -> None:
+        self.legend.clear()
+        n = len(self.curves)
+        if not n or self.history is None:
+            return
+        shown = set(np.unique(np.linspace(0, n - 1, min(n, LEGEND_ENTRIES)).round().astype(int)))
+        if self.selected >= 0:
+            shown.add(self.selected)
+        for i in sorted(shown, reverse=True):   # output layer on top, as in the heatmap
+            self.legend.addItem(self.curves[i], self.history.layer_names[i])
+        self._fit_legend()
+        self._place_legend()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._place_legend()
+
+    def _place_legend(self) -> None:
+        """The legend only where there is room for it; narrow, the bars' colours and names are the key."""
+        scale = theme.font_size() / theme.BASE_POINT_SIZE
+        want = self.width() >= LEGEND_MIN_WIDTH * scale and bool(self.curves)
+        if want == self._legend_placed:
+            return
+        if want:
+            self.view.addItem(self.legend, row=0, col=2)
+            self.view.ci.layout.setAlignment(self.legend, Qt.AlignTop | Qt.AlignLeft)
+        else:
+            self.view.ci.removeItem(self.legend)
+        self.legend.setVisible(want)
+        self._legend_placed = want
+
+    def _fit_legend(self) -> None:
+        # a LegendItem in a layout gets whatever width the layout leaves it: ask for its contents'
+        hint = self.legend.layout.effectiveSizeHint(Qt.PreferredSize)
+        self.legend.setFixedWidth(hint.width() + 8)
+        self.legend.setFixedHeight(hint.height() + 6)
+
+    def _on_theme_changed(self) -> None:
+        for p in (self.bar_plot, self.line_plot):
+            p.titleLabel.setText(p.titleLabel.text, size=f"{theme.font_size()}pt")
+        self._fit_legend()
+        self._place_legend()
+
+    def _on_combo_changed(self, idx: int) -> None:
+        self.set_statistic(self.combo.itemData(idx))
+
+    def _on_curve_clicked(self, i: int) -> None:
+        self.set_selected_layer(i)
+        self.layer_selected.emit(i)
+
+    def _on_mouse_clicked(self, ev) -> None:
         if ev.button() != Qt.LeftButton or self.history is None:
             return
-        vb = self.bar_plot.getPlotItem().getViewBox()
-        if not self.bar_plot.getPlotItem().sceneBoundingRect().contains(ev.scenePos()):
+        vb = self.bar_plot.getViewBox()
+        if not vb.sceneBoundingRect().contains(ev.scenePos()):
             return
         i = int(round(vb.mapSceneToView(ev.scenePos()).x()))
         if 0 <= i < len(self.history.layer_names):
-            self.set_selected_layer(i)
-            self.layer_selected.emit(i)
+            self._on_curve_clicked(i)

@@ -1,9 +1,12 @@
 """Gradient heatmap: layers (rows, input at the bottom) x recorded steps (columns).
 
-Colour is log10 of the chosen per-layer statistic. Columns are the History's
-stored rows; the time axis is labelled with their true step numbers (old
-steps may be decimated). Colour levels only ever widen during a run, so a
-colour keeps its meaning while the user watches.
+Colour is log10 of the chosen per-layer statistic: a vanishing net is a map
+that darkens, decade after decade, from the output row down to the input row.
+Columns are the History's stored rows, so the time axis is labelled with
+their true step numbers (old steps may be decimated). Colour levels start at
+fixed decades and only ever widen, so a colour keeps its meaning while the
+user watches. NaN (undefined, e.g. the bias gradient of a layer without a
+bias) is transparent over grey; an exact zero is the map's bottom colour.
 """
 from __future__ import annotations
 
@@ -15,44 +18,28 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from widgets import theme
-from widgets.statistics import DEFAULT, LABELS, SHORT, STATISTICS
+from widgets.axes import NameAxis, StepAxis
+from widgets.log_image import LogColumns, log10_image  # noqa: F401  (log10_image: public helper)
+from widgets.statistics import DEFAULT, DEFAULT_LEVELS, LABELS, SHORT, STATISTICS, UNITS
+
+HINT = "Hover: read a value · click: select a layer · wheel, drag: zoom, scroll time · grey: undefined"
 
 
-def log10_image(values: np.ndarray) -> np.ndarray:
-    """[T, L] values -> [L, T] float32 log10 image; zero, negative and NaN become NaN."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        img = np.log10(np.where(values > 0, values, np.nan)).T
-    return np.ascontiguousarray(img, dtype=np.float32)
-
-
-class StepAxis(pg.AxisItem):
-    """Bottom axis over column indices that prints the true step of each column."""
-
-    def __init__(self):
-        super().__init__("bottom")
-        self.steps = np.zeros(0, dtype=np.int64)
-
-    def tickStrings(self, values, scale, spacing):
-        out = []
-        for v in values:
-            i = int(math.floor(v))
-            out.append(str(int(self.steps[i])) if 0 <= i < len(self.steps) else "")
-        return out
-
-
-class LayerAxis(pg.AxisItem):
-    """Left axis: one tick per layer, labelled with the layer's name."""
-
-    def __init__(self):
-        super().__init__("left")
-        self.names: list[str] = []
-
-    def set_names(self, names):
-        self.names = list(names)
-        self.setTicks([[(i + 0.5, n) for i, n in enumerate(self.names)]])
+def format_value(v: float) -> str:
+    if not np.isfinite(v):
+        return "undefined (NaN)" if np.isnan(v) else f"{v}"
+    if v == 0:
+        return "0 (no gradient at all)"
+    return f"{v:.3g} (log10 {math.log10(abs(v)):+.2f})" if v > 0 else f"{v:.3g}"
 
 
 class GradientHeatmap(QWidget):
+    """Layers x steps image of one per-layer statistic, log10 colour.
+
+    Signals: ``layer_selected(int)`` when the user clicks a row;
+    ``statistic_changed(str)`` when the statistic combo changes.
+    """
+
     layer_selected = Signal(int)
     statistic_changed = Signal(str)
 
@@ -60,43 +47,55 @@ class GradientHeatmap(QWidget):
         super().__init__(parent)
         self.history = None
         self.statistic = DEFAULT
-        self._version = -1
-        self._levels: tuple[float, float] | None = None
-        self._img = np.zeros((0, 0), np.float32)
         self.selected = -1
+        self._version = -1
+        self._n = 0
+        self._img = np.zeros((0, 0), np.float32)
+        self._cache = LogColumns(DEFAULT_LEVELS[self.statistic])
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
+        lay.setSpacing(2)
         top = QHBoxLayout()
         self.title = QLabel(f"<b>{title}</b>")
         top.addWidget(self.title)
         top.addStretch(1)
+        top.addSpacing(8)
         top.addWidget(QLabel("colour = log10 of"))
-        self.combo = QComboBox()
+        self.combo = statistic_combo()
         for key, label in STATISTICS:
             self.combo.addItem(label, key)
-        self.combo.currentIndexChanged.connect(self._on_combo)
+        self.combo.currentIndexChanged.connect(self._on_combo_changed)
         top.addWidget(self.combo)
         lay.addLayout(top)
-        self.step_axis, self.layer_axis = StepAxis(), LayerAxis()
+
+        self.step_axis, self.layer_axis = StepAxis(), NameAxis("left")
         self.plot = pg.PlotWidget(axisItems={"bottom": self.step_axis, "left": self.layer_axis})
         pi = self.plot.getPlotItem()
-        theme.style_plot(pi, bottom="training step")
-        pi.showGrid(x=False, y=False)
+        theme.style_plot(pi, bottom="training step", grid=False)
         pi.setMouseEnabled(x=True, y=False)   # zoom and scroll the time axis only
-        pi.getViewBox().setDefaultPadding(0.0)
-        self.image = pg.ImageItem()
-        self.image.setColorMap(theme.sequential_map())
+        pi.setMenuEnabled(False)
+        vb = pi.getViewBox()
+        vb.setDefaultPadding(0.0)
+        vb.setBackgroundColor(theme.NAN_COLOUR)   # NaN cells are transparent: grey
+        # born with a 1x1 NaN image: an ImageItem without data defers the colour bar's levels
+        # and re-applies them over the first real setImage (pyqtgraph 0.14)
+        self.image = pg.ImageItem(np.full((1, 1), np.nan, np.float32), levels=(0, 1), autoDownsample=True)
         pi.addItem(self.image)
-        self.bar = pg.ColorBarItem(values=(-6, 0), colorMap=theme.sequential_map(), interactive=False,
-                                   label=f"log10 {SHORT[self.statistic]}")
+        self.bar = pg.ColorBarItem(values=self._cache.levels, colorMap=theme.sequential_map(),
+                                   interactive=False, width=18)
         self.bar.setImageItem(self.image, insert_in=pi)
+        self.bar.axis.setLabel(self._bar_label())
+        theme.style_colour_bar(self.bar)
+        theme.set_bar_levels(self.bar, self._cache.levels)
         self.highlight = pg.LinearRegionItem(orientation="horizontal", movable=False,
-                                             brush=pg.mkBrush(255, 255, 255, 28),
-                                             pen=pg.mkPen(255, 255, 255, 160))
+                                             brush=pg.mkBrush(255, 255, 255, 45),
+                                             pen=pg.mkPen(*theme.HIGHLIGHT, width=2))
+        self.highlight.setZValue(10)
         self.highlight.setVisible(False)
-        pi.addItem(self.highlight)
+        pi.addItem(self.highlight, ignoreBounds=True)
         lay.addWidget(self.plot, 1)
-        self.readout = QLabel("Hover over the map to read a value.")
+        self.readout = QLabel(HINT)
+        self.readout.setWordWrap(True)
         self.readout.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.readout)
         self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
@@ -104,88 +103,85 @@ class GradientHeatmap(QWidget):
 
     # ------------------------------------------------------------------ API
     def set_history(self, history) -> None:
+        """Show this History (None: nothing); draws at once."""
         self.history = history
         self._version = -1
-        self._levels = None
-        names = history.layer_names if history is not None else []
+        self._n = 0
+        self._cache.reset()
+        names = list(history.layer_names) if history is not None else []
         self.layer_axis.set_names(names)
         self.image.clear()
         self._img = np.zeros((len(names), 0), np.float32)
-        self.plot.getPlotItem().enableAutoRange()
+        vb = self.plot.getPlotItem().getViewBox()
+        vb.setLimits(yMin=0, yMax=max(len(names), 1), xMin=0)
+        vb.setRange(yRange=(0, max(len(names), 1)), padding=0)
+        vb.enableAutoRange(x=True)
+        if not 0 <= self.selected < len(names):
+            self.selected = -1
+        self.set_selected_layer(self.selected)
         self.refresh()
 
     def set_statistic(self, key: str) -> None:
+        """Colour by another statistic (a key of widgets.statistics.STATISTICS)."""
         if key == self.statistic or key not in LABELS:
             return
         self.statistic = key
-        self.combo.blockSignals(True)
-        self.combo.setCurrentIndex([k for k, _ in STATISTICS].index(key))
-        self.combo.blockSignals(False)
-        self.bar.getAxis("left").setLabel(f"log10 {SHORT[key]}")
-        self._levels = None
+        with_blocked(self.combo, lambda: self.combo.setCurrentIndex([k for k, _ in STATISTICS].index(key)))
+        self._cache = LogColumns(DEFAULT_LEVELS[key])
+        self.bar.axis.setLabel(self._bar_label())
+        theme.style_colour_bar(self.bar)
         self._version = -1
         self.refresh()
         self.statistic_changed.emit(key)
 
     def set_selected_layer(self, i: int) -> None:
+        """Outline row ``i`` (-1: none). Does not emit layer_selected."""
         self.selected = i
         n = len(self.layer_axis.names)
-        self.highlight.setVisible(0 <= i < n)
-        if 0 <= i < n:
+        ok = 0 <= i < n
+        self.highlight.setVisible(ok)
+        self.layer_axis.set_emphasised(i if ok else -1)
+        if ok:
             self.highlight.setRegion((i, i + 1))
 
     def zoom_to(self, first_layer: int, last_layer: int, first_step: int, last_step: int) -> None:
-        """Show these layers and steps (a diagnosis finding's evidence)."""
+        """Show these layers and steps (a diagnosis finding's evidence), with a little margin."""
         if self.history is None or len(self.history) == 0:
             return
         steps = self.history.steps
         c0 = int(np.searchsorted(steps, first_step, side="left"))
         c1 = int(np.searchsorted(steps, last_step, side="right"))
         pad = max(2, (c1 - c0) // 10)
+        n = len(self.layer_axis.names)
         vb = self.plot.getPlotItem().getViewBox()
-        vb.setXRange(max(c0 - pad, 0), min(c1 + pad, len(steps)), padding=0)
-        vb.setYRange(max(first_layer - 0.5, 0), min(last_layer + 1.5, len(self.layer_axis.names)), padding=0)
+        vb.setRange(xRange=(max(c0 - pad, 0), min(c1 + pad, len(steps))),
+                    yRange=(max(min(first_layer, last_layer) - 0.5, 0), min(max(first_layer, last_layer) + 1.5, n)),
+                    padding=0)
+
+    def reset_zoom(self) -> None:
+        vb = self.plot.getPlotItem().getViewBox()
+        vb.setRange(yRange=(0, max(len(self.layer_axis.names), 1)), padding=0)
+        vb.enableAutoRange(x=True)
+
+    def levels(self) -> tuple[float, float]:
+        """The colour levels (log10 decades) now in use."""
+        return self._cache.levels
 
     def value_at(self, layer: int, column: int) -> float:
         """The raw statistic under a cell (what the read-out prints)."""
         return float(self.history.series(self.statistic)[column, layer])
 
-    def refresh(self) -> None:
-        h = self.history
-        if h is None or h.version == self._version:
-            return
-        self._version = h.version
-        if len(h) == 0:
-            self.image.clear()
-            return
-        self._img = log10_image(h.series(self.statistic))
-        self.step_axis.steps = h.steps.copy()
-        self._update_levels()
-        self.image.setImage(self._img, autoLevels=False, levels=self._levels)
-        self.image.setRect(0, 0, self._img.shape[1], self._img.shape[0])
-        self.step_axis.picture = None
-        self.step_axis.update()
+    def readout_text(self, row: int, col: int) -> str:
+        """'layer NAME, step S: STAT = VALUE (log10 X)' for one cell."""
+        v = self.value_at(row, col)
+        step = int(self.history.steps[col])
+        return f"layer {self.history.layer_names[row]}, step {step}: {SHORT[self.statistic]} = {format_value(v)}"
 
-    # ------------------------------------------------------------------ internals
-    def _update_levels(self) -> None:
-        finite = self._img[np.isfinite(self._img)]
-        if finite.size == 0:
-            self._levels = self._levels or (-6.0, 0.0)
-        else:
-            lo, hi = float(np.floor(np.percentile(finite, 1))), float(np.ceil(np.percentile(finite, 99)))
-            if hi - lo < 1:
-                hi = lo + 1
-            if self._levels is not None:  # only widen, so colours keep their meaning
-                lo, hi = min(lo, self._levels[0]), max(hi, self._levels[1])
-            self._levels = (lo, hi)
-        self.bar.setLevels(self._levels)
-
-    def _on_combo(self, idx: int) -> None:
-        self.set_statistic(self.combo.itemData(idx))
-
-    def _cell_at(self, scene_pos: QPointF):
-        vb = self.plot.getPlotItem().getViewBox()
-        if not self.plot.getPlotItem().sceneBoundingRect().contains(scene_pos):
+    def cell_at(self, scene_pos: QPointF):
+        """(row, column) of the image cell under a scene position, or None."""
+        pi = self.plot.getPlotItem()
+        vb = pi.getViewBox()
+        if not vb.sceneBoundingRect().contains(scene_pos):
             return None
         p = vb.mapSceneToView(scene_pos)
         col, row = int(math.floor(p.x())), int(math.floor(p.y()))
@@ -193,23 +189,78 @@ class GradientHeatmap(QWidget):
             return row, col
         return None
 
+    def refresh(self) -> None:
+        """Redraw from the History if it changed since the last call (cheap otherwise)."""
+        h = self.history
+        if h is None or h.version == self._version:
+            return
+        self._version = h.version
+        n = len(h)
+        if n == 0 or not h.layer_names:
+            self.image.clear()
+            self._img = np.zeros((len(h.layer_names), 0), np.float32)
+            self._n = 0
+            return
+        old_n = self._n
+        self._img = self._cache.update(self.statistic, h.steps, h.series(self.statistic))
+        self.step_axis.set_steps(h.steps)
+        self.image.setImage(self._img, autoLevels=False, levels=self._cache.levels)
+        if self.bar.levels() != self._cache.levels:   # levels only change when they widen
+            theme.set_bar_levels(self.bar, self._cache.levels)
+        self.image.setRect(0, 0, n, self._img.shape[0])
+        self._follow(old_n, n)
+        self._n = n
+
+    # ------------------------------------------------------------------ internals
+    def _bar_label(self) -> str:
+        unit = UNITS.get(self.statistic)
+        return f"log10 {SHORT[self.statistic]}" + (f" [{unit}]" if unit else "")
+
+    def _follow(self, old_n: int, n: int) -> None:
+        """Keep a zoomed-in view that showed the newest column scrolling with new columns."""
+        vb = self.plot.getPlotItem().getViewBox()
+        vb.setLimits(xMax=max(n, 1))
+        if vb.autoRangeEnabled()[0] or old_n == 0 or n <= old_n:
+            return
+        x0, x1 = vb.viewRange()[0]
+        if x1 >= old_n - 0.5:
+            d = n - old_n
+            vb.setXRange(x0 + d, x1 + d, padding=0)
+
+    def _on_combo_changed(self, idx: int) -> None:
+        self.set_statistic(self.combo.itemData(idx))
+
     def _on_mouse_moved(self, pos) -> None:
-        cell = self._cell_at(pos)
+        cell = self.cell_at(pos)
         if cell is None or self.history is None:
             return
-        row, col = cell
-        self.readout.setText(self.readout_text(row, col))
-
-    def readout_text(self, row: int, col: int) -> str:
-        v = self.value_at(row, col)
-        step = int(self.history.steps[col])
-        value = "undefined (NaN)" if not np.isfinite(v) else f"{v:.3g}"
-        return f"layer {self.history.layer_names[row]}, step {step}: {SHORT[self.statistic]} = {value}"
+        self.readout.setText(self.readout_text(*cell))
 
     def _on_mouse_clicked(self, ev) -> None:
         if ev.button() != Qt.LeftButton:
             return
-        cell = self._cell_at(ev.scenePos())
+        cell = self.cell_at(ev.scenePos())
         if cell is not None:
             self.set_selected_layer(cell[0])
             self.layer_selected.emit(cell[0])
+
+    def _on_theme_changed(self) -> None:
+        self.layer_axis.picture = None
+        self.layer_axis.update()
+
+
+def statistic_combo() -> QComboBox:
+    """A combo that elides its long labels when the panel is narrow (the popup shows them whole)."""
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(22)
+    return combo
+
+
+def with_blocked(widget, fn) -> None:
+    """Run fn with the widget's signals blocked (sync a control from the model without echo)."""
+    old = widget.blockSignals(True)
+    try:
+        fn()
+    finally:
+        widget.blockSignals(old)

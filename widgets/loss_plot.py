@@ -1,44 +1,70 @@
-"""Loss (train every step, test where evaluated) and accuracy, over training."""
+"""Loss and accuracy over training: train every step, test where it was evaluated.
+
+The curves plot the History's own arrays (preallocated, so no copy per frame
+for the train curves), with peak downsampling and clipping to the view so a
+long run stays cheap to draw. Test values are NaN between evaluations: they
+are drawn as markers joined by a line. Accuracy (classification only) is in
+a second, smaller plot with the same time axis.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from widgets import theme
 
+KEY = (f"<span style='color:{theme.TRAIN_COLOUR}'><b>―</b> train (the step's batch)</span>&nbsp;&nbsp;&nbsp;"
+       f"<span style='color:{theme.TEST_COLOUR}'><b>●―</b> test set (every few steps)</span>")
+
 
 class LossPlot(QWidget):
+    """Loss (top) and accuracy (bottom, hidden for regression) against training step."""
+
     def __init__(self, parent=None):
         super().__init__(parent)
         self.history = None
         self._version = -1
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
-        self.layout_widget = pg.GraphicsLayoutWidget()
-        lay.addWidget(self.layout_widget)
-        self.loss_plot = self.layout_widget.addPlot(row=0, col=0)
+        lay.setSpacing(2)
+        self.key = QLabel(KEY)   # the legend, outside the plots so it never hides a curve
+        lay.addWidget(self.key)
+        self.view = pg.GraphicsLayoutWidget()
+        self.layout_widget = self.view   # old name
+        lay.addWidget(self.view, 1)
+        self.loss_plot = self.view.addPlot(row=1, col=0)
         theme.style_plot(self.loss_plot, left="loss")
-        self.loss_plot.addLegend(offset=(-8, 8), labelTextSize=f"{theme.font_size() - 1}pt")
-        self.acc_plot = self.layout_widget.addPlot(row=1, col=0)
-        theme.style_plot(self.acc_plot, bottom="training step", left="accuracy")
+        self.acc_plot = self.view.addPlot(row=2, col=0)
+        theme.style_plot(self.acc_plot, bottom="training step", left="accuracy", left_units="%")
+        self.acc_plot.getAxis("left").enableAutoSIPrefix(False)
         self.acc_plot.setXLink(self.loss_plot)
-        self.acc_plot.setYRange(0, 1, padding=0.02)
-        self.acc_plot.getViewBox().setLimits(yMin=-0.02, yMax=1.02)
-        self.layout_widget.ci.layout.setRowStretchFactor(0, 3)
-        self.layout_widget.ci.layout.setRowStretchFactor(1, 2)
-        blue, orange = theme.SERIES[0], theme.SERIES[1]
-        self.train_loss = self._curve(self.loss_plot, blue, "train")
-        self.test_loss = self.loss_plot.plot(pen=pg.mkPen(orange, width=2), symbol="o", symbolSize=5,
-                                             symbolBrush=orange, symbolPen=None, name="test")
-        self.train_acc = self._curve(self.acc_plot, blue, None)
-        self.test_acc = self.acc_plot.plot(pen=pg.mkPen(orange, width=2), symbol="o", symbolSize=5,
-                                           symbolBrush=orange, symbolPen=None)
+        self.acc_plot.setYRange(0, 100, padding=0.03)
+        self.acc_plot.setMouseEnabled(x=True, y=False)
+        self.acc_plot.getViewBox().setLimits(yMin=-3, yMax=103)
+        self.loss_plot.setLabel("bottom", "training step")
+        theme.style_axis(self.loss_plot.getAxis("bottom"))
+        self._show_loss_step_axis(False)   # the accuracy plot below has the step axis
+        for p in (self.loss_plot, self.acc_plot):
+            p.getAxis("left").setWidth(int(4.5 * theme.font_size()))   # both left axes the same width
+        layout = self.view.ci.layout
+        layout.setRowStretchFactor(1, 3)
+        layout.setRowStretchFactor(2, 2)
+        self.train_loss = self._curve(self.loss_plot, theme.TRAIN_COLOUR)
+        self.test_loss = self._markers(self.loss_plot, theme.TEST_COLOUR)
+        self.train_acc = self._curve(self.acc_plot, theme.TRAIN_COLOUR)
+        self.test_acc = self._markers(self.acc_plot, theme.TEST_COLOUR)
 
     @staticmethod
-    def _curve(plot, colour, name):
-        c = plot.plot(pen=pg.mkPen(colour, width=2), name=name)
+    def _curve(plot, colour):
+        c = plot.plot(pen=pg.mkPen(colour, width=1.5), connect="finite")
         c.setDownsampling(auto=True, method="peak")
+        c.setClipToView(True)
+        return c
+
+    @staticmethod
+    def _markers(plot, colour):
+        c = plot.plot(pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=6, symbolBrush=colour, symbolPen=None)
         c.setClipToView(True)
         return c
 
@@ -47,18 +73,33 @@ class LossPlot(QWidget):
         self._version = -1
         for c in (self.train_loss, self.test_loss, self.train_acc, self.test_acc):
             c.setData([], [])
+        self.loss_plot.enableAutoRange()
         self.refresh()
 
     def refresh(self) -> None:
         h = self.history
-        if h is None or h.version == self._version or len(h) == 0:
+        if h is None or h.version == self._version:
             return
         self._version = h.version
-        steps = h.steps.astype(float)
-        for curve, key in ((self.train_loss, "loss"), (self.test_loss, "test_loss"),
-                           (self.train_acc, "accuracy"), (self.test_acc, "test_accuracy")):
+        if len(h) == 0:
+            for c in (self.train_loss, self.test_loss, self.train_acc, self.test_acc):
+                c.setData([], [])
+            return
+        steps = h.steps
+        self.train_loss.setData(steps, h.series("loss"))
+        acc = h.series("accuracy")
+        has_acc = bool(np.isfinite(acc[-1]) or np.isfinite(acc).any())
+        if has_acc:
+            self.train_acc.setData(steps, acc * 100.0)
+        for curve, key, scale in ((self.test_loss, "test_loss", 1.0), (self.test_acc, "test_accuracy", 100.0)):
             y = h.series(key)
             ok = np.isfinite(y)
-            curve.setData(steps[ok], y[ok])
-        has_acc = np.isfinite(h.series("accuracy")).any()
-        self.acc_plot.setVisible(bool(has_acc))
+            curve.setData(steps[ok], y[ok] * scale)
+        if self.acc_plot.isVisible() != has_acc:
+            self.acc_plot.setVisible(has_acc)
+            self._show_loss_step_axis(not has_acc)
+
+    def _show_loss_step_axis(self, on: bool) -> None:
+        ax = self.loss_plot.getAxis("bottom")
+        ax.setStyle(showValues=on)
+        ax.showLabel(on)

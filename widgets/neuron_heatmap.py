@@ -1,75 +1,127 @@
-"""Neurons x steps of the selected layer: mean |dL/dz_j| of each unit, log10.
+"""Neurons x steps of the selected layer: mean |∂L/∂z_j| of each unit j, log10 colour.
 
-A unit that never passes a gradient (a dead ReLU) is a dark row: its value is
-exactly 0 and is drawn at the bottom colour, below every live unit.
+Inferno's bottom colour is black and an exact zero is drawn below every level,
+so a unit that passes no gradient (a dead ReLU: z < 0 for every sample) is a
+black row. The title counts the units that passed none over the newest stored
+steps; a unit that dies during training shows as a row that turns black.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from widgets import theme
-from widgets.gradient_heatmap import StepAxis
+from widgets.axes import StepAxis
+from widgets.gradient_heatmap import format_value, with_blocked
+from widgets.log_image import LogColumns
 
-DEAD_BELOW = 3.0  # decades under the smallest live value where dead (zero) units are drawn
-
-
-def neuron_image(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[T, U] -> ([U, T] log10 image with zeros pushed below every live value, dead-unit mask)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.log10(values).T.astype(np.float32)
-    live = logs[np.isfinite(logs)]
-    floor = (float(live.min()) if live.size else -8.0) - DEAD_BELOW
-    logs[np.isneginf(logs)] = floor
-    dead = np.all(values == 0, axis=0) if len(values) else np.zeros(values.shape[1], bool)
-    return np.ascontiguousarray(logs), dead
+DEFAULT_LEVELS = (-8.0, 0.0)
+RECENT = 20   # a unit is reported dead when its gradient was 0 at each of this many newest stored steps
 
 
 class NeuronHeatmap(QWidget):
+    """Units (rows, unit 0 at the bottom) x steps of one layer, log10 mean |∂L/∂z|.
+
+    Signal: ``layer_selected(int)`` when the user picks a layer in the panel's combo.
+    """
+
+    layer_selected = Signal(int)
+
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.history, self.layer = None, 0
+        self.history = None
+        self.layer = 0
+        self.dead = np.zeros(0, bool)   # units with zero gradient at each of the RECENT newest steps
         self._version = -1
-        self._levels = None
+        self._img = np.zeros((0, 0), np.float32)
+        self._cache = LogColumns(DEFAULT_LEVELS, fit=True)   # this layer's own decades
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
+        lay.setSpacing(2)
+        top = QHBoxLayout()
         self.title = QLabel("Select a layer to see its neurons.")
         self.title.setWordWrap(True)
-        lay.addWidget(self.title)
+        top.addWidget(self.title, 1)
+        self.combo = QComboBox()
+        self.combo.setToolTip("Layer whose neurons are shown")
+        self.combo.currentIndexChanged.connect(self._on_combo_changed)
+        top.addWidget(self.combo)
+        lay.addLayout(top)
         self.step_axis = StepAxis()
         self.plot = pg.PlotWidget(axisItems={"bottom": self.step_axis})
         pi = self.plot.getPlotItem()
-        theme.style_plot(pi, bottom="training step", left="neuron")
-        pi.showGrid(x=False, y=False)
+        theme.style_plot(pi, bottom="training step", left="neuron (unit index)", grid=False)
         pi.setMouseEnabled(x=True, y=False)
-        pi.getViewBox().setDefaultPadding(0.0)
-        self.image = pg.ImageItem()
-        self.image.setColorMap(pg.colormap.get("inferno"))
+        pi.setMenuEnabled(False)
+        vb = pi.getViewBox()
+        vb.setDefaultPadding(0.0)
+        vb.setBackgroundColor(theme.NAN_COLOUR)
+        # born with a 1x1 NaN image: an ImageItem without data defers the colour bar's levels
+        # and re-applies them over the first real setImage (pyqtgraph 0.14)
+        self.image = pg.ImageItem(np.full((1, 1), np.nan, np.float32), levels=(0, 1), autoDownsample=True)
         pi.addItem(self.image)
-        self.bar = pg.ColorBarItem(values=(-6, 0), colorMap=pg.colormap.get("inferno"), interactive=False,
-                                   label="log10 mean |∂L/∂z|")
+        self.bar = pg.ColorBarItem(values=DEFAULT_LEVELS, colorMap=theme.neuron_map(), interactive=False, width=18)
         self.bar.setImageItem(self.image, insert_in=pi)
+        self.bar.axis.setLabel("log10 mean |∂L/∂z| per unit")
+        theme.style_colour_bar(self.bar)
+        theme.set_bar_levels(self.bar, DEFAULT_LEVELS)
         lay.addWidget(self.plot, 1)
-        self.dead = np.zeros(0, bool)
+        self.readout = QLabel("Hover to read a unit's gradient · black rows: units that pass no gradient")
+        self.readout.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.readout.setWordWrap(True)
+        lay.addWidget(self.readout)
+        self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
+    # ------------------------------------------------------------------ API
     def set_history(self, history) -> None:
         self.history = history
         self._version = -1
-        self._levels = None
+        self._cache.reset()
         self.image.clear()
-        if history is not None and not (0 <= self.layer < len(history.layer_names)):
+        names = list(history.layer_names) if history is not None else []
+        with_blocked(self.combo, lambda: (self.combo.clear(), self.combo.addItems(names)))
+        if not 0 <= self.layer < len(names):
             self.layer = 0
+        with_blocked(self.combo, lambda: self.combo.setCurrentIndex(self.layer if names else -1))
+        self._reset_view()
         self.refresh()
 
     def set_selected_layer(self, i: int) -> None:
+        """Show layer ``i``'s neurons. Does not emit layer_selected."""
+        if self.history is not None and not 0 <= i < len(self.history.layer_names):
+            return
+        with_blocked(self.combo, lambda: self.combo.setCurrentIndex(i))
         if i != self.layer:
             self.layer = i
             self._version = -1
-            self._levels = None
-            self.plot.getPlotItem().enableAutoRange()
+            self._cache.reset()
+            self._reset_view()
             self.refresh()
+
+    def value_at(self, unit: int, column: int) -> float:
+        return float(self.history.neuron_grad(self.layer)[column, unit])
+
+    def readout_text(self, unit: int, col: int) -> str:
+        h = self.history
+        return (f"unit {unit} of {h.layer_names[self.layer]}, step {int(h.steps[col])}: "
+                f"mean |∂L/∂z| = {format_value(self.value_at(unit, col))}")
+
+    def levels(self) -> tuple[float, float]:
+        return self._cache.levels
+
+    def cell_at(self, scene_pos: QPointF):
+        vb = self.plot.getPlotItem().getViewBox()
+        if not vb.sceneBoundingRect().contains(scene_pos):
+            return None
+        p = vb.mapSceneToView(scene_pos)
+        col, unit = int(math.floor(p.x())), int(math.floor(p.y() + 0.5))
+        if 0 <= unit < self._img.shape[0] and 0 <= col < self._img.shape[1]:
+            return unit, col
+        return None
 
     def refresh(self) -> None:
         h = self.history
@@ -81,18 +133,37 @@ class NeuronHeatmap(QWidget):
         if len(h) == 0 or values.shape[1] == 0:
             self.title.setText(f"<b>{name}</b>: no data yet")
             self.image.clear()
+            self._img = np.zeros((values.shape[1], 0), np.float32)
             return
-        img, self.dead = neuron_image(values)
-        finite = img[np.isfinite(img)]
-        lo, hi = (float(np.floor(finite.min())), float(np.ceil(finite.max()))) if finite.size else (-6.0, 0.0)
-        if self._levels is not None:
-            lo, hi = min(lo, self._levels[0]), max(hi, self._levels[1])
-        self._levels = (lo, max(hi, lo + 1))
-        self.image.setImage(img, autoLevels=False, levels=self._levels)
-        self.image.setRect(0, 0, img.shape[1], img.shape[0])
-        self.bar.setLevels(self._levels)
-        self.step_axis.steps = h.steps.copy()
+        U = values.shape[1]
+        self._img = self._cache.update(self.layer, h.steps, values)
+        self.image.setImage(self._img, autoLevels=False, levels=self._cache.levels)
+        if self.bar.levels() != self._cache.levels:   # levels only change when they widen
+            theme.set_bar_levels(self.bar, self._cache.levels)
+        self.image.setRect(0, -0.5, len(h), U)   # unit j centred on y = j
+        self.plot.getPlotItem().getViewBox().setLimits(xMin=0, xMax=max(len(h), 1), yMin=-0.5, yMax=U - 0.5)
+        self.step_axis.set_steps(h.steps)
+        recent = values[-RECENT:]
+        self.dead = np.all(recent == 0, axis=0)
         n_dead = int(self.dead.sum())
-        dead = (f", <span style='color:#e69f00'>{n_dead} of {len(self.dead)} units passed no gradient at any "
-                "stored step (dark rows)</span>") if n_dead else ""
-        self.title.setText(f"<b>{name}</b>: {values.shape[1]} neurons{dead}")
+        dead = (f" · <span style='color:#b3400b'><b>{n_dead} of {U}</b> pass no gradient "
+                f"(black rows; zero in the last {len(recent)} stored steps)</span>") if n_dead else ""
+        self.title.setText(f"<b>{name}</b>: {U} units{dead}")
+
+    # ------------------------------------------------------------------ internals
+    def _reset_view(self) -> None:
+        vb = self.plot.getPlotItem().getViewBox()
+        units = self.history.units[self.layer] if self.history is not None and self.history.units else 1
+        vb.setLimits(yMin=-0.5, yMax=units - 0.5)
+        vb.setRange(yRange=(-0.5, units - 0.5), padding=0)
+        vb.enableAutoRange(x=True)
+
+    def _on_combo_changed(self, i: int) -> None:
+        if i >= 0:
+            self.set_selected_layer(i)
+            self.layer_selected.emit(i)
+
+    def _on_mouse_moved(self, pos) -> None:
+        cell = self.cell_at(pos)
+        if cell is not None and self.history is not None:
+            self.readout.setText(self.readout_text(*cell))
