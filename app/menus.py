@@ -35,6 +35,7 @@ class Menus:
         f.addSeparator()
         self._add(f, "Open r&un record…", "Ctrl+Shift+O", self.open_run)
         self._add(f, "Save run &record…", "Ctrl+Shift+R", self.save_run)
+        self._add(f, "&Compare two saved runs…", None, self.compare_runs)
         self._add(f, "Export &PyTorch file…", None, self.export_torch)
         self.export_menu = f.addMenu("Export &panel as PNG/SVG")
         for key, dock in w.docks.items():
@@ -137,6 +138,22 @@ class Menus:
         path, _ = QFileDialog.getSaveFileName(self.w, "Save run record", "run.npz", RUN_FILTER)
         if path and self.w.session.save_run(path):
             self.w.statusBar().showMessage(f"run saved to {path}", 5000)
+
+    def compare_runs(self) -> None:
+        from app.compare import CompareWindow
+        from engine.record import RecordError
+        a, _ = QFileDialog.getOpenFileName(self.w, "Run A (before)", "", RUN_FILTER)
+        if not a:
+            return
+        b, _ = QFileDialog.getOpenFileName(self.w, "Run B (after)", "", RUN_FILTER)
+        if not b:
+            return
+        try:
+            win = CompareWindow.from_records(a, b, parent=self.w)
+        except RecordError as e:
+            self.w._show_error(str(e))
+            return
+        win.show()
 
     def export_torch(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self.w, "Export PyTorch file", "model.py", "Python (*.py)")

@@ -78,15 +78,16 @@ PLATEAU_WINDOW = 100
 PLATEAU_CHANGE = 0.02
 PLATEAU_STILL_HIGH = 0.9
 # Overfitting: the test loss (rolling median over OVERFIT_SMOOTH evaluations) 25 % above its best
-# while the training loss kept falling and the train/test gap widened (the classic U-shaped test
-# curve: early stopping, Prechelt 1998), or train accuracy 20 points above test accuracy. Unstable
-# SGD makes train and test loss spike together; that widens no gap and is not overfitting.
+# for OVERFIT_SMOOTH evaluations in a row, while the training loss kept falling and the train/test
+# gap widened (the U-shaped test curve of early stopping, Prechelt 1998). Unstable SGD makes train
+# and test loss spike together, and BatchNorm's running statistics make eval-mode test numbers jump
+# (our BatchNorm preset: test accuracy 0.7-0.9 in eval mode while its training batches are at 0.95):
+# neither widens the gap for long, neither is overfitting, so a bare accuracy gap is not used.
 OVERFIT_RISE = 1.25
 OVERFIT_SMOOTH = 5
 OVERFIT_MIN_EVALS = 10
 OVERFIT_GAP_GROWTH = 2.0   # ... and the test - train gap at least doubled
 OVERFIT_MIN_GAP = 0.05     # ... and is now at least 0.05 nats (noise at tiny losses is not overfitting)
-OVERFIT_ACC_GAP = 0.2
 WINDOW = 20  # recent rows a finding about "now" looks at
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -192,16 +193,15 @@ def _before_batchnorm(names: list) -> np.ndarray:
                     dtype=bool)
 
 
-def speed(history, rows) -> np.ndarray:
-    """Per-layer speed of learning over some rows: median bias-grad norm, or the delta norm
-    where the bias gradient is undefined, zero, or zeroed by a following BatchNorm."""
+def speed(history, rows) -> tuple[np.ndarray, np.ndarray]:
+    """Per-layer speed of learning over some rows: the median bias-grad norm, or the median
+    delta norm where the bias gradient is undefined, zero, or zeroed by a following BatchNorm.
+    Returns (speeds, used_delta)."""
     names = history.layer_names
-    if not names or len(rows) == 0:
-        return np.full(len(names), np.nan)
     b = _nanmedian(history.series("bias_grad_norm")[rows])
     d = _nanmedian(history.series("delta_norm")[rows])
     use_delta = ~np.isfinite(b) | (b <= 0) | _before_batchnorm(names)
-    return np.where(use_delta, d, b)
+    return np.where(use_delta, d, b), use_delta
 
 
 def _nanmedian(a, axis=0):
@@ -277,7 +277,8 @@ def _steepest_drop(names, hid, s):
     """Where the gradient drops most between neighbouring hidden layers (log10 steps)."""
     v = np.log10(np.maximum(s[hid], 1e-300))
     d = np.diff(v)  # late minus early per neighbour pair: > 0 where the gradient drops toward the input
-    if not d.size:
+    d = np.where(np.isfinite(d), d, -np.inf)
+    if not d.size or not np.isfinite(d.max()):
         return None
     k = int(np.argmax(d))
     total = v[-1] - v[0]
@@ -289,14 +290,13 @@ def _depth(h, rows, w0, last_step, plateau):
     hid = _hidden(h.layer_names)
     if len(hid) < 2:
         return []
-    s = speed(h, rows)
+    s, used_delta = speed(h, rows)
     first, last = s[hid[0]], s[hid[-1]]
     names = h.layer_names
-    if not (np.isfinite(first) and np.isfinite(last)) or last <= 0:
+    if not (np.isfinite(first) and np.isfinite(last)) or last <= 0 or first < 0:
         return []
     ratio = first / last
-    measure = "delta" if _before_batchnorm(names)[hid[0]] or not np.isfinite(
-        _nanmedian(h.series("bias_grad_norm")[rows][:, hid[0]])) else "bias_grad"
+    measure = "delta" if used_delta[hid[0]] else "bias_grad"
     ev = {"first_layer": names[hid[0]], "last_layer": names[hid[-1]], "measure": measure,
           "first": float(first), "last": float(last), "ratio": float(ratio),
           "per_layer": {names[i]: float(s[i]) for i in hid}}
@@ -314,9 +314,13 @@ def _depth(h, rows, w0, last_step, plateau):
         if np.isfinite(ur_first):
             ev["first_update_ratio"] = ur_first
         what = "bias gradient" if measure == "bias_grad" else "backpropagated gradient (delta)"
-        msg = (f"The first hidden layer {names[hid[0]]} learns {_g(1 / ratio)} times slower than the last "
-               f"hidden layer {names[hid[-1]]}: its {what} is {_g(first)} against {_g(last)}, "
-               f"{decades:.1f} orders of magnitude smaller. ")
+        if ratio > 0:
+            msg = (f"The first hidden layer {names[hid[0]]} learns {_g(1 / ratio)} times slower than the last "
+                   f"hidden layer {names[hid[-1]]}: its {what} is {_g(first)} against {_g(last)}, "
+                   f"{decades:.1f} orders of magnitude smaller. ")
+        else:
+            msg = (f"The first hidden layer {names[hid[0]]} gets no gradient at all: its {what} is 0 (too small "
+                   f"for a float) against {_g(last)} in the last hidden layer {names[hid[-1]]}. ")
         if drop and drop["share_of_drop"] and drop["share_of_drop"] > 0.6 and len(hid) > 3:
             msg += (f"Most of the drop ({_g(drop['factor'])}x) happens between {drop['between'][0]} and "
                     f"{drop['between'][1]}; elsewhere the gradient is about flat. ")
@@ -545,8 +549,8 @@ def _rolling_median(x, k):
 
 def _overfitting(h, last_step):
     """Test loss rising above its best while the training loss keeps falling and the gap between
-    them widens; or a large train/test accuracy gap. Both curves are smoothed by a rolling median
-    over OVERFIT_SMOOTH evaluations, so one unlucky batch or one spike of SGD says nothing."""
+    them widens. Both curves are smoothed by a rolling median over OVERFIT_SMOOTH evaluations, so
+    one unlucky batch or one spike of SGD says nothing."""
     tl = h.series("test_loss")
     ev_rows = np.flatnonzero(np.isfinite(tl) & np.isfinite(h.series("loss")))
     if len(ev_rows) < OVERFIT_MIN_EVALS:
@@ -557,7 +561,8 @@ def _overfitting(h, last_step):
     steps = h.steps[ev_rows[k - 1:]]  # each smoothed value stands at the end of its window
     best = int(np.argmin(test))
     gap_then, gap_now = test[best] - train[best], test[-1] - train[-1]
-    if (best < len(test) - 1 and test[-1] >= OVERFIT_RISE * test[best] and train[-1] < train[best]
+    risen = test[-k:] >= OVERFIT_RISE * test[best]  # the rise has lasted, not one bad evaluation
+    if (best < len(test) - k and risen.all() and train[-1] < train[best]
             and gap_now >= OVERFIT_GAP_GROWTH * max(gap_then, 0.0) + OVERFIT_MIN_GAP):
         ev = {"test_loss_best": float(test[best]), "best_step": int(steps[best]), "test_loss_now": float(test[-1]),
               "train_loss_then": float(train[best]), "train_loss_now": float(train[-1]),
@@ -566,19 +571,7 @@ def _overfitting(h, last_step):
                f"training loss kept falling ({_g(train[best])} to {_g(train[-1])}): the net is memorising its "
                "training samples instead of learning the rule, and does worse on data it has not seen.")
         return [Finding("overfitting", "warning", [], [int(steps[best]), last_step], ev, msg,
-                        ["weight_decay", "lower_lr"])]
-    ta, acc = h.series("test_accuracy"), h.series("accuracy")
-    acc_rows = np.flatnonzero(np.isfinite(ta) & np.isfinite(acc))
-    if len(acc_rows) >= OVERFIT_MIN_EVALS:
-        test_acc = float(np.median(ta[acc_rows[-k:]]))
-        train_acc = float(np.median(acc[acc_rows[-k:]]))
-        if train_acc - test_acc >= OVERFIT_ACC_GAP:
-            ev = {"train_accuracy": train_acc, "test_accuracy": test_acc, "gap": train_acc - test_acc}
-            msg = (f"The net gets {100 * train_acc:.0f} % of its training batches right but only "
-                   f"{100 * test_acc:.0f} % of the test set: it has learnt its training samples by heart more "
-                   "than the rule behind them.")
-            return [Finding("overfitting", "info", [], [int(h.steps[acc_rows[-k]]), last_step], ev, msg,
-                            ["weight_decay"])]
+                        ["weight_decay"])]
     return []
 
 

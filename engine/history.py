@@ -1,9 +1,11 @@
 """History: the recorded steps of a run, bounded in memory however long it goes.
 
-Rows live in preallocated numpy arrays. When they are full, the older half is
-thinned to every other row while the newer half stays at full resolution, so
-recent steps are always complete and old ones grow sparser (a run of any
-length fits in ``budget_bytes``). Numpy only: widgets read it directly.
+Rows live in preallocated numpy arrays. When they are full, the newer half stays
+at full resolution and the older rows are thinned to every ``stride``-th row in
+append order, the stride doubling as the run grows: old steps stay evenly
+spread from the first step on (never thinned again and again until only the
+first is left), recent steps are always complete, and a run of any length fits
+in ``budget_bytes``. Numpy only: widgets read it directly.
 """
 from __future__ import annotations
 
@@ -31,6 +33,9 @@ class History:
         row_bytes = sum(w or 1 for w in self.widths.values()) * 8
         self.capacity = max(min_capacity, int(budget_bytes // row_bytes))
         self._data = {k: self._empty(k, w) for k, w in self.widths.items()}
+        # append order of each row (rows written directly, as a loaded record's, count by index)
+        self._serial = np.arange(self.capacity, dtype=np.int64)
+        self._stride = 1  # older rows kept by _decimate: serial % stride == 0
         self.n = 0
         self.version = 0          # bumps on every change; views redraw when it moves
         self.latest: Snapshot | None = None
@@ -55,6 +60,7 @@ class History:
         if self.n == self.capacity:
             self._decimate()
         i = self.n
+        self._serial[i] = self._serial[i - 1] + 1 if i else 0
         for k in self.widths:
             v = getattr(s, k)
             if v is None:
@@ -73,10 +79,16 @@ class History:
             self.append(s)
 
     def _decimate(self) -> None:
-        keep_recent = self.capacity // 2
-        old = np.arange(0, self.capacity - keep_recent, 2)
-        keep = np.concatenate([old, np.arange(self.capacity - keep_recent, self.capacity)])
-        for arr in self._data.values():
+        # Thinning the older half by two at every call would halve the oldest rows
+        # again and again (a 100k-step run kept step 0 and the last few thousand).
+        # Instead the older rows keep one row in ``stride``, the stride doubling only
+        # until they fit in a quarter of the capacity: the rest is free for new rows.
+        older = self.capacity - self.capacity // 2
+        serial = self._serial[:older]
+        while np.count_nonzero(serial % self._stride == 0) > self.capacity // 4:
+            self._stride *= 2
+        keep = np.concatenate([np.flatnonzero(serial % self._stride == 0), np.arange(older, self.capacity)])
+        for arr in (*self._data.values(), self._serial):
             arr[: len(keep)] = arr[keep]
             arr[len(keep):] = np.nan if arr.dtype.kind == "f" else 0
         self.n = len(keep)

@@ -91,6 +91,11 @@ def synthetic(values: np.ndarray, steps=None, accuracy=True, units=(3, 2), acts=
     return h
 
 
+def settle(qtbot, vb, x_max: float) -> None:
+    """Wait until a view's (lazy) auto-range shows x up to x_max."""
+    qtbot.waitUntil(lambda: vb.viewRange()[0][1] >= x_max - 0.5)
+
+
 def view_point(plot_widget, x: float, y: float, vb=None) -> QPoint:
     """Viewport pixel of data point (x, y) in a PlotWidget (or a given ViewBox)."""
     vb = vb or plot_widget.getPlotItem().getViewBox()
@@ -116,6 +121,7 @@ def heatmap(qtbot, run):
     from widgets.gradient_heatmap import GradientHeatmap
     w = shown(qtbot, GradientHeatmap())
     w.set_history(run[1])
+    settle(qtbot, w.plot.getPlotItem().getViewBox(), STEPS)
     return w
 
 
@@ -152,10 +158,9 @@ def test_heatmap_hover_reads_the_value_under_the_mouse(qtbot, heatmap, run):
     _, h = run
     row, col = 1, 17
     qtbot.mouseMove(heatmap.plot.viewport(), view_point(heatmap.plot, col + 0.5, row + 0.5))
-    qtbot.waitUntil(lambda: heatmap.readout.text().startswith("layer"))
+    qtbot.waitUntil(lambda: heatmap.readout.text() == heatmap.readout_text(row, col))
     v = h.series("bias_grad_norm")[col, row]
     text = heatmap.readout.text()
-    assert text == heatmap.readout_text(row, col)
     assert text.startswith(f"layer {h.layer_names[row]}, step {h.steps[col]}: ‖∂L/∂b‖ = {v:.3g}")
     assert f"log10 {math.log10(v):+.2f}" in text
 
@@ -224,7 +229,7 @@ def test_heatmap_follows_history_decimation(qtbot):
     h = History(["1 linear", "2 linear"], [], [1, 1], budget_bytes=1, min_capacity=64)
     w = shown(qtbot, GradientHeatmap())
     w.set_history(h)
-    filler = synthetic(np.ones((1, 2)))
+    filler = synthetic(np.ones((1, 2)), units=(1, 1))
     for k in range(300):
         s = filler.latest
         v = np.array([10.0 ** -(k % 7), 2.0 ** -(k % 5)])
@@ -265,20 +270,21 @@ def test_neuron_heatmap_shows_a_dead_unit_as_a_black_row(qtbot, dead_run):
     w = shown(qtbot, NeuronHeatmap(), (600, 400))
     w.set_history(h)
     w.set_selected_layer(0)
+    vb = w.plot.getPlotItem().getViewBox()
+    settle(qtbot, vb, len(h))
     img = w.image.image
     assert img.shape == (8, len(h))
     assert np.all(img[DEAD_UNIT] == ZERO_LOG) and np.all(img[DEAD_UNIT] < w.levels()[0])
     np.testing.assert_allclose(np.delete(img, DEAD_UNIT, 0), np.log10(np.delete(g, DEAD_UNIT, 1)).T, rtol=1e-5)
     assert list(np.flatnonzero(w.dead)) == [DEAD_UNIT]
     assert "fc1 (Linear)" in w.title.text() and "1 of 8" in w.title.text()
-    vb = w.plot.getPlotItem().getViewBox()
     dark = pixel(w.plot, view_point(w.plot, len(h) / 2, DEAD_UNIT, vb))
     assert max(dark.getRgb()[:3]) < 10                       # inferno's black
     live = pixel(w.plot, view_point(w.plot, len(h) / 2, DEAD_UNIT + 1, vb))
     assert max(live.getRgb()[:3]) > 40
     qtbot.mouseMove(w.plot.viewport(), view_point(w.plot, 4.5, DEAD_UNIT, vb))
-    qtbot.waitUntil(lambda: w.readout.text().startswith("unit"))
-    assert w.readout.text() == f"unit {DEAD_UNIT} of fc1 (Linear), step {h.steps[4]}: mean |∂L/∂z| = 0 (no gradient at all)"
+    expected = f"unit {DEAD_UNIT} of fc1 (Linear), step {h.steps[4]}: mean |∂L/∂z| = 0 (no gradient at all)"
+    qtbot.waitUntil(lambda: w.readout.text() == expected)
 
 
 def test_neuron_heatmap_switches_layer_from_selection_and_combo(qtbot, run):

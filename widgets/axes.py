@@ -92,8 +92,18 @@ class NameAxis(pg.AxisItem):
 
     def set_names(self, names) -> None:
         self.names = list(names)
+        self._fit()
         self.picture = None
         self.update()
+
+    def setTickFont(self, font) -> None:
+        super().setTickFont(font)
+        self._fit()
+
+    def _fit(self) -> None:
+        # a vertical name axis is as wide as its longest name, fixed: the plot never jumps sideways
+        if self.orientation in ("left", "right") and getattr(self, "names", None):
+            theme.fix_axis_width(self, max(self.names, key=len) + " ")
 
     def set_emphasised(self, i: int) -> None:
         if i != self.emphasised:

@@ -300,6 +300,7 @@ class CompareView(QWidget):
         al = compare.align(a, b)
         if self.alignment is None or al.layers != self.alignment.layers:
             self.axes[2].set_names([na if na == nb else f"{na} / {nb}" for na, nb, _, _ in al.layers])
+            self._fit_axes()
         self.alignment = al
         self.ratio = np.ascontiguousarray(compare.ratio_matrix(a, b, self.statistic, al).T, dtype=np.float32)
         finite = np.abs(self.ratio[np.isfinite(self.ratio)])
@@ -417,11 +418,9 @@ class CompareView(QWidget):
 
     def _fit_axes(self) -> None:
         """One left-axis width for the three maps, so their columns line up."""
-        f = QFont()
-        f.setPointSize(theme.font_size())
-        fm = QFontMetrics(f)
+        fm = QFontMetrics(self.axes[0].style.get("tickFont") or theme.font())
         names = [n for ax in self.axes for n in ax.names] or ["layer"]
-        width = max(fm.horizontalAdvance(n) for n in names) + 18
+        width = max(fm.horizontalAdvance(n) for n in names) + 24  # + tick and gap: a label must fit
         for ax in self.axes:
             ax.setWidth(width)
 

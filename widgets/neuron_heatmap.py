@@ -69,6 +69,7 @@ class NeuronHeatmap(QWidget):
         self.bar.axis.setLabel("log10 mean |∂L/∂z| per unit")
         theme.style_colour_bar(self.bar)
         theme.set_bar_levels(self.bar, DEFAULT_LEVELS)
+        theme.fix_axis_width(pi.getAxis("left"), "0000")
         lay.addWidget(self.plot, 1)
         self.readout = QLabel("Hover to read a unit's gradient · black rows: units that pass no gradient")
         self.readout.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -157,6 +158,9 @@ class NeuronHeatmap(QWidget):
         vb.setLimits(yMin=-0.5, yMax=units - 0.5)
         vb.setRange(yRange=(-0.5, units - 0.5), padding=0)
         vb.enableAutoRange(x=True)
+
+    def _on_theme_changed(self) -> None:
+        theme.fix_axis_width(self.plot.getPlotItem().getAxis("left"), "0000")
 
     def _on_combo_changed(self, i: int) -> None:
         if i >= 0:

@@ -105,6 +105,17 @@ def style_plot(plot: pg.PlotItem, bottom: str | None = None, left: str | None = 
     plot.showGrid(x=grid, y=grid, alpha=GRID_ALPHA)
 
 
+def fix_axis_width(ax: pg.AxisItem, sample: str) -> None:
+    """Pin a vertical axis to the width its widest tick text ``sample`` (and its label) needs.
+
+    pyqtgraph grows an axis after it has drawn wider ticks, which makes the plot
+    jump sideways while a run updates; a pinned width keeps the layout still.
+    """
+    fm = QFontMetricsF(ax.style["tickFont"] or font())
+    label = fm.height() * 1.5 if ax.label.isVisible() and (ax.labelText or ax.labelUnits) else 0
+    ax.setWidth(int(fm.horizontalAdvance(sample) + label + ax.style["tickTextOffset"][0] + 10))
+
+
 def style_colour_bar(bar: pg.ColorBarItem) -> None:
     """A colour bar's axis in the theme's font, wide enough for its tick labels and its title.
 
