@@ -8,12 +8,14 @@ layer), and each view is told the index it has for that path.
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QScrollArea
 
+from app.pacing import RedrawPacer
 from app.session import Session
 from app.toolbar import RunToolBar
 from engine import diagnosis, remedies
@@ -29,7 +31,7 @@ from widgets.neuron_heatmap import NeuronHeatmap
 from widgets.property_editor import PropertyEditor
 from widgets.settings_panel import SettingsPanel
 
-REFRESH_MS = 100         # views redraw at most 10 times a second: drawing holds the GIL the trainer needs
+REFRESH_MS = 100         # views redraw at most 10 times a second (slower where drawing is costly: app.pacing)
 DIAGNOSE_EVERY = 3       # ... and the diagnosis every 3rd refresh (~3 Hz)
 MAX_RECENT = 8
 
@@ -63,6 +65,8 @@ class MainWindow(QMainWindow):
         self._restore_settings()
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._refresh)
+        self._pacer = RedrawPacer(min_ms=REFRESH_MS)
+        self._cpu_mark = time.thread_time()
         self._timer.start(REFRESH_MS)
         self._on_spec_changed()
         self._on_history_reset()
@@ -130,8 +134,8 @@ class MainWindow(QMainWindow):
         inner = int(0.6 * w)
         # flow is tabbed with neurons: size the tab group through both, then the rest
         self.resizeDocks([d["flow"], d["neurons"], d["activation"], d["loss"]],
-                         [int(inner * 0.38), int(inner * 0.38), int(inner * 0.34), int(inner * 0.28)], Qt.Horizontal)
-        self.resizeDocks([d["loss"]], [int(inner * 0.28)], Qt.Horizontal)
+                         [int(inner * 0.46), int(inner * 0.46), int(inner * 0.30), int(inner * 0.24)], Qt.Horizontal)
+        self.resizeDocks([d["loss"]], [int(inner * 0.24)], Qt.Horizontal)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -220,6 +224,12 @@ class MainWindow(QMainWindow):
             self._shown_version = h.version
             self.diagnosis.set_findings(diagnosis.diagnose(h) if len(h) else [], len(h))
         self._update_status(h)
+        cpu = time.thread_time()  # this thread's CPU since the last tick: the redraw, its paint, events
+        if self.session.state == "running":
+            self._timer.setInterval(self._pacer.next_interval(cpu - self._cpu_mark))
+        elif self._timer.interval() != REFRESH_MS:
+            self._timer.setInterval(REFRESH_MS)
+        self._cpu_mark = cpu
 
     def _update_status(self, h) -> None:
         s = h.latest

@@ -32,7 +32,7 @@ REMEDIES = {
     "he_init": {"label": "He init",
                 "explanation": "He et al.'s init, std = sqrt(2/fan_in), is made for ReLU: it keeps every "
                                "layer's gradient about the same size."},
-    "batchnorm": {"label": "BatchNorm after each linear layer",
+    "batchnorm": {"label": "BatchNorm after linears",
                   "explanation": "Normalising each pre-activation keeps units in the steep part of their "
                                  "activation, so the per-layer factor stays near 1."},
     "residual": {"label": "Residual blocks",

@@ -171,3 +171,16 @@ def test_the_app_exits_0_on_sigterm_mid_run(tmp_path):
     out, err = p.communicate(timeout=30)
     assert p.returncode == 0, err[-2000:]
     assert time.monotonic() - t0 < 5.0
+
+
+def test_redraws_slow_down_while_a_costly_run_draws_and_recover_after(qtbot, window, monkeypatch):
+    import app.main_window as mw
+    clock = iter(range(10**6))
+    monkeypatch.setattr(mw.time, "thread_time", lambda: 0.2 * next(clock))  # 200 ms of GUI CPU per tick
+    window.open_spec_file(PRESETS / "deep_relu_he.json")
+    window.session.spec["train"]["steps"] = 100_000
+    window.session.start()
+    qtbot.waitUntil(lambda: window._timer.interval() == window._pacer.max_ms, timeout=30_000)
+    window.session.stop()
+    qtbot.waitUntil(lambda: window.session.state != "running", timeout=10_000)
+    qtbot.waitUntil(lambda: window._timer.interval() == mw.REFRESH_MS, timeout=10_000)

@@ -454,3 +454,32 @@ def test_plot_widgets_do_not_load_torch():
                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_flow_axes_label_decades_without_a_scale_factor(qtbot, run):
+    from widgets.gradient_flow import GradientFlow
+    w = shown(qtbot, GradientFlow(), (800, 400))
+    w.set_history(run[1])                       # bias gradients of 1e-3 and below
+    for plot in (w.bar_plot, w.line_plot):
+        ax = plot.getAxis("left")
+        assert ax.autoSIPrefixScale == 1.0 and "x0." not in ax.labelString()
+
+
+def test_flow_puts_the_lines_below_the_bars_only_when_narrow(qtbot, run):
+    from widgets.gradient_flow import GradientFlow
+    w = shown(qtbot, GradientFlow(), (800, 400))
+    w.set_history(run[1])
+    cell = lambda: w.view.ci.layout.itemAt(1, 0) is w.line_plot   # noqa: E731
+    assert not cell()
+    w.resize(300, 500)
+    qtbot.waitUntil(cell)
+    w.resize(800, 400)
+    qtbot.waitUntil(lambda: not cell())
+
+
+def test_an_empty_step_axis_labels_whole_steps_once():
+    from widgets.axes import StepAxis
+    ax = StepAxis()
+    values = [v for _, vs in ax.tickValues(0.0, 1.0, 600) for v in vs]
+    labels = ax.tickStrings(values, 1.0, 1.0)
+    assert values and all(float(v).is_integer() for v in values) and len(set(labels)) == len(labels)

@@ -60,8 +60,9 @@ class StepAxis(pg.AxisItem):
 
     def tickValues(self, minVal, maxVal, size):
         n = len(self.steps)
-        if n < 2:
-            return super().tickValues(minVal, maxVal, size)
+        if n < 2:  # no run yet (or one step): whole steps only, never "0 0 0 1 1"
+            levels = [(sp, vals) for sp, vals in super().tickValues(minVal, maxVal, size) if sp >= 1]
+            return levels or [(1.0, [float(v) for v in range(math.ceil(minVal), math.floor(maxVal) + 1)])]
         lo = max(self.column_to_step(minVal), self.steps[0])
         hi = min(self.column_to_step(maxVal), self.steps[-1])
         if not hi > lo:
@@ -169,6 +170,7 @@ class DecadeAxis(pg.AxisItem):
     def __init__(self, orientation: str = "left"):
         super().__init__(orientation)
         self.setLogMode(*((False, True) if orientation in ("left", "right") else (True, False)))
+        self.enableAutoSIPrefix(False)  # the labels carry the scale; a "(x0.001)" would contradict them
 
     def logTickStrings(self, values, scale, spacing):
         ints = [v for v in values if abs(v - round(v)) < 1e-6]

@@ -22,6 +22,7 @@ from widgets.statistics import DEFAULT, LABELS, SHORT, STATISTICS
 
 LEGEND_ENTRIES = 8   # the legend names at most this many layers (first, last, evenly between, selected)
 LEGEND_MIN_WIDTH = 680   # pixels of panel width below which the legend is left out
+SIDE_BY_SIDE_MIN_WIDTH = 360   # narrower than this, the lines go below the bars instead of beside them
 
 
 def short_name(name: str) -> str:
@@ -52,6 +53,7 @@ class GradientFlow(QWidget):
         lay.setSpacing(2)
         top = QHBoxLayout()
         self.title = QLabel("")
+        self.title.setWordWrap(True)  # a long hint must not set the panel's minimum width
         top.addWidget(self.title, 1)
         self.combo = statistic_combo()
         for key, label in STATISTICS:
@@ -77,10 +79,11 @@ class GradientFlow(QWidget):
         lp = self.line_plot
         lp.setLogMode(y=True)
         theme.style_plot(lp, bottom="training step", left=SHORT[self.statistic])
-        lp.setTitle("over training (speed of learning)", size=f"{theme.font_size()}pt", color=theme.FOREGROUND)
+        lp.setTitle("over training", size=f"{theme.font_size()}pt", color=theme.FOREGROUND)
         self.legend = theme.legend(colCount=1)
         self.legend.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)   # a card, not a full-height column
         self._legend_placed = False
+        self._side_by_side = True
         layout = self.view.ci.layout
         layout.setColumnStretchFactor(0, 2)
         layout.setColumnStretchFactor(1, 3)
@@ -202,7 +205,19 @@ class GradientFlow(QWidget):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
+        self._arrange()
         self._place_legend()
+
+    def _arrange(self) -> None:
+        """Bars and lines side by side where the panel is wide, one above the other where it is narrow
+        (two plots squeezed side by side would be cut off at the right)."""
+        side = self.width() >= SIDE_BY_SIDE_MIN_WIDTH * theme.font_size() / theme.BASE_POINT_SIZE
+        if side == self._side_by_side:
+            return
+        self.view.ci.removeItem(self.line_plot)
+        row, col = (0, 1) if side else (1, 0)
+        self.view.addItem(self.line_plot, row=row, col=col)
+        self._side_by_side = side
 
     def _place_legend(self) -> None:
         """The legend only where there is room for it; narrow, the bars' colours and names are the key."""
@@ -227,6 +242,7 @@ class GradientFlow(QWidget):
     def _on_theme_changed(self) -> None:
         for p in (self.bar_plot, self.line_plot):
             p.titleLabel.setText(p.titleLabel.text, size=f"{theme.font_size()}pt")
+        self._arrange()
         self._fit_legend()
         self._place_legend()
 

@@ -29,6 +29,7 @@ class LossPlot(QWidget):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
         self.key = QLabel(KEY)   # the legend, outside the plots so it never hides a curve
+        self.key.setWordWrap(True)
         lay.addWidget(self.key)
         self.view = pg.GraphicsLayoutWidget()
         self.layout_widget = self.view   # old name

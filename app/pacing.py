@@ -1,0 +1,26 @@
+"""How often the window redraws while a run goes on.
+
+Drawing (pyqtgraph items are painted in Python) holds the GIL that the training
+thread needs for its own Python between torch calls. On a fast machine a redraw
+of every panel costs ~20 ms and the views can update 10 times a second; on a
+slow one it costs 100 ms, and at 10 Hz the GUI thread would hold the GIL most
+of the time while training crawled. The pacer watches the GUI thread's own CPU
+time per redraw cycle and stretches the interval so that drawing takes at most
+``duty`` of a core; the trainer keeps the rest.
+"""
+from __future__ import annotations
+
+
+class RedrawPacer:
+    """Next redraw interval (ms) from the GUI thread's CPU seconds over the last cycle."""
+
+    def __init__(self, min_ms: int = 100, max_ms: int = 500, duty: float = 0.3):
+        self.min_ms, self.max_ms, self.duty = min_ms, max_ms, duty
+        self.interval_ms = min_ms
+
+    def next_interval(self, busy_s: float) -> int:
+        want = 1000.0 * max(busy_s, 0.0) / self.duty
+        # halfway to the new value: one slow frame (a resize, a dock moved) does not stall the views
+        ms = 0.5 * self.interval_ms + 0.5 * want
+        self.interval_ms = int(min(self.max_ms, max(self.min_ms, ms)))
+        return self.interval_ms

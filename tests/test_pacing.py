@@ -1,0 +1,24 @@
+"""The redraw pacer keeps drawing to a share of the GUI thread, within its bounds."""
+from app.pacing import RedrawPacer
+
+
+def test_cheap_redraws_keep_the_fastest_rate():
+    p = RedrawPacer(min_ms=100, max_ms=500, duty=0.3)
+    for _ in range(10):
+        assert p.next_interval(0.005) == 100
+
+
+def test_costly_redraws_stretch_the_interval_to_the_duty_share():
+    p = RedrawPacer(min_ms=100, max_ms=500, duty=0.3)
+    for _ in range(30):
+        ms = p.next_interval(0.09)          # 90 ms of GUI CPU per cycle
+    assert abs(ms - 300) <= 2               # 90 ms / 0.3 = 300 ms: drawing takes 30 % of a core
+    for _ in range(30):
+        ms = p.next_interval(2.0)           # absurdly slow: capped, the views still move
+    assert ms == 500
+
+
+def test_one_slow_frame_does_not_stall_the_views():
+    p = RedrawPacer(min_ms=100, max_ms=500, duty=0.3)
+    assert p.next_interval(0.12) == 250     # halfway from 100 toward 400
+    assert p.next_interval(0.0) == 125      # and back toward 100 at once
