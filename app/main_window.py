@@ -30,6 +30,7 @@ from widgets.loss_plot import LossPlot
 from widgets.neuron_heatmap import NeuronHeatmap
 from widgets.property_editor import PropertyEditor
 from widgets.settings_panel import SettingsPanel
+from widgets.time_gradient import TimeGradientPanel
 
 REFRESH_MS = 100         # views redraw at most 10 times a second (slower where drawing is costly: app.pacing)
 DIAGNOSE_EVERY = 3       # ... and the diagnosis every 3rd refresh (~3 Hz)
@@ -78,6 +79,7 @@ class MainWindow(QMainWindow):
         self.activation = ActivationPanel()
         self.flow = GradientFlow()
         self.loss = LossPlot()
+        self.time_gradient = TimeGradientPanel()
         self.palette = LayerPalette()
         self.stack = LayerStackView()
         self.undo_stack = self.stack.undo_stack
@@ -111,6 +113,7 @@ class MainWindow(QMainWindow):
             "activation": self._dock("Activation f, f' and z", self.activation, B, "activation"),
             "neurons": self._dock("Neurons of the selected layer", self.neurons, B, "neurons"),
             "loss": self._dock("Loss and accuracy", self.loss, B, "loss"),
+            "time": self._dock("Gradient through time", self.time_gradient, B, "time"),
         }
         self.splitDockWidget(self.docks["palette"], self.docks["stack"], Qt.Vertical)
         self.splitDockWidget(self.docks["diagnosis"], self.docks["properties"], Qt.Vertical)
@@ -119,7 +122,9 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.docks["flow"], self.docks["activation"], Qt.Horizontal)
         self.splitDockWidget(self.docks["activation"], self.docks["loss"], Qt.Horizontal)
         self.tabifyDockWidget(self.docks["flow"], self.docks["neurons"])
+        self.tabifyDockWidget(self.docks["activation"], self.docks["time"])
         self.docks["flow"].raise_()
+        self.docks["activation"].raise_()
         self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
         self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
 
@@ -191,8 +196,10 @@ class MainWindow(QMainWindow):
 
     def _on_history_reset(self) -> None:
         h = self.session.history
-        for view in (self.heatmap, self.neurons, self.activation, self.flow, self.loss):
+        for view in self._live_views():
             view.set_history(h)
+        # a recurrent net's story is told through time; the other nets' by their activations
+        self.docks["time" if self.time_gradient.available else "activation"].raise_()
         self._shown_version = -1
         self.diagnosis.set_findings([], 0)
         if self._selected_path is not None:
@@ -216,7 +223,7 @@ class MainWindow(QMainWindow):
         h = self.session.history
         if h is None:
             return
-        for view in (self.heatmap, self.neurons, self.activation, self.flow, self.loss):
+        for view in self._live_views():
             if view.isVisible():
                 view.refresh()
         self._refreshes += 1
@@ -230,6 +237,9 @@ class MainWindow(QMainWindow):
         elif self._timer.interval() != REFRESH_MS:
             self._timer.setInterval(REFRESH_MS)
         self._cpu_mark = cpu
+
+    def _live_views(self) -> tuple:
+        return self.heatmap, self.neurons, self.activation, self.time_gradient, self.flow, self.loss
 
     def _update_status(self, h) -> None:
         s = h.latest

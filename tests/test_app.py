@@ -184,3 +184,13 @@ def test_redraws_slow_down_while_a_costly_run_draws_and_recover_after(qtbot, win
     window.session.stop()
     qtbot.waitUntil(lambda: window.session.state != "running", timeout=10_000)
     qtbot.waitUntil(lambda: window._timer.interval() == mw.REFRESH_MS, timeout=10_000)
+
+
+def test_a_recurrent_preset_shows_its_gradient_through_time(qtbot, window):
+    run_preset(qtbot, window, "recurrent_rnn_vanishing", 5)
+    window._refresh(force_diagnosis=True)
+    assert window.time_gradient.available and not window.docks["time"].visibleRegion().isEmpty()
+    x, _ = window.time_gradient.curve.getOriginalDataset()
+    assert len(x) > 0
+    window.open_spec_file(PRESETS / "deep_relu_he.json")
+    assert not window.time_gradient.available and not window.docks["activation"].visibleRegion().isEmpty()

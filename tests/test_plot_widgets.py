@@ -483,3 +483,38 @@ def test_an_empty_step_axis_labels_whole_steps_once():
     values = [v for _, vs in ax.tickValues(0.0, 1.0, 600) for v in vs]
     labels = ax.tickStrings(values, 1.0, 1.0)
     assert values and all(float(v).is_integer() for v in values) and len(set(labels)) == len(labels)
+
+
+# ----------------------------------------------------------------------------- through time
+def test_time_gradient_panel_draws_the_recorded_profile_and_map(qtbot):
+    from tests.conftest import load_preset, train
+    from widgets.time_gradient import TimeGradientPanel
+    spec = load_preset("recurrent_rnn_vanishing")
+    _, _, h = train(spec, 6)
+    g = h.series("time_grad_norm")
+    w = shown(qtbot, TimeGradientPanel(), (900, 400))
+    w.set_history(h)
+    assert w.available and w.map_plot.isVisible()
+    x, y = w.curve.getOriginalDataset()
+    ok = g[-1] > 0
+    np.testing.assert_array_equal(x, np.flatnonzero(ok))
+    np.testing.assert_allclose(y, g[-1][ok], rtol=1e-6)
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(w.image.image[:, ok], np.log10(g[:, ok]), rtol=1e-5)
+    ratio = g[-1, 0] / g[-1, -1]
+    assert f"{ratio:.2g} times the last time step's" in w.note.text()
+    w.resize(300, 400)                 # narrow: the profile only
+    qtbot.waitUntil(lambda: not w.map_plot.isVisible())
+
+
+def test_time_gradient_panel_says_when_the_net_is_not_recurrent(qtbot, run):
+    from widgets.time_gradient import NO_RECURRENT, TimeGradientPanel
+    w = shown(qtbot, TimeGradientPanel())
+    w.set_history(run[1])
+    assert not w.available and w.note.text() == NO_RECURRENT and not w.view.isVisible()
+
+
+def test_profile_text_names_an_underflow():
+    from widgets.time_gradient import profile_text
+    assert profile_text(np.array([0.0, 1e-3, 1e-2])).startswith("No gradient at all reaches t = 0")
+    assert "0.01 times" in profile_text(np.array([1e-4, 1e-3, 1e-2]))

@@ -31,14 +31,14 @@ class FindingCard(QFrame):
         self.setCursor(Qt.PointingHandCursor)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 6, 6, 6)
-        title = QLabel(f"<b style='color:{colour}'>{TITLES.get(finding.kind, finding.kind)}</b>"
-                       f" &nbsp;<span style='color:gray'>{_where(finding)}</span>")
-        title.setWordWrap(True)
-        lay.addWidget(title)
-        self.message = QLabel(finding.message)
+        self.title = QLabel()
+        self.title.setWordWrap(True)
+        lay.addWidget(self.title)
+        self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.message)
+        self.show_finding(finding)
         self.buttons = []
         for rid in finding.remedies:
             info = remedies.get(rid, {"label": rid, "explanation": ""})
@@ -54,6 +54,17 @@ class FindingCard(QFrame):
             row.addWidget(c)
             lay.addLayout(row)
             self.buttons.append((b, c))
+
+    def show_finding(self, finding) -> None:
+        """Show a newer measurement of the same finding (same kind, layers, severity, remedies)."""
+        self.finding = finding
+        colour = SEVERITY_COLOURS.get(finding.severity, "#888")
+        title = (f"<b style='color:{colour}'>{TITLES.get(finding.kind, finding.kind)}</b>"
+                 f" &nbsp;<span style='color:gray'>{_where(finding)}</span>")
+        if self.title.text() != title:
+            self.title.setText(title)
+        if self.message.text() != finding.message:
+            self.message.setText(finding.message)
 
     def mouseReleaseEvent(self, event):
         if event.button() == Qt.LeftButton:
@@ -99,7 +110,7 @@ class DiagnosisPanel(QWidget):
 
     def set_findings(self, findings: list, steps_seen: int) -> None:
         """Show findings; cards are rebuilt only when what was found changes."""
-        signature = tuple((f.kind, tuple(f.layers), tuple(f.remedies)) for f in findings)
+        signature = tuple((f.kind, f.severity, tuple(f.layers), tuple(f.remedies)) for f in findings)
         if signature != self._signature:
             self._signature = signature
             for card in self.cards:
@@ -108,7 +119,7 @@ class DiagnosisPanel(QWidget):
             self.cards = []
             for f in findings:
                 card = FindingCard(f, self.remedies)
-                card.clicked.connect(lambda f=f: self.finding_activated.emit(f))
+                card.clicked.connect(lambda card=card: self.finding_activated.emit(card.finding))
                 for b, c in card.buttons:
                     b.clicked.connect(lambda _=False, r=b.property("remedy"): self.remedy_requested.emit(r))
                     c.clicked.connect(lambda _=False, r=c.property("remedy"): self.remedy_compare_requested.emit(r))
@@ -116,8 +127,7 @@ class DiagnosisPanel(QWidget):
                 self.cards.append(card)
         else:
             for card, f in zip(self.cards, findings):
-                if card.message.text() != f.message:
-                    card.message.setText(f.message)
+                card.show_finding(f)   # the steps and numbers move on while the run goes
         if steps_seen == 0:
             self.summary.setText("No run yet. Press Run (F5) and the findings appear here as it trains.")
         elif not findings:

@@ -36,6 +36,7 @@ class LossPlot(QWidget):
         lay.addWidget(self.view, 1)
         self.loss_plot = self.view.addPlot(row=1, col=0)
         theme.style_plot(self.loss_plot, left="loss")
+        self.loss_plot.getAxis("left").enableAutoSIPrefix(False)   # 0.69, not "690 (x0.001)"
         self.acc_plot = self.view.addPlot(row=2, col=0)
         theme.style_plot(self.acc_plot, bottom="training step", left="accuracy", left_units="%")
         self.acc_plot.getAxis("left").enableAutoSIPrefix(False)

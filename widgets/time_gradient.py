@@ -1,77 +1,141 @@
-"""Vanishing through time: ||dL/dh_t|| of the first recurrent layer.
+"""Vanishing through time: ||dL/dh_t|| of the first recurrent layer, for every time step t.
 
-Left: time step t (x) against training step (y), colour log10 ||dL/dh_t||.
-Right: the newest profile over t, log scale: a vanilla RNN's falls off a cliff
-toward t = 0, an LSTM with an open forget gate stays level.
+Backprop through time multiplies one Jacobian dh_{t+1}/dh_t per step, so the
+gradient that reaches an early time step is a product of many factors: in a
+vanilla RNN it falls off a cliff toward t = 0, while an LSTM with an open
+forget gate carries it through its cell state.
+
+Left: the profile over t at the newest step (solid) and at the first recorded
+step (dashed), log scale. Right: the same for every recorded training step as
+a map, time step t across, training step up, colour log10 ||dL/dh_t||.
 """
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-FLOOR = 1e-30  # log10 of an underflowed 0 is drawn at the floor colour
+from widgets import theme
+from widgets.axes import DecadeAxis
+from widgets.log_image import LogColumns
+
+DEFAULT_LEVELS = (-8.0, 0.0)
+MAP_MIN_WIDTH = 520   # narrower than this, only the profile is shown (widen or undock for the map)
+NO_RECURRENT = "Recurrent nets only: this stack has no RNN, LSTM or GRU layer."
+
+
+def profile_text(profile: np.ndarray) -> str:
+    """One sentence on how much of the last time step's gradient reaches t = 0."""
+    first, last = float(profile[0]), float(profile[-1])
+    T = len(profile)
+    if not (np.isfinite(first) and np.isfinite(last)) or last <= 0:
+        return f"‖∂L/∂h_t‖ over {T} time steps (undefined at the newest step)."
+    if first == 0:
+        return (f"No gradient at all reaches t = 0 (it underflows to 0); the last time step t = {T - 1} "
+                f"gets {last:.2g}. The net cannot learn what its early inputs meant.")
+    return (f"The gradient reaching t = 0 is {first / last:.2g} times the last time step's "
+            f"({first:.2g} against {last:.2g} at t = {T - 1}).")
 
 
 class TimeGradientPanel(QWidget):
+    """Profile and map of ||dL/dh_t|| over time steps t, from History's ``time_grad_norm``."""
+
     def __init__(self, parent=None):
         super().__init__(parent)
         self.history = None
         self._version = -1
+        self._cache = LogColumns(DEFAULT_LEVELS, fit=True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
-        self.note = QLabel("Recurrent nets only: no recurrent layer in this stack.")
+        lay.setSpacing(2)
+        self.note = QLabel(NO_RECURRENT)
+        self.note.setWordWrap(True)
+        self.note.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.note)
-        row = QHBoxLayout()
-        lay.addLayout(row, 1)
-        self.map_plot = pg.PlotWidget()
-        self.map_plot.setLabel("bottom", "time step t")
-        self.map_plot.setLabel("left", "training step")
-        self.image = pg.ImageItem()
-        self.map_plot.addItem(self.image)
-        cmap = pg.colormap.get("inferno")
-        self.image.setColorMap(cmap)
-        self.bar = pg.ColorBarItem(values=(-12, 0), colorMap=cmap, label="log10 ‖∂L/∂h_t‖", interactive=False)
-        self.bar.setImageItem(self.image, insert_in=self.map_plot.getPlotItem())
-        row.addWidget(self.map_plot, 3)
-        self.profile_plot = pg.PlotWidget()
-        self.profile_plot.setLogMode(y=True)
-        self.profile_plot.setLabel("bottom", "time step t")
-        self.profile_plot.setLabel("left", "‖∂L/∂h_t‖ (newest step)")
-        self.profile_plot.showGrid(x=True, y=True, alpha=0.3)
-        self.curve = self.profile_plot.plot(pen=pg.mkPen("#f4a261", width=2), symbol="o", symbolSize=4)
-        row.addWidget(self.profile_plot, 2)
+        self.view = pg.GraphicsLayoutWidget()
+        lay.addWidget(self.view, 1)
+
+        self.profile_plot = self.view.addPlot(row=0, col=0, axisItems={"left": DecadeAxis()})
+        pp = self.profile_plot
+        pp.setLogMode(y=True)
+        theme.style_plot(pp, bottom="time step t", left="‖∂L/∂h_t‖")
+        pp.setMenuEnabled(False)
+        pp.hideButtons()
+        self.first_curve = pp.plot(pen=pg.mkPen(theme.MUTED, width=2, style=Qt.DashLine))
+        self.curve = pp.plot(pen=pg.mkPen(theme.DERIVATIVE_COLOUR, width=3))
+
+        self.map_plot = self.view.addPlot(row=0, col=1)
+        mp = self.map_plot
+        theme.style_plot(mp, bottom="time step t", left="training step", grid=False)
+        mp.setMouseEnabled(x=False, y=True)
+        mp.setMenuEnabled(False)
+        mp.hideButtons()
+        mp.getViewBox().setBackgroundColor(theme.NAN_COLOUR)
+        mp.getViewBox().setDefaultPadding(0.0)
+        self.image = pg.ImageItem(np.full((1, 1), np.nan, np.float32), levels=(0, 1))
+        mp.addItem(self.image)
+        self.bar = pg.ColorBarItem(values=DEFAULT_LEVELS, colorMap=theme.sequential_map(), interactive=False, width=18)
+        self.bar.setImageItem(self.image, insert_in=mp)
+        self.bar.axis.setLabel("log10 ‖∂L/∂h_t‖")
+        theme.style_colour_bar(self.bar)
+        theme.set_bar_levels(self.bar, DEFAULT_LEVELS)
+        self.view.ci.layout.setColumnStretchFactor(0, 1)
+        self.view.ci.layout.setColumnStretchFactor(1, 1)
+        self._map_shown = True
+        self.view.setVisible(False)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._arrange()
+
+    def _arrange(self) -> None:
+        show = self.width() >= MAP_MIN_WIDTH * theme.font_size() / theme.BASE_POINT_SIZE
+        if show == self._map_shown:
+            return
+        if show:
+            self.view.addItem(self.map_plot, row=0, col=1)
+        else:
+            self.view.ci.removeItem(self.map_plot)
+        self.map_plot.setVisible(show)
+        self._map_shown = show
+
+    def _on_theme_changed(self) -> None:
+        self._arrange()
+
+    # ------------------------------------------------------------------ API
+    @property
+    def available(self) -> bool:
+        """True when the History records gradients through time (a recurrent net)."""
+        return self.history is not None and self.history.has("time_grad_norm")
 
     def set_history(self, history) -> None:
         self.history = history
         self._version = -1
-        has = history is not None and history.has("time_grad_norm")
-        self.note.setVisible(not has)
-        self.map_plot.setVisible(has)
-        self.profile_plot.setVisible(has)
-        if not has:
-            self.image.clear()
-            self.curve.setData([], [])
+        self._cache.reset()
+        self.view.setVisible(self.available)
+        self.note.setText(NO_RECURRENT if not self.available else "No step recorded yet.")
+        self.curve.setData([], [])
+        self.first_curve.setData([], [])
         self.refresh()
 
     def refresh(self) -> None:
         h = self.history
-        if h is None or not h.has("time_grad_norm") or h.version == self._version or len(h) == 0:
+        if not self.available or h.version == self._version or len(h) == 0:
             return
         self._version = h.version
-        g = h.series("time_grad_norm")                 # [T, S]
-        logs = np.log10(np.maximum(np.nan_to_num(g, nan=FLOOR), FLOOR)).astype(np.float32)
-        finite = logs[logs > np.log10(FLOOR)]
-        hi = float(np.ceil(finite.max())) if finite.size else 0.0
-        lo = max(float(np.floor(finite.min())) if finite.size else -12.0, hi - 20)
-        self.image.setImage(np.ascontiguousarray(logs), autoLevels=False, levels=(lo, hi))
+        g = h.series("time_grad_norm")                      # [rows, T]
         steps = h.steps
-        self.image.setRect(0, float(steps[0]), logs.shape[1], float(max(steps[-1] - steps[0], 1)))
-        self.bar.setLevels((lo, hi))
-        last = g[-1]
-        ok = np.isfinite(last) & (last > 0)
-        t = np.arange(len(last))
-        self.curve.setData(t[ok], last[ok])
-        self.note.setText(f"‖∂L/∂h_t‖ at t = 0 is {last[0]:.2g}, at the last step {last[-1]:.2g} "
-                          f"(ratio {last[0] / last[-1]:.2g})" if last[-1] > 0 else "")
-        self.note.setVisible(True)
+        img = self._cache.update("time_grad_norm", steps, g).T   # rows are training steps
+        self.image.setImage(np.ascontiguousarray(img), autoLevels=False, levels=self._cache.levels)
+        theme.set_bar_levels(self.bar, self._cache.levels)
+        # training steps up: row k spans [steps[k], steps[k] + spacing); decimated rows stretch
+        span = float(max(steps[-1] - steps[0], 0)) + 1.0
+        self.image.setRect(0.0, float(steps[0]), float(g.shape[1]), span)
+        t = np.arange(g.shape[1])
+        for curve, row in ((self.curve, g[-1]), (self.first_curve, g[0])):
+            ok = np.isfinite(row) & (row > 0)   # log axis: an underflowed 0 has no place on it
+            curve.setData(t[ok], row[ok])
+        self.first_curve.setVisible(len(h) > 1)
+        key = "solid: newest step, dashed: first step" + ("" if self._map_shown else " (widen the panel for the map)")
+        self.note.setText(f"Step {int(steps[-1])}: {profile_text(g[-1])} ({key})")
