@@ -502,7 +502,7 @@ def test_time_gradient_panel_draws_the_recorded_profile_and_map(qtbot):
     with np.errstate(divide="ignore"):
         np.testing.assert_allclose(w.image.image[:, ok], np.log10(g[:, ok]), rtol=1e-5)
     ratio = g[-1, 0] / g[-1, -1]
-    assert f"{ratio:.2g} times the last time step's" in w.note.text()
+    assert f"t = 0 gets {ratio:.2g} × the gradient of t = {g.shape[1] - 1}" in w.note.text()
     w.resize(300, 400)                 # narrow: the profile only
     qtbot.waitUntil(lambda: not w.map_plot.isVisible())
 
@@ -516,5 +516,5 @@ def test_time_gradient_panel_says_when_the_net_is_not_recurrent(qtbot, run):
 
 def test_profile_text_names_an_underflow():
     from widgets.time_gradient import profile_text
-    assert profile_text(np.array([0.0, 1e-3, 1e-2])).startswith("No gradient at all reaches t = 0")
-    assert "0.01 times" in profile_text(np.array([1e-4, 1e-3, 1e-2]))
+    assert profile_text(np.array([0.0, 1e-3, 1e-2])).startswith("t = 0 gets no gradient at all")
+    assert "gets 0.01 × the gradient of t = 2" in profile_text(np.array([1e-4, 1e-3, 1e-2]))

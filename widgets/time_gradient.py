@@ -26,16 +26,14 @@ NO_RECURRENT = "Recurrent nets only: this stack has no RNN, LSTM or GRU layer."
 
 
 def profile_text(profile: np.ndarray) -> str:
-    """One sentence on how much of the last time step's gradient reaches t = 0."""
+    """One short sentence on how much of the last time step's gradient reaches t = 0."""
     first, last = float(profile[0]), float(profile[-1])
-    T = len(profile)
+    t_last = len(profile) - 1
     if not (np.isfinite(first) and np.isfinite(last)) or last <= 0:
-        return f"‖∂L/∂h_t‖ over {T} time steps (undefined at the newest step)."
+        return f"‖∂L/∂h_t‖ is undefined at t = {t_last}."
     if first == 0:
-        return (f"No gradient at all reaches t = 0 (it underflows to 0); the last time step t = {T - 1} "
-                f"gets {last:.2g}. The net cannot learn what its early inputs meant.")
-    return (f"The gradient reaching t = 0 is {first / last:.2g} times the last time step's "
-            f"({first:.2g} against {last:.2g} at t = {T - 1}).")
+        return f"t = 0 gets no gradient at all (it underflows to 0); t = {t_last} gets {last:.2g}."
+    return f"t = 0 gets {first / last:.2g} × the gradient of t = {t_last} ({first:.2g} vs {last:.2g})."
 
 
 class TimeGradientPanel(QWidget):
@@ -137,5 +135,5 @@ class TimeGradientPanel(QWidget):
             ok = np.isfinite(row) & (row > 0)   # log axis: an underflowed 0 has no place on it
             curve.setData(t[ok], row[ok])
         self.first_curve.setVisible(len(h) > 1)
-        key = "solid: newest step, dashed: first step" + ("" if self._map_shown else " (widen the panel for the map)")
+        key = "solid: this step, dashed: the first" + ("" if self._map_shown else "; widen for the map")
         self.note.setText(f"Step {int(steps[-1])}: {profile_text(g[-1])} ({key})")
