@@ -14,9 +14,23 @@ For an activation a = f(z), over all (sample, unit) entries of the batch:
 For the first recurrent layer: time_grad_norm[t] = ||dL/dh_t||_2, the total
 derivative through every later step (a hook on each h_t sees the summed gradient).
 
-The deltas and activation statistics are reduced inside autograd / forward
-hooks, so no activation is kept beyond the pass; everything stays on the
-device until ``collect`` makes one host copy per step.
+Cost. On small layers the Python and dispatch cost of each torch call is
+what the probes cost, so there the hooks only keep references (the forward
+hooks z and a, the gradient hooks dL/dz and dL/dh_t) and ``collect`` reduces
+them after the backward pass: one batched call per group of same-kind,
+same-shape layers, their tensors stacked into [layers, ...]. Layers of more
+than STACK_MAX entries are reduced inside their hooks, one at a time, while
+the tensor is still in cache (keeping them would also keep the allocator from
+reusing their memory). Everything stays on the device until ``collect`` makes
+one host copy per step.
+
+A kept tensor that something changes in place between its hook and ``collect``
+(its version counter moved, e.g. a user's ``h += skip`` after the activation)
+cannot be measured any more: that layer's statistics are NaN for that step,
+and from then on the layer is measured inside its hook, as the tensor is made.
+The first step measures every activation layer inside its hook (it needs z's
+mean then anyway) and checks for such changes, so a model that does this
+loses no step.
 """
 from __future__ import annotations
 
@@ -31,6 +45,10 @@ from .build import Model
 ACT_STATS = ("preact_mean", "preact_std", "mean_derivative", "saturated_frac", "dead_frac")
 LAYER_STATS = ("weight_grad_norm", "bias_grad_norm", "delta_norm", "update_ratio")
 HIST_BINS, HIST_RANGE = 80, (-8.0, 8.0)  # histogram of z; the end bins hold the tails
+# per-layer tensors of at most this many entries are kept and reduced after the
+# backward pass, stacked with their like; larger ones are reduced in their hooks
+STACK_MAX = 1 << 14
+CLOSED_FORM = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")  # f' known from (name, slope)
 
 
 def _first_tensor(out):
@@ -48,57 +66,122 @@ def _other_axes(t: torch.Tensor) -> tuple:
     return tuple(i for i in range(t.dim()) if i != u)
 
 
-def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shift: float = 0.0) -> list:
-    """Five 0-d tensors of raw sums and counts for one activation layer.
+def _layer_axes(x: torch.Tensor) -> tuple:
+    """Every axis of a stack [layers, ...] but the layer axis: a reduction over them is per layer."""
+    return tuple(range(1, x.dim()))
 
-    [sum (z - shift), sum (z - shift)^2, sum f'(z) (or the count of z > 0), count
-    of saturated entries, count of dead units]; ``finish_activation`` turns them into the
-    Contract 2 statistics in numpy after the step's single host copy, so the
-    hot path has no small divisions. Few passes over the batch: closed forms
-    where f' is piecewise constant (ReLU, LeakyReLU, identity), and a reused
-    buffer for sigmoid/tanh, whose f' comes from the output a (a - a^2, 1 - a^2).
+
+def _per_layer(reduce, x: torch.Tensor) -> torch.Tensor:
+    """``reduce`` (sum, vector_norm, count_nonzero) of each layer of a stack [layers, ...]: [layers].
+
+    A single layer takes the full reduction, the faster kernel on the CPU."""
+    if x.dim() == 1:  # one entry per layer
+        x = x[:, None]
+    return reduce(x).reshape(1) if x.shape[0] == 1 else reduce(x, dim=_layer_axes(x))
+
+
+def _per_unit_axes(x: torch.Tensor) -> tuple:
+    """The axes of a stack [layers, *shape] that a per-unit reduction of one layer's tensor runs over.
+
+    A layer tensor of one axis has a single "unit" (the whole tensor), as it always had."""
+    one = x[0]
+    axes = _other_axes(one) if one.dim() > 1 else tuple(range(one.dim()))
+    return tuple(i + 1 for i in axes)
+
+
+def over_layers(fn, lists: tuple, extra: list):
+    """``fn(stacks, extra)`` for lists of same-shape per-layer tensors: one batched call.
+
+    ``fn`` takes one [layers, *shape] stack per list and the per-layer ``extra``
+    values, and returns a tuple of tensors with a leading layer axis. A single
+    layer goes as a t[None] view (no copy).
     """
-    axes = _other_axes(z)
+    if len(lists[0]) == 1:
+        return fn(tuple(ts[0][None] for ts in lists), extra)
+    return fn(tuple(torch.stack(ts) for ts in lists), extra)
+
+
+def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shifts: list) -> tuple:
+    """Raw sums and counts of a stack of activation layers: five tensors [layers].
+
+    z and a are [layers, *shape] (one layer: z[None]). Per layer: [sum (z - shift),
+    sum (z - shift)^2, sum f'(z) (or the count of z > 0), count of saturated
+    entries, count of dead units]; ``finish_activation`` turns them into the
+    Contract 2 statistics in numpy after the step's single host copy, so the hot
+    path has no small divisions. Few passes over the batch: closed forms where f'
+    is piecewise constant (ReLU, LeakyReLU, identity), and a reused buffer for
+    sigmoid/tanh, whose f' comes from the output a (a - a^2, 1 - a^2).
+    """
     # sum z and ||z||^2 (torch.var_mean is several times slower on the CPU). The
     # float32 sums are about 1e-7 relative, so E[z^2] - E[z]^2 loses precision when
     # |mean| >> std (1e-2 relative at mean/std = 500): such a layer's moments are
     # taken about a shift close to its mean instead, at the cost of one more pass
     zs = z
-    if shift:
+    if any(shifts):
         key = ("shift", z.shape, z.dtype, z.device)
         zs = scratch.get(key)
         if zs is None:
             zs = scratch[key] = torch.empty_like(z)
-        torch.sub(z, shift, out=zs)
-    moments = [zs.sum(), torch.linalg.vector_norm(zs).square()]
+        shift = torch.tensor(shifts, dtype=z.dtype).to(z.device).view(-1, *(1,) * (z.dim() - 1))
+        torch.sub(z, shift, out=zs)    # shifts are float32 numbers: exact in z's precision
+    moments = [_per_layer(torch.sum, zs), _per_layer(torch.linalg.vector_norm, zs).square()]
     threshold = SATURATION_FRACTION * act.max_derivative
     if act.name in ("relu", "leaky_relu"):
-        active = torch.count_nonzero(z > 0)           # f' = 1 there, f' = slope elsewhere
-        if act.slope == 0:                            # dead: no sample gives the unit a positive z
-            dead = torch.count_nonzero(z.amax(dim=axes) <= 0) if axes else (z.max() <= 0).long()
+        active = _per_layer(torch.count_nonzero, z > 0)   # f' = 1 there, f' = slope elsewhere
+        if act.slope == 0:                                # dead: no sample gives the unit a positive z
+            dead = _per_layer(torch.count_nonzero, z.amax(dim=_per_unit_axes(z)) <= 0)
         else:
             dead = active * 0
-        return moments + [active, active, dead]
-    if act.name == "identity":
+        counts = [active, active, dead]
+    elif act.name == "identity":
         zero = moments[0] * 0
-        return moments + [zero, zero, zero]
-    if act.name in ("sigmoid", "tanh"):
-        key = (a.shape, a.dtype, a.device)
-        d = scratch.get(key)
-        if d is None:
-            d = scratch[key] = torch.empty_like(a)
-        torch.mul(a, a, out=d)
-        if act.name == "sigmoid":
-            torch.sub(a, d, out=d)        # a - a^2 = a (1 - a)
-        else:
-            d.neg_().add_(1.0)           # 1 - a^2
-        size = d                         # f' >= 0
+        counts = [zero, zero, zero]
     else:
-        d = act.torch_df(z, a)
-        size = d.abs()
-    alive = size.amax(dim=axes) if axes else size.max()
-    return moments + [d.sum(), torch.count_nonzero(d < threshold),
-                      torch.count_nonzero(alive == 0)]
+        if act.name in ("sigmoid", "tanh"):
+            key = (a.shape, a.dtype, a.device)
+            d = scratch.get(key)
+            if d is None:
+                d = scratch[key] = torch.empty_like(a)
+            torch.mul(a, a, out=d)
+            if act.name == "sigmoid":
+                torch.sub(a, d, out=d)        # a - a^2 = a (1 - a), >= 0 also after rounding
+            else:
+                d.neg_().add_(1.0)           # 1 - a^2, >= 0 as |a| <= 1
+            size = d
+        else:
+            d = act.torch_df(z, a)
+            size = d.abs()
+        # a unit is dead where f' = 0 on every sample: the sum of |f'| over the samples is 0
+        # exactly then (NaN stays NaN: not dead); a sum is several times faster than amax here
+        alive = size.sum(dim=_per_unit_axes(size))
+        counts = [_per_layer(torch.sum, d), _per_layer(torch.count_nonzero, d < threshold),
+                  _per_layer(torch.count_nonzero, alive == 0)]
+    return tuple(moments + counts)
+
+
+def delta_stats(g: torch.Tensor, per_unit: bool) -> tuple:
+    """(||dL/dz|| per layer, sum over the batch of |dL/dz_j| per layer and unit) of a stack [layers, ...].
+
+    The second only where the layer's unit axis holds its units (else an empty [layers, 0])."""
+    norms = _per_layer(torch.linalg.vector_norm, g)
+    if not per_unit:
+        return norms, g.new_empty((g.shape[0], 0))
+    return norms, g.abs().sum(dim=_per_unit_axes(g))
+
+
+def _norms(g: torch.Tensor) -> tuple:
+    """||g|| per layer of a stack [layers, ...] (the time gradient of each step)."""
+    return (_per_layer(torch.linalg.vector_norm, g),)
+
+
+def _sizes(z: torch.Tensor) -> tuple:
+    """(entries, units) of an activation layer's z."""
+    return z.numel(), (z.shape[_unit_axis(z)] if z.dim() > 1 else 1)
+
+
+def _act_key(act):
+    """Activation layers that share this key (and a shape) are reduced together."""
+    return (act.name, act.slope, act.max_derivative) if act.name in CLOSED_FORM else id(act)
 
 
 def _shift_for(mean: float, std: float) -> float:
@@ -135,6 +218,7 @@ class Probe:
         self.act_names = [n for n, _, _ in model.act_layers]
         self.active = False      # hooks measure only while True (not during evaluation)
         self.want_hist = False   # histogram of z this step (the live panel asks for it)
+        L = len(self.layer_names)
         w, w_owner, b, b_owner = [], [], [], []
         for i, (_, m) in enumerate(model.weight_layers):
             for name, p in m.named_parameters():
@@ -143,11 +227,16 @@ class Probe:
                 (w if is_weight else b).append(p)
                 (w_owner if is_weight else b_owner).append(i)
         self.weights, self.biases = w, b
-        self._w_owner = torch.tensor(w_owner, dtype=torch.long)
-        self._b_owner = torch.tensor(b_owner, dtype=torch.long)
-        self._has_bias = torch.zeros(len(self.layer_names), dtype=torch.bool)
-        self._has_bias[self._b_owner] = True
+        self._params = w + b
+        # the squared norms of weights add up in slots 0..L-1, of biases in L..2L-1
+        self._owner = torch.tensor(w_owner + [L + i for i in b_owner], dtype=torch.long)
+        # update_ratio: ||W' - W||^2 adds up in slots 0..L-1, ||W||^2 in L..2L-1
+        self._ratio_owner = torch.tensor(w_owner + [L + i for i in w_owner], dtype=torch.long)
+        self._has_bias = torch.zeros(L, dtype=torch.bool)
+        self._has_bias[torch.tensor(b_owner, dtype=torch.long)] = True
+        self._on_device = {}     # the index tensors above, moved to the parameters' device once
         self.units = [self._units_of(m) for _, m in model.weight_layers]
+        self._unit_start = np.cumsum([0] + self.units)[:-1]
         self._handles, self._scratch, self._before = [], {}, None
         for i, (_, m) in enumerate(model.weight_layers):
             self._handles.append(m.register_forward_hook(self._layer_hook(i)))
@@ -158,6 +247,9 @@ class Probe:
         # per activation layer: the shift of the next step's moments (None: not known
         # yet), the last mean where |mean| > 2 std, else 0 (no extra pass)
         self._shift = [None] * len(self.act_names)
+        # layers measured inside their hooks: a kept tensor of theirs was changed in place
+        self._eager_act, self._hooked = set(), set()
+        self._checked = False   # the first step (every layer measured in its hooks) is done
         self._reset()
 
     @staticmethod
@@ -177,53 +269,79 @@ class Probe:
             self.model.recurrent.on_hidden = None
 
     def _reset(self) -> None:
-        nan = torch.tensor(math.nan)
-        self._delta = [nan] * len(self.layer_names)
-        self._neuron = [torch.full((u,), math.nan) for u in self.units]
-        self._neuron_count = [1] * len(self.units)
-        self._act = [None] * len(self.act_names)        # raw moments, see activation_moments
+        # what the hooks keep for collect to reduce (tensors with their versions), and
+        # what they reduced themselves (the first step, large layers, layers changed in place)
+        self._out, self._out_check = {}, {}            # layer -> (output retaining its grad, version)
+        self._delta_done = {}                          # layer -> ((norm, sums of |dL/dz_j|), entries per unit)
+        self._act_kept, self._act_check = {}, {}       # act layer -> (z, a, their versions)
+        self._act_done = {}                            # act layer -> five raw moments
         self._act_sizes = [None] * len(self.act_names)  # (entries, units) of each z
         self._act_shift = [0.0] * len(self.act_names)   # shift of this step's moments
         self._hist = [None] * len(self.act_names)
-        self._time = {}
+        self._time = {}                                 # t -> (dL/dh_t, its version)
+
+    def _on(self, t: torch.Tensor, device) -> torch.Tensor:
+        got = self._on_device.get((id(t), device))
+        if got is None:
+            got = self._on_device[(id(t), device)] = t.to(device)
+        return got
+
+    def _delta_input(self, i: int, g: torch.Tensor) -> tuple:
+        """(dL/dz as delta_stats takes it, whether its unit axis holds the layer's units, entries per unit)."""
+        if g.dim() <= 1:
+            g = g.reshape(-1, 1)
+        return g, g.shape[_unit_axis(g)] == self.units[i], g.numel() // self.units[i]
 
     # ------------------------------------------------------------------ hooks
     def _layer_hook(self, i):
         def on_grad(g):
-            g = g.detach()
-            self._delta[i] = torch.linalg.vector_norm(g)
-            if g.dim() == 1:
-                g = g[:, None]
-            if g.shape[_unit_axis(g)] == self.units[i]:  # sum |dL/dz_j|; collect divides by the batch
-                self._neuron[i] = g.abs().sum(dim=_other_axes(g))
-                self._neuron_count[i] = g.numel() // self.units[i]
+            g, per_unit, count = self._delta_input(i, g.detach())
+            self._delta_done[i] = (delta_stats(g[None], per_unit), count)
             return None
 
         def hook(module, inputs, output):
             out = _first_tensor(output)
-            if self.active and isinstance(out, torch.Tensor) and out.requires_grad:
+            if not (self.active and isinstance(out, torch.Tensor) and out.requires_grad):
+                return
+            if self._checked and i not in self._hooked and out.grad_fn is not None and out.numel() <= STACK_MAX:
+                # small: autograd keeps dL/dz in out.grad (no Python call in the backward pass)
+                # and collect reduces it with its like; on reuse, the first call's output, the
+                # one whose gradient is complete last
+                if i not in self._out:
+                    out.retain_grad()
+                    self._out[i] = (out, out._version)
+            else:
                 out.register_hook(on_grad)
+                if not self._checked:  # the first step: collect checks that out stays as it is
+                    self._out_check[i] = (out, out._version)
         return hook
 
     def _act_hook(self, i, act):
         def hook(module, inputs, output):
             if not self.active:
                 return
-            with torch.no_grad():
-                z = inputs[0].detach()
-                shift = self._shift[i]
-                if shift is None:  # the first step decides from z itself (one host copy, once)
-                    shift = _shift_for(float(z.mean()), float(z.std(correction=0))) if z.numel() else 0.0
-                self._act_shift[i] = shift
-                self._act[i] = activation_moments(act, z, _first_tensor(output).detach(), self._scratch, shift)
-                self._act_sizes[i] = (z.numel(), z.shape[_unit_axis(z)] if z.dim() > 1 else 1)
-                if self.want_hist:
-                    self._hist[i] = torch.histc(z.float().clamp(*HIST_RANGE), HIST_BINS, *HIST_RANGE)
+            z, a = inputs[0].detach(), _first_tensor(output).detach()  # no graph from here on
+            if z.dim() == 0:
+                z, a = z.reshape(1), a.reshape(1)
+            if self.want_hist:
+                self._hist[i] = torch.histc(z.float().clamp(*HIST_RANGE), HIST_BINS, *HIST_RANGE)
+            kept = (z, a, z._version, a._version)
+            shift = self._shift[i]
+            if shift is not None and i not in self._eager_act and z.numel() <= STACK_MAX:
+                self._act_kept[i] = kept      # reduced in collect
+                self._act_done.pop(i, None)
+                return
+            if shift is None:  # the first step decides from z itself (one host copy, once)
+                shift = _shift_for(float(z.mean()), float(z.std(correction=0))) if z.numel() else 0.0
+                self._act_check[i] = kept     # and collect checks that z, a stay as they are
+            self._act_sizes[i], self._act_shift[i] = _sizes(z), shift
+            self._act_done[i] = activation_moments(act, z[None], a[None], self._scratch, [shift])
+            self._act_kept.pop(i, None)
         return hook
 
     def _on_hidden(self, t, h):
         if self.active and h.requires_grad:
-            h.register_hook(lambda g, t=t: self._time.__setitem__(t, torch.linalg.vector_norm(g.detach())))
+            h.register_hook(lambda g, t=t: self._time.__setitem__(t, (g.detach(), g._version)))
 
     # ------------------------------------------------------------------ per step
     def begin(self, want_hist: bool = False) -> None:
@@ -233,24 +351,23 @@ class Probe:
 
     def grad_norms(self):
         """Weight and bias gradient norms per layer (call after backward, before clipping)."""
-        wg = self._grad_norms(self.weights, self._w_owner)
-        bg = self._grad_norms(self.biases, self._b_owner)
-        bg = torch.where(self._has_bias.to(bg.device), bg, torch.full_like(bg, math.nan))
-        return wg, bg
-
-    def _grad_norms(self, params, owner):
-        """sqrt of the per-layer sum of squared gradient norms (one fused foreach call)."""
-        n = len(self.layer_names)
-        if not params:
-            return torch.zeros(n)
-        dev = params[0].device
-        grads = [p.grad for p in params]
+        L = len(self.layer_names)
+        if not self._params:
+            return torch.zeros(L), torch.full((L,), math.nan)
+        dev = self._params[0].device
+        grads = [p.grad for p in self._params]
         present = [g for g in grads if g is not None]
-        norms = iter(torch._foreach_norm(present)) if present else iter(())
-        # a weight that took no part in the loss has no gradient: NaN, not a made-up 0
-        sq = torch.stack([next(norms).float() if g is not None else torch.tensor(math.nan, device=dev)
-                          for g in grads]).square()
-        return torch.zeros(n, device=dev).index_add_(0, owner.to(dev), sq).sqrt()
+        norms = torch._foreach_norm(present) if present else []
+        if len(present) < len(grads):  # a weight that took no part in the loss: NaN, not a made-up 0
+            it, nan = iter(norms), torch.tensor(math.nan, device=dev)
+            norms = [next(it) if g is not None else nan for g in grads]
+        per_layer = self._per_layer(norms, self._owner, 2 * L, dev)
+        return per_layer[:L], torch.where(self._on(self._has_bias, dev), per_layer[L:], math.nan)
+
+    def _per_layer(self, norms: list, owner: torch.Tensor, slots: int, dev) -> torch.Tensor:
+        """sqrt of the per-slot sum of squared norms: the norm of all a layer's tensors together."""
+        sq = torch.stack(norms).float().square()
+        return torch.zeros(slots, device=dev).index_add_(0, self._on(owner, dev), sq).sqrt()
 
     def weights_before(self):
         """A copy of every weight, into buffers kept from step to step (no allocation)."""
@@ -264,49 +381,119 @@ class Probe:
             return self._before
 
     def update_ratio(self, before):
-        n = len(self.layer_names)
+        L = len(self.layer_names)
         if not self.weights:
-            return torch.zeros(n)
+            return torch.zeros(L)
         dev = self.weights[0].device
         with torch.no_grad():
-            owner = self._w_owner.to(dev)
-            den = torch.stack(torch._foreach_norm(before)).float().square()
+            den = torch._foreach_norm(before)
             torch._foreach_sub_(before, [p.detach() for p in self.weights])  # now W_before - W_after
-            num = torch.stack(torch._foreach_norm(before)).float().square()
-            num = torch.zeros(n, device=dev).index_add_(0, owner, num)
-            den = torch.zeros(n, device=dev).index_add_(0, owner, den)
-            return num.sqrt() / den.sqrt()
+            num = torch._foreach_norm(before)
+            per_layer = self._per_layer(list(num) + list(den), self._ratio_owner, 2 * L, dev)
+            return per_layer[:L] / per_layer[L:]
+
+    # ------------------------------------------------------------------ after the step
+    def _unchanged(self, kept: dict, lost: set) -> dict:
+        """The kept tensors that nothing changed in place since their hook; the others' layers
+        go to ``lost`` (measured in their hooks from now on)."""
+        ok = {}
+        for i, k in kept.items():
+            n = len(k) // 2   # (tensors..., versions...)
+            if all(t._version == v for t, v in zip(k[:n], k[n:])):
+                ok[i] = k
+            else:
+                lost.add(i)
+        return ok
+
+    def _reduce_deltas(self) -> list:
+        """[(layer indices, norms [k], sums of |dL/dz_j| [k, units or 0], entries per unit [k])]."""
+        self._unchanged(self._out_check, self._hooked)
+        out = [([i], *r, [count]) for i, (r, count) in self._delta_done.items()]
+        groups, kept = {}, {}
+        for i, (o, _) in self._unchanged(self._out, self._hooked).items():
+            if o.grad is not None:                       # None: no gradient reached it (NaN)
+                kept[i] = g, per_unit, _ = self._delta_input(i, o.grad)
+                groups.setdefault((g.shape, g.dtype, g.device, per_unit), []).append(i)
+        for (*_, per_unit), idx in groups.items():
+            out.append((idx, *over_layers(lambda s, _: delta_stats(s[0], per_unit),
+                                          ([kept[i][0] for i in idx],), idx), [kept[i][2] for i in idx]))
+        return out
+
+    def _reduce_acts(self) -> list:
+        """[(activation layer indices, five raw moments [k])] of this step's activation layers."""
+        self._unchanged(self._act_check, self._eager_act)
+        out = [([i], raw) for i, raw in self._act_done.items()]
+        acts = [act for _, _, act in self.model.act_layers]
+        groups = {}
+        for i, (z, a, *_) in self._unchanged(self._act_kept, self._eager_act).items():
+            self._act_sizes[i], self._act_shift[i] = _sizes(z), self._shift[i]
+            groups.setdefault((_act_key(acts[i]), z.shape, a.shape, z.dtype, z.device), []).append(i)
+        for idx in groups.values():
+            act = acts[idx[0]]
+            out.append((idx, over_layers(
+                lambda s, shifts: activation_moments(act, s[0], s[1], self._scratch, shifts),
+                ([self._act_kept[i][0] for i in idx], [self._act_kept[i][1] for i in idx]),
+                [self._act_shift[i] for i in idx])))
+        return out
+
+    def _reduce_times(self) -> tuple:
+        """(the time steps t, ||dL/dh_t|| of each that nothing changed in place)."""
+        kept = self._unchanged(self._time, set())
+        ts = sorted(kept)
+        if not ts:
+            return ts, torch.zeros(0)
+        gs = [kept[t][0] for t in ts]
+        if len({g.shape for g in gs}) == 1:
+            return ts, over_layers(lambda s, _: _norms(s[0]), (gs,), ts)[0]
+        return ts, torch.stack([torch.linalg.vector_norm(g) for g in gs])
 
     def collect(self, head: torch.Tensor, wg, bg, ur) -> dict:
-        """One host copy of everything measured this step, split into numpy arrays."""
+        """Reduce what the hooks kept, then one host copy of everything, split into numpy arrays."""
         self.active = False
         dev = head.device
-        times = [self._time[t] for t in sorted(self._time)]
+        L, A = len(self.layer_names), len(self.act_names)
+        with torch.no_grad():
+            deltas, acts, (ts, time_norms) = self._reduce_deltas(), self._reduce_acts(), self._reduce_times()
         hist = [h for h in self._hist if h is not None]
-        parts = [head.float(), wg.float(), bg.float(),
-                 torch.stack(self._delta).float().to(dev) if self._delta else torch.zeros(0, device=dev),
-                 ur.float(),
-                 torch.stack([t for m in self._act if m is not None for t in m]).to(dev)
-                 if any(m is not None for m in self._act) else torch.zeros(0, device=dev),
-                 torch.cat([x.float().to(dev) for x in self._neuron]) if self._neuron else torch.zeros(0, device=dev),
-                 torch.stack(times).float() if times else torch.zeros(0, device=dev),
-                 torch.cat(hist).float() if len(hist) == len(self._hist) and hist else torch.zeros(0, device=dev)]
-        sizes = [p.numel() for p in parts]
-        flat = torch.cat([p.reshape(-1).to(dev) for p in parts]).cpu().numpy()
-        chunks = np.split(flat, np.cumsum(sizes)[:-1])
-        A = len(self.act_names)
-        act = np.full((A, 5), np.nan)
-        raw = iter(chunks[5].reshape(-1, 5))
-        for i, (_, _, a) in enumerate(self.model.act_layers):
-            if self._act[i] is not None:
-                act[i] = finish_activation(a, next(raw), *self._act_sizes[i], self._act_shift[i])
-                mean, std = act[i, 0], act[i, 1]
-                self._shift[i] = _shift_for(mean, std)
-        out = {"head": chunks[0], "weight_grad_norm": chunks[1], "bias_grad_norm": chunks[2],
-               "delta_norm": chunks[3], "update_ratio": chunks[4],
-               "neuron_grad": (chunks[6] / np.repeat(self._neuron_count, self.units)).astype(np.float32),
-               "time_grad_norm": chunks[7] if self.model.recurrent is not None else None,
-               "preact_hist": chunks[8].reshape(A, HIST_BINS) if chunks[8].size else None}
+
+        def flat(ts):
+            return torch.cat([t.reshape(-1) for t in ts]) if ts else torch.zeros(0, device=dev)
+        parts = [head.float(), wg.float(), bg.float(), ur.float(),
+                 flat([norms for _, norms, _, _ in deltas]).float(), flat([sums for _, _, sums, _ in deltas]).float(),
+                 flat([t for _, raw in acts for t in raw]),  # in z's own dtype (the cat promotes)
+                 time_norms.float(),
+                 torch.cat(hist).float() if len(hist) == len(self._hist) and hist else torch.zeros(0)]
+        host = torch.cat([p.reshape(-1).to(dev) for p in parts]).cpu().numpy()
+        (head, wg, bg, ur, norms, sums, raws, time_norms, hist_np) = np.split(
+            host, np.cumsum([p.numel() for p in parts])[:-1])
+        out = {"head": head, "weight_grad_norm": wg, "bias_grad_norm": bg, "update_ratio": ur}
+        # layers and units with nothing measured (no gradient reached them) stay NaN
+        delta, neuron = np.full(L, np.nan, dtype=host.dtype), np.full(sum(self.units), np.nan)
+        count = np.ones(L)
+        n_at = s_at = 0
+        for idx, _, group_sums, counts in deltas:
+            delta[idx] = norms[n_at:n_at + len(idx)]
+            per_unit = sums[s_at:s_at + group_sums.numel()].reshape(len(idx), -1)
+            n_at, s_at = n_at + len(idx), s_at + group_sums.numel()
+            count[idx] = counts
+            for k, i in enumerate(idx):
+                if per_unit.shape[1]:
+                    neuron[self._unit_start[i]:self._unit_start[i] + self.units[i]] = per_unit[k]
+        act, at = np.full((A, 5), np.nan), 0
+        for idx, _ in acts:
+            raw = raws[at:at + 5 * len(idx)].reshape(5, len(idx)).T  # five stats, each over the group
+            at += 5 * len(idx)
+            for i, r in zip(idx, raw):
+                act[i] = finish_activation(self.model.act_layers[i][2], r, *self._act_sizes[i], self._act_shift[i])
+                self._shift[i] = _shift_for(act[i, 0], act[i, 1])
+        position = {t: k for k, t in enumerate(sorted(self._time))}
+        times = np.full(len(self._time), np.nan, dtype=host.dtype)
+        times[[position[t] for t in ts]] = time_norms
+        out.update({"delta_norm": delta, "neuron_grad": (neuron / np.repeat(count, self.units)).astype(np.float32),
+                    "time_grad_norm": times if self.model.recurrent is not None else None,
+                    "preact_hist": hist_np.reshape(A, HIST_BINS) if hist_np.size else None})
         for k, name in enumerate(ACT_STATS):
             out[name] = act[:, k].copy()
+        self._checked = True
+        self._reset()  # lets go of this step's tensors
         return out
