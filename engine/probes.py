@@ -56,8 +56,12 @@ def _first_tensor(out):
 
 
 def _unit_axis(t: torch.Tensor) -> int:
+    return _unit_axis_of(t.dim())
+
+
+def _unit_axis_of(ndim: int) -> int:
     # (batch, units), (batch, time, units); images (batch, channels, h, w) count channels
-    return 1 if t.dim() >= 4 else t.dim() - 1
+    return 1 if ndim >= 4 else ndim - 1
 
 
 def _other_axes(t: torch.Tensor) -> tuple:
@@ -84,9 +88,9 @@ def _per_unit_axes(x: torch.Tensor) -> tuple:
     """The axes of a stack [layers, *shape] that a per-unit reduction of one layer's tensor runs over.
 
     A layer tensor of one axis has a single "unit" (the whole tensor), as it always had."""
-    one = x[0]
-    axes = _other_axes(one) if one.dim() > 1 else tuple(range(one.dim()))
-    return tuple(i + 1 for i in axes)
+    n = x.dim() - 1   # axes of one layer's tensor
+    u = _unit_axis_of(n) if n > 1 else None
+    return tuple(i + 1 for i in range(n) if i != u)
 
 
 def over_layers(fn, lists: tuple, extra: list):
@@ -464,8 +468,9 @@ class Probe:
                  time_norms.float(),
                  torch.cat(hist).float() if len(hist) == len(self._hist) and hist else torch.zeros(0)]
         host = torch.cat([p.reshape(-1).to(dev) for p in parts]).cpu().numpy()
-        (head, wg, bg, ur, norms, sums, raws, time_norms, hist_np) = np.split(
-            host, np.cumsum([p.numel() for p in parts])[:-1])
+        ends = np.cumsum([p.numel() for p in parts]).tolist()
+        (head, wg, bg, ur, norms, sums, raws, time_norms, hist_np) = (
+            host[a:b] for a, b in zip([0] + ends, ends))
         out = {"head": head, "weight_grad_norm": wg, "bias_grad_norm": bg, "update_ratio": ur}
         # layers and units with nothing measured (no gradient reached them) stay NaN
         delta, neuron = np.full(L, np.nan, dtype=host.dtype), np.full(sum(self.units), np.nan)
