@@ -27,7 +27,7 @@ contract: $(STAMP)
 	$(BIN)/python ../shared/checks/contract.py $(BIN)/backprop-lab .
 
 bench: $(STAMP)
-	$(BIN)/python -m pytest -q tests/bench -p no:cacheprovider -o addopts=""
+	$(BIN)/python tests/bench/bench_probe_overhead.py
 
 screenshot: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tools/screenshot.py docs/screenshot.png

@@ -16,21 +16,22 @@ derivative through every later step (a hook on each h_t sees the summed gradient
 
 Cost. On small layers the Python and dispatch cost of each torch call is
 what the probes cost, so there the hooks only keep references (the forward
-hooks z and a, the gradient hooks dL/dz and dL/dh_t) and ``collect`` reduces
-them after the backward pass: one batched call per group of same-kind,
-same-shape layers, their tensors stacked into [layers, ...]. Layers of more
-than STACK_MAX entries are reduced inside their hooks, one at a time, while
-the tensor is still in cache (keeping them would also keep the allocator from
-reusing their memory). Everything stays on the device until ``collect`` makes
-one host copy per step.
+hooks keep z and a; a layer's output keeps its dL/dz through ``retain_grad``,
+with no Python call in the backward pass) and ``collect`` reduces them after
+the backward pass: one batched call per group of same-kind, same-shape
+layers, their tensors stacked into [layers, ...]. Layers of more than
+STACK_MAX entries are reduced inside their hooks (forward hook, gradient
+hook), one at a time, while the tensor is still in cache (keeping them would
+also keep the allocator from reusing their memory). Everything stays on the
+device until ``collect`` makes one host copy per step.
 
 A kept tensor that something changes in place between its hook and ``collect``
-(its version counter moved, e.g. a user's ``h += skip`` after the activation)
-cannot be measured any more: that layer's statistics are NaN for that step,
-and from then on the layer is measured inside its hook, as the tensor is made.
-The first step measures every activation layer inside its hook (it needs z's
-mean then anyway) and checks for such changes, so a model that does this
-loses no step.
+(its version counter moved: ``nn.ReLU(inplace=True)`` after a linear layer, a
+user's ``h += skip`` after an activation) cannot be measured from it: that
+layer's statistics are NaN for that step, and from then on the layer is
+measured inside its hooks. The first step measures every layer inside its
+hooks and checks for such changes, so a model that always does this loses
+no step.
 """
 from __future__ import annotations
 
