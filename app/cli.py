@@ -42,9 +42,9 @@ class _Progress:
 
 
 def cmd_run(args) -> int:
-    from engine import experiment, record, spec as specmod
-    from engine.history import History
-    from engine.trainer import Trainer
+    from backprop_lab.engine import experiment, record, spec as specmod
+    from backprop_lab.engine.history import History
+    from backprop_lab.engine.trainer import Trainer
     try:
         spec, base = specmod.load(args.spec)
         exp = experiment.build(spec, base, seed=args.seed)
@@ -81,7 +81,7 @@ def _time_steps(exp) -> int:
 
 def cmd_diagnose(args) -> int:
     import json
-    from engine import diagnosis, record
+    from backprop_lab.engine import diagnosis, record
     try:
         history, spec = record.load(args.record)
     except record.RecordError as e:
@@ -98,7 +98,7 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from engine import export, spec as specmod
+    from backprop_lab.engine import export, spec as specmod
     try:
         spec, base = specmod.load(args.spec)
         export.write(spec, base, args.torch)
@@ -116,7 +116,7 @@ def cmd_gui(argv) -> int:
     p.add_argument("--run", action="store_true", help="start training at once")
     p.add_argument("--watch", metavar="RUN_DIR", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    from app.main import main as gui_main
+    from backprop_lab.app.main import main as gui_main
     return gui_main(spec=args.spec, run=args.run, watch=args.watch)
 
 

@@ -13,9 +13,9 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox
 
-from app.session import Session
-from engine import record
-from widgets.compare_view import CompareView
+from backprop_lab.app.session import Session
+from backprop_lab.engine import record
+from backprop_lab.widgets.compare_view import CompareView
 
 REFRESH_MS = 100
 SIDES = ("A", "B")

@@ -48,7 +48,7 @@ def main(spec: str | None = None, run: bool = False, watch: str | None = None) -
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app.main_window import MainWindow
+    from backprop_lab.app.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Backprop Lab")
@@ -75,7 +75,7 @@ def main(spec: str | None = None, run: bool = False, watch: str | None = None) -
     ticker.start(200)
     code = app.exec()
     ticker.stop()
-    from widgets.stack_model import MIME_TYPE
+    from backprop_lab.widgets.stack_model import MIME_TYPE
     board = app.clipboard()
     held = board.mimeData()
     if held is not None and held.hasFormat(MIME_TYPE):

@@ -15,22 +15,22 @@ from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QScrollArea
 
-from app.pacing import RedrawPacer
-from app.session import Session
-from app.toolbar import RunToolBar
-from engine import diagnosis, remedies
-from widgets import theme
-from widgets.activation_panel import ActivationPanel
-from widgets.diagnosis_panel import DiagnosisPanel
-from widgets.gradient_flow import GradientFlow
-from widgets.gradient_heatmap import GradientHeatmap
-from widgets.layer_palette import LayerPalette
-from widgets.layer_stack import LayerStackView
-from widgets.loss_plot import LossPlot
-from widgets.neuron_heatmap import NeuronHeatmap
-from widgets.property_editor import PropertyEditor
-from widgets.settings_panel import SettingsPanel
-from widgets.time_gradient import TimeGradientPanel
+from backprop_lab.app.pacing import RedrawPacer
+from backprop_lab.app.session import Session
+from backprop_lab.app.toolbar import RunToolBar
+from backprop_lab.engine import diagnosis, remedies
+from backprop_lab.widgets import theme
+from backprop_lab.widgets.activation_panel import ActivationPanel
+from backprop_lab.widgets.diagnosis_panel import DiagnosisPanel
+from backprop_lab.widgets.gradient_flow import GradientFlow
+from backprop_lab.widgets.gradient_heatmap import GradientHeatmap
+from backprop_lab.widgets.layer_palette import LayerPalette
+from backprop_lab.widgets.layer_stack import LayerStackView
+from backprop_lab.widgets.loss_plot import LossPlot
+from backprop_lab.widgets.neuron_heatmap import NeuronHeatmap
+from backprop_lab.widgets.property_editor import PropertyEditor
+from backprop_lab.widgets.settings_panel import SettingsPanel
+from backprop_lab.widgets.time_gradient import TimeGradientPanel
 
 REFRESH_MS = 100         # views redraw at most 10 times a second (slower where drawing is costly: app.pacing)
 DIAGNOSE_EVERY = 3       # ... and the diagnosis every 3rd refresh (~3 Hz)
@@ -150,7 +150,7 @@ class MainWindow(QMainWindow):
                 QTimer.singleShot(0, self.default_dock_sizes)
 
     def _make_menus(self) -> None:
-        from app.menus import build_menus
+        from backprop_lab.app.menus import build_menus
         self.actions = build_menus(self)
 
     def _make_status_bar(self) -> None:
@@ -332,7 +332,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Applied: {description}. Undo with Ctrl+Z.", 8000)
 
     def apply_remedy_and_compare(self, remedy_id: str) -> None:
-        from app.compare import CompareWindow
+        from backprop_lab.app.compare import CompareWindow
         try:
             new_spec, description = remedies.apply(remedy_id, self.session.copy_spec())
         except Exception as e:
@@ -361,7 +361,7 @@ class MainWindow(QMainWindow):
         return [v] if isinstance(v, str) else list(v or [])
 
     def watch_directory(self, run_dir: str) -> None:
-        from app.watcher import RunDirWatcher
+        from backprop_lab.app.watcher import RunDirWatcher
         self._watch = RunDirWatcher(self.session, run_dir, self)
         self._watch.start()
 

@@ -6,8 +6,8 @@ from pathlib import Path
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from app.presets import presets
-from engine import export as export_mod, spec as specmod
+from backprop_lab.app.presets import presets
+from backprop_lab.engine import export as export_mod, spec as specmod
 
 SPEC_FILTER = "Backprop Lab spec (*.json)"
 RUN_FILTER = "Backprop Lab run record (*.npz)"
@@ -140,8 +140,8 @@ class Menus:
             self.w.statusBar().showMessage(f"run saved to {path}", 5000)
 
     def compare_runs(self) -> None:
-        from app.compare import CompareWindow
-        from engine.record import RecordError
+        from backprop_lab.app.compare import CompareWindow
+        from backprop_lab.engine.record import RecordError
         a, _ = QFileDialog.getOpenFileName(self.w, "Run A (before)", "", RUN_FILTER)
         if not a:
             return
@@ -170,7 +170,7 @@ class Menus:
         widget = self.w.heatmap if key is None else self.w.docks[key].widget()
         path, _ = QFileDialog.getSaveFileName(self.w, "Export panel", "panel.png", "PNG (*.png);;SVG (*.svg)")
         if path:
-            from widgets.export import export_widget
+            from backprop_lab.widgets.export import export_widget
             try:
                 export_widget(widget, path)
             except OSError as e:

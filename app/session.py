@@ -14,11 +14,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from engine import experiment, record, spec as specmod
-from engine.activations import ACTIVATIONS, activation
-from engine.build import plan
-from engine.history import History
-from engine.trainer import FINISHED, Control, Trainer
+from backprop_lab.engine import experiment, record, spec as specmod
+from backprop_lab.engine.activations import ACTIVATIONS, activation
+from backprop_lab.engine.build import plan
+from backprop_lab.engine.history import History
+from backprop_lab.engine.trainer import FINISHED, Control, Trainer
 
 _CLASS_TYPES = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "leakyrelu": "leaky_relu",
                 "elu": "elu", "gelu": "gelu", "softplus": "softplus"}
@@ -159,7 +159,7 @@ class Session(QObject):
         if "layers" not in self.spec["model"]:
             return []
         try:
-            from engine.data import make_dataset
+            from backprop_lab.engine.data import make_dataset
             d = make_dataset(self.spec["data"], self.base_dir)
             return plan(self.spec["model"]["layers"], d.input_shape, d.n_outputs)
         except specmod.SpecError:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer
 
-from engine import record
-from engine.watch import RECORD_NAME
+from backprop_lab.engine import record
+from backprop_lab.engine.watch import RECORD_NAME
 
 POLL_MS = 500
 

@@ -1,6 +1,6 @@
 """Watch a training loop of your own: the probes, outside the app.
 
-    from engine.watch import Watch
+    from backprop_lab import Watch
     watch = Watch(model, "runs/my-net")       # hooks every layer with a weight
     for x, y in batches:
         watch.begin()                         # before the forward pass
@@ -46,7 +46,7 @@ class Watch:
         self.step_index = 0
         self.spec = {"format": FORMAT, "version": VERSION,
                      "name": name or f"watched {type(model).__name__}",
-                     "description": "a run recorded by engine.watch.Watch in the user's own training script",
+                     "description": "a run recorded by backprop_lab.Watch in the user's own training script",
                      "watched": {"module": type(model).__name__}}
 
     @property

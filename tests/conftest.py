@@ -23,9 +23,9 @@ def load_preset(name: str) -> dict:
 
 def train(spec: dict, steps: int, base_dir=None, seed=None, hist_every: int = 0):
     """Build and train a spec headless; returns (experiment, trainer, history)."""
-    from engine import experiment
-    from engine.history import History
-    from engine.trainer import Trainer
+    from backprop_lab.engine import experiment
+    from backprop_lab.engine.history import History
+    from backprop_lab.engine.trainer import Trainer
     exp = experiment.build(spec, base_dir, seed=seed)
     tr = Trainer(exp, hist_every=hist_every)
     x = exp.data.x_train

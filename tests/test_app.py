@@ -15,7 +15,7 @@ from tests.conftest import PRESETS, ROOT
 
 @pytest.fixture
 def window(qtbot, qsettings):
-    from app.main_window import MainWindow
+    from backprop_lab.app.main_window import MainWindow
     w = MainWindow(settings=qsettings)
     qtbot.addWidget(w)
     w.resize(1400, 900)
@@ -64,7 +64,7 @@ def test_step_pause_and_stop_mid_run(qtbot, window):
 
 
 def test_closing_mid_run_stops_the_worker(qtbot, qsettings):
-    from app.main_window import MainWindow
+    from backprop_lab.app.main_window import MainWindow
     w = MainWindow(settings=qsettings)
     qtbot.addWidget(w)
     w.show()
@@ -159,7 +159,7 @@ def test_live_updates_survive_thousands_of_frames(qtbot, window):
 
 def test_the_app_exits_0_on_sigterm_mid_run(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path))
-    p = subprocess.Popen([sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())",
+    p = subprocess.Popen([sys.executable, "-c", "import sys; from backprop_lab.app.cli import main; sys.exit(main())",
                           str(PRESETS / "deep_relu_he.json"), "--run"], cwd=ROOT, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = ""
@@ -174,7 +174,7 @@ def test_the_app_exits_0_on_sigterm_mid_run(tmp_path):
 
 
 def test_redraws_slow_down_while_a_costly_run_draws_and_recover_after(qtbot, window, monkeypatch):
-    import app.main_window as mw
+    import backprop_lab.app.main_window as mw
     clock = iter(range(10**6))
     monkeypatch.setattr(mw.time, "thread_time", lambda: 0.2 * next(clock))  # 200 ms of GUI CPU per tick
     window.open_spec_file(PRESETS / "deep_relu_he.json")

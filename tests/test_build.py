@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from engine.build import Recurrent, Residual, build_stack, plan
-from engine.spec import SpecError, validate_layers
+from backprop_lab.engine.build import Recurrent, Residual, build_stack, plan
+from backprop_lab.engine.spec import SpecError, validate_layers
 
 
 def stack(*layers, in_shape=(4,), n_out=3, seed=0):

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from app import cli
-from engine import spec as S
+from backprop_lab.app import cli
+from backprop_lab.engine import spec as S
 from tests.conftest import PRESETS, ROOT
 
 PRESET_FILES = sorted(PRESETS.glob("*.json"))
@@ -110,7 +110,7 @@ def test_diagnose_json_follows_the_contract(tmp_path, capsys):
 def test_export_writes_a_runnable_file_with_the_same_weights(tmp_path, capsys):
     import importlib.util
     import torch
-    from engine import experiment
+    from backprop_lab.engine import experiment
     for name in ("deep_sigmoid_residual", "recurrent_lstm_forget_bias", "deep_relu_he"):
         path = PRESETS / f"{name}.json"
         out = tmp_path / f"{name}.py"

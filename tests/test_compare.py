@@ -6,9 +6,9 @@ from tests.conftest import PRESETS, load_preset
 
 pytest.importorskip("pytestqt")
 
-from app import cli  # noqa: E402
-from app.compare import CompareWindow  # noqa: E402
-from widgets.compare_view import on_step_grid  # noqa: E402
+from backprop_lab.app import cli  # noqa: E402
+from backprop_lab.app.compare import CompareWindow  # noqa: E402
+from backprop_lab.widgets.compare_view import on_step_grid  # noqa: E402
 
 SIGMOID, RELU = "deep_sigmoid_vanishing", "deep_relu_he"
 
@@ -70,7 +70,7 @@ def test_two_live_runs(qtbot):
     text = w.view.readout_text(2, 10.0, 0.5)
     assert text.startswith("layer 1 linear, step 10") and "B / A" in text
     # presentation mode restyles the window's text (theme calls the view's hook)
-    from widgets import theme
+    from backprop_lab.widgets import theme
     theme.set_presentation_mode(True)
     try:
         assert w.view.axes[0].width() > 0 and "font-size" in w.view.run_labels[0].text()
@@ -148,8 +148,8 @@ def test_decimated_steps_are_placed_at_their_true_steps():
 
 
 def test_align_pairs_linear_layers_in_order_when_a_remedy_changed_the_stack():
-    from engine.compare import align
-    from engine.history import History
+    from backprop_lab.engine.compare import align
+    from backprop_lab.engine.history import History
     a = History(["1 linear", "3 linear", "5 linear", "out linear"], [], [4, 4, 4, 2])
     b = History(["1 linear", "4 linear", "7 linear", "out linear"], [], [4, 4, 4, 2])  # batchnorm added
     assert [(na, nb) for na, nb, _, _ in align(a, b).layers] == [

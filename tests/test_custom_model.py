@@ -5,10 +5,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine import experiment, record
-from engine.spec import SpecError
-from engine.trainer import Trainer
-from engine.watch import Watch
+from backprop_lab.engine import experiment, record
+from backprop_lab.engine.spec import SpecError
+from backprop_lab.engine.trainer import Trainer
+from backprop_lab.engine.watch import Watch
 
 NET = '''
 import torch

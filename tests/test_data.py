@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from engine.data import make_dataset
-from engine.spec import SpecError, validate
+from backprop_lab.engine.data import make_dataset
+from backprop_lab.engine.spec import SpecError, validate
 
 
 def data(kind, base_dir=None, **params):

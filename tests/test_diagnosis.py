@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from engine import remedies
-from engine.diagnosis import diagnose
-from engine.history import History
-from engine.snapshot import Snapshot
-from engine.spec import validate
+from backprop_lab.engine import remedies
+from backprop_lab.engine.diagnosis import diagnose
+from backprop_lab.engine.history import History
+from backprop_lab.engine.snapshot import Snapshot
+from backprop_lab.engine.spec import validate
 from tests.conftest import load_preset
 
 LAYERS = ["1 linear", "3 linear", "5 linear", "7 linear", "out linear"]
@@ -95,7 +95,7 @@ def test_relu_he_remedy_swaps_activations_and_sets_he_init():
 
 def test_remedies_fix_what_they_promise():
     from tests.conftest import train
-    from engine import compare
+    from backprop_lab.engine import compare
     spec = load_preset("deep_sigmoid_vanishing")
     for rid in ("relu_he", "residual"):
         new, _ = remedies.apply(rid, spec)

@@ -1,6 +1,6 @@
 """The diagnosis panel: one card per finding, kept current while a run goes, clicks and remedies."""
-from engine import remedies
-from engine.diagnosis import Finding
+from backprop_lab.engine import remedies
+from backprop_lab.engine.diagnosis import Finding
 
 
 def finding(steps, message="gradient 1e-8", severity="error"):
@@ -8,7 +8,7 @@ def finding(steps, message="gradient 1e-8", severity="error"):
 
 
 def panel(qtbot):
-    from widgets.diagnosis_panel import DiagnosisPanel
+    from backprop_lab.widgets.diagnosis_panel import DiagnosisPanel
     p = DiagnosisPanel(remedies.REMEDIES)
     qtbot.addWidget(p)
     p.resize(400, 600)
@@ -34,7 +34,7 @@ def test_a_new_severity_rebuilds_the_card_and_remedies_are_offered(qtbot):
     p.set_findings([finding([0, 19], severity="warning")], 20)
     first = p.cards[0]
     p.set_findings([finding([0, 39])], 40)
-    from widgets.diagnosis_panel import SEVERITY_COLOURS
+    from backprop_lab.widgets.diagnosis_panel import SEVERITY_COLOURS
     assert SEVERITY_COLOURS["warning"] in first.title.text()
     assert p.cards[0] is not first and SEVERITY_COLOURS["error"] in p.cards[0].title.text()
     labels = [b.text() for b, _ in p.cards[0].buttons]

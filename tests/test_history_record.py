@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from engine import record
-from engine.history import History
-from engine.snapshot import Snapshot
+from backprop_lab.engine import record
+from backprop_lab.engine.history import History
+from backprop_lab.engine.snapshot import Snapshot
 from tests.conftest import train
 
 SCALAR_KEYS = ["loss", "accuracy", "test_loss", "test_accuracy"]

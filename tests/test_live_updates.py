@@ -13,9 +13,9 @@ import numpy as np
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QGridLayout, QWidget
 
-from engine.activations import activation
-from engine.history import History
-from engine.snapshot import Snapshot
+from backprop_lab.engine.activations import activation
+from backprop_lab.engine.history import History
+from backprop_lab.engine.snapshot import Snapshot
 
 FRAMES = 2400          # snapshots appended, each followed by a refresh of every panel
 PER_PAINT = 3          # refreshes between two paints: every setImage/setData runs, a third is painted
@@ -41,12 +41,12 @@ def snapshot(k: int, rng) -> Snapshot:
 
 
 def test_panels_survive_thousands_of_live_updates(qtbot):
-    from widgets.activation_panel import ActivationPanel
-    from widgets.gradient_flow import GradientFlow
-    from widgets.gradient_heatmap import GradientHeatmap
-    from widgets.loss_plot import LossPlot
-    from widgets.neuron_heatmap import NeuronHeatmap
-    from widgets.statistics import STATISTICS
+    from backprop_lab.widgets.activation_panel import ActivationPanel
+    from backprop_lab.widgets.gradient_flow import GradientFlow
+    from backprop_lab.widgets.gradient_heatmap import GradientHeatmap
+    from backprop_lab.widgets.loss_plot import LossPlot
+    from backprop_lab.widgets.neuron_heatmap import NeuronHeatmap
+    from backprop_lab.widgets.statistics import STATISTICS
 
     h = History([f"{2 * i + 1} linear" for i in range(LAYERS)], [f"{2 * i + 2} tanh" for i in range(ACTS)],
                 [UNITS] * LAYERS, budget_bytes=1, min_capacity=256)   # decimates every ~64 frames

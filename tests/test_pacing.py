@@ -1,5 +1,5 @@
 """The redraw pacer keeps drawing to a share of the GUI thread, within its bounds."""
-from app.pacing import RedrawPacer
+from backprop_lab.app.pacing import RedrawPacer
 
 
 def test_cheap_redraws_keep_the_fastest_rate():

@@ -15,8 +15,8 @@ import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QColor
 
-from engine.history import History
-from engine.snapshot import Snapshot
+from backprop_lab.engine.history import History
+from backprop_lab.engine.snapshot import Snapshot
 from tests.conftest import ROOT, train
 
 # ----------------------------------------------------------------------------- runs
@@ -118,7 +118,7 @@ def shown(qtbot, w, size=(800, 420)):
 # ----------------------------------------------------------------------------- heatmap
 @pytest.fixture
 def heatmap(qtbot, run):
-    from widgets.gradient_heatmap import GradientHeatmap
+    from backprop_lab.widgets.gradient_heatmap import GradientHeatmap
     w = shown(qtbot, GradientHeatmap())
     w.set_history(run[1])
     settle(qtbot, w.plot.getPlotItem().getViewBox(), STEPS)
@@ -142,7 +142,7 @@ def test_heatmap_has_a_row_per_layer_and_a_column_per_step_holding_log10(heatmap
 
 
 def test_heatmap_nan_row_is_transparent_over_grey_and_reads_undefined(qtbot, heatmap, run):
-    from widgets import theme
+    from backprop_lab.widgets import theme
     _, h = run
     assert np.isnan(h.series("bias_grad_norm")[:, NO_BIAS]).all()
     assert np.isnan(heatmap.image.image[NO_BIAS]).all()
@@ -188,7 +188,7 @@ def test_statistic_combo_recolours_and_tells_the_other_views(qtbot, heatmap, run
 
 
 def test_step_axis_labels_true_steps_when_history_is_decimated(qtbot):
-    from widgets.gradient_heatmap import GradientHeatmap
+    from backprop_lab.widgets.gradient_heatmap import GradientHeatmap
     steps = np.r_[0:200:10, 200:260]            # old steps thinned, recent ones complete
     vals = np.tile(10.0 ** -np.arange(1, 4), (len(steps), 1))
     w = shown(qtbot, GradientHeatmap())
@@ -202,8 +202,8 @@ def test_step_axis_labels_true_steps_when_history_is_decimated(qtbot):
 
 
 def test_levels_start_fixed_and_only_widen(qtbot):
-    from widgets.gradient_heatmap import GradientHeatmap
-    from widgets.statistics import DEFAULT_LEVELS
+    from backprop_lab.widgets.gradient_heatmap import GradientHeatmap
+    from backprop_lab.widgets.statistics import DEFAULT_LEVELS
     h = synthetic(np.full((5, 2), 1e-3))
     w = shown(qtbot, GradientHeatmap())
     w.set_history(h)
@@ -218,14 +218,14 @@ def test_levels_start_fixed_and_only_widen(qtbot):
 
 
 def test_exact_zero_is_the_bottom_colour_and_not_nan():
-    from widgets.log_image import ZERO_LOG, log10_image
+    from backprop_lab.widgets.log_image import ZERO_LOG, log10_image
     img = log10_image(np.array([[0.0, 1e-4, np.nan, 100.0]]))
     assert img.shape == (4, 1)
     assert img[0, 0] == ZERO_LOG and img[1, 0] == pytest.approx(-4) and np.isnan(img[2, 0]) and img[3, 0] == 2
 
 
 def test_heatmap_follows_history_decimation(qtbot):
-    from widgets.gradient_heatmap import GradientHeatmap
+    from backprop_lab.widgets.gradient_heatmap import GradientHeatmap
     h = History(["1 linear", "2 linear"], [], [1, 1], budget_bytes=1, min_capacity=64)
     w = shown(qtbot, GradientHeatmap())
     w.set_history(h)
@@ -261,8 +261,8 @@ def test_zoom_to_shows_the_finding_layers_and_steps(qtbot, heatmap):
 
 # ----------------------------------------------------------------------------- neurons
 def test_neuron_heatmap_shows_a_dead_unit_as_a_black_row(qtbot, dead_run):
-    from widgets.log_image import ZERO_LOG
-    from widgets.neuron_heatmap import NeuronHeatmap
+    from backprop_lab.widgets.log_image import ZERO_LOG
+    from backprop_lab.widgets.neuron_heatmap import NeuronHeatmap
     _, h = dead_run
     assert h.layer_names[0] == "fc1 (Linear)"
     g = h.neuron_grad(0)
@@ -288,7 +288,7 @@ def test_neuron_heatmap_shows_a_dead_unit_as_a_black_row(qtbot, dead_run):
 
 
 def test_neuron_heatmap_switches_layer_from_selection_and_combo(qtbot, run):
-    from widgets.neuron_heatmap import NeuronHeatmap
+    from backprop_lab.widgets.neuron_heatmap import NeuronHeatmap
     _, h = run
     w = shown(qtbot, NeuronHeatmap())
     w.set_history(h)
@@ -303,7 +303,7 @@ def test_neuron_heatmap_switches_layer_from_selection_and_combo(qtbot, run):
 
 # ----------------------------------------------------------------------------- activation
 def test_activation_panel_draws_sigmoid_with_its_quarter_peak_and_live_histogram(qtbot, run):
-    from widgets.activation_panel import HIST_RANGE, ActivationPanel
+    from backprop_lab.widgets.activation_panel import HIST_RANGE, ActivationPanel
     exp, h = run
     w = shown(qtbot, ActivationPanel(), (600, 400))
     w.set_activations([a for _, _, a in exp.model.act_layers])
@@ -330,7 +330,7 @@ def test_activation_panel_draws_sigmoid_with_its_quarter_peak_and_live_histogram
 
 
 def test_activation_panel_reads_types_from_names_and_shades_relu_below_zero(qtbot, dead_run):
-    from widgets.activation_panel import ActivationPanel, activation_for_name
+    from backprop_lab.widgets.activation_panel import ActivationPanel, activation_for_name
     assert activation_for_name("4.1 leaky_relu").name == "leaky_relu"
     assert activation_for_name("act (ReLU)").name == "relu"
     assert activation_for_name("2 sigmoid").max_derivative == 0.25
@@ -345,14 +345,14 @@ def test_activation_panel_reads_types_from_names_and_shades_relu_below_zero(qtbo
 
 
 def test_histogram_range_matches_the_probes():
-    from engine import probes
-    from widgets.activation_panel import HIST_RANGE
+    from backprop_lab.engine import probes
+    from backprop_lab.widgets.activation_panel import HIST_RANGE
     assert tuple(HIST_RANGE) == tuple(probes.HIST_RANGE)
 
 
 # ----------------------------------------------------------------------------- flow
 def test_gradient_flow_bars_and_lines_match_the_history(qtbot, run):
-    from widgets.gradient_flow import GradientFlow
+    from backprop_lab.widgets.gradient_flow import GradientFlow
     _, h = run
     w = shown(qtbot, GradientFlow(), (900, 380))
     w.set_history(h)
@@ -378,8 +378,8 @@ def test_gradient_flow_bars_and_lines_match_the_history(qtbot, run):
 
 
 def test_heatmap_and_flow_keep_one_statistic(qtbot, run):
-    from widgets.gradient_flow import GradientFlow
-    from widgets.gradient_heatmap import GradientHeatmap
+    from backprop_lab.widgets.gradient_flow import GradientFlow
+    from backprop_lab.widgets.gradient_heatmap import GradientHeatmap
     a, b = shown(qtbot, GradientHeatmap()), shown(qtbot, GradientFlow())
     for w in (a, b):
         w.set_history(run[1])
@@ -391,7 +391,7 @@ def test_heatmap_and_flow_keep_one_statistic(qtbot, run):
 
 # ----------------------------------------------------------------------------- loss
 def test_loss_plot_draws_train_every_step_and_test_where_evaluated(qtbot, run):
-    from widgets.loss_plot import LossPlot
+    from backprop_lab.widgets.loss_plot import LossPlot
     _, h = run
     w = shown(qtbot, LossPlot(), (500, 400))
     w.set_history(h)
@@ -410,7 +410,7 @@ def test_loss_plot_draws_train_every_step_and_test_where_evaluated(qtbot, run):
 
 
 def test_loss_plot_hides_accuracy_for_regression(qtbot):
-    from widgets.loss_plot import LossPlot
+    from backprop_lab.widgets.loss_plot import LossPlot
     w = shown(qtbot, LossPlot())
     w.set_history(synthetic(np.ones((6, 2)), accuracy=False))
     assert not w.acc_plot.isVisible() and w.loss_plot.getAxis("bottom").style["showValues"]
@@ -418,11 +418,11 @@ def test_loss_plot_hides_accuracy_for_regression(qtbot):
 
 # ----------------------------------------------------------------------------- common
 def test_empty_and_missing_histories_draw_nothing(qtbot):
-    from widgets.activation_panel import ActivationPanel
-    from widgets.gradient_flow import GradientFlow
-    from widgets.gradient_heatmap import GradientHeatmap
-    from widgets.loss_plot import LossPlot
-    from widgets.neuron_heatmap import NeuronHeatmap
+    from backprop_lab.widgets.activation_panel import ActivationPanel
+    from backprop_lab.widgets.gradient_flow import GradientFlow
+    from backprop_lab.widgets.gradient_heatmap import GradientHeatmap
+    from backprop_lab.widgets.loss_plot import LossPlot
+    from backprop_lab.widgets.neuron_heatmap import NeuronHeatmap
     empty = History(["1 linear"], ["2 relu"], [4])
     for cls in (GradientHeatmap, NeuronHeatmap, ActivationPanel, GradientFlow, LossPlot):
         w = shown(qtbot, cls())
@@ -433,7 +433,7 @@ def test_empty_and_missing_histories_draw_nothing(qtbot):
 
 
 def test_presentation_mode_scales_every_plot_font(qtbot, heatmap):
-    from widgets import theme
+    from backprop_lab.widgets import theme
     small = heatmap.step_axis.style["tickFont"].pointSize()
     try:
         theme.set_presentation_mode(True)
@@ -447,8 +447,8 @@ def test_presentation_mode_scales_every_plot_font(qtbot, heatmap):
 
 
 def test_plot_widgets_do_not_load_torch():
-    code = ("import sys; import widgets.theme, widgets.gradient_heatmap, widgets.neuron_heatmap, "
-            "widgets.activation_panel, widgets.gradient_flow, widgets.loss_plot, engine.history; "
+    code = ("import sys; import backprop_lab.widgets.theme, backprop_lab.widgets.gradient_heatmap, backprop_lab.widgets.neuron_heatmap, "
+            "backprop_lab.widgets.activation_panel, backprop_lab.widgets.gradient_flow, backprop_lab.widgets.loss_plot, backprop_lab.engine.history; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
@@ -457,7 +457,7 @@ def test_plot_widgets_do_not_load_torch():
 
 
 def test_flow_axes_label_decades_without_a_scale_factor(qtbot, run):
-    from widgets.gradient_flow import GradientFlow
+    from backprop_lab.widgets.gradient_flow import GradientFlow
     w = shown(qtbot, GradientFlow(), (800, 400))
     w.set_history(run[1])                       # bias gradients of 1e-3 and below
     for plot in (w.bar_plot, w.line_plot):
@@ -466,7 +466,7 @@ def test_flow_axes_label_decades_without_a_scale_factor(qtbot, run):
 
 
 def test_flow_puts_the_lines_below_the_bars_only_when_narrow(qtbot, run):
-    from widgets.gradient_flow import GradientFlow
+    from backprop_lab.widgets.gradient_flow import GradientFlow
     w = shown(qtbot, GradientFlow(), (800, 400))
     w.set_history(run[1])
     cell = lambda: w.view.ci.layout.itemAt(1, 0) is w.line_plot   # noqa: E731
@@ -478,7 +478,7 @@ def test_flow_puts_the_lines_below_the_bars_only_when_narrow(qtbot, run):
 
 
 def test_an_empty_step_axis_labels_whole_steps_once():
-    from widgets.axes import StepAxis
+    from backprop_lab.widgets.axes import StepAxis
     ax = StepAxis()
     values = [v for _, vs in ax.tickValues(0.0, 1.0, 600) for v in vs]
     labels = ax.tickStrings(values, 1.0, 1.0)
@@ -488,7 +488,7 @@ def test_an_empty_step_axis_labels_whole_steps_once():
 # ----------------------------------------------------------------------------- through time
 def test_time_gradient_panel_draws_the_recorded_profile_and_map(qtbot):
     from tests.conftest import load_preset, train
-    from widgets.time_gradient import TimeGradientPanel
+    from backprop_lab.widgets.time_gradient import TimeGradientPanel
     spec = load_preset("recurrent_rnn_vanishing")
     _, _, h = train(spec, 6)
     g = h.series("time_grad_norm")
@@ -508,13 +508,13 @@ def test_time_gradient_panel_draws_the_recorded_profile_and_map(qtbot):
 
 
 def test_time_gradient_panel_says_when_the_net_is_not_recurrent(qtbot, run):
-    from widgets.time_gradient import NO_RECURRENT, TimeGradientPanel
+    from backprop_lab.widgets.time_gradient import NO_RECURRENT, TimeGradientPanel
     w = shown(qtbot, TimeGradientPanel())
     w.set_history(run[1])
     assert not w.available and w.note.text() == NO_RECURRENT and not w.view.isVisible()
 
 
 def test_profile_text_names_an_underflow():
-    from widgets.time_gradient import profile_text
+    from backprop_lab.widgets.time_gradient import profile_text
     assert profile_text(np.array([0.0, 1e-3, 1e-2])).startswith("t = 0 gets no gradient at all")
     assert "gets 0.01 × the gradient of t = 2" in profile_text(np.array([1e-4, 1e-3, 1e-2]))

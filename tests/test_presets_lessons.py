@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from engine import compare
+from backprop_lab.engine import compare
 from tests.conftest import load_preset, train
 
 
@@ -70,6 +70,6 @@ def test_lstm_with_forget_bias_holds_the_gradient_through_time_where_the_rnn_los
 
 @pytest.mark.parametrize("name", ["deep_relu_he", "tanh_xavier_init", "deep_sigmoid_residual", "elu_rescue"])
 def test_healthy_presets_get_no_vanishing_or_exploding_alarm(name):
-    from engine.diagnosis import diagnose
+    from backprop_lab.engine.diagnosis import diagnose
     kinds = {f.kind for f in diagnose(run(name, 60))}
     assert not kinds & {"vanishing", "exploding", "non_finite"}, kinds

@@ -22,9 +22,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine import experiment
-from engine.build import Recurrent, Residual
-from engine.trainer import Trainer
+from backprop_lab.engine import experiment
+from backprop_lab.engine.build import Recurrent, Residual
+from backprop_lab.engine.trainer import Trainer
 
 RTOL = 1e-6
 F64 = torch.float64
@@ -433,8 +433,8 @@ def test_a_layer_that_jumps_off_centre_is_exact_again_from_the_next_step():
 
 
 def test_unused_weights_have_nan_gradient_norms_not_zero():
-    from engine.build import Model
-    from engine.probes import Probe
+    from backprop_lab.engine.build import Model
+    from backprop_lab.engine.probes import Probe
     lin, unused = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     net = torch.nn.Sequential(lin)
     probe = Probe(Model(net, [("a", lin), ("b", unused)], [], None, []))

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from engine import experiment, spec as S
-from engine.spec import SpecError
+from backprop_lab.engine import experiment, spec as S
+from backprop_lab.engine.spec import SpecError
 
 
 def base(**over):

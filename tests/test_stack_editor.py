@@ -14,14 +14,14 @@ from PySide6.QtCore import QMimeData, QModelIndex, QPoint, QPointF, Qt  # noqa: 
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QGuiApplication  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from engine.build import plan  # noqa: E402
-from engine.spec import LAYER_TYPES, validate_layers  # noqa: E402
-from widgets.layer_palette import LayerPalette  # noqa: E402
-from widgets.layer_stack import LayerStackView  # noqa: E402
-from widgets.property_editor import PropertyEditor  # noqa: E402
-from widgets.settings_panel import SettingsPanel  # noqa: E402
-from widgets.layer_catalog import GROUPS  # noqa: E402
-from widgets.stack_model import (ADDED_ROLE, MIME_TYPE, PROBLEM_ROLE, LayerStackModel, decode_mime,  # noqa: E402
+from backprop_lab.engine.build import plan  # noqa: E402
+from backprop_lab.engine.spec import LAYER_TYPES, validate_layers  # noqa: E402
+from backprop_lab.widgets.layer_palette import LayerPalette  # noqa: E402
+from backprop_lab.widgets.layer_stack import LayerStackView  # noqa: E402
+from backprop_lab.widgets.property_editor import PropertyEditor  # noqa: E402
+from backprop_lab.widgets.settings_panel import SettingsPanel  # noqa: E402
+from backprop_lab.widgets.layer_catalog import GROUPS  # noqa: E402
+from backprop_lab.widgets.stack_model import (ADDED_ROLE, MIME_TYPE, PROBLEM_ROLE, LayerStackModel, decode_mime,  # noqa: E402
                                  layers_mime)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -578,8 +578,8 @@ def test_settings_spin_edits_merge(settings, stack):
 
 # ----------------------------------------------------------------------------- the split
 def test_editor_widgets_do_not_load_torch():
-    code = ("import sys; import widgets.layer_stack, widgets.layer_palette, widgets.property_editor, "
-            "widgets.settings_panel, widgets.undo_commands; print('torch' in sys.modules)")
+    code = ("import sys; import backprop_lab.widgets.layer_stack, backprop_lab.widgets.layer_palette, backprop_lab.widgets.property_editor, "
+            "backprop_lab.widgets.settings_panel, backprop_lab.widgets.undo_commands; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     assert out.returncode == 0, out.stderr

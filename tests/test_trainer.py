@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from app import cli
-from engine import experiment
-from engine.history import History
-from engine.trainer import FINISHED, STOPPED, Control, Trainer
+from backprop_lab.app import cli
+from backprop_lab.engine import experiment
+from backprop_lab.engine.history import History
+from backprop_lab.engine.trainer import FINISHED, STOPPED, Control, Trainer
 from tests.conftest import train
 
 SMALL = {"data": {"kind": "spirals", "n": 200}, "model": {"layers": [

@@ -21,7 +21,7 @@ def main(out="/tmp/compare.png", preset_a="deep_sigmoid_vanishing", preset_b="de
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    from app.compare import CompareWindow
+    from backprop_lab.app.compare import CompareWindow
 
     presets = ROOT / "resources" / "presets"
     specs = [json.loads((presets / f"{p}.json").read_text()) for p in (preset_a, preset_b)]

@@ -50,7 +50,7 @@ def main(out: str = "/tmp/editor", dark: bool = False) -> int:
 
     app = QApplication.instance() or QApplication([])
     try:  # the app's theme, when there is one
-        from widgets import theme
+        from backprop_lab.widgets import theme
         for name in ("apply", "apply_theme", "install"):
             if callable(getattr(theme, name, None)):
                 getattr(theme, name)(app)
@@ -61,11 +61,11 @@ def main(out: str = "/tmp/editor", dark: bool = False) -> int:
     if dark:
         app.setStyle("Fusion")
         app.setPalette(dark_palette())
-    from engine.build import plan
-    from widgets.layer_palette import LayerPalette
-    from widgets.layer_stack import LayerStackView
-    from widgets.property_editor import PropertyEditor
-    from widgets.settings_panel import SettingsPanel
+    from backprop_lab.engine.build import plan
+    from backprop_lab.widgets.layer_palette import LayerPalette
+    from backprop_lab.widgets.layer_stack import LayerStackView
+    from backprop_lab.widgets.property_editor import PropertyEditor
+    from backprop_lab.widgets.settings_panel import SettingsPanel
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -27,9 +27,9 @@ def trained_history(preset: str, steps: int, cache: Path, fresh: bool):
         return pickle.loads(path.read_bytes())
     import json
 
-    from engine import experiment
-    from engine.history import History
-    from engine.trainer import Trainer
+    from backprop_lab.engine import experiment
+    from backprop_lab.engine.history import History
+    from backprop_lab.engine.trainer import Trainer
     spec = json.loads((ROOT / "resources" / "presets" / f"{preset}.json").read_text())
     exp = experiment.build(spec)
     tr = Trainer(exp, hist_every=5)
@@ -49,12 +49,12 @@ def main(argv: list[str]) -> int:
 
     from PySide6.QtWidgets import QApplication
     app = QApplication.instance() or QApplication([])
-    from widgets import theme
-    from widgets.activation_panel import ActivationPanel
-    from widgets.gradient_flow import GradientFlow
-    from widgets.gradient_heatmap import GradientHeatmap
-    from widgets.loss_plot import LossPlot
-    from widgets.neuron_heatmap import NeuronHeatmap
+    from backprop_lab.widgets import theme
+    from backprop_lab.widgets.activation_panel import ActivationPanel
+    from backprop_lab.widgets.gradient_flow import GradientFlow
+    from backprop_lab.widgets.gradient_heatmap import GradientHeatmap
+    from backprop_lab.widgets.loss_plot import LossPlot
+    from backprop_lab.widgets.neuron_heatmap import NeuronHeatmap
     if "--presentation" in argv:
         theme.set_presentation_mode(True)
 

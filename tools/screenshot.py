@@ -19,7 +19,7 @@ def main(out="docs/screenshot.png", preset="deep_sigmoid_vanishing", steps=300) 
 
     import tempfile
     app = QApplication.instance() or QApplication([])
-    from app.main_window import MainWindow
+    from backprop_lab.app.main_window import MainWindow
 
     settings = QSettings(str(Path(tempfile.mkdtemp()) / "settings.ini"), QSettings.IniFormat)
     w = MainWindow(settings=settings)  # a fresh layout, not the user's saved one

@@ -15,9 +15,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from engine.activations import ACTIVATIONS, SATURATION_FRACTION, activation
-from widgets import theme
-from widgets.gradient_heatmap import with_blocked
+from backprop_lab.engine.activations import ACTIVATIONS, SATURATION_FRACTION, activation
+from backprop_lab.widgets import theme
+from backprop_lab.widgets.gradient_heatmap import with_blocked
 
 # The probes' histogram of z (engine.probes.HIST_RANGE; that module needs torch, so
 # the range is repeated here; the number of bins is read from the array itself).

@@ -17,7 +17,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtGui import QFontMetricsF
 
-from widgets import theme
+from backprop_lab.widgets import theme
 
 
 class StepAxis(pg.AxisItem):

@@ -21,9 +21,9 @@ from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGraphicsRectItem, QHBoxLayout, QHeaderView,
                                QLabel, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from engine import compare
-from widgets import theme
-from widgets.statistics import LABELS, SHORT
+from backprop_lab.engine import compare
+from backprop_lab.widgets import theme
+from backprop_lab.widgets.statistics import LABELS, SHORT
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 

@@ -15,10 +15,10 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from widgets import theme
-from widgets.axes import DecadeAxis, NameAxis
-from widgets.gradient_heatmap import statistic_combo, with_blocked
-from widgets.statistics import DEFAULT, LABELS, SHORT, STATISTICS
+from backprop_lab.widgets import theme
+from backprop_lab.widgets.axes import DecadeAxis, NameAxis
+from backprop_lab.widgets.gradient_heatmap import statistic_combo, with_blocked
+from backprop_lab.widgets.statistics import DEFAULT, LABELS, SHORT, STATISTICS
 
 LEGEND_ENTRIES = 8   # the legend names at most this many layers (first, last, evenly between, selected)
 LEGEND_MIN_WIDTH = 680   # pixels of panel width below which the legend is left out

@@ -17,10 +17,10 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from widgets import theme
-from widgets.axes import NameAxis, StepAxis
-from widgets.log_image import LogColumns, log10_image  # noqa: F401  (log10_image: public helper)
-from widgets.statistics import DEFAULT, DEFAULT_LEVELS, LABELS, SHORT, STATISTICS, UNITS
+from backprop_lab.widgets import theme
+from backprop_lab.widgets.axes import NameAxis, StepAxis
+from backprop_lab.widgets.log_image import LogColumns, log10_image  # noqa: F401  (log10_image: public helper)
+from backprop_lab.widgets.statistics import DEFAULT, DEFAULT_LEVELS, LABELS, SHORT, STATISTICS, UNITS
 
 HINT = "Hover: read a value · click: select a layer · wheel, drag: zoom, scroll time · grey: undefined"
 

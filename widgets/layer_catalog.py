@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from engine.spec import LAYER_TYPES, default_layer
+from backprop_lab.engine.spec import LAYER_TYPES, default_layer
 
 GROUPS = ("Dense", "Activations", "Normalisation", "Structure", "Recurrent")
 # Tableau-10 hues: distinct on light and dark backgrounds, and for most colour-blind readers.

@@ -11,10 +11,10 @@ from PySide6.QtGui import QColor, QFont, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QAbstractItemView, QLabel, QLineEdit, QStyledItemDelegate, QTreeView, QVBoxLayout,
                                QWidget)
 
-from engine.activations import ACTIVATIONS
-from engine.spec import LAYER_TYPES, default_layer
-from widgets.layer_catalog import DESCRIPTIONS, GROUP_COLOURS, GROUPS, layer_summary
-from widgets.stack_model import MIME_TYPE, TYPE_ROLE, group_icon, new_layer_mime
+from backprop_lab.engine.activations import ACTIVATIONS
+from backprop_lab.engine.spec import LAYER_TYPES, default_layer
+from backprop_lab.widgets.layer_catalog import DESCRIPTIONS, GROUP_COLOURS, GROUPS, layer_summary
+from backprop_lab.widgets.stack_model import MIME_TYPE, TYPE_ROLE, group_icon, new_layer_mime
 
 
 def _slope_note(kind: str) -> str:

@@ -22,12 +22,12 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QHe
                                QSizePolicy, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QToolButton,
                                QTreeView, QVBoxLayout, QWidget)
 
-from engine.spec import LAYER_TYPES
-from widgets.layer_catalog import (GROUP_COLOURS, GROUPS, format_shape, info_get, layers_from_text, new_layer,
+from backprop_lab.engine.spec import LAYER_TYPES
+from backprop_lab.widgets.layer_catalog import (GROUP_COLOURS, GROUPS, format_shape, info_get, layers_from_text, new_layer,
                                    path_text, top_paths)
-from widgets.stack_model import (ADDED_ROLE, GROUP_ROLE, MIME_TYPE, PATH_ROLE, PROBLEM_ROLE, SUMMARY_ROLE, TYPE_ROLE,
+from backprop_lab.widgets.stack_model import (ADDED_ROLE, GROUP_ROLE, MIME_TYPE, PATH_ROLE, PROBLEM_ROLE, SUMMARY_ROLE, TYPE_ROLE,
                                  LayerStackModel, decode_mime, layers_mime, problem_icon)
-from widgets.undo_commands import ReplaceSpec
+from backprop_lab.widgets.undo_commands import ReplaceSpec
 
 HINT = "Drag layers in from the palette; right-click a layer for more."
 KEYS_TIP = ("Del: remove · Ctrl+C / Ctrl+X / Ctrl+V: copy, cut, paste · Ctrl+D: duplicate · "

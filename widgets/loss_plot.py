@@ -12,7 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from widgets import theme
+from backprop_lab.widgets import theme
 
 KEY = (f"<span style='color:{theme.TRAIN_COLOUR}'><b>―</b> train (the step's batch)</span>&nbsp;&nbsp;&nbsp;"
        f"<span style='color:{theme.TEST_COLOUR}'><b>●―</b> test set (every few steps)</span>")

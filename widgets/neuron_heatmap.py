@@ -14,10 +14,10 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from widgets import theme
-from widgets.axes import StepAxis
-from widgets.gradient_heatmap import format_value, with_blocked
-from widgets.log_image import LogColumns
+from backprop_lab.widgets import theme
+from backprop_lab.widgets.axes import StepAxis
+from backprop_lab.widgets.gradient_heatmap import format_value, with_blocked
+from backprop_lab.widgets.log_image import LogColumns
 
 DEFAULT_LEVELS = (-8.0, 0.0)
 RECENT = 20   # a unit is reported dead when its gradient was 0 at each of this many newest stored steps

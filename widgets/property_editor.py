@@ -17,12 +17,12 @@ from PySide6.QtGui import QColor, QPalette, QRegularExpressionValidator, QUndoSt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QLabel, QLineEdit, QSpinBox,
                                QVBoxLayout, QWidget)
 
-from engine.activations import ACTIVATIONS
-from engine.spec import BIAS_SCHEMES, INIT_SCHEMES, LAYER_TYPES, SpecError, validate_layers
-from widgets.layer_catalog import (DESCRIPTIONS, GROUP_COLOURS, PROBLEM_COLOUR, error_path, format_number,
+from backprop_lab.engine.activations import ACTIVATIONS
+from backprop_lab.engine.spec import BIAS_SCHEMES, INIT_SCHEMES, LAYER_TYPES, SpecError, validate_layers
+from backprop_lab.widgets.layer_catalog import (DESCRIPTIONS, GROUP_COLOURS, PROBLEM_COLOUR, error_path, format_number,
                                    format_shape, info_get, path_text, relocate_error)
-from widgets.stack_model import LayerStackModel
-from widgets.undo_commands import EditLayer
+from backprop_lab.widgets.stack_model import LayerStackModel
+from backprop_lab.widgets.undo_commands import EditLayer
 
 # parameters each init scheme takes, and the value used when one is left empty
 SCHEME_PARAMS = {"normal": ("std", "mean"), "uniform": ("a",), "xavier_normal": ("gain",),

@@ -16,11 +16,11 @@ from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
                                QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from engine.spec import (DATA_COMMON, DATA_KINDS, DEVICES, LOSSES, OPTIMIZERS, TRAIN_DEFAULTS, SpecError,
+from backprop_lab.engine.spec import (DATA_COMMON, DATA_KINDS, DEVICES, LOSSES, OPTIMIZERS, TRAIN_DEFAULTS, SpecError,
                          validate)
-from widgets.property_editor import NumberEdit
-from widgets.layer_catalog import PROBLEM_COLOUR
-from widgets.undo_commands import EditSettings
+from backprop_lab.widgets.property_editor import NumberEdit
+from backprop_lab.widgets.layer_catalog import PROBLEM_COLOUR
+from backprop_lab.widgets.undo_commands import EditSettings
 
 DATA_DESCRIPTIONS = {
     "spirals": "Interleaved 2-D spirals, one arm per class: needs a deep, non-linear boundary.",

@@ -23,9 +23,9 @@ from contextlib import contextmanager
 from PySide6.QtCore import QAbstractItemModel, QMimeData, QModelIndex, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap, QUndoStack
 
-from engine.spec import LAYER_TYPES, SpecError, validate_layers
-from widgets import undo_commands as cmds
-from widgets.layer_catalog import (DESCRIPTIONS, GROUP_COLOURS, PROBLEM_COLOUR, error_path, format_shape, info_get,
+from backprop_lab.engine.spec import LAYER_TYPES, SpecError, validate_layers
+from backprop_lab.widgets import undo_commands as cmds
+from backprop_lab.widgets.layer_catalog import (DESCRIPTIONS, GROUP_COLOURS, PROBLEM_COLOUR, error_path, format_shape, info_get,
                                    layer_summary, new_layer, path_text, top_paths)
 
 MIME_TYPE = "application/x-backprop-lab-layer"

@@ -16,9 +16,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from widgets import theme
-from widgets.axes import DecadeAxis
-from widgets.log_image import LogColumns
+from backprop_lab.widgets import theme
+from backprop_lab.widgets.axes import DecadeAxis
+from backprop_lab.widgets.log_image import LogColumns
 
 DEFAULT_LEVELS = (-8.0, 0.0)
 MAP_MIN_WIDTH = 520   # narrower than this, only the profile is shown (widen or undock for the map)

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from engine import experiment
-from engine.trainer import Trainer
+from backprop_lab.engine import experiment
+from backprop_lab.engine.trainer import Trainer
 
 SPEC = {"name": "bench", "data": {"kind": "gaussian", "n": 256, "classes": 3, "dim": 256, "test_fraction": 0},
         "model": {"layers": [{"type": "linear", "units": 256}, {"type": "sigmoid"}] * 20},
