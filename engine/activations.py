@@ -20,7 +20,11 @@ SATURATION_FRACTION = 0.01
 
 
 def _np_sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free form of 1/(1+e^-z)
+    # overflow-free and accurate in both tails (0.5 (1 + tanh(z/2)) rounds to 0 below z ~ -37,
+    # which the chain explorer's exact derivatives would notice)
+    z = np.asarray(z, dtype=float)
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def _np_erf(x):

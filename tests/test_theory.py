@@ -37,7 +37,7 @@ def _autograd_chain(act, w, b, x, y):
 
 @pytest.mark.parametrize("act", sorted(TORCH_F))
 def test_chain_equals_autograd(act):
-    rng = np.random.default_rng(hash(act) % 1000)
+    rng = np.random.default_rng(sorted(TORCH_F).index(act))
     for depth in (1, 2, 7, 30):
         w, b = rng.normal(0, 1.5, depth), rng.normal(0, 0.5, depth)
         x, y = float(rng.normal()), float(rng.normal())
