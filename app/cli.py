@@ -76,8 +76,8 @@ def cmd_run(args) -> int:
 
 
 def _time_steps(exp) -> int:
-    x = exp.data.x_train
-    return x.shape[1] if exp.model.recurrent is not None and x.ndim == 3 else 0
+    from backprop_lab.engine.experiment import time_steps
+    return time_steps(exp)
 
 
 def cmd_diagnose(args) -> int:
