@@ -16,18 +16,17 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from backprop_lab.engine import experiment, record, spec as specmod
 from backprop_lab.engine.activations import ACTIVATIONS, activation
-from backprop_lab.engine.build import plan
+from backprop_lab.engine.catalog import type_of_class_name
+from backprop_lab.engine.plan import plan
 from backprop_lab.engine.history import History
 from backprop_lab.engine.trainer import FINISHED, Control, Trainer
 
-_CLASS_TYPES = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "leakyrelu": "leaky_relu",
-                "elu": "elu", "gelu": "gelu", "softplus": "softplus"}
 
 
 def activation_from_name(name: str):
     """Activation of a recorded layer name: "2 sigmoid" or "act1 (LeakyReLU)" (default parameters)."""
     word = name.split(" ", 1)[-1].strip("()").lower()
-    kind = _CLASS_TYPES.get(word, word)
+    kind = type_of_class_name(word) or word
     return activation({"type": kind if kind in ACTIVATIONS else "identity"})
 
 

@@ -16,24 +16,14 @@ from torch import nn
 
 from .activations import activation
 from .build import LayerInfo, Model
+from .catalog import layer_of_module
 from .spec import SpecError
 
 
 def activation_of(module: nn.Module):
     """The Activation of a torch activation module, or None."""
-    table = {nn.Sigmoid: lambda m: {"type": "sigmoid"}, nn.Tanh: lambda m: {"type": "tanh"},
-             nn.ReLU: lambda m: {"type": "relu"}, nn.GELU: lambda m: {"type": "gelu"},
-             nn.LeakyReLU: lambda m: {"type": "leaky_relu", "slope": m.negative_slope},
-             nn.ELU: lambda m: {"type": "elu", "alpha": m.alpha},
-             nn.Softplus: lambda m: {"type": "softplus"}}
-    for cls, params in table.items():
-        if type(module) is cls:
-            if isinstance(module, nn.GELU) and module.approximate != "none":
-                return None
-            if isinstance(module, nn.Softplus) and (module.beta != 1 or module.threshold != 20):
-                return None
-            return activation(params(module))
-    return None
+    layer = layer_of_module(module)   # the catalogue's map from torch classes to layer types
+    return activation(layer) if layer is not None else None
 
 
 def _has_weight(m: nn.Module) -> bool:

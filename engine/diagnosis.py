@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .catalog import RECURRENT_TYPES, RELU_FAMILY, SATURATING
+
 # ---- thresholds, and where each comes from ----------------------------------------------
 # Vanishing across depth: speed of the first hidden layer / speed of the last hidden one,
 # median over the recent window. Reference values (SCIENCE.md and our presets at step 0):
@@ -180,7 +182,7 @@ def _hidden(names: list) -> list[int]:
         k = _kind(n)
         if n.startswith("out") or k.endswith("proj") or _is_norm(n):
             continue
-        if k in ("rnn", "lstm", "gru") or "linear" in k or "conv" in k:
+        if k in RECURRENT_TYPES or "linear" in k or "conv" in k:
             out.append(i)
     if len(out) >= 2 and out[-1] == len(names) - 1:
         out = out[:-1]  # a stack or custom model whose last linear layer is its output layer
@@ -300,8 +302,8 @@ def _depth(h, rows, w0, last_step, plateau):
     ev = {"first_layer": names[hid[0]], "last_layer": names[hid[-1]], "measure": measure,
           "first": float(first), "last": float(last), "ratio": float(ratio),
           "per_layer": {names[i]: float(s[i]) for i in hid}}
-    saturating = any(k in ("sigmoid", "tanh", "softplus") for k in _act_kinds(h))
-    relu_like = any(k in ("relu", "leaky_relu", "elu", "gelu") for k in _act_kinds(h))
+    saturating = any(k in SATURATING for k in _act_kinds(h))
+    relu_like = any(k in RELU_FAMILY for k in _act_kinds(h))
     out = []
     ur = h.series("update_ratio")[rows][:, hid[0]]
     ur_first = float(_nanmedian(ur)) if ur.size else float("nan")
@@ -363,8 +365,7 @@ def _time(h, rows, w0, last_step):
     if not (np.isfinite(last) and last > 0 and np.isfinite(first)):
         return []
     ratio = first / last
-    rec = next((n for n in h.layer_names if _kind(n) in ("rnn", "lstm", "gru") or "rnn" in _kind(n)
-                or "lstm" in _kind(n) or "gru" in _kind(n)), h.layer_names[0])
+    rec = next((n for n in h.layer_names if any(r in _kind(n) for r in RECURRENT_TYPES)), h.layer_names[0])
     mid = len(tg) // 2
     ev = {"layer": rec, "time_steps": int(len(tg)), "first": float(first), "last": float(last),
           "ratio": float(ratio), "ratio_middle": float(tg[mid] / last), "middle_step": int(mid)}

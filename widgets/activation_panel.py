@@ -16,12 +16,11 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from backprop_lab.engine.activations import ACTIVATIONS, SATURATION_FRACTION, activation
+from backprop_lab.engine.snapshot import HIST_RANGE
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.gradient_heatmap import with_blocked
 
-# The probes' histogram of z (engine.probes.HIST_RANGE; that module needs torch, so
-# the range is repeated here; the number of bins is read from the array itself).
-HIST_RANGE = (-8.0, 8.0)
+# The probes' histogram of z (the number of bins is read from the array itself).
 Z_RANGE = HIST_RANGE
 CURVE_Z = np.linspace(*Z_RANGE, 801)
 HIST_TOP = 0.8      # the tallest histogram bar reaches this share of the plot's height
