@@ -307,12 +307,15 @@ def default_layer(kind: str) -> dict:
 # runs, recorded names such as "act1 (LeakyReLU)"), torch-free: matched by name.
 TORCH_CLASS_TYPES: dict[str, str] = {t.torch_class: t.name for t in _TYPES
                                      if t.role == "activation" and t.from_torch}
+# activations measured in users' modules that the spec has no layer type for
+# (engine.activations.EXTRA_ACTIVATIONS)
+EXTRA_TORCH_CLASSES: dict[str, str] = {"SiLU": "silu"}
 
 
 def type_of_class_name(name: str) -> str | None:
     """"LeakyReLU" / "leakyrelu" -> "leaky_relu"; an unknown class name -> None."""
     low = name.lower()
-    return next((k for cls, k in TORCH_CLASS_TYPES.items() if cls.lower() == low), None)
+    return next((k for cls, k in {**TORCH_CLASS_TYPES, **EXTRA_TORCH_CLASSES}.items() if cls.lower() == low), None)
 
 
 def layer_of_module(module) -> dict | None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .activations import kind_of_name
 from .catalog import RECURRENT_TYPES, RELU_FAMILY, SATURATING
 
 # ---- thresholds, and where each comes from ----------------------------------------------
@@ -165,8 +166,9 @@ def _g(x: float) -> str:
 # ---- reading layer names ------------------------------------------------------------------
 @lru_cache(maxsize=4096)
 def _kind(name: str) -> str:
-    """Layer type from a recorded name: "3 linear" -> linear, "fc (Linear)" -> linear."""
-    return name.split(" ", 1)[-1].strip("()").lower()
+    """Layer type from a recorded name: "3 linear" -> linear, "fc (Linear)" -> linear,
+    "relu#2 (ReLU)" -> relu, "fc1 -> relu (functional)" -> relu, "act (LeakyReLU)" -> leaky_relu."""
+    return kind_of_name(name)
 
 
 def _is_norm(name: str) -> bool:

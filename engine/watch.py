@@ -40,7 +40,9 @@ class Watch:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.model = instrument(model)
         self.probe = Probe(self.model)
-        self.history = History.for_probe(self.probe)
+        # made at the first step: a user's module shows its activation call sites and its
+        # sequence length (time_grad_norm) on its first watched forward pass
+        self.history: History | None = None
         self.flush_seconds = flush_seconds
         self._last_flush = 0.0
         self.step_index = 0
@@ -77,7 +79,10 @@ class Watch:
         snap = Snapshot(self.step_index, float(s["head"][0]), float(s["head"][1]), math.nan, math.nan, lr,
                         s["weight_grad_norm"], s["bias_grad_norm"], s["delta_norm"], s["update_ratio"],
                         s["preact_mean"], s["preact_std"], s["mean_derivative"], s["saturated_frac"],
-                        s["dead_frac"], s["neuron_grad"], None, s["preact_hist"])
+                        s["dead_frac"], s["neuron_grad"], s["time_grad_norm"], s["preact_hist"])
+        if self.history is None:
+            tg = s["time_grad_norm"]
+            self.history = History.for_probe(self.probe, time_steps=0 if tg is None else len(tg))
         self.history.append(snap)
         self.step_index += 1
         if not finite:
@@ -88,6 +93,8 @@ class Watch:
         return snap
 
     def flush(self) -> None:
+        if self.history is None:
+            self.history = History.for_probe(self.probe)
         record.save(self.path, self.history, self.spec)
         self._last_flush = time.monotonic()
 
