@@ -87,14 +87,20 @@ def cmd_diagnose(args) -> int:
         history, spec = record.load(args.record)
     except record.RecordError as e:
         return _fail(str(e))
-    findings = diagnosis.diagnose(history)
-    if args.json:
+    findings = diagnosis.diagnose(history, spec=spec)
+    limits = diagnosis.unchecked(history)
+    if args.json:   # stdout holds the findings (Contract 3); what was not checked goes to stderr
         print(json.dumps([f.to_json() for f in findings], indent=2))
-    elif not findings:
-        print("healthy: no finding")
+        for line in limits:
+            print(f"not checked: {line}", file=sys.stderr)
+        return 0
+    if not findings:
+        print("healthy: no finding" + (" (of what could be checked)" if limits else ""))
     else:
         for f in findings:
             print(f.describe())
+    for line in limits:
+        print(f"not checked: {line}")
     return 0
 
 

@@ -142,6 +142,8 @@ def _first_pass(model: Model, example):
         net.eval()
         model.tracer.start()
         out = model(x)
+    except SpecError:
+        raise
     except Exception as e:
         raise SpecError(f"model: does not fit the data (input {tuple(x.shape)} {str(x.dtype).replace('torch.', '')}): "
                         f"{one_line(e)}") from None
