@@ -42,6 +42,16 @@ class Model:
     act_layers: list      # [(name, module, Activation)]
     recurrent: nn.Module | None  # the first recurrent layer (for time_grad_norm)
     infos: list
+    # a user's module (engine/custom.py): the tracer that sees its activations, each layer
+    # holds only its own parameters, layers whose output is another's (attention's out_proj),
+    # and how the spec calls it (extra forward arguments, which output): None is module(x)
+    tracer: object = None
+    own_params: bool = False
+    outputs_of: dict = field(default_factory=dict)
+    forward: object = None
+
+    def __call__(self, x):
+        return self.module(x) if self.forward is None else self.forward(self.module, x)
 
 
 def _shape(s: tuple) -> str:

@@ -1,9 +1,12 @@
 """Data sets: 2-D toy tasks, the 8x8 digits, sequence tasks, and user files.
 
-Every kind returns a DataSet of float32 inputs and integer class labels
-(classification) or float32 targets (regression), split into train and test
-by ``test_fraction`` with the data ``seed``. User data (npz/csv) is used as
-given unless the spec asks for ``standardize``.
+Every kind returns a DataSet of float32 inputs (int64 where a file's x holds
+integers: token ids) and integer class labels (classification: one per sample,
+or one per sample and time step) or float32 targets (regression), samples
+first, split into train and test by ``test_fraction`` with the data ``seed``.
+User data (npz/csv) is used as given unless the spec asks for ``standardize``;
+``time_major`` files are read as [time, samples, ...] (and the trainer feeds
+the model [time, batch, ...]).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ class DataSet:
     x_test: np.ndarray
     y_test: np.ndarray
     n_outputs: int  # classes, or regression target width
+    time_major: bool = False  # the model takes [time, batch, ...] (arrays here are samples first)
 
     @property
     def input_shape(self) -> tuple:
@@ -154,8 +158,9 @@ def _is_numeric_row(line: str) -> bool:
 
 
 def _as_labels(y: np.ndarray, where: str) -> np.ndarray:
-    if y.ndim != 1 or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)) or y.min() < 0:
-        raise SpecError(f"{where}: classification needs y as class indices 0, 1, 2, ... (one per sample)")
+    if y.ndim < 1 or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)) or y.min() < 0:
+        raise SpecError(f"{where}: classification needs y as class indices 0, 1, 2, ... (one per sample, "
+                        "or one per sample and time step)")
     return y.astype(np.int64)
 
 
@@ -170,25 +175,34 @@ def make_dataset(data: dict, base_dir=None) -> DataSet:
     else:
         x, y = (_load_npz if kind == "npz" else _load_csv)(data, base_dir)
         task = data.get("task") or ("classification" if np.issubdtype(y.dtype, np.integer) else "regression")
-    x = np.asarray(x, dtype=np.float32)
+        if data.get("time_major"):   # stored [time, samples, ...]: samples first from here on
+            x, y = np.swapaxes(np.asarray(x), 0, 1) if np.ndim(x) > 1 else x, np.asarray(y)
+            y = np.swapaxes(y, 0, 1) if y.ndim > 1 else y
+    x = np.asarray(x)
+    # integer inputs (token ids) stay integers: an embedding needs them as int64
+    x = x.astype(np.int64) if np.issubdtype(x.dtype, np.integer) else x.astype(np.float32)
     if x.ndim == 1:
         x = x[:, None]
     if len(x) != len(y):
         raise SpecError(f"data: x has {len(x)} samples but y has {len(y)}")
     if len(x) < 2:
         raise SpecError(f"data: needs at least 2 samples, got {len(x)}")
-    if not np.all(np.isfinite(x)):
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         raise SpecError("data: x holds NaN or infinite values")
     if task == "classification":
         y = _as_labels(np.asarray(y), "data.y")
         n_out = int(y.max()) + 1
+        if kind in ("npz", "csv") and data.get("classes") is not None:
+            if n_out > data["classes"]:
+                raise SpecError(f"data.classes: y holds class {n_out - 1}, more than {data['classes']} classes")
+            n_out = data["classes"]
         if n_out < 2:
             raise SpecError("data.y: classification needs at least 2 classes")
     else:
         y = np.asarray(y, dtype=np.float32)
         y = y[:, None] if y.ndim == 1 else y.reshape(len(y), -1)
         n_out = y.shape[1]
-    if data.get("standardize"):
+    if data.get("standardize") and x.dtype.kind == "f":
         mu, sd = x.mean(0), x.std(0)
         x = ((x - mu) / np.where(sd > 0, sd, 1)).astype(np.float32)
     order = rng.permutation(len(x))
@@ -196,5 +210,6 @@ def make_dataset(data: dict, base_dir=None) -> DataSet:
     if n_test >= len(x):
         raise SpecError("data.test_fraction leaves no training samples")
     test, train = order[:n_test], order[n_test:]
-    return DataSet(kind, task, np.ascontiguousarray(x[train]), y[train],
-                   np.ascontiguousarray(x[test]), y[test], n_out)
+    return DataSet(kind, task, np.ascontiguousarray(x[train]), np.ascontiguousarray(y[train]),
+                   np.ascontiguousarray(x[test]), np.ascontiguousarray(y[test]), n_out,
+                   bool(data.get("time_major")))

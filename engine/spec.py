@@ -62,12 +62,15 @@ DATA_KINDS: dict[str, dict] = {
     "digits": {},
     "memory": {"n": 1000, "length": 20, "features": 1},
     "adding": {"n": 1000, "length": 20},
-    "npz": {"path": None, "standardize": False},
-    "csv": {"path": None, "target": -1, "task": "classification", "standardize": False},
+    # classes: the number of classes (null: max(y) + 1), e.g. a vocabulary larger than the labels seen
+    "npz": {"path": None, "standardize": False, "classes": None},
+    "csv": {"path": None, "target": -1, "task": "classification", "standardize": False, "classes": None},
 }
-DATA_COMMON = {"test_fraction": 0.2, "seed": 0}
+# time_major: the model takes sequences as [time, batch, ...] (nn.LSTM's default); an npz file's
+# x (and a per-step y) are then stored [time, samples, ...] too
+DATA_COMMON = {"test_fraction": 0.2, "seed": 0, "time_major": False}
 
-LOSSES = ("cross_entropy", "mse")
+LOSSES = ("cross_entropy", "mse", "nll")  # nll: the model outputs log-probabilities (log_softmax)
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
 DEVICES = ("cpu", "cuda", "auto")
 TRAIN_DEFAULTS = {
@@ -178,8 +181,9 @@ def _check_data(data) -> dict:
     tf = full["test_fraction"]
     _need(_is_num(tf) and 0 <= tf < 1, "data.test_fraction", "must be in [0, 1)", tf)
     _need(_is_int(full["seed"]), "data.seed", "must be an integer", full["seed"])
+    _need(isinstance(full["time_major"], bool), "data.time_major", "must be true or false", full["time_major"])
     for k in ("n", "classes", "length", "features", "dim"):
-        if k in full:
+        if k in full and not (k == "classes" and full[k] is None and kind in ("npz", "csv")):
             low = 2 if k == "classes" else 1
             _need(_is_int(full[k]) and full[k] >= low, f"data.{k}", f"must be an integer >= {low}", full[k])
     for k in ("noise", "std", "factor", "turns"):
@@ -198,16 +202,45 @@ def _check_data(data) -> dict:
 def _check_model(model) -> dict:
     _need(isinstance(model, dict), "model", "must be an object", model)
     if "python" in model:
-        _unknown(model, {"python", "class", "kwargs"}, "model")
+        _unknown(model, {"python", "class", "kwargs", "forward_args", "output"}, "model")
         _need(isinstance(model["python"], str), "model.python", "must be a file name", model["python"])
         _need(isinstance(model.get("class"), str), "model.class", "must name the module class",
               model.get("class"))
         kw = model.get("kwargs", {})
         _need(isinstance(kw, dict), "model.kwargs", "must be an object", kw)
-        return {"python": model["python"], "class": model["class"], "kwargs": dict(kw)}
+        extra = model.get("forward_args", [])
+        _need(isinstance(extra, list), "model.forward_args", "must be a list of arguments after x", extra)
+        for i, a in enumerate(extra):
+            _check_forward_arg(a, f"model.forward_args[{i}]")
+        pick = model.get("output")
+        _need(pick is None or _is_int(pick), "model.output",
+              "must be null (the forward returns a tensor) or the index of the output to read", pick)
+        return {"python": model["python"], "class": model["class"], "kwargs": dict(kw),
+                "forward_args": copy.deepcopy(extra), "output": pick}
     _unknown(model, {"layers"}, "model")
     _need("layers" in model, "model", "needs 'layers' (a list) or 'python' (a file)", model)
     return {"layers": validate_layers(model["layers"])}
+
+
+def _check_forward_arg(a, where: str) -> None:
+    """A JSON value, {"zeros": [sizes, "batch" for the batch size]}, {"tuple": [args]} or
+    {"call": "method"} (the module's method, called with the batch size: init_hidden)."""
+    if not isinstance(a, dict):
+        _need(a is None or isinstance(a, (bool, str)) or _is_num(a), where,
+              "must be a number, text, true/false, null or an object zeros/tuple/call", a)
+        return
+    _need(len(a) == 1 and next(iter(a)) in ("zeros", "tuple", "call"), where,
+          "must be {\"zeros\": [...]}, {\"tuple\": [...]} or {\"call\": \"method\"}", a)
+    if "zeros" in a:
+        _need(isinstance(a["zeros"], list) and all((_is_int(d) and d >= 0) or d == "batch" for d in a["zeros"]),
+              f"{where}.zeros", "must list sizes (integers >= 0, \"batch\" for the batch size)", a["zeros"])
+    elif "tuple" in a:
+        _need(isinstance(a["tuple"], list), f"{where}.tuple", "must be a list of arguments", a["tuple"])
+        for i, v in enumerate(a["tuple"]):
+            _check_forward_arg(v, f"{where}.tuple[{i}]")
+    else:
+        _need(isinstance(a["call"], str) and a["call"].isidentifier(), f"{where}.call",
+              "must name a method of the module", a["call"])
 
 
 def _check_train(train) -> dict:

@@ -139,8 +139,8 @@ class Watch:
         self._backwards = 0
         self._stopped = False
         self._handles = []
+        self.writer = None
         if not self.enabled:   # another rank records: this one only counts steps
-            self.writer = None
             return
         inner = _unwrap(model)
         self.model = instrument(inner)
@@ -158,12 +158,19 @@ class Watch:
                                  "grads": grads + ", before clipping, unscaled",
                                  "deltas": "the first forward pass after begin() (its micro-batch)"
                                            + (f", rank {self.rank}'s batch" if distributed else "")}}
-        extra = {"grads": grads, "deltas": self.spec["watched"]["deltas"]}
+        self._extra = {"grads": grads, "deltas": self.spec["watched"]["deltas"]}
         if distributed:
-            extra.update(rank=self.rank, world_size=self.world_size)
-        self.writer = RunWriter(self.run_dir, self.spec, self.probe.layer_names, self.probe.act_names,
-                                self.probe.units, stream=stream, every=self.every,
-                                flush_seconds=flush_seconds, extra=extra)
+            self._extra.update(rank=self.rank, world_size=self.world_size)
+        self._stream, self._flush_seconds = stream, flush_seconds
+        self.writer = None   # made at the first recorded step: its activation call sites are known then
+
+    def _writer(self) -> RunWriter:
+        if self.writer is None:
+            self.writer = RunWriter(self.run_dir, self.spec, self.probe.layer_names, self.probe.act_names,
+                                    self.probe.units, stream=self._stream, every=self.every,
+                                    flush_seconds=self._flush_seconds,
+                                    extra={**self._extra, "backward_passes": self._backwards})
+        return self.writer
 
     # ------------------------------------------------------------------ hooks
     def _on_accumulated(self, param) -> None:
@@ -173,9 +180,16 @@ class Watch:
         if not self._armed or self._queued:
             return
         self._queued = True
-        self.probe.active = False   # later forward passes (micro-batches, evaluation) are not measured
+        self._pause_probe()   # later forward passes (micro-batches, evaluation) are not measured
         engine = torch.autograd.Variable._execution_engine
         engine.queue_callback(lambda: engine.queue_callback(self._after_backward))
+
+    def _pause_probe(self) -> None:
+        # Flags only: this runs inside backward, maybe on an autograd device thread, where the
+        # tracer's TorchFunctionMode must not be left; step() leaves it on the user's thread.
+        self.probe._active = False
+        if self.probe._tracer is not None:
+            self.probe._tracer.recording = False
 
     def _after_backward(self) -> None:
         self._queued = False
@@ -246,9 +260,7 @@ class Watch:
                         s["update_ratio"], s["preact_mean"], s["preact_std"], s["mean_derivative"],
                         s["saturated_frac"], s["dead_frac"], s["neuron_grad"] * scale,
                         None if tg is None else tg * scale, s["preact_hist"])
-        if "backward_passes" not in self.writer.extra:   # in the header, written at the first row
-            self.writer.extra["backward_passes"] = self._backwards
-        self.writer.add(snap)
+        self._writer().add(snap)
         if not math.isfinite(snap.loss) and not self._stopped and loss is not None:
             self._stopped = True
             self.writer.set_stop_reason(f"loss became {snap.loss} at step {k}")
@@ -265,9 +277,10 @@ class Watch:
             self.writer.flush()
 
     def close(self) -> None:
-        if self.writer is None:
+        if not self.enabled:
             return
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
         self.probe.remove()
         for h in self._handles:
             h.remove()
