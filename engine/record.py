@@ -46,7 +46,13 @@ def save(path, history: History, spec: dict) -> None:
 def load(path) -> tuple[History, dict]:
     """Read a record (or a watched run directory's record) into a History; returns (history, spec)."""
     if Path(path).is_dir():
-        path = Path(path) / "record.npz"
+        from . import rundir
+        if rundir.is_run_dir(path):   # a live run directory (Watch): its main stream
+            try:
+                return rundir.load(path)
+            except rundir.RunDirError as e:
+                raise RecordError(str(e)) from None
+        path = Path(path) / "record.npz"   # a directory an older Watch wrote
     try:
         f = np.load(path, allow_pickle=False)
     except FileNotFoundError:
