@@ -64,7 +64,7 @@ class JacobianSpectrum(TheoryPanel):
         self.process = TheoryProcess(self)
         self.process.finished.connect(self.set_result)
         self.process.failed.connect(lambda m: self._idle(f"Failed: {m}"))
-        self._tmp = tempfile.TemporaryDirectory(prefix="backprop-lab-spectrum-")
+        self._tmp_path: Path | None = None   # the stack handed to the child process
 
     def set_spec(self, spec: dict, base_dir=None) -> None:
         self.spec, self.base_dir = spec, base_dir
@@ -78,13 +78,22 @@ class JacobianSpectrum(TheoryPanel):
             for key in ("path", "python"):
                 if isinstance(section.get(key), str) and self.base_dir is not None:
                     section[key] = str(Path(self.base_dir) / section[key])
-        path = Path(self._tmp.name) / "stack.json"
-        path.write_text(specmod.dumps(spec))
+        self._remove_tmp()
+        fd, name = tempfile.mkstemp(prefix="backprop-lab-spectrum-", suffix=".json")
+        with open(fd, "w") as fh:
+            fh.write(specmod.dumps(spec))
+        path = self._tmp_path = Path(name)
         self.compute_button.setEnabled(False)
         self.readout.setText("Differentiating the stack in a background process…")
         self.process.start(["spectrum", str(path), "--inputs", str(self.inputs.value())])
 
+    def _remove_tmp(self) -> None:
+        if self._tmp_path is not None:
+            self._tmp_path.unlink(missing_ok=True)
+            self._tmp_path = None
+
     def _idle(self, text: str) -> None:
+        self._remove_tmp()
         self.compute_button.setEnabled(True)
         self.readout.setText(text)
 
@@ -111,4 +120,5 @@ class JacobianSpectrum(TheoryPanel):
 
     def closeEvent(self, event) -> None:
         self.process.cancel()
+        self._remove_tmp()
         super().closeEvent(event)
