@@ -14,9 +14,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import limits
 from .activations import activation
 from .build import LayerInfo, Model
 from .spec import SpecError
+
+
+def user_error(e: BaseException) -> str:
+    """One line for an exception raised by a user's code: its type and first line, shortened."""
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({limits.shorten(e.code, 30)})"
+    if isinstance(e, KeyboardInterrupt):
+        return "it raised KeyboardInterrupt"
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    text = text if len(text) <= 160 else text[:140] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def activation_of(module: nn.Module):
@@ -46,14 +58,17 @@ def load_module(model_spec: dict, base_dir) -> nn.Module:
         path = Path(base_dir) / path
     if not path.is_file():
         raise SpecError(f"model.python: no such file {str(path)!r}")
+    if path.stat().st_size > limits.MAX_MODEL_FILE_BYTES:
+        raise SpecError(f"model.python: {path.name} is {limits.gib(path.stat().st_size)}, more than the "
+                        f"limit of {limits.gib(limits.MAX_MODEL_FILE_BYTES)} for a model file")
     name = f"backprop_lab_user_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     try:
         sys.modules[name] = mod
         spec.loader.exec_module(mod)
-    except Exception as e:
-        raise SpecError(f"model.python: {path.name} failed to import: {type(e).__name__}: {e}") from None
+    except BaseException as e:  # sys.exit, KeyboardInterrupt, anything: reported, never obeyed
+        raise SpecError(f"model.python: {path.name} failed to import: {user_error(e)}") from None
     finally:
         sys.modules.pop(name, None)
     cls = getattr(mod, model_spec["class"], None)
@@ -61,8 +76,8 @@ def load_module(model_spec: dict, base_dir) -> nn.Module:
         raise SpecError(f"model.class: {path.name} defines no {model_spec['class']!r}")
     try:
         net = cls(**model_spec.get("kwargs", {}))
-    except Exception as e:
-        raise SpecError(f"model.class: {model_spec['class']}(**kwargs) failed: {type(e).__name__}: {e}") from None
+    except BaseException as e:
+        raise SpecError(f"model.class: {model_spec['class']}(**kwargs) failed: {user_error(e)}") from None
     if not isinstance(net, nn.Module):
         raise SpecError(f"model.class: {model_spec['class']} is not a torch.nn.Module")
     return net
@@ -92,9 +107,8 @@ def instrument(net: nn.Module, in_shape: tuple | None = None, n_out: int | None 
             net.eval()
             out = net(torch.zeros((2, *in_shape)))
             net.train(was)
-        except Exception as e:
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise SpecError(f"model: does not fit the data (input {tuple(in_shape)}): {first}") from None
+        except BaseException as e:
+            raise SpecError(f"model: does not fit the data (input {tuple(in_shape)}): {user_error(e)}") from None
     if not isinstance(out, torch.Tensor) or out.shape[-1] != n_out:
         got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
         raise SpecError(f"model: output has shape {got}, the data needs {n_out} outputs")
