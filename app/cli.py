@@ -5,6 +5,7 @@
     backprop-lab diagnose RUN.npz [--json]
     backprop-lab export SPEC.json --torch OUT.py
     backprop-lab watch RUN_DIR
+    backprop-lab theory chain|paths|phase|spectrum ... [--json]   (Contract 4)
 
 Headless commands never import Qt. A bad spec or record gives one line on
 stderr and exit status 2.
@@ -15,7 +16,7 @@ import argparse
 import sys
 import time
 
-SUBCOMMANDS = ("run", "diagnose", "export", "watch")
+SUBCOMMANDS = ("run", "diagnose", "export", "watch", "theory")
 
 
 def _fail(msg: str) -> int:
@@ -81,8 +82,8 @@ def cmd_run(args) -> int:
 
 
 def _time_steps(exp) -> int:
-    x = exp.data.x_train
-    return x.shape[1] if exp.model.recurrent is not None and x.ndim == 3 else 0
+    from backprop_lab.engine.experiment import time_steps
+    return time_steps(exp)
 
 
 def cmd_diagnose(args) -> int:
@@ -93,16 +94,22 @@ def cmd_diagnose(args) -> int:
     except record.RecordError as e:
         return _fail(str(e))
     try:
-        findings = diagnosis.diagnose(history)
+        findings = diagnosis.diagnose(history, spec=spec)
+        limits = diagnosis.unchecked(history)
     except (ArithmeticError, ValueError, IndexError, TypeError) as e:   # values no run can give
         return _fail(f"{args.record}: cannot diagnose this record ({type(e).__name__}: {str(e)[:120]})")
-    if args.json:
+    if args.json:   # stdout holds the findings (Contract 3); what was not checked goes to stderr
         print(json.dumps([f.to_json() for f in findings], indent=2))
-    elif not findings:
-        print("healthy: no finding")
+        for line in limits:
+            print(f"not checked: {line}", file=sys.stderr)
+        return 0
+    if not findings:
+        print("healthy: no finding" + (" (of what could be checked)" if limits else ""))
     else:
         for f in findings:
             print(f.describe())
+    for line in limits:
+        print(f"not checked: {line}")
     return 0
 
 
@@ -164,7 +171,11 @@ def _main(argv=None) -> int:
     e.add_argument("--torch", required=True, metavar="OUT.py")
     w = sub.add_parser("watch", help="open the app on a live run directory")
     w.add_argument("run_dir")
+    from backprop_lab.app import theory_cli
+    theory_cli.add_parser(sub)
     args = p.parse_args(argv)
+    if args.cmd == "theory":
+        return theory_cli.run(args)
     if args.cmd == "watch":
         return cmd_gui(["--watch", args.run_dir])
     if args.cmd == "run" and args.steps is not None and args.steps <= 0:

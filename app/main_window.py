@@ -229,7 +229,7 @@ class MainWindow(QMainWindow):
         self._refreshes += 1
         if h.version != self._shown_version and (force_diagnosis or self._refreshes % DIAGNOSE_EVERY == 0):
             self._shown_version = h.version
-            self.diagnosis.set_findings(diagnosis.diagnose(h) if len(h) else [], len(h))
+            self.diagnosis.set_findings(diagnosis.diagnose(h, spec=self.session.spec) if len(h) else [], len(h))
         self._update_status(h)
         cpu = time.thread_time()  # this thread's CPU since the last tick: the redraw, its paint, events
         if self.session.state == "running":

@@ -15,19 +15,15 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from backprop_lab.engine import experiment, record, spec as specmod
-from backprop_lab.engine.activations import ACTIVATIONS, activation
+from backprop_lab.engine.activations import ACTIVATIONS, activation, kind_of_name
 from backprop_lab.engine.build import plan
 from backprop_lab.engine.history import History
 from backprop_lab.engine.trainer import FINISHED, Control, Trainer
 
-_CLASS_TYPES = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "leakyrelu": "leaky_relu",
-                "elu": "elu", "gelu": "gelu", "softplus": "softplus"}
-
-
 def activation_from_name(name: str):
-    """Activation of a recorded layer name: "2 sigmoid" or "act1 (LeakyReLU)" (default parameters)."""
-    word = name.split(" ", 1)[-1].strip("()").lower()
-    kind = _CLASS_TYPES.get(word, word)
+    """Activation of a recorded layer name: "2 sigmoid", "act1 (LeakyReLU)", "fc1 -> relu (functional)"
+    (default parameters)."""
+    kind = kind_of_name(name)
     return activation({"type": kind if kind in ACTIVATIONS else "identity"})
 
 
@@ -169,8 +165,7 @@ class Session(QObject):
         if self.trainer is None:
             self.history = None
         else:
-            x = self.exp.data.x_train
-            steps = x.shape[1] if self.exp.model.recurrent is not None and x.ndim == 3 else 0
+            steps = experiment.time_steps(self.exp)
             self.history = History.for_probe(self.trainer.probe, time_steps=steps)
         self.history_reset.emit()
 

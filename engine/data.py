@@ -1,9 +1,12 @@
 """Data sets: 2-D toy tasks, the 8x8 digits, sequence tasks, and user files.
 
-Every kind returns a DataSet of float32 inputs and integer class labels
-(classification) or float32 targets (regression), split into train and test
-by ``test_fraction`` with the data ``seed``. User data (npz/csv) is used as
-given unless the spec asks for ``standardize``.
+Every kind returns a DataSet of float32 inputs (int64 where a file's x holds
+integers: token ids) and integer class labels (classification: one per sample,
+or one per sample and time step) or float32 targets (regression), samples
+first, split into train and test by ``test_fraction`` with the data ``seed``.
+User data (npz/csv) is used as given unless the spec asks for ``standardize``;
+``time_major`` files are read as [time, samples, ...] (and the trainer feeds
+the model [time, batch, ...]).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ class DataSet:
     x_test: np.ndarray
     y_test: np.ndarray
     n_outputs: int  # classes, or regression target width
+    time_major: bool = False  # the model takes [time, batch, ...] (arrays here are samples first)
 
     @property
     def input_shape(self) -> tuple:
@@ -188,19 +192,20 @@ def _is_numeric_row(line: str) -> bool:
         return False
 
 
-def _as_labels(y: np.ndarray, where: str) -> np.ndarray:
-    if y.ndim != 1 or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)) or y.min() < 0:
-        raise SpecError(f"{where}: classification needs y as class indices 0, 1, 2, ... (one per sample)")
+def _as_labels(y: np.ndarray, where: str, declared: bool = False) -> np.ndarray:
+    if y.ndim < 1 or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)) or y.min() < 0:
+        raise SpecError(f"{where}: classification needs y as class indices 0, 1, 2, ... (one per sample, "
+                        "or one per sample and time step)")
     top = int(y.max())
     if top >= limits.MAX_CLASSES:
         raise SpecError(f"{where}: at most {limits.MAX_CLASSES} classes, got a label {top}")
     y = y.astype(np.int64)
     present = np.unique(y)
     # labels {0, 1, 999} would make 1000 outputs, 997 of them for classes with no sample
-    if top + 1 > 2 * len(present) and top + 1 - len(present) > 1:
+    if not declared and top + 1 > 2 * len(present) and top + 1 - len(present) > 1:
         raise SpecError(f"{where}: class labels must be 0, 1, ..., K-1; got {len(present)} distinct labels up "
                         f"to {top}, so {top + 1 - len(present)} of {top + 1} classes would have no sample "
-                        f"(renumber them)")
+                        f"(renumber them, or declare data.classes)")
     return y
 
 
@@ -234,21 +239,30 @@ def make_dataset(data: dict, base_dir=None) -> DataSet:
         task = "regression" if kind in _REGRESSION else "classification"
     else:
         x, y = (_load_npz if kind == "npz" else _load_csv)(data, base_dir)
-        _check_arrays(np.asarray(x), np.asarray(y))
         task = data.get("task") or ("classification" if np.issubdtype(y.dtype, np.integer) else "regression")
+        if data.get("time_major"):   # stored [time, samples, ...]: samples first from here on
+            x, y = np.swapaxes(np.asarray(x), 0, 1) if np.ndim(x) > 1 else x, np.asarray(y)
+            y = np.swapaxes(y, 0, 1) if y.ndim > 1 else y
+        _check_arrays(np.asarray(x), np.asarray(y))
+    x = np.asarray(x)
+    # integer inputs (token ids) stay integers: an embedding needs them as int64
     with np.errstate(over="ignore", invalid="ignore"):   # too large for float32: inf, refused below
-        x = np.asarray(x, dtype=np.float32)
+        x = x.astype(np.int64) if np.issubdtype(x.dtype, np.integer) else x.astype(np.float32)
     if x.ndim == 1:
         x = x[:, None]
     if len(x) != len(y):
         raise SpecError(f"data: x has {len(x)} samples but y has {len(y)}")
     if len(x) < 2:
         raise SpecError(f"data: needs at least 2 samples, got {len(x)}")
-    if not np.all(np.isfinite(x)):
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         raise SpecError("data: x holds NaN or infinite values (or numbers too large for float32)")
     if task == "classification":
-        y = _as_labels(np.asarray(y), "data.y")
+        y = _as_labels(np.asarray(y), "data.y", declared=data.get("classes") is not None and kind in ("npz", "csv"))
         n_out = int(y.max()) + 1
+        if kind in ("npz", "csv") and data.get("classes") is not None:
+            if n_out > data["classes"]:
+                raise SpecError(f"data.classes: y holds class {n_out - 1}, more than {data['classes']} classes")
+            n_out = data["classes"]
         if n_out < 2:
             raise SpecError("data.y: classification needs at least 2 classes")
     else:
@@ -260,7 +274,7 @@ def make_dataset(data: dict, base_dir=None) -> DataSet:
             raise SpecError(f"data.y: regression needs 1 to {limits.MAX_FEATURES} targets per sample, got {n_out}")
         if not np.all(np.isfinite(y)):
             raise SpecError("data.y: y holds NaN or infinite values (or numbers too large for float32)")
-    if data.get("standardize"):
+    if data.get("standardize") and x.dtype.kind == "f":
         x64 = x.astype(np.float64)   # float32 sums overflow for large inputs
         mu, sd = x64.mean(0), x64.std(0)
         x = ((x64 - mu) / np.where(sd > 0, sd, 1)).astype(np.float32)
@@ -269,5 +283,6 @@ def make_dataset(data: dict, base_dir=None) -> DataSet:
     if n_test >= len(x):
         raise SpecError("data.test_fraction leaves no training samples")
     test, train = order[:n_test], order[n_test:]
-    return DataSet(kind, task, np.ascontiguousarray(x[train]), y[train],
-                   np.ascontiguousarray(x[test]), y[test], n_out)
+    return DataSet(kind, task, np.ascontiguousarray(x[train]), np.ascontiguousarray(y[train]),
+                   np.ascontiguousarray(x[test]), np.ascontiguousarray(y[test]), n_out,
+                   bool(data.get("time_major")))

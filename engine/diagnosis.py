@@ -28,6 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .activations import kind_of_name
+from .advice import advice, is_custom
+from .catalog import RECURRENT_TYPES, RELU_FAMILY, SATURATING
+
 # ---- thresholds, and where each comes from ----------------------------------------------
 # Vanishing across depth: speed of the first hidden layer / speed of the last hidden one,
 # median over the recent window. Reference values (SCIENCE.md and our presets at step 0):
@@ -105,12 +109,18 @@ class Finding:
     evidence: dict = field(default_factory=dict)
     message: str = ""
     remedies: list = field(default_factory=list)  # ids of engine.remedies.REMEDIES
+    # a user's own module: the remedies as the code to change (engine/advice.py); remedies is
+    # then empty, as no button can rewrite the user's code
+    advice: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         """Contract 3: plain JSON (numpy numbers made Python numbers, NaN and inf made null)."""
-        return {"kind": self.kind, "severity": self.severity, "layers": [str(n) for n in self.layers],
-                "steps": [int(s) for s in self.steps], "evidence": _clean(self.evidence),
-                "message": self.message, "remedies": list(self.remedies)}
+        out = {"kind": self.kind, "severity": self.severity, "layers": [str(n) for n in self.layers],
+               "steps": [int(s) for s in self.steps], "evidence": _clean(self.evidence),
+               "message": self.message, "remedies": list(self.remedies)}
+        if self.advice:
+            out["advice"] = list(self.advice)
+        return out
 
     def describe(self) -> str:
         """Several lines of text for a terminal: what, where, the numbers, what to try."""
@@ -126,6 +136,8 @@ class Finding:
                 REMEDIES = {}
             labels = [REMEDIES.get(r, {}).get("label", r) for r in self.remedies]
             lines.append("  try: " + "; ".join(labels))
+        for a in self.advice:
+            lines.append(f"  try: {a}")
         return "\n".join(lines)
 
 
@@ -163,8 +175,9 @@ def _g(x: float) -> str:
 # ---- reading layer names ------------------------------------------------------------------
 @lru_cache(maxsize=4096)
 def _kind(name: str) -> str:
-    """Layer type from a recorded name: "3 linear" -> linear, "fc (Linear)" -> linear."""
-    return name.split(" ", 1)[-1].strip("()").lower()
+    """Layer type from a recorded name: "3 linear" -> linear, "fc (Linear)" -> linear,
+    "relu#2 (ReLU)" -> relu, "fc1 -> relu (functional)" -> relu, "act (LeakyReLU)" -> leaky_relu."""
+    return kind_of_name(name)
 
 
 def _is_norm(name: str) -> bool:
@@ -180,7 +193,7 @@ def _hidden(names: list) -> list[int]:
         k = _kind(n)
         if n.startswith("out") or k.endswith("proj") or _is_norm(n):
             continue
-        if k in ("rnn", "lstm", "gru") or "linear" in k or "conv" in k:
+        if k in RECURRENT_TYPES or "linear" in k or "conv" in k:
             out.append(i)
     if len(out) >= 2 and out[-1] == len(names) - 1:
         out = out[:-1]  # a stack or custom model whose last linear layer is its output layer
@@ -300,8 +313,8 @@ def _depth(h, rows, w0, last_step, plateau):
     ev = {"first_layer": names[hid[0]], "last_layer": names[hid[-1]], "measure": measure,
           "first": float(first), "last": float(last), "ratio": float(ratio),
           "per_layer": {names[i]: float(s[i]) for i in hid}}
-    saturating = any(k in ("sigmoid", "tanh", "softplus") for k in _act_kinds(h))
-    relu_like = any(k in ("relu", "leaky_relu", "elu", "gelu") for k in _act_kinds(h))
+    saturating = any(k in SATURATING for k in _act_kinds(h))
+    relu_like = any(k in RELU_FAMILY for k in _act_kinds(h))
     out = []
     ur = h.series("update_ratio")[rows][:, hid[0]]
     ur_first = float(_nanmedian(ur)) if ur.size else float("nan")
@@ -363,8 +376,7 @@ def _time(h, rows, w0, last_step):
     if not (np.isfinite(last) and last > 0 and np.isfinite(first)):
         return []
     ratio = first / last
-    rec = next((n for n in h.layer_names if _kind(n) in ("rnn", "lstm", "gru") or "rnn" in _kind(n)
-                or "lstm" in _kind(n) or "gru" in _kind(n)), h.layer_names[0])
+    rec = next((n for n in h.layer_names if any(r in _kind(n) for r in RECURRENT_TYPES)), h.layer_names[0])
     mid = len(tg) // 2
     ev = {"layer": rec, "time_steps": int(len(tg)), "first": float(first), "last": float(last),
           "ratio": float(ratio), "ratio_middle": float(tg[mid] / last), "middle_step": int(mid)}
@@ -575,12 +587,48 @@ def _overfitting(h, last_step):
     return []
 
 
-def diagnose(history, window: int = WINDOW) -> list[Finding]:
+def diagnose(history, window: int = WINDOW, spec: dict | None = None) -> list[Finding]:
     """Every finding about a History, most severe first, at most one per kind; a healthy run gives [].
 
     Statistics about "now" are medians over the last ``window`` rows with a finite loss, so a
     live History can be diagnosed a few times a second and a finished record the same way.
+    With the run's ``spec``: a user's own module gets its remedies as advice (the code to
+    change) instead of one-click remedies that only a layer stack can take.
     """
+    findings = _diagnose(history, window)
+    if is_custom(spec):
+        for f in findings:
+            f.advice = [a for a in (advice(r, f.layers) for r in f.remedies) if a]
+            f.remedies = []
+    return findings
+
+
+def unchecked(history) -> list[str]:
+    """What this record cannot tell: each a line naming the missing statistic and the checks it
+    leaves out (a healthy diagnosis says nothing about these)."""
+    out = []
+    if len(history) == 0:
+        return out
+    std = history.series("preact_std")
+    if not history.act_names or not np.isfinite(std).any():
+        out.append("no activation statistics: saturation and dead units not checked")
+    elif not any(_kind(n) in ("sigmoid", "tanh", "softplus", "relu", "leaky_relu") for n in history.act_names):
+        out.append("no sigmoid/tanh/ReLU activations: saturation and dead units not checked")
+    recurrent = [n for n in history.layer_names if _kind(n) in RECURRENT_TYPES]
+    if recurrent and not (history.has("time_grad_norm") and np.isfinite(history.series("time_grad_norm")).any()):
+        out.append(f"no gradient through time for {recurrent[0]}: vanishing and exploding in time not checked")
+    delta = history.series("delta_norm")
+    missing = [n for j, n in enumerate(history.layer_names) if not np.isfinite(delta[:, j]).any()]
+    if missing:
+        out.append(f"no delta (dL/d output) for {', '.join(missing[:4])}"
+                   + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+                   + ": their speed of learning is read from the bias gradient only")
+    if not np.isfinite(history.series("test_loss")).any():
+        out.append("no test loss: overfitting not checked")
+    return out
+
+
+def _diagnose(history, window: int) -> list[Finding]:
     n = len(history)
     if n == 0 or not history.layer_names:
         return []

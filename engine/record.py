@@ -57,7 +57,13 @@ def load(path) -> tuple[History, dict]:
     limits.MAX_RECORD_ARRAY_BYTES (checked from the headers, before reading)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "record.npz"
+        from . import rundir
+        if rundir.is_run_dir(path):   # a live run directory (Watch): its main stream
+            try:
+                return rundir.load(path)
+            except rundir.RunDirError as e:
+                raise RecordError(str(e)) from None
+        path = path / "record.npz"   # a directory an older Watch wrote
     return from_arrays(read_npz(path), path)
 
 
