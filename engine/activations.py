@@ -16,6 +16,8 @@ from typing import Callable
 
 import numpy as np
 
+from .catalog import type_of_class_name
+
 SATURATION_FRACTION = 0.01
 
 
@@ -131,8 +133,6 @@ ACTIVATIONS: dict[str, Callable[[dict], Activation]] = {
 # activations the probes measure in users' modules that the spec has no layer type for
 EXTRA_ACTIVATIONS: dict[str, Callable[[dict], Activation]] = {"silu": _silu}
 
-# class names of torch activation modules, as recorded names hold them ("act (LeakyReLU)")
-_CLASS_KINDS = {"leakyrelu": "leaky_relu", "silu": "silu"}
 
 
 def activation(layer: dict) -> Activation:
@@ -150,4 +150,11 @@ def kind_of_name(name: str) -> str:
         word = name.rsplit(" (", 1)[-1][:-1].lower()
     else:
         word = name.split(" ", 1)[-1].strip("()").lower()
-    return _CLASS_KINDS.get(word, word)
+    return type_of_class_name(word) or word   # class names of torch modules: the catalogue's map
+
+
+def activation_for_name(name: str) -> Activation:
+    """The Activation of a recorded layer name ("2 sigmoid", "act (LeakyReLU)"), with default
+    parameters; identity when the name says nothing known."""
+    kind = kind_of_name(name)
+    return activation({"type": kind if kind in ACTIVATIONS or kind in EXTRA_ACTIVATIONS else "identity"})

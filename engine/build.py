@@ -1,8 +1,7 @@
 """Build a torch module from a layer stack, and say what each layer is.
 
-``plan`` walks the stack with the shape of one sample (no batch axis) and
-returns one LayerInfo per row: its input and output shape and, where it cannot
-work, the reason. ``build`` turns a validated spec into a Model: the torch
+``plan`` (engine.plan, torch-free, re-exported here) gives each row's shapes and
+problems. ``build`` turns a validated spec into a Model: the torch
 module plus the lists the probes need (layers with a weight, activation
 layers, the first recurrent layer), input side first.
 """
@@ -14,25 +13,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .activations import Activation, activation
-from .spec import RECURRENT_TYPES, SpecError
-
-ACTIVATION_TYPES = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus", "identity")
-
-
-@dataclass
-class LayerInfo:
-    path: str            # "3", "4.2" inside a residual block, "out" for the added output layer
-    type: str
-    in_shape: tuple
-    out_shape: tuple
-    problem: str | None = None
-    added: bool = False  # the output layer that build adds
-    children: list = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return f"{self.path} {self.type}"
+from .activations import Activation, activation  # noqa: F401
+from .catalog import ACTIVATION_TYPES, CATALOG, NORM_TYPES, RECURRENT_TYPES  # noqa: F401
+from .plan import LayerInfo, plan  # noqa: F401  (the plan is torch-free; build re-exports it)
+from .spec import SpecError
 
 
 @dataclass
@@ -52,54 +36,6 @@ class Model:
 
     def __call__(self, x):
         return self.module(x) if self.forward is None else self.forward(self.module, x)
-
-
-def _shape(s: tuple) -> str:
-    return " x ".join(map(str, s)) if s else "scalar"
-
-
-# ----------------------------------------------------------------------------- planning
-def plan(layers: list[dict], in_shape: tuple, n_out: int | None = None, prefix: str = "") -> list[LayerInfo]:
-    """Shapes and problems of each layer; appends the output layer at the top level."""
-    infos, shape = [], tuple(in_shape)
-    for i, layer in enumerate(layers, 1):
-        kind, path = layer["type"], f"{prefix}{i}"
-        later_recurrent = any(l["type"] in RECURRENT_TYPES for l in layers[i:])
-        info = LayerInfo(path, kind, shape, shape)
-        if shape is None:
-            info.problem = "an earlier layer does not fit"
-        elif kind == "linear":
-            info.out_shape = shape[:-1] + (layer["units"],)
-        elif kind == "batchnorm" and len(shape) != 1:
-            info.problem = f"batchnorm needs one feature axis, got {_shape(shape)}; put it after the recurrent layer"
-        elif kind in RECURRENT_TYPES:
-            if len(shape) != 2:
-                info.problem = f"{kind} needs a sequence (time x features), got {_shape(shape)}"
-            else:
-                info.out_shape = (shape[0], layer["units"]) if later_recurrent else (layer["units"],)
-        elif kind == "residual":
-            info.children = plan(layer["layers"], shape, None, f"{path}.")
-            bad = next((c for c in info.children if c.problem), None)
-            if bad:
-                info.problem = f"layer {bad.path} ({bad.type}): {bad.problem}"
-            else:
-                inner = info.children[-1].out_shape
-                if len(inner) != len(shape) or inner[:-1] != shape[:-1]:
-                    info.problem = f"the block maps {_shape(shape)} to {_shape(inner)}; only the width may change"
-                else:
-                    info.out_shape = inner  # a projection on the skip path matches the widths
-        if info.problem:
-            info.out_shape = None
-        infos.append(info)
-        shape = info.out_shape
-    if n_out is not None:
-        if shape is not None and len(shape) != 1:
-            infos.append(LayerInfo("out", "linear", shape, None, added=True,
-                                   problem=f"the stack ends with a sequence ({_shape(shape)}); "
-                                           "add a recurrent layer to read it"))
-        elif not (layers and layers[-1]["type"] == "linear" and shape == (n_out,)):
-            infos.append(LayerInfo("out", "linear", shape, (n_out,) if shape else None, added=True))
-    return infos
 
 
 # ----------------------------------------------------------------------------- init
@@ -188,11 +124,8 @@ class Recurrent(nn.Module):
 
 
 def make_activation_module(layer: dict) -> nn.Module:
-    kind = layer["type"]
-    return {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU,
-            "softplus": nn.Softplus, "identity": nn.Identity,
-            "leaky_relu": lambda: nn.LeakyReLU(layer["slope"]),
-            "elu": lambda: nn.ELU(layer["alpha"])}[kind]()
+    t = CATALOG[layer["type"]]
+    return getattr(nn, t.torch_class)(**t.torch_kwargs(layer))
 
 
 def _make(layers, infos, model: Model) -> list[nn.Module]:
@@ -208,11 +141,12 @@ def _make(layers, infos, model: Model) -> list[nn.Module]:
         elif kind in ACTIVATION_TYPES:
             m = make_activation_module(layer)
             model.act_layers.append((info.label, m, activation(layer)))
-        elif kind in ("batchnorm", "layernorm"):
-            m = nn.BatchNorm1d(n_in) if kind == "batchnorm" else nn.LayerNorm(n_in)
+        elif kind in NORM_TYPES:
+            t = CATALOG[kind]
+            m = getattr(nn, t.torch_class)(n_in, **t.torch_kwargs(layer))
             model.weight_layers.append((info.label, m))
         elif kind == "dropout":
-            m = nn.Dropout(layer["p"])
+            m = nn.Dropout(**CATALOG[kind].torch_kwargs(layer))
         elif kind == "residual":
             body = nn.Sequential(*_make(layer["layers"], info.children, model))
             proj = None

@@ -30,6 +30,7 @@ import numpy as np
 
 from .activations import kind_of_name
 from .advice import advice, is_custom
+from .catalog import RECURRENT_TYPES, RELU_FAMILY, SATURATING
 
 # ---- thresholds, and where each comes from ----------------------------------------------
 # Vanishing across depth: speed of the first hidden layer / speed of the last hidden one,
@@ -192,7 +193,7 @@ def _hidden(names: list) -> list[int]:
         k = _kind(n)
         if n.startswith("out") or k.endswith("proj") or _is_norm(n):
             continue
-        if k in ("rnn", "lstm", "gru") or "linear" in k or "conv" in k:
+        if k in RECURRENT_TYPES or "linear" in k or "conv" in k:
             out.append(i)
     if len(out) >= 2 and out[-1] == len(names) - 1:
         out = out[:-1]  # a stack or custom model whose last linear layer is its output layer
@@ -312,8 +313,8 @@ def _depth(h, rows, w0, last_step, plateau):
     ev = {"first_layer": names[hid[0]], "last_layer": names[hid[-1]], "measure": measure,
           "first": float(first), "last": float(last), "ratio": float(ratio),
           "per_layer": {names[i]: float(s[i]) for i in hid}}
-    saturating = any(k in ("sigmoid", "tanh", "softplus") for k in _act_kinds(h))
-    relu_like = any(k in ("relu", "leaky_relu", "elu", "gelu") for k in _act_kinds(h))
+    saturating = any(k in SATURATING for k in _act_kinds(h))
+    relu_like = any(k in RELU_FAMILY for k in _act_kinds(h))
     out = []
     ur = h.series("update_ratio")[rows][:, hid[0]]
     ur_first = float(_nanmedian(ur)) if ur.size else float("nan")
@@ -375,8 +376,7 @@ def _time(h, rows, w0, last_step):
     if not (np.isfinite(last) and last > 0 and np.isfinite(first)):
         return []
     ratio = first / last
-    rec = next((n for n in h.layer_names if _kind(n) in ("rnn", "lstm", "gru") or "rnn" in _kind(n)
-                or "lstm" in _kind(n) or "gru" in _kind(n)), h.layer_names[0])
+    rec = next((n for n in h.layer_names if any(r in _kind(n) for r in RECURRENT_TYPES)), h.layer_names[0])
     mid = len(tg) // 2
     ev = {"layer": rec, "time_steps": int(len(tg)), "first": float(first), "last": float(last),
           "ratio": float(ratio), "ratio_middle": float(tg[mid] / last), "middle_step": int(mid)}
@@ -614,7 +614,7 @@ def unchecked(history) -> list[str]:
         out.append("no activation statistics: saturation and dead units not checked")
     elif not any(_kind(n) in ("sigmoid", "tanh", "softplus", "relu", "leaky_relu") for n in history.act_names):
         out.append("no sigmoid/tanh/ReLU activations: saturation and dead units not checked")
-    recurrent = [n for n in history.layer_names if _kind(n) in ("rnn", "lstm", "gru")]
+    recurrent = [n for n in history.layer_names if _kind(n) in RECURRENT_TYPES]
     if recurrent and not (history.has("time_grad_norm") and np.isfinite(history.series("time_grad_norm")).any()):
         out.append(f"no gradient through time for {recurrent[0]}: vanishing and exploding in time not checked")
     delta = history.series("delta_norm")

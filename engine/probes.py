@@ -43,10 +43,10 @@ import torch
 
 from .activations import SATURATION_FRACTION
 from .build import Model
+from .snapshot import HIST_BINS, HIST_RANGE  # noqa: F401  (histogram of z)
 
 ACT_STATS = ("preact_mean", "preact_std", "mean_derivative", "saturated_frac", "dead_frac")
 LAYER_STATS = ("weight_grad_norm", "bias_grad_norm", "delta_norm", "update_ratio")
-HIST_BINS, HIST_RANGE = 80, (-8.0, 8.0)  # histogram of z; the end bins hold the tails
 # per-layer tensors of at most this many entries are kept and reduced after the
 # backward pass, stacked with their like; larger ones are reduced in their hooks
 STACK_MAX = 1 << 14

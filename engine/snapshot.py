@@ -8,6 +8,8 @@ import numpy as np
 SCALARS = ("loss", "accuracy", "test_loss", "test_accuracy", "lr")
 PER_LAYER = ("weight_grad_norm", "bias_grad_norm", "delta_norm", "update_ratio")
 PER_ACT = ("preact_mean", "preact_std", "mean_derivative", "saturated_frac", "dead_frac")
+# the probes' histogram of z (``preact_hist``): HIST_BINS bins over HIST_RANGE, the end bins hold the tails
+HIST_BINS, HIST_RANGE = 80, (-8.0, 8.0)
 
 
 @dataclass(frozen=True)
