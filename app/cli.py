@@ -46,22 +46,26 @@ def cmd_run(args) -> int:
     from backprop_lab.engine import experiment, record, spec as specmod
     from backprop_lab.engine.history import History
     from backprop_lab.engine.trainer import Trainer
+    from backprop_lab.engine.custom import user_error
     try:
         spec, base = specmod.load(args.spec)
         exp = experiment.build(spec, base, seed=args.seed)
         trainer = Trainer(exp)
     except specmod.SpecError as e:
         return _fail(str(e))
+    except (Exception, SystemExit) as e:   # a user's module that fails while it is instrumented
+        return _fail(f"cannot set up the run: {user_error(e)}")
     steps = args.steps or exp.spec["train"]["steps"]
     history = History.for_probe(trainer.probe, time_steps=_time_steps(exp))
     progress = _Progress()
     t0 = time.perf_counter()
+    failed = False
     try:
         reason = trainer.run(steps, on_snapshot=history.append, on_progress=progress)
     except KeyboardInterrupt:
         reason = "interrupted (Ctrl+C)"
-    except (RuntimeError, ValueError) as e:  # e.g. a custom model that fails mid-run
-        reason = f"failed at step {trainer.step_index}: {str(e).splitlines()[0]}"
+    except (Exception, SystemExit) as e:  # a custom model that fails mid-run: reported, never obeyed
+        reason, failed = f"failed at step {trainer.step_index}: {user_error(e)}", True
     elapsed = time.perf_counter() - t0
     history.stop_reason = reason
     sys.stderr.write("\n")
@@ -70,6 +74,8 @@ def cmd_run(args) -> int:
     except OSError as e:
         return _fail(f"cannot write {args.out}: {e}")
     done = len(history)
+    if failed:
+        return _fail(f"{reason} (the record of the {done} steps before is in {args.out})")
     print(f"{reason}: {done} steps in {elapsed:.2f} s, {done / max(elapsed, 1e-9):.1f} steps/s; "
           f"record written to {args.out}")
     return 0
@@ -87,8 +93,11 @@ def cmd_diagnose(args) -> int:
         history, spec = record.load(args.record)
     except record.RecordError as e:
         return _fail(str(e))
-    findings = diagnosis.diagnose(history, spec=spec)
-    limits = diagnosis.unchecked(history)
+    try:
+        findings = diagnosis.diagnose(history, spec=spec)
+        limits = diagnosis.unchecked(history)
+    except (ArithmeticError, ValueError, IndexError, TypeError) as e:   # values no run can give
+        return _fail(f"{args.record}: cannot diagnose this record ({type(e).__name__}: {str(e)[:120]})")
     if args.json:   # stdout holds the findings (Contract 3); what was not checked goes to stderr
         print(json.dumps([f.to_json() for f in findings], indent=2))
         for line in limits:
@@ -128,6 +137,22 @@ def cmd_gui(argv) -> int:
 
 
 def main(argv=None) -> int:
+    """The command; any failure is one line on stderr and exit status 2, never a traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("backprop-lab: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        return _fail("out of memory (a limit in backprop_lab.engine.limits let too much through: please report)")
+    except RecursionError:
+        return _fail("input nested too deep")
+    except Exception as e:  # a bug of ours: still one line, with what to report
+        msg = str(e).splitlines()[0][:200] if str(e) else ""
+        return _fail(f"internal error ({type(e).__name__}: {msg}); please report it with the input")
+
+
+def _main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in SUBCOMMANDS:
         return cmd_gui(argv)

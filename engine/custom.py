@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import limits
 from .build import LayerInfo, Model
 from .spec import SpecError
 from .tracer import Tracer, Unrolled, first_recurrent
@@ -56,13 +57,16 @@ def load_module(model_spec: dict, base_dir) -> nn.Module:
         path = Path(base_dir) / path
     if not path.is_file():
         raise SpecError(f"model.python: no such file {str(path)!r}")
+    if path.stat().st_size > limits.MAX_MODEL_FILE_BYTES:
+        raise SpecError(f"model.python: {path.name} is {limits.gib(path.stat().st_size)}, more than the "
+                        f"limit of {limits.gib(limits.MAX_MODEL_FILE_BYTES)} for a model file")
     name = f"backprop_lab_user_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     try:
         sys.modules[name] = mod
         spec.loader.exec_module(mod)
-    except Exception as e:
+    except BaseException as e:  # sys.exit, KeyboardInterrupt, anything: reported, never obeyed
         raise SpecError(f"model.python: {path.name} failed to import: {one_line(e)}") from None
     finally:
         sys.modules.pop(name, None)
@@ -71,7 +75,7 @@ def load_module(model_spec: dict, base_dir) -> nn.Module:
         raise SpecError(f"model.class: {path.name} defines no {model_spec['class']!r}")
     try:
         net = cls(**model_spec.get("kwargs", {}))
-    except Exception as e:
+    except BaseException as e:
         raise SpecError(f"model.class: {model_spec['class']}(**kwargs) failed: {one_line(e)}") from None
     if not isinstance(net, nn.Module):
         raise SpecError(f"model.class: {model_spec['class']} is not a torch.nn.Module")
@@ -144,7 +148,7 @@ def _first_pass(model: Model, example):
         out = model(x)
     except SpecError:
         raise
-    except Exception as e:
+    except BaseException as e:
         raise SpecError(f"model: does not fit the data (input {tuple(x.shape)} {str(x.dtype).replace('torch.', '')}): "
                         f"{one_line(e)}") from None
     finally:
@@ -153,10 +157,19 @@ def _first_pass(model: Model, example):
     return out.detach() if isinstance(out, torch.Tensor) else out
 
 
-def one_line(e: Exception) -> str:
-    """An exception as one line: its type and its message with line breaks folded."""
+def one_line(e: BaseException) -> str:
+    """An exception as one line: its type and its message with line breaks folded, shortened;
+    a user's sys.exit or KeyboardInterrupt is said as such."""
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({limits.shorten(e.code, 30)})"
+    if isinstance(e, KeyboardInterrupt):
+        return "it raised KeyboardInterrupt"
     text = " ".join(str(e).split())
+    text = text if len(text) <= 200 else text[:180] + "..."
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+user_error = one_line
 
 
 def build_custom(model_spec: dict, base_dir, in_shape: tuple, n_out: int, seed: int, example=None,
