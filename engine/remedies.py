@@ -47,6 +47,11 @@ REMEDIES = {
              "explanation": "An LSTM carries its state through a cell that is only multiplied by the forget "
                             "gate; with that gate's bias at +1 (Gers et al. 2000) the gradient survives many "
                             "time steps where a plain RNN's vanishes."},
+    "auxiliary": {"label": "Auxiliary classifier at mid-depth",
+                  "explanation": "A side head at the middle of the stack reads out the classes and adds its "
+                                 "loss (weight 0.3) while training (Szegedy et al. 2015): the gradient enters "
+                                 "halfway down, so the early layers get a much larger one. Dropped at "
+                                 "evaluation."},
     "lower_lr": {"label": "Learning rate / 10",
                  "explanation": "Smaller steps: no overshoot into huge weights, fewer ReLUs knocked dead."},
 }
@@ -128,6 +133,21 @@ def _add_residual(layers):
     return out
 
 
+def _add_auxiliary(layers, weight: float = 0.3):
+    """An auxiliary head after the activation that follows the middle hidden linear layer."""
+    if any(l["type"] == "auxiliary" for l in layers):
+        return layers
+    linears = [k for k, l in enumerate(layers) if l["type"] in ("linear", "residual")]
+    if len(linears) < 3:
+        raise ValueError("an auxiliary classifier helps a deep stack; this one has fewer than 3 layers")
+    mid = linears[(len(linears) - 1) // 2]
+    at = mid + 1
+    while at < len(layers) and layers[at]["type"] not in ("linear", "residual") and \
+            layers[at]["type"] not in RECURRENT_TYPES:
+        at += 1   # past the middle layer's activation, norm, dropout
+    return copy.deepcopy(layers[:at]) + [{"type": "auxiliary", "weight": weight}] + copy.deepcopy(layers[at:])
+
+
 def _to_lstm(layers):
     changed = []
 
@@ -153,7 +173,7 @@ def apply(remedy_id: str, spec: dict) -> tuple[dict, str]:
     layers = new["model"].get("layers")
     t = new["train"]
     needs_stack = remedy_id in ("relu_he", "leaky_relu_he", "elu_he", "xavier_init", "he_init", "batchnorm",
-                                "residual", "lstm")
+                                "residual", "lstm", "auxiliary")
     if needs_stack and layers is None:
         raise ValueError("this remedy edits a layer stack; the model is a custom Python module")
     if remedy_id in ("relu_he", "leaky_relu_he", "elu_he"):
@@ -181,6 +201,9 @@ def apply(remedy_id: str, spec: dict) -> tuple[dict, str]:
             raise ValueError("no recurrent layer to turn into an LSTM with forget-gate bias 1")
         new["model"]["layers"] = new_layers
         text = "recurrent layers made LSTMs with forget-gate bias 1"
+    elif remedy_id == "auxiliary":
+        new["model"]["layers"] = _add_auxiliary(layers)
+        text = "an auxiliary classifier (loss weight 0.3) at the middle of the stack"
     elif remedy_id == "weight_decay":
         t["weight_decay"] = 1e-4
         text = "L2 weight decay 1e-4"
