@@ -18,7 +18,7 @@ from torch import nn
 from . import limits
 from .build import LayerInfo, Model
 from .spec import SpecError
-from .tracer import Tracer, Unrolled, first_recurrent
+from .tracer import Tracer, first_recurrent
 
 
 def _arg_value(a, net, x, batch: int):
@@ -121,8 +121,7 @@ def instrument(net: nn.Module, in_shape: tuple | None = None, n_out: int | None 
             outputs_of[i] = [index[id(m.out_proj)]]
     act_layers = []
     tracer = Tracer(net, act_layers, {id(m): n for n, m in weight_layers})
-    rnn = first_recurrent(net)
-    recurrent = Unrolled(rnn, tracer) if rnn is not None else None
+    recurrent = first_recurrent(net, tracer)
     model = Model(net, weight_layers, act_layers, recurrent, infos, tracer=tracer, own_params=True,
                   outputs_of=outputs_of, forward=forward)
     if in_shape is None:

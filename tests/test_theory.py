@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from backprop_lab.engine.theory import chain, meanfield, paths, phase, spectrum
+from backprop_lab.engine.theory import cells, chain, meanfield, paths, phase, spectrum
 
 TORCH_F = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda z: z,
            "elu": torch.nn.functional.elu, "softplus": torch.nn.functional.softplus,
@@ -127,7 +127,7 @@ def test_phase_boundary_matches_critical_line():
 
 def test_phase_cell_spec_builds_that_stack():
     from backprop_lab.engine.build import build_stack
-    spec = phase.spec_for_cell("tanh", 64, 5, 2.0, 0.25)
+    spec = cells.spec_for_cell("tanh", 64, 5, 2.0, 0.25)
     model = build_stack(spec["model"]["layers"], (2,), 3, 0)
     lin = [m for _, m in model.weight_layers][1:-1]
     ws = torch.cat([m.weight.flatten() for m in lin])
