@@ -197,6 +197,9 @@ class MainWindow(QMainWindow):
         self.train_settings.set_spec_sections(s.spec["data"], s.spec["train"])
         self.toolbar.set_lr(s.spec["train"]["lr"])
         self.activation.set_activations(s.layer_activations())
+        from backprop_lab.engine.theory import overlay
+        acts = s.layer_activations()   # the flow panel's theory overlay: the chain rule's prediction
+        self.flow.theory = lambda h, statistic: overlay.predicted(h, acts, statistic)
         data = s.exp.data.describe() if s.exp else "—"
         self.status_labels["data"].setText(f"data: {data}")
         if s.problem:

@@ -36,7 +36,7 @@ class History:
         L, A, U = len(self.layer_names), len(self.act_names), int(sum(self.stored_units))
         # width None: one number per step; an int: a row per step (may be 0 wide)
         self.widths = {"step": None, **{k: None for k in SCALARS}, **{k: L for k in PER_LAYER},
-                       **{k: A for k in PER_ACT}, "neuron_grad": U}
+                       **{k: A for k in PER_ACT}, "neuron_grad": U, "weight_rms": L}
         if time_steps:
             self.widths["time_grad_norm"] = time_steps
         row_bytes = sum(w or 1 for w in self.widths.values()) * 8
