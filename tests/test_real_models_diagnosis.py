@@ -112,3 +112,10 @@ def test_the_data_classes_and_int_tokens(tmp_path):
     spec["data"]["time_major"] = "yes"
     with pytest.raises(SpecError, match="data.time_major: must be true or false"):
         experiment.build(spec, tmp_path)
+
+
+def test_time_major_is_for_a_users_module(tmp_path):
+    spec = {"data": {"kind": "memory", "n": 20, "length": 4, "time_major": True},
+            "model": {"layers": [{"type": "rnn", "units": 3}]}}
+    with pytest.raises(SpecError, match="data.time_major: a layer stack takes samples first"):
+        experiment.build(spec, tmp_path)
