@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,digits]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,digits,lightning,transformers,tensorboard]'
 	touch $(STAMP)
 
 run: $(STAMP)

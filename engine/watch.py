@@ -288,6 +288,11 @@ class Watch:
         self.writer = None
         self.enabled = False
 
+    def __deepcopy__(self, memo):
+        # a copy of the watched model (an EMA copy, a Trainer's snapshot) keeps hooks that point
+        # here; the run directory's open file cannot be copied, nor should the recording be
+        return self
+
     def __enter__(self):
         return self
 
