@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .history import History
+from .run_end import RunEnd
 from .snapshot import PER_ACT, PER_LAYER
 
 FORMAT, VERSION = "backprop-lab/run", 1
@@ -19,7 +20,8 @@ class RecordError(ValueError):
 def to_arrays(history: History, spec: dict) -> dict:
     """Contract 2 keys (plus neuron_grad, lr, stop_reason) as plain numpy arrays."""
     spec = dict(spec)
-    if history.stop_reason and not history.stop_reason.startswith("finished"):
+    end = RunEnd.parse(history.stop_reason)
+    if end is not None and end.early:
         spec["stopped"] = history.stop_reason  # a run that ended early says why, in its spec
     out = {"format": np.array(FORMAT), "version": np.array(VERSION),
            "spec": np.array(json.dumps(spec)),
@@ -67,5 +69,5 @@ def load(path) -> tuple[History, dict]:
         if k in a:
             h._data[k][:T] = a[k]
     h.version += 1
-    h.stop_reason = str(a.get("stop_reason", "")) or spec.get("stopped")
+    h.stop_reason = RunEnd.parse(str(a.get("stop_reason", "")) or spec.get("stopped"))
     return h, spec

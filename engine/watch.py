@@ -27,6 +27,7 @@ from . import record
 from .custom import instrument
 from .history import History
 from .probes import Probe
+from .run_end import FINISHED, RunEnd
 from .snapshot import Snapshot
 from .spec import FORMAT, VERSION
 
@@ -86,7 +87,7 @@ class Watch:
         self.history.append(snap)
         self.step_index += 1
         if not finite:
-            self.history.stop_reason = f"loss became {float(loss)} at step {snap.step}"
+            self.history.stop_reason = RunEnd.non_finite(float(loss), snap.step)
         now = time.monotonic()
         if now - self._last_flush >= self.flush_seconds or not finite:
             self.flush()
@@ -100,7 +101,7 @@ class Watch:
 
     def close(self) -> None:
         if self.history.stop_reason is None:
-            self.history.stop_reason = "finished"
+            self.history.stop_reason = FINISHED
         self.flush()
         self.probe.remove()
 
