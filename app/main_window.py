@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QScrollArea
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QScrollArea, QTabWidget
 
 from backprop_lab.app.pacing import RedrawPacer
 from backprop_lab.app.session import Session
@@ -89,7 +89,13 @@ class MainWindow(QMainWindow):
         self.properties = PropertyEditor(self.stack.model, self.undo_stack)
         self.train_settings = SettingsPanel(self.undo_stack, document=self.document)
         self.diagnosis = DiagnosisPanel(remedies.REMEDIES)
-        self.setCentralWidget(self.heatmap)
+        from backprop_lab.widgets.theory.theory_tab import TheoryTab
+        self.theory = TheoryTab()   # chain, path products, initialisation map, Jacobian spectrum (issue 11)
+        self.central_tabs = QTabWidget()
+        self.central_tabs.setDocumentMode(True)
+        self.central_tabs.addTab(self.heatmap, "Gradient heatmap")
+        self.central_tabs.addTab(self.theory, "Theory")
+        self.setCentralWidget(self.central_tabs)
 
     def _dock(self, title: str, widget, area, name: str, scroll: bool = False) -> QDockWidget:
         d = QDockWidget(title, self)
@@ -180,10 +186,12 @@ class MainWindow(QMainWindow):
         self.diagnosis.finding_activated.connect(self._show_finding)
         self.diagnosis.remedy_requested.connect(self.apply_remedy)
         self.diagnosis.remedy_compare_requested.connect(self.apply_remedy_and_compare)
+        self.theory.cell_requested.connect(self.load_theory_stack)
 
     # ------------------------------------------------------------------ session -> views
     def _on_spec_changed(self) -> None:
         s = self.session
+        self.theory.set_spec(s.spec, s.base_dir)
         name = s.spec.get("name") or "untitled"
         self.setWindowTitle(f"Backprop Lab — {name}")
         if "layers" in s.spec["model"] and not self._editing:
@@ -192,6 +200,9 @@ class MainWindow(QMainWindow):
         self.train_settings.set_spec_sections(s.spec["data"], s.spec["train"])
         self.toolbar.set_lr(s.spec["train"]["lr"])
         self.activation.set_activations(s.layer_activations())
+        from backprop_lab.engine.theory import overlay
+        acts = s.layer_activations()   # the flow panel's theory overlay: the chain rule's prediction
+        self.flow.theory = lambda h, statistic: overlay.predicted(h, acts, statistic)
         data = s.exp.data.describe() if s.exp else "—"
         self.status_labels["data"].setText(f"data: {data}")
         if s.problem:
@@ -323,6 +334,14 @@ class MainWindow(QMainWindow):
         spec["data"], spec["train"] = data, train
         self.session.set_spec(spec)
 
+    def load_theory_stack(self, spec: dict) -> None:
+        """Load a stack from a theory view (a cell of the initialisation map) as one undoable edit."""
+        self.session.stop()
+        self.stack.replace_spec(self.session.copy_spec(), spec, f"load {spec.get('name', 'a theory stack')}",
+                                self.session.set_spec)
+        self.central_tabs.setCurrentWidget(self.heatmap)
+        self.statusBar().showMessage(f"Loaded: {spec.get('name', '')}. Undo with Ctrl+Z.", 8000)
+
     def apply_remedy(self, remedy_id: str) -> None:
         """Apply a remedy as one undoable edit of the stack and settings."""
         try:
@@ -385,6 +404,7 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Stop the worker and timers; safe to call twice."""
+        self.theory.shutdown()
         self._timer.stop()
         if self._watch is not None:
             self._watch.stop()

@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import limits
 from .build import LayerInfo, Model
 from .spec import SpecError
-from .tracer import Tracer, Unrolled, first_recurrent
+from .tracer import Tracer, first_recurrent
 
 
 def _arg_value(a, net, x, batch: int):
@@ -56,13 +57,16 @@ def load_module(model_spec: dict, base_dir) -> nn.Module:
         path = Path(base_dir) / path
     if not path.is_file():
         raise SpecError(f"model.python: no such file {str(path)!r}")
+    if path.stat().st_size > limits.MAX_MODEL_FILE_BYTES:
+        raise SpecError(f"model.python: {path.name} is {limits.gib(path.stat().st_size)}, more than the "
+                        f"limit of {limits.gib(limits.MAX_MODEL_FILE_BYTES)} for a model file")
     name = f"backprop_lab_user_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     try:
         sys.modules[name] = mod
         spec.loader.exec_module(mod)
-    except Exception as e:
+    except BaseException as e:  # sys.exit, KeyboardInterrupt, anything: reported, never obeyed
         raise SpecError(f"model.python: {path.name} failed to import: {one_line(e)}") from None
     finally:
         sys.modules.pop(name, None)
@@ -71,7 +75,7 @@ def load_module(model_spec: dict, base_dir) -> nn.Module:
         raise SpecError(f"model.class: {path.name} defines no {model_spec['class']!r}")
     try:
         net = cls(**model_spec.get("kwargs", {}))
-    except Exception as e:
+    except BaseException as e:
         raise SpecError(f"model.class: {model_spec['class']}(**kwargs) failed: {one_line(e)}") from None
     if not isinstance(net, nn.Module):
         raise SpecError(f"model.class: {model_spec['class']} is not a torch.nn.Module")
@@ -117,8 +121,7 @@ def instrument(net: nn.Module, in_shape: tuple | None = None, n_out: int | None 
             outputs_of[i] = [index[id(m.out_proj)]]
     act_layers = []
     tracer = Tracer(net, act_layers, {id(m): n for n, m in weight_layers})
-    rnn = first_recurrent(net)
-    recurrent = Unrolled(rnn, tracer) if rnn is not None else None
+    recurrent = first_recurrent(net, tracer)
     model = Model(net, weight_layers, act_layers, recurrent, infos, tracer=tracer, own_params=True,
                   outputs_of=outputs_of, forward=forward)
     if in_shape is None:
@@ -144,7 +147,7 @@ def _first_pass(model: Model, example):
         out = model(x)
     except SpecError:
         raise
-    except Exception as e:
+    except BaseException as e:
         raise SpecError(f"model: does not fit the data (input {tuple(x.shape)} {str(x.dtype).replace('torch.', '')}): "
                         f"{one_line(e)}") from None
     finally:
@@ -153,10 +156,19 @@ def _first_pass(model: Model, example):
     return out.detach() if isinstance(out, torch.Tensor) else out
 
 
-def one_line(e: Exception) -> str:
-    """An exception as one line: its type and its message with line breaks folded."""
+def one_line(e: BaseException) -> str:
+    """An exception as one line: its type and its message with line breaks folded, shortened;
+    a user's sys.exit or KeyboardInterrupt is said as such."""
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({limits.shorten(e.code, 30)})"
+    if isinstance(e, KeyboardInterrupt):
+        return "it raised KeyboardInterrupt"
     text = " ".join(str(e).split())
+    text = text if len(text) <= 200 else text[:180] + "..."
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+user_error = one_line
 
 
 def build_custom(model_spec: dict, base_dir, in_shape: tuple, n_out: int, seed: int, example=None,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from . import limits
 from .build import Model, build_stack
 from .custom import build_custom
 from .data import DataSet, make_dataset
@@ -31,9 +32,9 @@ def pick_device(name: str) -> torch.device:
 
 def build(spec: dict, base_dir=None, seed: int | None = None) -> Experiment:
     """Validate ``spec`` and build its data and model; ``seed`` overrides train.seed."""
+    if seed is not None and isinstance(spec, dict) and isinstance(spec.get("train", {}), dict):
+        spec = {**spec, "train": {**spec.get("train", {}), "seed": seed}}   # checked with the rest
     spec = validate(spec)
-    if seed is not None:
-        spec["train"]["seed"] = int(seed)
     data = make_dataset(spec["data"], base_dir)
     loss = spec["train"]["loss"]
     if loss in ("cross_entropy", "nll") and data.task != "classification":
@@ -45,6 +46,8 @@ def build(spec: dict, base_dir=None, seed: int | None = None) -> Experiment:
                              example.transpose(0, 1) if data.time_major else example,
                              batch_axis=1 if data.time_major else 0)
     else:
+        batch = min(spec["train"]["batch_size"] or len(data.x_train), len(data.x_train))
+        limits.check_run_memory(m["layers"], data.input_shape, data.n_outputs, batch, SpecError)
         model = build_stack(m["layers"], data.input_shape, data.n_outputs, s)
     return Experiment(spec, Path(base_dir) if base_dir else None, data, model, pick_device(spec["train"]["device"]))
 

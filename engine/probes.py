@@ -35,6 +35,7 @@ no step.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -85,6 +86,36 @@ def _per_layer(reduce, x: torch.Tensor) -> torch.Tensor:
     return reduce(x).reshape(1) if x.shape[0] == 1 else reduce(x, dim=_layer_axes(x))
 
 
+_NORM64 = functools.partial(torch.linalg.vector_norm, dtype=torch.float64)
+
+
+def safe_norms(x: torch.Tensor) -> torch.Tensor:
+    """||x|| of each layer of a stack [layers, ...], in float64, finite wherever x is.
+
+    A float32 norm squares in float32, which overflows above ~1.8e19 (an exploding layer's
+    gradient would be stored as inf). On a CUDA device the reduction accumulates in float64
+    directly (it casts as it loads, no copy); on the CPU, where that cast makes a copy (3-10x
+    slower), the float32 result is checked and only a non-finite one is taken again in float64."""
+    if x.dtype == torch.float64 or x.is_cuda:
+        return _per_layer(_NORM64, x)
+    n = _per_layer(torch.linalg.vector_norm, x)
+    if not bool(torch.isfinite(n).all()):
+        n = _per_layer(_NORM64, x)
+    return n.double()
+
+
+def safe_foreach_norms(ts: list) -> list:
+    """||t|| of each tensor of a list, finite wherever the tensor is (as ``safe_norms``)."""
+    if not ts:
+        return []
+    if ts[0].is_cuda:
+        return list(torch._foreach_norm(ts, 2, dtype=torch.float64))
+    norms = torch._foreach_norm(ts)
+    if not bool(torch.isfinite(torch.stack(norms)).all()):
+        return list(torch._foreach_norm(ts, 2, dtype=torch.float64))
+    return list(norms)
+
+
 def _per_unit_axes(x: torch.Tensor) -> tuple:
     """The axes of a stack [layers, *shape] that a per-unit reduction of one layer's tensor runs over.
 
@@ -129,7 +160,7 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shi
             zs = scratch[key] = torch.empty_like(z)
         shift = torch.tensor(shifts, dtype=z.dtype).to(z.device).view(-1, *(1,) * (z.dim() - 1))
         torch.sub(z, shift, out=zs)    # shifts are float32 numbers: exact in z's precision
-    moments = [_per_layer(torch.sum, zs), _per_layer(torch.linalg.vector_norm, zs).square()]
+    moments = [_per_layer(torch.sum, zs), safe_norms(zs).square()]   # float64 squares: no overflow
     threshold = SATURATION_FRACTION * act.max_derivative
     if act.name in ("relu", "leaky_relu"):
         active = _per_layer(torch.count_nonzero, z > 0)   # f' = 1 there, f' = slope elsewhere
@@ -168,7 +199,7 @@ def delta_stats(g: torch.Tensor, per_unit: bool) -> tuple:
     """(||dL/dz|| per layer, sum over the batch of |dL/dz_j| per layer and unit) of a stack [layers, ...].
 
     The second only where the layer's unit axis holds its units (else an empty [layers, 0])."""
-    norms = _per_layer(torch.linalg.vector_norm, g)
+    norms = safe_norms(g)
     if not per_unit:
         return norms, g.new_empty((g.shape[0], 0))
     return norms, g.abs().sum(dim=_per_unit_axes(g))
@@ -176,7 +207,7 @@ def delta_stats(g: torch.Tensor, per_unit: bool) -> tuple:
 
 def _norms(g: torch.Tensor) -> tuple:
     """||g|| per layer of a stack [layers, ...] (the time gradient of each step)."""
-    return (_per_layer(torch.linalg.vector_norm, g),)
+    return (safe_norms(g),)
 
 
 def _sizes(z: torch.Tensor) -> tuple:
@@ -415,7 +446,7 @@ class Probe:
         dev = self._params[0].device
         grads = [p.grad for p in self._params]
         present = [g for g in grads if g is not None]
-        norms = torch._foreach_norm(present) if present else []
+        norms = safe_foreach_norms(present)
         if len(present) < len(grads):  # a weight that took no part in the loss: NaN, not a made-up 0
             it, nan = iter(norms), torch.tensor(math.nan, device=dev)
             norms = [next(it) if g is not None else nan for g in grads]
@@ -424,8 +455,9 @@ class Probe:
 
     def _per_layer(self, norms: list, owner: torch.Tensor, slots: int, dev) -> torch.Tensor:
         """sqrt of the per-slot sum of squared norms: the norm of all a layer's tensors together."""
-        sq = torch.stack(norms).float().square()
-        return torch.zeros(slots, device=dev).index_add_(0, self._on(owner, dev), sq).sqrt()
+        # float64: a norm above ~1.8e19 squared in float32 would be stored as inf
+        sq = torch.stack([n.double() for n in norms]).square()
+        return torch.zeros(slots, device=dev, dtype=torch.float64).index_add_(0, self._on(owner, dev), sq).sqrt()
 
     def weights_before(self):
         """A copy of every weight, into buffers kept from step to step (no allocation)."""
@@ -444,11 +476,25 @@ class Probe:
             return torch.zeros(L)
         dev = self.weights[0].device
         with torch.no_grad():
-            den = torch._foreach_norm(before)
+            den = safe_foreach_norms(before)
             torch._foreach_sub_(before, [p.detach() for p in self.weights])  # now W_before - W_after
-            num = torch._foreach_norm(before)
+            num = safe_foreach_norms(before)
             per_layer = self._per_layer(list(num) + list(den), self._ratio_owner, 2 * L, dev)
+            self.weight_norm = per_layer[L:]   # ||W|| before the step, for weight_rms
             return per_layer[:L] / per_layer[L:]
+
+    def weight_rms(self) -> np.ndarray:
+        """||W|| / sqrt(number of weight entries) per layer at the step's start (NaN before update_ratio)."""
+        L = len(self.layer_names)
+        norm = getattr(self, "weight_norm", None)
+        if norm is None:
+            return np.full(L, np.nan)
+        if getattr(self, "_weight_sizes", None) is None:
+            sizes = np.zeros(L)
+            np.add.at(sizes, self._ratio_owner[: len(self.weights)].numpy(), [p.numel() for p in self.weights])
+            self._weight_sizes = np.where(sizes > 0, sizes, np.nan)
+        self.weight_norm = None
+        return norm.detach().cpu().double().numpy() / np.sqrt(self._weight_sizes)
 
     # ------------------------------------------------------------------ after the step
     def _unchanged(self, kept: dict, lost: set) -> dict:
@@ -503,7 +549,7 @@ class Probe:
         gs = [kept[t][0] for t in ts]
         if len({g.shape for g in gs}) == 1:
             return ts, over_layers(lambda s, _: _norms(s[0]), (gs,), ts)[0]
-        return ts, torch.stack([torch.linalg.vector_norm(g) for g in gs])
+        return ts, torch.cat([safe_norms(g[None]) for g in gs])
 
     def collect(self, head: torch.Tensor, wg, bg, ur) -> dict:
         """Reduce what the hooks kept, then one host copy of everything, split into numpy arrays."""
@@ -516,10 +562,11 @@ class Probe:
 
         def flat(ts):
             return torch.cat([t.reshape(-1) for t in ts]) if ts else torch.zeros(0, device=dev)
-        parts = [head.float(), wg.float(), bg.float(), ur.float(),
-                 flat([norms for _, norms, _, _ in deltas]).float(), flat([sums for _, _, sums, _ in deltas]).float(),
+        # norms in float64 (finite wherever the tensors are: see safe_norms); the cat promotes
+        parts = [head.float(), wg.double(), bg.double(), ur.double(),
+                 flat([norms for _, norms, _, _ in deltas]).double(), flat([sums for _, _, sums, _ in deltas]).float(),
                  flat([t for _, raw in acts for t in raw]),  # in z's own dtype (the cat promotes)
-                 time_norms.float(),
+                 time_norms.double(),
                  torch.cat(hist).float() if len(hist) == len(self._hist) and hist else torch.zeros(0)]
         host = torch.cat([p.reshape(-1).to(dev) for p in parts]).cpu().numpy()
         ends = np.cumsum([p.numel() for p in parts]).tolist()

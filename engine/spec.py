@@ -11,6 +11,7 @@ import copy
 import json
 from pathlib import Path
 
+from . import limits
 from .activations import ACTIVATIONS
 from .catalog import (BIAS_SCHEMES, CATALOG, INIT_SCHEMES, RECURRENT_TYPES, SCHEMES,  # noqa: F401
                       default_layer, is_int as _is_int, is_number as _is_num)
@@ -82,7 +83,7 @@ def _need(cond: bool, where: str, what: str, got, path=None, key=None, head: str
     """Raise SpecError "where: what, got <json>" unless ``cond``; ``head`` is the layer's
     name at the start of ``where`` (the error's detail is the message without it)."""
     if not cond:
-        msg = f"{where}: {what}, got {json.dumps(got)}"
+        msg = f"{where}: {what}, got {limits.shorten(got)}"
         raise SpecError(msg, path, key, msg[len(head) + 2:] if head else msg)
 
 
@@ -251,6 +252,7 @@ def validate(spec) -> dict:
     """Check a spec and return a normalised copy with all defaults filled in."""
     if not isinstance(spec, dict):
         raise SpecError(f"a spec must be a JSON object, got {type(spec).__name__}")
+    check_tree(spec)
     _unknown(spec, TOP_KEYS, "spec")
     fmt = spec.get("format", FORMAT)
     _need(fmt == FORMAT, "format", f"must be {FORMAT!r}", fmt)
@@ -267,21 +269,37 @@ def validate(spec) -> dict:
            "train": _check_train(spec.get("train", {}))}
     if "stopped" in spec:
         out["stopped"] = str(spec["stopped"])
+    _need(isinstance(out["description"], str), "description", "must be text", out["description"])
+    check_limits(out)
     return out
 
 
 def loads(text: str) -> dict:
+    return validate(parse_json(text))
+
+
+def parse_json(text: str):
+    """JSON text to data, or SpecError: bad syntax, nesting beyond Python's reach, too long."""
+    if len(text) > limits.MAX_SPEC_BYTES:
+        raise SpecError(f"a spec must be at most {limits.MAX_SPEC_BYTES} characters, got {len(text)}")
     try:
-        raw = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise SpecError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    return validate(raw)
+    except RecursionError:
+        raise SpecError(f"JSON nested too deep: at most {limits.MAX_JSON_DEPTH} levels of [ and {{") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise SpecError(f"not valid JSON: {str(e).splitlines()[0][:120]}") from None
 
 
 def load(path) -> tuple[dict, Path]:
     """Read and validate a spec file; returns (spec, folder that relative paths refer to)."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > limits.MAX_SPEC_BYTES:
+            raise SpecError(f"{p}: a spec file must be at most {limits.gib(limits.MAX_SPEC_BYTES)}, "
+                            f"this one is {limits.gib(size)}")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"{p}: no such file") from None
@@ -298,4 +316,97 @@ def dumps(spec: dict) -> str:
 
 
 def save(spec: dict, path) -> None:
-    Path(path).write_text(dumps(spec) + "\n", encoding="utf-8")
+    from .atomic import write_text
+    write_text(path, dumps(spec) + "\n")
+
+
+# ----------------------------------------------------------------------------- limits
+_TEXT_KEYS = ("type", "kind", "scheme")  # looked up in tables: anything but text is a clear error
+
+
+def check_tree(raw, where: str = "spec") -> None:
+    """Check raw JSON data before reading it: nesting depth, integers that fit in 64 bits,
+    and text where a name is looked up ("type", "kind", "scheme"). Iterative, so no
+    RecursionError whatever the input."""
+    stack = [(raw, where, 0)]
+    while stack:
+        v, at, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            if depth >= limits.MAX_JSON_DEPTH:
+                raise SpecError(f"{at}: nested too deep (at most {limits.MAX_JSON_DEPTH} levels)")
+            items = v.items() if isinstance(v, dict) else enumerate(v)
+            for k, x in items:
+                if isinstance(v, dict) and not isinstance(k, str):
+                    raise SpecError(f"{at}: keys must be text, got {limits.shorten(k)}")
+                key = _tree_key(at, k, isinstance(v, dict))
+                if isinstance(v, dict) and k in _TEXT_KEYS and not isinstance(x, str):
+                    raise SpecError(f"{key}: must be text (a name), got {limits.shorten(x)}")
+                stack.append((x, key, depth + 1))
+        elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > limits.MAX_INT:
+            raise SpecError(f"{at}: number out of range (at most {limits.MAX_INT:.3g} in size), "
+                            f"got {limits.shorten(v)}")
+        elif not (v is None or isinstance(v, (str, int, float, bool))):
+            raise SpecError(f"{at}: not JSON data ({type(v).__name__})")
+
+
+def _tree_key(at: str, k, in_dict: bool) -> str:
+    """The name of a value in messages: "train.lr", "layer 3", "layer 2 > layer 1.units"."""
+    if in_dict:
+        return k if at == "spec" else f"{at}.{k}" if not at.startswith("layer") else f"{at}: {k}"
+    if at == "model.layers":
+        return f"layer {k + 1}"
+    if at.endswith(": layers"):
+        return f"{at[:-len(': layers')]} > layer {k + 1}"
+    return f"{at}[{k}]"
+
+
+def _walk_layers(layers, where: str, depth: int, count: list) -> None:
+    if depth > limits.MAX_NESTING:
+        raise SpecError(f"{where.split(' > ')[0]}: residual blocks nested too deep "
+                        f"(at most {limits.MAX_NESTING} inside one another)")
+    for i, layer in enumerate(layers, 1):
+        count[0] += 1
+        lw = f"layer {i} ({layer['type']})" if where == "model" else f"{where} > layer {i} ({layer['type']})"
+        if "units" in layer:
+            _need(layer["units"] <= limits.MAX_UNITS, lw, f"units must be at most {limits.MAX_UNITS}",
+                  layer["units"])
+        if layer["type"] == "residual":
+            _walk_layers(layer["layers"], lw, depth + 1, count)
+    if count[0] > limits.MAX_LAYERS:
+        raise SpecError(f"model: at most {limits.MAX_LAYERS} layers (nested ones included), got {count[0]}")
+
+
+def _at_most(value, high: int, key: str, low: int | None = None) -> None:
+    if value is None:
+        return
+    if low is not None:
+        _need(value >= low, key, f"must be in [{low}, {high}]", value)
+    _need(value <= high, key, f"must be at most {high}", value)
+
+
+def check_limits(spec: dict) -> None:
+    """Resource limits (engine.limits) of a validated spec: sizes that would take the
+    machine's memory or minutes of set-up are refused here, before anything is built."""
+    d, t = spec["data"], spec["train"]
+    if "layers" in spec["model"]:
+        _walk_layers(spec["model"]["layers"], "model", 0, [0])
+    _at_most(d["seed"], limits.MAX_SEED, "data.seed", 0)
+    _at_most(t["seed"], limits.MAX_SEED, "train.seed", 0)
+    _at_most(d.get("n"), limits.MAX_SAMPLES, "data.n")
+    _at_most(d.get("classes"), limits.MAX_CLASSES, "data.classes")
+    _at_most(d.get("dim"), limits.MAX_FEATURES, "data.dim")
+    _at_most(d.get("features"), limits.MAX_FEATURES, "data.features")
+    _at_most(d.get("length"), limits.MAX_SEQUENCE_LENGTH, "data.length")
+    if "n" in d:
+        per_sample = d.get("length", 1) * max(d.get("features", 2), d.get("dim", 2))
+        need = 8 * d["n"] * per_sample   # generated in float64
+        if need > limits.MAX_DATA_BYTES:
+            raise SpecError(f"data: n x length x features = {d['n'] * per_sample} values "
+                            f"({limits.gib(need)}) is more than the limit of {limits.gib(limits.MAX_DATA_BYTES)}")
+    if d["kind"] == "csv":
+        tg = d["target"]
+        _need((_is_int(tg) and abs(tg) <= limits.MAX_FEATURES) or (isinstance(tg, str) and tg.strip() != ""),
+              "data.target", "must be a column number (0 first, -1 last) or a column name", tg)
+    _at_most(t["batch_size"], limits.MAX_SAMPLES, "train.batch_size")
+    _at_most(t["steps"], limits.MAX_STEPS, "train.steps")
+    _at_most(t["eval_every"], limits.MAX_EVAL_EVERY, "train.eval_every")

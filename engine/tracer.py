@@ -108,6 +108,7 @@ class Tracer(TorchFunctionMode):
         self.on_act = None
         self.recording = False
         self.muted = 0            # > 0 inside a probe's own computation (an unrolled RNN)
+        self.forwards = 0         # watched forward passes started
         self._entered = False
         self._stack: list = []
         self._count: dict = {}
@@ -140,6 +141,7 @@ class Tracer(TorchFunctionMode):
         """Record from now on (the watched forward pass begins): ordinals count from 1 again."""
         self._stack.clear()
         self._count.clear()
+        self.forwards += 1
         self.recording = True
         if not self._entered:
             self.__enter__()
@@ -297,9 +299,40 @@ class Unrolled:
         return (out, (h_n, c_n)) if lstm else (out, h_n)
 
 
-def first_recurrent(net: nn.Module):
-    """The first fused recurrent layer that can be unrolled (an LSTM with proj_size cannot, yet)."""
+class CellSteps:
+    """A recurrent cell (nn.RNNCell / nn.LSTMCell / nn.GRUCell) that the user's forward calls once
+    per time step: each call's output h is h_t (t = the call's ordinal in the forward pass), and
+    the gradient that reaches it is the total derivative dL/dh_t. No extra cost."""
+
+    def __init__(self, module: nn.RNNCellBase, tracer: Tracer):
+        self.module, self.tracer = module, tracer
+        self.on_hidden = None
+        self.time_steps = 0
+        self._calls, self._forward = 0, -1
+        self._handle = module.register_forward_hook(self._hook)
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+    def _hook(self, m, inputs, output):
+        if not self.tracer.recording:
+            return
+        if self._forward != self.tracer.forwards:   # a new watched forward pass: t from 0
+            self._forward, self._calls = self.tracer.forwards, 0
+        h = output[0] if isinstance(output, tuple) else output
+        if self.on_hidden is not None and isinstance(h, torch.Tensor):
+            self.on_hidden(self._calls, h)
+        self._calls += 1
+        self.time_steps = self._calls
+
+
+def first_recurrent(net: nn.Module, tracer: Tracer):
+    """What follows the first recurrent layer's hidden states: the first fused layer that can be
+    unrolled (an LSTM with proj_size cannot, yet), else the first recurrent cell; or None."""
     for m in net.modules():
         if isinstance(m, (nn.RNN, nn.LSTM, nn.GRU)) and getattr(m, "proj_size", 0) == 0:
-            return m
+            return Unrolled(m, tracer)
+    for m in net.modules():
+        if isinstance(m, nn.RNNCellBase):
+            return CellSteps(m, tracer)
     return None

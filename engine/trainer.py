@@ -215,7 +215,8 @@ class Trainer:
         return Snapshot(k, float(s["head"][0]), float(s["head"][1]), test_loss, test_acc, self.lr,
                         s["weight_grad_norm"], s["bias_grad_norm"], s["delta_norm"], s["update_ratio"],
                         s["preact_mean"], s["preact_std"], s["mean_derivative"], s["saturated_frac"],
-                        s["dead_frac"], s["neuron_grad"], s["time_grad_norm"], s["preact_hist"])
+                        s["dead_frac"], s["neuron_grad"], s["time_grad_norm"], s["preact_hist"],
+                        self.probe.weight_rms())
 
     # ------------------------------------------------------------------ the loop
     def run(self, steps: int | None = None, control: Control | None = None, on_snapshot=None,

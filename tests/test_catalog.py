@@ -7,6 +7,7 @@ import pytest
 from torch import nn
 
 from backprop_lab.engine import catalog as C
+from backprop_lab.engine import limits
 from backprop_lab.engine import spec as S
 from backprop_lab.engine.build import build_stack, make_activation_module
 
@@ -45,9 +46,9 @@ def test_nested_error_path_and_relocation():
     assert str(e2.value) == str(e.value) and e2.value.path == (2, 2)
 
 
-def test_units_have_no_upper_cap():
+def test_units_have_no_cap_below_the_resource_limit():
     assert S.validate_layers([{"type": "linear", "units": 100_000}])[0]["units"] == 100_000
-    assert C.CATALOG["linear"].param("units").maximum is None
+    assert C.CATALOG["linear"].param("units").maximum == limits.MAX_UNITS
 
 
 def test_torch_class_map_round_trips_through_the_builder():

@@ -589,8 +589,9 @@ def test_editor_widgets_do_not_load_torch():
 
 
 def test_property_form_follows_the_catalogue_ranges(stack, props):
+    from backprop_lab.engine.limits import MAX_UNITS
     # no cap below the spec's: any positive number of units is taken
     stack.select_path((4,), emit=True)
     spin = props.fields["units"]
-    assert spin.minimum() == 1 and spin.maximum() == 2**31 - 1
+    assert spin.minimum() == 1 and spin.maximum() == MAX_UNITS
     assert props.set_value("units", 5000) and stack.layers()[3]["units"] == 5000

@@ -74,6 +74,12 @@ class GradientFlow(HistoryPanel):
         bp.setTitle("newest step", size=f"{theme.font_size()}pt", color=theme.FOREGROUND)
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.8)
         bp.addItem(self.bars)
+        # theory overlay (issue 11): the chain rule's prediction per layer, log10, drawn over the bars
+        self.theory = None   # callable(history, statistic) -> values [L] or None; set by the window
+        self.theory_curve = pg.PlotDataItem(pen=pg.mkPen(theme.FOREGROUND, width=2.5, style=Qt.DashLine),
+                                            symbol="d", symbolSize=9, symbolBrush=theme.FOREGROUND, connect="finite")
+        self.theory_curve.setZValue(20)
+        bp.addItem(self.theory_curve)
         self.line_plot = self.view.addPlot(row=0, col=1, axisItems={"left": DecadeAxis()})
         lp = self.line_plot
         lp.setLogMode(y=True)
@@ -159,9 +165,12 @@ class GradientFlow(HistoryPanel):
                           brushes=[pg.mkBrush(theme.layer_colour(i, n)) for i in x],
                           pens=[pg.mkPen(*theme.HIGHLIGHT, width=3) if i == self.selected else pg.mkPen(None)
                                 for i in x])
+        top = float(np.nanmax(logs)) if ok.any() else 0.0
+        floor, top = self._draw_theory(floor, top)
         if ok.any():
-            self.bar_plot.setYRange(floor, math.ceil(float(np.nanmax(logs)) + 0.05), padding=0)
-        self.bar_plot.setTitle(f"newest step ({int(h.steps[-1])})", size=f"{theme.font_size()}pt",
+            self.bar_plot.setYRange(floor, math.ceil(top + 0.05), padding=0)
+        predicted = " · ◆ chain rule" if self.theory_curve.xData is not None and len(self.theory_curve.xData) else ""
+        self.bar_plot.setTitle(f"newest step ({int(h.steps[-1])}){predicted}", size=f"{theme.font_size()}pt",
                                color=theme.FOREGROUND)
         steps = h.steps
         values = h.series(self.statistic)
@@ -171,6 +180,20 @@ class GradientFlow(HistoryPanel):
             c.setData(steps, positive[:, i])
 
     # ------------------------------------------------------------------ internals
+    def _draw_theory(self, floor: float, top: float) -> tuple[float, float]:
+        """Draw the predicted values (dashed, diamonds) over the bars; the y range grown to hold them."""
+        pred = self.theory(self.history, self.statistic) if self.theory is not None else None
+        if pred is None:
+            self.theory_curve.setData([], [])
+            return floor, top
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.log10(np.where(np.asarray(pred) > 0, pred, np.nan))
+        self.theory_curve.setData(np.arange(len(logs)), logs)
+        finite = logs[np.isfinite(logs)]
+        if finite.size:
+            floor, top = min(floor, math.floor(finite.min()) - 1), max(top, float(finite.max()))
+        return float(floor), top
+
     def _pen(self, i: int, n: int):
         return pg.mkPen(theme.layer_colour(i, n), width=3.5 if i == self.selected else 1.5)
 
