@@ -203,6 +203,12 @@ _UNITS = Param("units", "int", 32, low=1, label="units", tip="Number of units (o
 _INIT = Param("init", "init", {"scheme": "default"}, label="weight init", tip="Initialisation of the weights")
 
 
+def _affine(torch_arg: str) -> Param:
+    return Param("affine", "bool", True, label="affine", tip="Whether the normalised values get a learned "
+                 "scale γ and shift β per feature (off: the layer has no weight)",
+                 check_text="learn a scale γ and shift β", off="no affine", torch_arg=torch_arg)
+
+
 def _act(name, description, *params, tags=(), torch_class=None, torch_match=None, from_torch=True):
     return LayerType(name, "Activations", "activation", description, tuple(params), torch_class,
                      frozenset(tags), torch_match or {}, from_torch)
@@ -242,9 +248,10 @@ _TYPES = (
          torch_class="Identity", from_torch=False),
     LayerType("batchnorm", "Normalisation", "norm",
               "Normalises each feature over the batch, then scales and shifts: keeps "
-              "pre-activations away from saturation.", (), "BatchNorm1d"),
+              "pre-activations away from saturation.", (_affine("affine"),), "BatchNorm1d"),
     LayerType("layernorm", "Normalisation", "norm",
-              "Normalises each sample over its features, then scales and shifts.", (), "LayerNorm"),
+              "Normalises each sample over its features, then scales and shifts.",
+              (_affine("elementwise_affine"),), "LayerNorm"),
     LayerType("dropout", "Normalisation", "dropout",
               "Zeroes each unit with probability p while training (the rest scaled by 1/(1−p)).",
               (Param("p", "float", 0.5, low=0, high=1, label="p",

@@ -148,7 +148,7 @@ def test_palette_drop_event_on_viewport_inserts_above_the_row(palette, stack):
     before = stack.layers()
     drop = _drag_and_drop(stack, _palette_mime(palette, "batchnorm"), _row_point(stack, (2,), "above"))
     assert drop.isAccepted()
-    _undo_redo_exact(stack, before, before[:1] + [{"type": "batchnorm"}] + before[1:])
+    _undo_redo_exact(stack, before, before[:1] + [{"type": "batchnorm", "affine": True}] + before[1:])
 
 
 def test_palette_drop_below_the_rows_appends(palette, stack):
@@ -162,7 +162,7 @@ def test_palette_drop_onto_residual_block_goes_inside(palette, stack):
     before = stack.layers()
     _drag_and_drop(stack, _palette_mime(palette, "layernorm"), _row_point(stack, (3,), "center"))
     after = stack.layers()
-    assert after[2]["layers"] == before[2]["layers"] + [{"type": "layernorm"}]
+    assert after[2]["layers"] == before[2]["layers"] + [{"type": "layernorm", "affine": True}]
     _undo_redo_exact(stack, before, after)
 
 
@@ -595,3 +595,13 @@ def test_property_form_follows_the_catalogue_ranges(stack, props):
     spin = props.fields["units"]
     assert spin.minimum() == 1 and spin.maximum() == MAX_UNITS
     assert props.set_value("units", 5000) and stack.layers()[3]["units"] == 5000
+
+
+def test_property_form_has_the_catalogues_affine_switch(stack, props):
+    layers = STACK + [{"type": "batchnorm"}]
+    stack.set_layers(layers)
+    stack.select_path((len(layers),), emit=True)
+    box = props.fields["affine"]
+    assert box.isVisibleTo(props) and box.isChecked() and not props.fields["units"].isVisibleTo(props)
+    box.setChecked(False)
+    assert stack.layers()[-1]["affine"] is False and stack.undo_stack.count() == 1
