@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench contract screenshot clean
+.PHONY: run test fuzz bench contract screenshot clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,13 @@ test: $(STAMP)
 # arrays, which numpy refuses with a TypeError for any valid record.
 contract: $(STAMP)
 	$(BIN)/python ../shared/checks/contract.py $(BIN)/backprop-lab .
+
+# Long robustness runs (not CI): thousands of hypothesis cases per property (FUZZ=1), the
+# GUI monkey test with thousands of actions, and the diagnosis sweep; prints counts.
+fuzz: $(STAMP)
+	FUZZ=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -p no:cacheprovider \
+		--hypothesis-show-statistics tests/test_fuzz.py tests/test_diagnosis_alarms.py \
+		$(wildcard tests/test_monkey.py)
 
 bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_probe_overhead.py

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from functools import lru_cache
 from dataclasses import dataclass, field
 
@@ -45,12 +46,18 @@ VANISHING_ERROR = 1e-4    # four orders: with plain SGD the early layers are fro
 # sqrt(fan_in / 2) per layer, ~1e5 over 7 layers of 64 in our preset; He init keeps ~1).
 EXPLODING_WARNING = 1e2
 EXPLODING_ERROR = 1e4
-# Exploding in time: the total gradient norm jumping 100x between two recorded steps, or its
-# recent median 1000x above its median at the start of the run. A healthy run's gradient is
-# largest near initialisation and then shrinks or stays level; a net escaping a vanishing
+# Exploding in time: the total gradient norm 100x above its robust baseline (the rolling median
+# of the JUMP_BASELINE rows before it) for JUMP_PERSIST rows in a row (or until the run blew up),
+# or its recent median 1000x above its median at the start of the run. A healthy run's gradient
+# is largest near initialisation and then shrinks or stays level; a net escaping a vanishing
 # plateau can raise it 10-100x, hence 3 decades (clipping's usual trigger: Pascanu et al. 2013).
+# Against the previous step alone, one near-zero gradient followed by a normal one read as a
+# 125x "jump": a 12-layer default-init sigmoid net on its plateau got an error (issue 12).
 JUMP_DECADES = 2.0
 GROWTH_DECADES = 3.0
+JUMP_BASELINE = 20     # rows of the rolling median a jump is measured against
+JUMP_MIN_BASELINE = 5  # rows needed before any jump is judged
+JUMP_PERSIST = 3       # rows the norm must stay 100x above that baseline
 # Vanishing by update size (CS231n, Karpathy: a healthy update is ~1e-3 of the weight per step):
 # while the loss plateaus, an early layer whose updates are 100x below that is frozen.
 UPDATE_RATIO_LOW = 1e-5
@@ -392,6 +399,34 @@ def _time(h, rows, w0, last_step):
     return [Finding("vanishing", sev, [rec], [w0, last_step], ev, msg, rem)]
 
 
+def _trailing_median(x, k):
+    """out[i] = median of x[max(0, i - k):i] (NaN for i = 0): the baseline each row is judged by."""
+    n = len(x)
+    out = np.full(n, np.nan)
+    if n < 2:
+        return out
+    pad = np.concatenate([np.full(k - 1, np.nan), x[:-1]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN windows at the very start
+        out[1:] = np.nanmedian(np.lib.stride_tricks.sliding_window_view(pad, k), axis=1)
+    return out
+
+
+def _jump(lg, blew_up: bool):
+    """The first row whose log norm is JUMP_DECADES above its baseline (the median of the
+    JUMP_BASELINE rows before it) and stays so for JUMP_PERSIST rows (or until a run that then
+    blew up ended); returns (row, decades above the baseline) or None."""
+    base = _trailing_median(lg, JUMP_BASELINE)
+    n = len(lg)
+    idx = np.arange(n)
+    cand = np.flatnonzero((idx >= JUMP_MIN_BASELINE) & (lg - base >= JUMP_DECADES))
+    for i in cand:
+        after = lg[i:i + JUMP_PERSIST] - base[i]
+        if (after >= JUMP_DECADES).all() and (len(after) == JUMP_PERSIST or blew_up):
+            return int(i), float(lg[i] - base[i])
+    return None
+
+
 def _growth(h, first_step, last_step, window, sq):
     g = h.series("weight_grad_norm")
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -401,16 +436,17 @@ def _growth(h, first_step, last_step, window, sq):
         return []
     okr = np.flatnonzero(ok)
     lg, steps = logs[okr], h.steps[okr]
-    jumps = np.diff(lg)
-    k = int(np.argmax(jumps))
+    blew_up = okr[-1] < len(ok) - 1   # rows after the last sound one: the run went non-finite
+    jump = _jump(lg, blew_up)
     n0 = min(window, max(len(lg) // 4, 1))
     start = float(np.median(lg[:n0]))
     recent = float(np.median(lg[-n0:])) if len(lg) >= 2 * n0 else start
     grew = recent - start
-    if jumps[k] < JUMP_DECADES and grew < GROWTH_DECADES:
+    if jump is None and grew < GROWTH_DECADES:
         return []
-    big_jump = jumps[k] >= JUMP_DECADES
-    ev = {"jump_factor": float(10 ** jumps[k]), "jump_steps": [int(steps[k]), int(steps[k + 1])],
+    big_jump = jump is not None
+    k, jump_decades = (jump[0] - 1, jump[1]) if big_jump else (int(np.argmax(np.diff(lg))), 0.0)
+    ev = {"jump_factor": float(10 ** jump_decades), "jump_steps": [int(steps[k]), int(steps[k + 1])],
           "growth_factor": float(10 ** grew), "grad_norm_start": float(10 ** start),
           "grad_norm_now": float(10 ** recent)}
     # the layer whose own gradient grew most over the same span
@@ -419,8 +455,8 @@ def _growth(h, first_step, last_step, window, sq):
         with np.errstate(all="ignore"):
             per = np.log10(g[i1]) - np.log10(g[i0])
         span = [int(steps[k]), int(steps[k + 1])]
-        msg = (f"The total gradient norm jumped {_g(10 ** jumps[k])}x in one step, between steps {span[0]} "
-               f"and {span[1]}.")
+        msg = (f"The total gradient norm jumped to {_g(10 ** jump_decades)}x its recent median between steps "
+               f"{span[0]} and {span[1]}, and stayed there.")
     else:
         with np.errstate(all="ignore"):
             per = np.log10(_nanmedian(g[okr[-n0:]])) - np.log10(_nanmedian(g[okr[:n0]]))

@@ -36,7 +36,7 @@ class History:
         L, A, U = len(self.layer_names), len(self.act_names), int(sum(self.stored_units))
         # width None: one number per step; an int: a row per step (may be 0 wide)
         self.widths = {"step": None, **{k: None for k in SCALARS}, **{k: L for k in PER_LAYER},
-                       **{k: A for k in PER_ACT}, "neuron_grad": U}
+                       **{k: A for k in PER_ACT}, "neuron_grad": U, "weight_rms": L}
         if time_steps:
             self.widths["time_grad_norm"] = time_steps
         row_bytes = sum(w or 1 for w in self.widths.values()) * 8
@@ -49,7 +49,7 @@ class History:
         self.version = 0          # bumps on every change; views redraw when it moves
         self.latest: Snapshot | None = None
         self.latest_hist: np.ndarray | None = None  # [A, bins] histogram of z, newest
-        self.stop_reason: str | None = None
+        self.stop_reason = None   # an engine.run_end.RunEnd once the run ended
 
     def _empty(self, key: str, width: int) -> np.ndarray:
         shape = (self.capacity,) if width is None else (self.capacity, width)

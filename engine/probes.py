@@ -480,7 +480,21 @@ class Probe:
             torch._foreach_sub_(before, [p.detach() for p in self.weights])  # now W_before - W_after
             num = safe_foreach_norms(before)
             per_layer = self._per_layer(list(num) + list(den), self._ratio_owner, 2 * L, dev)
+            self.weight_norm = per_layer[L:]   # ||W|| before the step, for weight_rms
             return per_layer[:L] / per_layer[L:]
+
+    def weight_rms(self) -> np.ndarray:
+        """||W|| / sqrt(number of weight entries) per layer at the step's start (NaN before update_ratio)."""
+        L = len(self.layer_names)
+        norm = getattr(self, "weight_norm", None)
+        if norm is None:
+            return np.full(L, np.nan)
+        if getattr(self, "_weight_sizes", None) is None:
+            sizes = np.zeros(L)
+            np.add.at(sizes, self._ratio_owner[: len(self.weights)].numpy(), [p.numel() for p in self.weights])
+            self._weight_sizes = np.where(sizes > 0, sizes, np.nan)
+        self.weight_norm = None
+        return norm.detach().cpu().double().numpy() / np.sqrt(self._weight_sizes)
 
     # ------------------------------------------------------------------ after the step
     def _unchanged(self, kept: dict, lost: set) -> dict:

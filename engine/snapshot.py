@@ -32,3 +32,6 @@ class Snapshot:
     neuron_grad: np.ndarray        # [sum of layer widths]: mean |dL/dz| per unit
     time_grad_norm: np.ndarray | None = None  # [S] recurrent nets
     preact_hist: np.ndarray | None = None     # [A, bins] when the live view asked for it
+    # [L] rms of each layer's weight entries at the step's start, ||W|| / sqrt(size): the theory
+    # overlay's sqrt(fan_in) rms(W) rms f'(z) per layer (not part of the record contract)
+    weight_rms: np.ndarray | None = None

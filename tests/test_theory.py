@@ -203,3 +203,39 @@ def test_cli_json_keys_and_errors(tmp_path):
     assert p.returncode == 2 and p.stderr.count("\n") == 1
     p = _cli("phase", "--activation", "tanh", "--sigma-w2", "1:2", "--json")
     assert p.returncode == 2 and "LO:HI:N" in p.stderr
+
+
+def _history(spec, steps=1):
+    from tests.conftest import train
+    exp, tr, h = train(spec, steps)
+    return exp, h
+
+
+def test_overlay_exact_for_orthogonal_identity_net():
+    """sqrt(n) rms(W) = 1 for a square orthogonal W and f' = 1: the prediction is exact."""
+    from backprop_lab.engine.activations import activation
+    from backprop_lab.engine.theory import overlay
+    lin = {"type": "linear", "units": 16, "init": {"scheme": "orthogonal"}, "bias_init": {"scheme": "zeros"}}
+    spec = _spec([lin, {"type": "identity"}] * 5 + [dict(lin)],
+                 {"kind": "blobs", "classes": 16, "dim": 16, "n": 200})
+    spec["train"] = {"steps": 1, "batch_size": 64}
+    exp, h = _history(spec)
+    acts = [a for _, _, a in exp.model.act_layers]
+    assert overlay.plain_chain(h.layer_names, h.act_names) == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(overlay.factors(h, acts), 1.0, rtol=1e-5)
+    for stat in ("bias_grad_norm", "delta_norm"):
+        np.testing.assert_allclose(overlay.predicted(h, acts, stat), h.series(stat)[-1], rtol=1e-4)
+    assert activation({"type": "identity"}).name == "identity"
+
+
+def test_overlay_predicts_relu_xavier_decay():
+    from tests.conftest import load_preset
+    from backprop_lab.engine.theory import overlay
+    exp, h = _history(load_preset("relu_xavier_30_layers"))
+    acts = [a for _, _, a in exp.model.act_layers]
+    pred, meas = overlay.predicted(h, acts, "delta_norm"), h.series("delta_norm")[-1]
+    # the measured first-layer gradient is decades below the last; the prediction within a factor 3
+    assert np.log10(meas[0] / meas[-2]) < -2
+    assert abs(np.log10(pred[0] / meas[0])) < 0.5
+    # rms f'(z) of a ReLU with z ~ N(0, s^2) is sqrt(1/2) (Gaussian branch)
+    assert overlay.rms_derivative(acts[0], 0.0, 1.3) == pytest.approx(math.sqrt(0.5), abs=1e-9)

@@ -13,12 +13,14 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout
 
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.axes import DecadeAxis, NameAxis
 from backprop_lab.widgets.gradient_heatmap import statistic_combo, with_blocked
+from backprop_lab.widgets.log_image import log10_positive
 from backprop_lab.widgets.statistics import DEFAULT, LABELS, SHORT, STATISTICS
+from backprop_lab.widgets.panel import HistoryPanel
 
 LEGEND_ENTRIES = 8   # the legend names at most this many layers (first, last, evenly between, selected)
 LEGEND_MIN_WIDTH = 680   # pixels of panel width below which the legend is left out
@@ -31,7 +33,7 @@ def short_name(name: str) -> str:
     return head if rest in ("linear", "rnn", "lstm", "gru") else name
 
 
-class GradientFlow(QWidget):
+class GradientFlow(HistoryPanel):
     """Bars (newest step) and lines (over training) of one per-layer statistic, log scale.
 
     Signals: ``layer_selected(int)`` when the user clicks a bar or a line;
@@ -43,10 +45,7 @@ class GradientFlow(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.history = None
         self.statistic = DEFAULT
-        self.selected = -1
-        self._version = -1
         self.curves: list[pg.PlotDataItem] = []
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
@@ -75,6 +74,12 @@ class GradientFlow(QWidget):
         bp.setTitle("newest step", size=f"{theme.font_size()}pt", color=theme.FOREGROUND)
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.8)
         bp.addItem(self.bars)
+        # theory overlay (issue 11): the chain rule's prediction per layer, log10, drawn over the bars
+        self.theory = None   # callable(history, statistic) -> values [L] or None; set by the window
+        self.theory_curve = pg.PlotDataItem(pen=pg.mkPen(theme.FOREGROUND, width=2.5, style=Qt.DashLine),
+                                            symbol="d", symbolSize=9, symbolBrush=theme.FOREGROUND, connect="finite")
+        self.theory_curve.setZValue(20)
+        bp.addItem(self.theory_curve)
         self.line_plot = self.view.addPlot(row=0, col=1, axisItems={"left": DecadeAxis()})
         lp = self.line_plot
         lp.setLogMode(y=True)
@@ -92,9 +97,7 @@ class GradientFlow(QWidget):
         self._set_labels()
 
     # ------------------------------------------------------------------ API
-    def set_history(self, history) -> None:
-        self.history = history
-        self._version = -1
+    def _history_set(self, history) -> None:
         for c in self.curves:
             self.line_plot.removeItem(c)
         self.curves = []
@@ -115,7 +118,6 @@ class GradientFlow(QWidget):
         self._fill_legend()
         self.bar_plot.setXRange(-0.8, max(n, 1) - 0.2, padding=0)   # room for the end labels
         self.line_plot.enableAutoRange()
-        self.refresh()
 
     def set_statistic(self, key: str) -> None:
         if key == self.statistic or key not in LABELS:
@@ -123,13 +125,13 @@ class GradientFlow(QWidget):
         self.statistic = key
         with_blocked(self.combo, lambda: self.combo.setCurrentIndex([k for k, _ in STATISTICS].index(key)))
         self._set_labels()
-        self._version = -1
+        self.invalidate()
         self.line_plot.enableAutoRange()
         self.refresh()
         self.statistic_changed.emit(key)
 
-    def set_selected_layer(self, i: int) -> None:
-        """Thicken layer i's line and outline its bar (-1: none). Does not emit."""
+    def _selected_set(self, i: int) -> None:
+        """Thicken layer i's line and outline its bar (-1: none)."""
         n = len(self.curves)
         self.selected = i if 0 <= i < n else -1
         for j, c in enumerate(self.curves):
@@ -137,24 +139,19 @@ class GradientFlow(QWidget):
             c.setZValue(10 if j == self.selected else 0)
         self.name_axis.set_emphasised(self.selected)
         self._fill_legend()
-        self._version = -1
+        self.invalidate()
         self.refresh()
 
     def bar_heights(self) -> tuple[np.ndarray, float]:
         """log10 of the newest step's statistic per layer (NaN where undefined or <= 0),
         and the floor (a whole decade below the smallest) the bars stand on."""
         v = self.history.series(self.statistic)[-1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            logs = np.log10(np.where(v > 0, v, np.nan))
+        logs = log10_positive(v)
         finite = logs[np.isfinite(logs)]
         floor = math.floor(finite.min()) - 1 if finite.size else -1.0
         return logs, float(floor)
 
-    def refresh(self) -> None:
-        h = self.history
-        if h is None or h.version == self._version:
-            return
-        self._version = h.version
+    def _draw(self, h) -> None:
         if len(h) == 0:
             self.bars.setOpts(x=[], height=[])
             for c in self.curves:
@@ -168,9 +165,12 @@ class GradientFlow(QWidget):
                           brushes=[pg.mkBrush(theme.layer_colour(i, n)) for i in x],
                           pens=[pg.mkPen(*theme.HIGHLIGHT, width=3) if i == self.selected else pg.mkPen(None)
                                 for i in x])
+        top = float(np.nanmax(logs)) if ok.any() else 0.0
+        floor, top = self._draw_theory(floor, top)
         if ok.any():
-            self.bar_plot.setYRange(floor, math.ceil(float(np.nanmax(logs)) + 0.05), padding=0)
-        self.bar_plot.setTitle(f"newest step ({int(h.steps[-1])})", size=f"{theme.font_size()}pt",
+            self.bar_plot.setYRange(floor, math.ceil(top + 0.05), padding=0)
+        predicted = " · ◆ chain rule" if self.theory_curve.xData is not None and len(self.theory_curve.xData) else ""
+        self.bar_plot.setTitle(f"newest step ({int(h.steps[-1])}){predicted}", size=f"{theme.font_size()}pt",
                                color=theme.FOREGROUND)
         steps = h.steps
         values = h.series(self.statistic)
@@ -180,6 +180,20 @@ class GradientFlow(QWidget):
             c.setData(steps, positive[:, i])
 
     # ------------------------------------------------------------------ internals
+    def _draw_theory(self, floor: float, top: float) -> tuple[float, float]:
+        """Draw the predicted values (dashed, diamonds) over the bars; the y range grown to hold them."""
+        pred = self.theory(self.history, self.statistic) if self.theory is not None else None
+        if pred is None:
+            self.theory_curve.setData([], [])
+            return floor, top
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logs = np.log10(np.where(np.asarray(pred) > 0, pred, np.nan))
+        self.theory_curve.setData(np.arange(len(logs)), logs)
+        finite = logs[np.isfinite(logs)]
+        if finite.size:
+            floor, top = min(floor, math.floor(finite.min()) - 1), max(top, float(finite.max()))
+        return float(floor), top
+
     def _pen(self, i: int, n: int):
         return pg.mkPen(theme.layer_colour(i, n), width=3.5 if i == self.selected else 1.5)
 
