@@ -49,6 +49,7 @@ import torch
 
 from .custom import instrument
 from .probes import Probe
+from .run_end import RunEnd
 from .rundir import MAIN, RunWriter, stream_name
 from .snapshot import Snapshot
 from .spec import FORMAT, VERSION
@@ -270,7 +271,7 @@ class Watch:
         self._writer().add(snap)
         if not math.isfinite(snap.loss) and not self._stopped and loss is not None:
             self._stopped = True
-            self.writer.set_stop_reason(f"loss became {snap.loss} at step {k}")
+            self.writer.set_stop_reason(RunEnd.non_finite(snap.loss, k))
         self.last = snap
         return snap
 
