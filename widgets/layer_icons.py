@@ -7,15 +7,21 @@ from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPainterPath, QPen, QP
 from backprop_lab.widgets.layer_catalog import GROUP_COLOURS, PROBLEM_COLOUR
 
 
-def problem_icon(size: int = 14) -> QIcon:
-    """A red disc with a white '!' (drawn, so no icon file is needed)."""
+def _canvas(size: int, colour: str) -> tuple[QPixmap, QPainter]:
+    """A transparent square pixmap at twice the resolution and a painter filling with ``colour``."""
     pm = QPixmap(size * 2, size * 2)
     pm.setDevicePixelRatio(2.0)
     pm.fill(Qt.transparent)
     p = QPainter(pm)
     p.setRenderHint(QPainter.Antialiasing)
     p.setPen(Qt.NoPen)
-    p.setBrush(QColor(PROBLEM_COLOUR))
+    p.setBrush(QColor(colour))
+    return pm, p
+
+
+def problem_icon(size: int = 14) -> QIcon:
+    """A red disc with a white '!' (drawn, so no icon file is needed)."""
+    pm, p = _canvas(size, PROBLEM_COLOUR)
     p.drawEllipse(QRectF(0.5, 0.5, size - 1, size - 1))
     p.setPen(QColor("white"))
     f = QFont()
@@ -28,13 +34,8 @@ def problem_icon(size: int = 14) -> QIcon:
 
 
 def group_icon(group: str, size: int = 10) -> QIcon:
-    pm = QPixmap(size * 2, size * 2)
-    pm.setDevicePixelRatio(2.0)
-    pm.fill(Qt.transparent)
-    p = QPainter(pm)
-    p.setRenderHint(QPainter.Antialiasing)
-    p.setPen(Qt.NoPen)
-    p.setBrush(QColor(GROUP_COLOURS.get(group, "#888888")))
+    """A rounded square in the group's colour."""
+    pm, p = _canvas(size, GROUP_COLOURS.get(group, "#888888"))
     p.drawRoundedRect(QRectF(1, 1, size - 2, size - 2), 2.5, 2.5)
     p.end()
     return QIcon(pm)
