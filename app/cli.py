@@ -4,6 +4,7 @@
     backprop-lab run SPEC.json --steps N --out RUN.npz [--seed S]
     backprop-lab diagnose RUN.npz [--json]
     backprop-lab export SPEC.json --torch OUT.py
+    backprop-lab export RUN --csv OUT.csv | --tensorboard DIR   (RUN: a record or a run directory)
     backprop-lab watch RUN_DIR
     backprop-lab theory chain|paths|phase|spectrum ... [--json]   (Contract 4)
 
@@ -114,9 +115,34 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_export(args) -> int:
+    if args.torch:
+        return _export_torch(args)
+    if not (args.csv or args.tensorboard):
+        return _fail("export: say what to write: --torch OUT.py (a spec), --csv OUT.csv or --tensorboard DIR (a run)")
+    from backprop_lab.engine import record, rundir, run_export
+    try:
+        if args.stream:
+            history, _ = rundir.load(args.source, args.stream)
+        else:
+            history, _ = record.load(args.source)
+    except (record.RecordError, rundir.RunDirError) as e:
+        return _fail(str(e))
+    try:
+        if args.csv:
+            n = run_export.write_csv(history, args.csv)
+            print(f"wrote {args.csv} ({n} rows)")
+        if args.tensorboard:
+            path = run_export.write_tensorboard(history, args.tensorboard)
+            print(f"wrote {path} (tensorboard --logdir {args.tensorboard})")
+    except OSError as e:
+        return _fail(f"cannot write: {e}")
+    return 0
+
+
+def _export_torch(args) -> int:
     from backprop_lab.engine import export, spec as specmod
     try:
-        spec, base = specmod.load(args.spec)
+        spec, base = specmod.load(args.source)
         export.write(spec, base, args.torch)
     except specmod.SpecError as e:
         return _fail(str(e))
@@ -166,9 +192,12 @@ def _main(argv=None) -> int:
     d = sub.add_parser("diagnose", help="print the diagnosis of a run record")
     d.add_argument("record")
     d.add_argument("--json", action="store_true")
-    e = sub.add_parser("export", help="write a runnable PyTorch file of a spec's model")
-    e.add_argument("spec")
-    e.add_argument("--torch", required=True, metavar="OUT.py")
+    e = sub.add_parser("export", help="a spec's model as a PyTorch file, or a run as CSV / TensorBoard events")
+    e.add_argument("source", metavar="SPEC_OR_RUN")
+    e.add_argument("--torch", metavar="OUT.py", help="a runnable PyTorch file of the spec's model")
+    e.add_argument("--csv", metavar="OUT.csv", help="the run as one table: step, layer, statistic, value")
+    e.add_argument("--tensorboard", metavar="DIR", help="the run as TensorBoard event files")
+    e.add_argument("--stream", metavar="NAME", help="a run directory's stream (rank0, rank1, ...)")
     w = sub.add_parser("watch", help="open the app on a live run directory")
     w.add_argument("run_dir")
     from backprop_lab.app import theory_cli

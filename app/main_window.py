@@ -21,6 +21,7 @@ from backprop_lab.app.session import Session
 from backprop_lab.app.toolbar import RunToolBar
 from backprop_lab.engine import diagnosis, remedies
 from backprop_lab.engine import spec as specmod
+from backprop_lab.engine.document import ExperimentDocument
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.activation_panel import ActivationPanel
 from backprop_lab.widgets.diagnosis_panel import DiagnosisPanel
@@ -90,10 +91,12 @@ class MainWindow(QMainWindow):
         self.loss = LossPlot()
         self.time_gradient = TimeGradientPanel()
         self.palette = LayerPalette()
-        self.stack = LayerStackView()
+        # the experiment being edited: every undo command changes this document
+        self.document = ExperimentDocument()
+        self.stack = LayerStackView(document=self.document.stack)
         self.undo_stack = self.stack.undo_stack
         self.properties = PropertyEditor(self.stack.model, self.undo_stack)
-        self.train_settings = SettingsPanel(self.undo_stack)
+        self.train_settings = SettingsPanel(self.undo_stack, document=self.document)
         self.diagnosis = DiagnosisPanel(remedies.REMEDIES)
         from backprop_lab.widgets.theory.theory_tab import TheoryTab
         self.theory = TheoryTab()   # chain, path products, initialisation map, Jacobian spectrum (issue 11)

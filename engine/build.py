@@ -144,7 +144,8 @@ def _make(layers, infos, model: Model) -> list[nn.Module]:
         elif kind in NORM_TYPES:
             t = CATALOG[kind]
             m = getattr(nn, t.torch_class)(n_in, **t.torch_kwargs(layer))
-            model.weight_layers.append((info.label, m))
+            if m.weight is not None:   # affine off: nothing to learn, not a layer with a weight
+                model.weight_layers.append((info.label, m))
         elif kind == "dropout":
             m = nn.Dropout(**CATALOG[kind].torch_kwargs(layer))
         elif kind == "residual":

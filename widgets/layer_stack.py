@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QHe
                                QTreeView, QVBoxLayout, QWidget)
 
 from backprop_lab.engine.catalog import GROUPS, types_in
+from backprop_lab.engine.document import StackDocument, unwrapped, wrapped
 from backprop_lab.widgets.layer_catalog import (GROUP_COLOURS, format_shape, info_get, layers_from_text, new_layer,
                                    path_text, top_paths)
 from backprop_lab.widgets.stack_model import (ADDED_ROLE, GROUP_ROLE, MIME_TYPE, PATH_ROLE, PROBLEM_ROLE, SUMMARY_ROLE, TYPE_ROLE,
@@ -256,9 +257,9 @@ class LayerStackView(QWidget):
     layer_selected = Signal(object)   # path tuple of the current row: (3,), (4, 2) or ("out",)
     edit_refused = Signal(str)        # an edit was refused (locked, invalid paste...): why
 
-    def __init__(self, parent=None, model: LayerStackModel | None = None):
+    def __init__(self, parent=None, model: LayerStackModel | None = None, document: StackDocument | None = None):
         super().__init__(parent)
-        self.model = model if model is not None else LayerStackModel(parent=self)
+        self.model = model if model is not None else LayerStackModel(parent=self, document=document)
         self.undo_stack = self.model.undo_stack
         self._refusal: str | None = None
         self._programmatic = 0
@@ -538,27 +539,20 @@ class LayerStackView(QWidget):
         if self.model.locked:
             return self.model.refuse()
         paths = [p for p in self.selected_paths() if p != ("out",)]
-        if not paths or len({p[:-1] for p in paths}) != 1 or not self._contiguous(paths):
+        layers = wrapped(self.model.layers(), paths) if paths else None
+        if layers is None:
             return False
-        layers = self.model.layers()
-        siblings = _children(layers, paths[0][:-1])
-        i, j = paths[0][-1] - 1, paths[-1][-1]
-        siblings[i:j] = [{"type": "residual", "layers": siblings[i:j]}]
-        return self.model.replace_layers(layers, "Wrap in a residual block", select=[paths[0]])
+        return self.model.replace_layers(layers, "Wrap in a residual block", select=[min(paths)])
 
     def unwrap_selected(self) -> bool:
         """Replace the current residual block by its body."""
         if self.model.locked:
             return self.model.refuse()
         cur = self.current_path()
-        if cur is None or cur == ("out",) or self.model.layer(cur)["type"] != "residual":
+        done = unwrapped(self.model.layers(), cur) if cur is not None and cur != ("out",) else None
+        if done is None:
             return False
-        layers = self.model.layers()
-        siblings = _children(layers, cur[:-1])
-        body = siblings[cur[-1] - 1]["layers"]
-        siblings[cur[-1] - 1:cur[-1]] = body
-        sel = [cur[:-1] + (cur[-1] + k,) for k in range(len(body))]
-        return self.model.replace_layers(layers, "Unwrap the residual block", select=sel)
+        return self.model.replace_layers(done[0], "Unwrap the residual block", select=done[1])
 
     def _dest_after_selection(self) -> tuple:
         cur = self.current_path()
@@ -646,13 +640,6 @@ class LayerStackView(QWidget):
         self.banner.setProperty("state", state)
         self.banner.style().unpolish(self.banner)
         self.banner.style().polish(self.banner)
-
-
-def _children(layers: list, parent_path: tuple) -> list:
-    """The list object holding the children of ``parent_path`` inside ``layers`` (in place)."""
-    for p in parent_path:
-        layers = layers[p - 1]["layers"]
-    return layers
 
 
 __all__ = ["LayerStackView", "StackTree", "LayerDelegate", "MIME_TYPE"]

@@ -258,7 +258,7 @@ class PropertyEditor(QWidget):
             return False
         self._show_error("")
         if new != old:
-            self.undo_stack.push(EditLayer(self.model, path, new))
+            self.undo_stack.push(EditLayer(self.model.doc, path, new))
         return True
 
     def check(self, candidate: dict) -> str | None:
