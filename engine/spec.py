@@ -92,7 +92,7 @@ def _need(cond: bool, where: str, what: str, got, path=None, key=None, head: str
 def _unknown(d: dict, allowed, where: str, path=None, head: str = "") -> None:
     extra = sorted(set(d) - set(allowed))
     if extra:
-        msg = f"{where}: unknown key {limits.shorten(extra[0], 40)} (allowed: {', '.join(sorted(allowed))})"
+        msg = f"{where}: unknown key {_key_text(extra[0])} (allowed: {', '.join(sorted(allowed))})"
         raise SpecError(msg, path, extra[0], msg[len(head) + 2:] if head else msg)
 
 
@@ -350,6 +350,11 @@ def check_tree(raw, where: str = "spec") -> None:
                             f"got {limits.shorten(v)}")
         elif not (v is None or isinstance(v, (str, int, float, bool))):
             raise SpecError(f"{at}: not JSON data ({type(v).__name__})")
+
+
+def _key_text(k: str) -> str:
+    """A key as messages quote it: 'colour', or shortened when long or unprintable."""
+    return repr(k) if len(k) <= 40 and k.isprintable() else limits.shorten(k, 40)
 
 
 def _tree_key(at: str, k, in_dict: bool) -> str:
