@@ -18,7 +18,8 @@ from backprop_lab.engine import experiment, record, spec as specmod
 from backprop_lab.engine.activations import ACTIVATIONS, activation, kind_of_name
 from backprop_lab.engine.build import plan
 from backprop_lab.engine.history import History
-from backprop_lab.engine.trainer import FINISHED, Control, Trainer
+from backprop_lab.engine.run_end import EndKind, RunEnd
+from backprop_lab.engine.trainer import FINISHED, Control, Trainer  # noqa: F401
 
 def activation_from_name(name: str):
     """Activation of a recorded layer name: "2 sigmoid", "act1 (LeakyReLU)", "fc1 -> relu (functional)"
@@ -255,7 +256,9 @@ class Session(QObject):
         self._on_thread_done()
         if self.history is not None:
             self.history.stop_reason = reason
-        self._set_state("finished" if reason == FINISHED or reason.startswith("loss") else "idle")
+        end = RunEnd.parse(reason)
+        self._set_state("finished" if end is not None and end.kind in (EndKind.FINISHED, EndKind.NON_FINITE)
+                        else "idle")
         self.run_ended.emit(reason)
 
     def _on_thread_done(self) -> None:

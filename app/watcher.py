@@ -11,6 +11,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer
 
 from backprop_lab.engine import record, rundir
+from backprop_lab.engine.run_end import RunEnd
 
 POLL_MS = 500
 OLD_RECORD = "record.npz"
@@ -59,7 +60,7 @@ class RunDirWatcher(QObject):
                 if self.reader is None or self.reader.available() < self.reader.rows_read:
                     return self._reload()        # a new run in the same directory
                 self.reader.read_header()
-                self.history.stop_reason = self.reader.header.get("stop_reason")
+                self.history.stop_reason = RunEnd.parse(self.reader.header.get("stop_reason"))
             rows = self.reader.poll()
         except (OSError, rundir.RunDirError) as e:
             self.session.error.emit(str(e))

@@ -112,3 +112,11 @@ def test_the_data_classes_and_int_tokens(tmp_path):
     spec["data"]["time_major"] = "yes"
     with pytest.raises(SpecError, match="data.time_major: must be true or false"):
         experiment.build(spec, tmp_path)
+
+
+def test_time_major_is_for_a_users_module(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 20, 1), np.float32), y=np.arange(20) % 2)
+    spec = {"data": {"kind": "npz", "path": "d.npz", "time_major": True},
+            "model": {"layers": [{"type": "rnn", "units": 3}]}}
+    with pytest.raises(SpecError, match="data.time_major: a layer stack takes samples first"):
+        experiment.build(spec, tmp_path)
