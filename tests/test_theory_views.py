@@ -111,8 +111,20 @@ def test_spectrum_view_orthogonal(qtbot):
     assert "median 1" in v.readout.text()
 
 
+def _delete_other_windows():
+    import gc
+    from PySide6.QtWidgets import QApplication
+    app = QApplication.instance()
+    for w in app.topLevelWidgets():
+        w.close()
+        w.deleteLater()
+    app.sendPostedEvents(None, 0)   # 0: QEvent.DeferredDelete is among the posted events
+    gc.collect()
+
+
 @pytest.mark.parametrize("cls", [ChainExplorer, PathProducts, PhaseMap, JacobianSpectrum])
 def test_export_and_presentation(qtbot, tmp_path, cls):
+    _delete_other_windows()   # presentation mode restyles every widget: no half-deleted ones from earlier tests
     v = cls()
     qtbot.addWidget(v)
     v.resize(1000, 700)
