@@ -62,6 +62,7 @@ class Menus:
         for dock in w.docks.values():
             v.addAction(dock.toggleViewAction())
         v.addSeparator()
+        self.reset_layout = self._add(v, "&Reset layout", None, w.reset_layout)
         self.presentation = QAction("&Presentation mode (large fonts)", w, checkable=True)
         self.presentation.setShortcut(QKeySequence("F11"))
         self.presentation.toggled.connect(w.set_presentation_mode)
@@ -105,6 +106,7 @@ class Menus:
         self.w.session.set_spec(specmod.new_spec(), None)
         self.w.session.path = None
         self.w.undo_stack.clear()
+        self.w._recovered_edits = False
 
     def open_spec(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.w, "Open spec", "", SPEC_FILTER)
@@ -122,11 +124,13 @@ class Menus:
         if self.w.session.path is None:
             self.save_spec_as()
         elif self.w.session.save_spec(self.w.session.path):
+            self.w.mark_saved()
             self.w.statusBar().showMessage(f"saved {self.w.session.path}", 5000)
 
     def save_spec_as(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self.w, "Save spec", "untitled.json", SPEC_FILTER)
         if path and self.w.session.save_spec(path):
+            self.w.mark_saved()
             self.w.add_recent(str(Path(path).resolve()))
             self.w.statusBar().showMessage(f"saved {path}", 5000)
 

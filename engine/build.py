@@ -180,7 +180,7 @@ def build_stack(layers: list[dict], in_shape: tuple, n_out: int, seed: int) -> M
     bad = next((i for i in infos if i.problem), None)
     if bad:
         where = "output layer" if bad.added else f"layer {bad.path} ({bad.type})"
-        raise SpecError(f"{where}: {bad.problem}")
+        raise SpecError(f"{where}: {bad.problem}", bad.at)
     model = Model(None, [], [], None, infos)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

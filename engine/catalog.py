@@ -315,6 +315,18 @@ def default_layer(kind: str) -> dict:
     return {"type": kind, **CATALOG[kind].defaults()}
 
 
+def new_layer(kind: str, width: int | None = None) -> dict:
+    """A layer for a palette type id. A residual block comes with a body (linear of
+    ``width`` units + relu) so that the stack stays valid (an empty block is not)."""
+    layer = default_layer(kind)
+    if kind == "residual":
+        body = default_layer("linear")
+        if width:
+            body["units"] = int(width)
+        layer["layers"] = [body, default_layer("relu")]
+    return layer
+
+
 # ----------------------------------------------------------------------------- torch class names
 # The one map from a torch module's class name to a layer type (custom models, watched
 # runs, recorded names such as "act1 (LeakyReLU)"), torch-free: matched by name.

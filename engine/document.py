@@ -22,40 +22,23 @@ callers (the editor's undo commands) validate first.
 ``ExperimentDocument`` is the whole spec being edited: the stack plus the
 data and training sections ("settings_changed"), the object every undo
 command of the editor changes.
+
+(Over 400 lines with a reason: the edits, their events, the validation and the
+plan are one object's state and belong together; the tree's pieces are in
+engine.tree.)
 """
 from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from typing import Callable, Tuple, Union
+from typing import Callable
 
-from .catalog import default_layer
+from .catalog import new_layer  # noqa: F401  (re-exported: the palette's new layers)
 from .plan import plan
 from .spec import SpecError, validate_layers
 
-Path = Tuple[Union[int, str], ...]
-OUT: Path = ("out",)
-
-
-def path_text(path) -> str:
-    """(4, 2) -> "4.2" (the plan's LayerInfo.path)."""
-    return ".".join(map(str, path))
-
-
-def parse_path(text: str) -> Path:
-    """"4.2" -> (4, 2); "out" -> OUT."""
-    return OUT if text == "out" else tuple(int(p) for p in str(text).split("."))
-
-
-def top_paths(paths) -> list:
-    """Distinct paths in document order, without those inside another one (and without OUT)."""
-    ps = sorted({tuple(p) for p in paths if p and tuple(p) != OUT})
-    return [p for p in ps if not any(q != p and p[:len(q)] == q for q in ps)]
-
-
-def info_get(info, name, default=None):
-    """A field of a LayerInfo, or of a dict with the same fields."""
-    return info.get(name, default) if isinstance(info, dict) else getattr(info, name, default)
+from .tree import (OUT, Node, Path, _shape_tree, info_get, parse_path, path_text, top_paths,  # noqa: F401
+                   unwrapped, wrapped)
 
 
 class Events:
@@ -74,75 +57,6 @@ class Events:
     def emit(self, name: str, *args) -> None:
         for fn in list(self._callbacks.get(name, [])):
             fn(*args)
-
-
-class Node:
-    """One row. ``layer`` holds the params (no nested "layers"); a residual's body is ``children``."""
-    __slots__ = ("layer", "children", "parent", "info", "added", "__weakref__")
-
-    def __init__(self, layer: dict, parent, added: bool = False):
-        self.parent, self.info, self.added = parent, None, added
-        self.layer = {k: copy.deepcopy(v) for k, v in layer.items() if k != "layers"}
-        self.children = None
-        if layer.get("type") == "residual":
-            self.children = [Node(c, self) for c in layer.get("layers", [])]
-
-    @property
-    def kind(self) -> str:
-        return self.layer.get("type")
-
-    def to_dict(self) -> dict:
-        d = copy.deepcopy(self.layer)
-        if self.children is not None:
-            d["layers"] = [c.to_dict() for c in self.children]
-        return d
-
-    def walk(self):
-        for c in self.children or []:
-            yield c
-            yield from c.walk()
-
-
-def _shape_tree(layers) -> list:
-    return [(l.get("type"), _shape_tree(l.get("layers", [])) if l.get("type") == "residual" else None)
-            for l in layers]
-
-
-def _siblings(layers: list, parent: Path) -> list:
-    for p in parent:
-        layers = layers[p - 1]["layers"]
-    return layers
-
-
-def wrapped(layers: list, paths) -> list | None:
-    """The layers with the sibling layers at ``paths`` (contiguous) put in a new residual
-    block at the first one's place; None when they are not contiguous siblings."""
-    paths = sorted(tuple(p) for p in paths)
-    rows = [p[-1] for p in paths]
-    if not paths or len({p[:-1] for p in paths}) != 1 or rows != list(range(rows[0], rows[0] + len(rows))):
-        return None
-    layers = copy.deepcopy(layers)
-    sib = _siblings(layers, paths[0][:-1])
-    i, j = rows[0] - 1, rows[-1]
-    sib[i:j] = [{"type": "residual", "layers": sib[i:j]}]
-    return layers
-
-
-def unwrapped(layers: list, path) -> tuple[list, list] | None:
-    """The layers with the residual block at ``path`` replaced by its body, and the body's
-    new paths; None when ``path`` is not a residual block."""
-    path = tuple(path)
-    layers = copy.deepcopy(layers)
-    try:
-        sib = _siblings(layers, path[:-1])
-        block = sib[path[-1] - 1]
-    except (IndexError, KeyError, TypeError):
-        return None
-    if block.get("type") != "residual":
-        return None
-    body = block.get("layers", [])
-    sib[path[-1] - 1:path[-1]] = body
-    return layers, [path[:-1] + (path[-1] + k,) for k in range(len(body))]
 
 
 class StackDocument:
@@ -490,18 +404,6 @@ class StackDocument:
                 n.info = info
                 if n.children is not None:
                     self._attach(n.children, list(info_get(info, "children", []) or []))
-
-
-def new_layer(kind: str, width: int | None = None) -> dict:
-    """A layer for a palette type id. A residual block comes with a body (linear of
-    ``width`` units + relu) so that the stack stays valid (an empty block is not)."""
-    layer = default_layer(kind)
-    if kind == "residual":
-        body = default_layer("linear")
-        if width:
-            body["units"] = int(width)
-        layer["layers"] = [body, default_layer("relu")]
-    return layer
 
 
 class ExperimentDocument:

@@ -115,3 +115,17 @@ def test_document_imports_neither_qt_nor_torch():
             "print(any(m.split('.')[0] in ('torch', 'PySide6', 'pyqtgraph') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_plan_rows_know_their_path_and_build_errors_carry_it():
+    from backprop_lab.engine.build import build_stack
+    from backprop_lab.engine.plan import plan
+    from backprop_lab.engine.spec import SpecError, validate_layers
+
+    layers = validate_layers([{"type": "linear", "units": 4},
+                              {"type": "residual", "layers": [{"type": "lstm", "units": 4}]}])
+    infos = plan(layers, (2,), 3)
+    assert [i.at for i in infos] == [(1,), (2,), OUT] and infos[1].children[0].at == (2, 1)
+    with pytest.raises(SpecError) as e:
+        build_stack(layers, (2,), 3, seed=0)
+    assert e.value.path == (2,)

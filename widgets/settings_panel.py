@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
 from backprop_lab.engine.document import ExperimentDocument
 from backprop_lab.engine.spec import (DATA_COMMON, DATA_KINDS, DEVICES, LOSSES, OPTIMIZERS, TRAIN_DEFAULTS, SpecError,
                          validate)
-from backprop_lab.widgets.property_editor import NumberEdit
+from backprop_lab.widgets.fields import NumberEdit
 from backprop_lab.widgets.layer_catalog import PROBLEM_COLOUR
 from backprop_lab.widgets.undo_commands import EditSettings
 

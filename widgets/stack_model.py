@@ -8,23 +8,26 @@ stays here: item data (text, icons, tooltips, colours), flags and the MIME
 coding of drags. Every user edit is an undo command (widgets.undo_commands)
 that changes the document. Paths: engine.document.Path (1-based tuples,
 ("out",) the output layer that the builder adds).
+
+(Over 400 lines with a reason: Qt's item-model interface (index, parent, rows, data
+for a dozen roles, flags, drop handling) is one class; the tree and its edits are
+in engine.document, icons in widgets.layer_icons, MIME coding in widgets.layer_mime.)
 """
 from __future__ import annotations
 
-import json
 import os
 
-from PySide6.QtCore import QAbstractItemModel, QMimeData, QModelIndex, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap, QUndoStack
+from PySide6.QtCore import QAbstractItemModel, QModelIndex, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QUndoStack
 
-from backprop_lab.engine.catalog import CATALOG
-from backprop_lab.engine.document import OUT, Node, StackDocument, top_paths
+from backprop_lab.engine.document import Node, StackDocument, top_paths
 from backprop_lab.engine.spec import SpecError, validate_layers
 from backprop_lab.widgets import undo_commands as cmds
-from backprop_lab.widgets.layer_catalog import (GROUP_COLOURS, PROBLEM_COLOUR, description, format_shape, group_of,
-                                                info_get, layer_summary, new_layer, path_text)
-
-MIME_TYPE = "application/x-backprop-lab-layer"
+from backprop_lab.widgets.layer_catalog import (PROBLEM_COLOUR, description, format_shape, group_of, info_get,
+                                                layer_summary, new_layer, path_text)
+from backprop_lab.widgets.layer_icons import group_icon, problem_icon  # noqa: F401  (re-exported)
+from backprop_lab.widgets.layer_mime import (MIME_TYPE, decode_mime, layers_mime,  # noqa: F401  (re-exported)
+                                             new_layer_mime)
 
 # item data roles beyond Qt's
 PATH_ROLE = Qt.UserRole + 1      # tuple path
@@ -36,39 +39,6 @@ TYPE_ROLE = Qt.UserRole + 6
 SUMMARY_ROLE = Qt.UserRole + 7   # "30 · xavier_normal"
 IN_SHAPE_ROLE = Qt.UserRole + 8
 OUT_SHAPE_ROLE = Qt.UserRole + 9
-
-
-def problem_icon(size: int = 14) -> QIcon:
-    """A red disc with a white '!' (drawn, so no icon file is needed)."""
-    pm = QPixmap(size * 2, size * 2)
-    pm.setDevicePixelRatio(2.0)
-    pm.fill(Qt.transparent)
-    p = QPainter(pm)
-    p.setRenderHint(QPainter.Antialiasing)
-    p.setPen(Qt.NoPen)
-    p.setBrush(QColor(PROBLEM_COLOUR))
-    p.drawEllipse(QRectF(0.5, 0.5, size - 1, size - 1))
-    p.setPen(QColor("white"))
-    f = QFont()
-    f.setBold(True)
-    f.setPixelSize(int(size * 0.8))
-    p.setFont(f)
-    p.drawText(QRectF(0, 0, size, size), Qt.AlignCenter, "!")
-    p.end()
-    return QIcon(pm)
-
-
-def group_icon(group: str, size: int = 10) -> QIcon:
-    pm = QPixmap(size * 2, size * 2)
-    pm.setDevicePixelRatio(2.0)
-    pm.fill(Qt.transparent)
-    p = QPainter(pm)
-    p.setRenderHint(QPainter.Antialiasing)
-    p.setPen(Qt.NoPen)
-    p.setBrush(QColor(GROUP_COLOURS.get(group, "#888888")))
-    p.drawRoundedRect(QRectF(1, 1, size - 2, size - 2), 2.5, 2.5)
-    p.end()
-    return QIcon(pm)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -477,43 +447,6 @@ class LayerStackModel(QAbstractItemModel):
 
     def _is_move(self, payload: dict, action) -> bool:
         return action == Qt.MoveAction and "move" in payload and payload.get("source") == self._token
-
-
-# ----------------------------------------------------------------------------- MIME payloads
-def layers_mime(layers: list[dict], move=None, source=None) -> QMimeData:
-    """MIME data carrying layer dicts (copy/paste, drags out of the stack)."""
-    payload = {"layers": layers}
-    if move is not None:
-        payload.update(move=[list(p) for p in move], source=source)
-    md = QMimeData()
-    md.setData(MIME_TYPE, json.dumps(payload).encode("utf-8"))
-    md.setText(json.dumps(layers, indent=2))
-    return md
-
-
-def new_layer_mime(kind: str) -> QMimeData:
-    """MIME data of a palette drag: only the type id travels."""
-    md = QMimeData()
-    md.setData(MIME_TYPE, json.dumps({"new": kind}).encode("utf-8"))
-    md.setText(kind)
-    return md
-
-
-def decode_mime(data: QMimeData) -> dict | None:
-    """The payload of our MIME type, checked: {"new": type} or {"layers": [...], "move"?: [...]}."""
-    if data is None or not data.hasFormat(MIME_TYPE):
-        return None
-    try:
-        payload = json.loads(bytes(data.data(MIME_TYPE)).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(payload, dict):
-        return None
-    if "new" in payload:
-        return payload if payload["new"] in CATALOG else None
-    if isinstance(payload.get("layers"), list) and all(isinstance(l, dict) for l in payload["layers"]):
-        return payload
-    return None
 
 
 __all__ = ["LayerStackModel", "MIME_TYPE", "layers_mime", "new_layer_mime", "decode_mime"]
