@@ -35,6 +35,7 @@ class Menus:
         f.addSeparator()
         self._add(f, "Open r&un record…", "Ctrl+Shift+O", self.open_run)
         self._add(f, "Save run &record…", "Ctrl+Shift+R", self.save_run)
+        self._add(f, "&Watch run directory…", None, self.watch_run_dir)
         self._add(f, "&Compare two saved runs…", None, self.compare_runs)
         self._add(f, "Export &PyTorch file…", None, self.export_torch)
         self.export_menu = f.addMenu("Export &panel as PNG/SVG")
@@ -137,6 +138,11 @@ class Menus:
         path, _ = QFileDialog.getOpenFileName(self.w, "Open run record", "", RUN_FILTER)
         if path:
             self.w.session.open_run(path)
+
+    def watch_run_dir(self) -> None:
+        path = QFileDialog.getExistingDirectory(self.w, "Watch run directory (written by backprop_lab.Watch)")
+        if path:
+            self.w.watch_directory(path)
 
     def save_run(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self.w, "Save run record", "run.npz", RUN_FILTER)
