@@ -63,3 +63,15 @@ def test_non_finite_weights_are_named_before_any_output():
     tr = Trainer(exp)
     tr.train_step()
     assert tr.stop_reason.endswith("first non-finite: the weights of 5 linear"), tr.stop_reason
+
+
+def test_the_diagnosis_names_the_layer_the_re_run_found():
+    from backprop_lab.engine.diagnosis import diagnose
+    from backprop_lab.engine.history import History
+    from backprop_lab.engine.trainer import Trainer
+    tr = Trainer(_stack(1e15, 1e15))
+    h = History.for_probe(tr.probe)
+    h.stop_reason = tr.run(5, on_snapshot=h.append)
+    f = next(f for f in diagnose(h) if f.kind == "non_finite")
+    assert f.evidence["first_non_finite"] == "the output of 5 linear" and f.layers[0] == "5 linear"
+    assert "first non-finite number in the output of 5 linear" in f.message
