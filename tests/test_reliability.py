@@ -177,6 +177,7 @@ def test_sparse_labels_are_refused_instead_of_making_1000_outputs(tmp_path):
     ({"x": np.full((10, 2), 1e300), "y": np.arange(10) % 2}, "too large for float32"),
     ({"x": np.zeros((10, 2))}, "must hold arrays 'x' and 'y'"),
     ({"x": np.zeros((10, 2)), "y": np.float64(3)}, "single value"),
+    ({"x": np.zeros((2, 2)), "y": np.zeros((2, 0), np.int64)}, "a target for every sample"),   # found by the fuzz
 ])
 def test_bad_npz_arrays_get_one_line(tmp_path, arrays, match):
     np.savez(tmp_path / "d.npz", **arrays)
