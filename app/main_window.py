@@ -59,6 +59,7 @@ class MainWindow(QMainWindow):
         self._refreshes = 0
         self._shown_version = -1
         self._watch = None
+        self._rank_picker = None
         self._editing = False  # True while the session adopts an edit made in the stack
         self._sized = self._restored = False
         self.setWindowTitle("Backprop Lab")
@@ -392,9 +393,22 @@ class MainWindow(QMainWindow):
         v = self.settings.value("recent", [])
         return [v] if isinstance(v, str) else list(v or [])
 
+    def model_opener(self, ask_layers: bool = True):
+        """Opens a user's module file (File > Open model..., --model my_net.py:Net)."""
+        from backprop_lab.app.open_model import ModelOpener
+        self._opener = ModelOpener(self, ask_layers)
+        return self._opener
+
     def watch_directory(self, run_dir: str) -> None:
-        from backprop_lab.app.watcher import RunDirWatcher
+        """Follow a live run directory (File > Watch run directory..., backprop-lab watch)."""
+        from backprop_lab.app.watcher import RankPicker, RunDirWatcher
+        if self._watch is not None:
+            self._watch.stop()
+            self.statusBar().removeWidget(self._rank_picker)
+            self._rank_picker.deleteLater()
         self._watch = RunDirWatcher(self.session, run_dir, self)
+        self._rank_picker = RankPicker(self._watch, self)
+        self.statusBar().addPermanentWidget(self._rank_picker)
         self._watch.start()
 
     # ------------------------------------------------------------------ settings & exit

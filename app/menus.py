@@ -29,12 +29,14 @@ class Menus:
         f = mb.addMenu("&File")
         self._add(f, "&New", "Ctrl+N", self.new_spec)
         self._add(f, "&Open spec…", "Ctrl+O", self.open_spec)
+        self._add(f, "Open &model…", "Ctrl+M", self.open_model)
         self.recent_menu = f.addMenu("Open &recent")
         self._add(f, "&Save spec", "Ctrl+S", self.save_spec)
         self._add(f, "Save spec &as…", "Ctrl+Shift+S", self.save_spec_as)
         f.addSeparator()
         self._add(f, "Open r&un record…", "Ctrl+Shift+O", self.open_run)
         self._add(f, "Save run &record…", "Ctrl+Shift+R", self.save_run)
+        self._add(f, "&Watch run directory…", None, self.watch_run_dir)
         self._add(f, "&Compare two saved runs…", None, self.compare_runs)
         self._add(f, "Export &PyTorch file…", None, self.export_torch)
         self.export_menu = f.addMenu("Export &panel as PNG/SVG")
@@ -112,6 +114,9 @@ class Menus:
         if path:
             self.w.open_spec_file(path)
 
+    def open_model(self) -> None:
+        self.w.model_opener().ask()
+
     def open_preset(self, path: Path) -> None:
         if self.w.open_spec_file(path):
             self.w.session.path = None  # saving a preset asks for a new name
@@ -137,6 +142,11 @@ class Menus:
         path, _ = QFileDialog.getOpenFileName(self.w, "Open run record", "", RUN_FILTER)
         if path:
             self.w.session.open_run(path)
+
+    def watch_run_dir(self) -> None:
+        path = QFileDialog.getExistingDirectory(self.w, "Watch run directory (written by backprop_lab.Watch)")
+        if path:
+            self.w.watch_directory(path)
 
     def save_run(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self.w, "Save run record", "run.npz", RUN_FILTER)
