@@ -319,6 +319,14 @@ def test_a_header_promising_more_than_is_stored_is_refused(tmp_path):
         record.load(p)
 
 
+def test_a_member_with_a_cut_npy_header_is_refused(tmp_path):   # found by the fuzz: IndexError in numpy
+    p = tmp_path / "cut.npz"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("a.npy", b"\x93NUMPY\x01\x00" + b'"a"')
+    with pytest.raises(record.RecordError, match="damaged"):
+        record.load(p)
+
+
 def test_every_bit_flip_and_truncation_of_a_record_is_refused_or_read_whole(good_record, tmp_path):
     raw = good_record.read_bytes()
     good = arrays_of(good_record)
