@@ -214,7 +214,8 @@ class Unrolled:
     (Contract 2's time_grad_norm) cannot be read from it. While the tracer records, the
     layer's forward is replaced by the same recurrence written with torch ops, with the
     layer's own weights (every layer and direction, inter-layer dropout included): the
-    output equals the fused one to float rounding and autograd goes through each h_t.
+    output equals the fused one to float rounding (on the CPU with the same dropout draws:
+    the same at::dropout calls on the same shapes) and autograd goes through each h_t.
     ``on_hidden(key, h)`` sees the first layer's h_t as it is made: key t for the forward
     direction, (t, 1) for the reverse one of a bidirectional layer. Cost: the watched steps
     of this layer run as T x layers x directions small steps instead of one fused kernel.
