@@ -64,7 +64,13 @@ def main(spec: str | None = None, run: bool = False, watch: str | None = None) -
                 print(f"backprop-lab: training {window.session.spec['name']!r}", file=sys.stderr, flush=True)
             QTimer.singleShot(0, start)
 
-    def close_from_terminal(signum, frame):  # Ctrl+C, SIGTERM: as if the user closed the window
+    if not (watch or spec):   # after a crash or a kill: offer the autosaved stack and run back
+        QTimer.singleShot(0, window.offer_recovery)
+    else:
+        window.autosave.start()
+
+    def close_from_terminal(signum, frame):  # Ctrl+C, SIGTERM: as if the user closed the window,
+        window.ask_on_close = False          # without a question: unsaved edits stay autosaved
         QTimer.singleShot(0, window.close)
 
     signal.signal(signal.SIGINT, close_from_terminal)

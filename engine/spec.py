@@ -92,7 +92,7 @@ def _need(cond: bool, where: str, what: str, got, path=None, key=None, head: str
 def _unknown(d: dict, allowed, where: str, path=None, head: str = "") -> None:
     extra = sorted(set(d) - set(allowed))
     if extra:
-        msg = f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})"
+        msg = f"{where}: unknown key {_key_text(extra[0])} (allowed: {', '.join(sorted(allowed))})"
         raise SpecError(msg, path, extra[0], msg[len(head) + 2:] if head else msg)
 
 
@@ -125,7 +125,7 @@ def validate_layers(layers, where: str = "model", _path: tuple = (), start: int 
         lw = f"layer {i} ({kind})" if where == "model" else f"{where} > layer {i} ({kind})"
         if not isinstance(layer, dict) or kind not in CATALOG:
             detail = (f"type must be one of {', '.join(CATALOG)}, got "
-                      f"{json.dumps(kind if isinstance(layer, dict) else layer)}")
+                      f"{limits.shorten(kind if isinstance(layer, dict) else layer)}")
             raise SpecError(f"layer {i}: {detail}", path, "type", detail)
         t = CATALOG[kind]
         _unknown(layer, {"type", "name", *t.param_names}, lw, path, lw)
@@ -352,9 +352,16 @@ def check_tree(raw, where: str = "spec") -> None:
             raise SpecError(f"{at}: not JSON data ({type(v).__name__})")
 
 
+def _key_text(k: str) -> str:
+    """A key as messages quote it: 'colour', or shortened when long or unprintable."""
+    return repr(k) if len(k) <= 40 and k.isprintable() else limits.shorten(k, 40)
+
+
 def _tree_key(at: str, k, in_dict: bool) -> str:
     """The name of a value in messages: "train.lr", "layer 3", "layer 2 > layer 1.units"."""
     if in_dict:
+        if not (k.isprintable() and len(k) <= 40):
+            k = limits.shorten(k, 40)
         return k if at == "spec" else f"{at}.{k}" if not at.startswith("layer") else f"{at}: {k}"
     if at == "model.layers":
         return f"layer {k + 1}"

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .experiment import Experiment
+from .non_finite import locate
 from .probes import Probe
 from .snapshot import Snapshot
 
@@ -211,7 +212,9 @@ class Trainer:
             test_loss, test_acc = self.evaluate()
         self.step_index += 1
         if not finite:
-            self.stop_reason = RunEnd.non_finite(float(s["head"][0]), k)
+            end = RunEnd.non_finite(float(s["head"][0]), k)
+            where = locate(self.exp.model, lambda: self.exp.model(x), lambda out: self.loss_fn(out, y))
+            self.stop_reason = RunEnd(f"{end}; first non-finite: {where}", end.kind, k) if where else end
         return Snapshot(k, float(s["head"][0]), float(s["head"][1]), test_loss, test_acc, self.lr,
                         s["weight_grad_norm"], s["bias_grad_norm"], s["delta_norm"], s["update_ratio"],
                         s["preact_mean"], s["preact_std"], s["mean_derivative"], s["saturated_frac"],
