@@ -39,7 +39,8 @@ def display_problem() -> str | None:
     return None
 
 
-def main(spec: str | None = None, run: bool = False, watch: str | None = None) -> int:
+def main(spec: str | None = None, run: bool = False, watch: str | None = None, model: str | None = None,
+         model_kwargs: dict | None = None, data: str = "digits") -> int:
     problem = display_problem()
     if problem:
         print(f"backprop-lab: {problem}", file=sys.stderr)
@@ -55,7 +56,9 @@ def main(spec: str | None = None, run: bool = False, watch: str | None = None) -
     app.setOrganizationName("Backprop Lab")
     window = MainWindow()
     window.show()
-    if watch:
+    if model:
+        window.model_opener().open_path(model, model_kwargs, data)
+    elif watch:
         window.watch_directory(watch)
     elif spec:
         if window.open_spec_file(spec) and run:

@@ -393,6 +393,12 @@ class MainWindow(QMainWindow):
         v = self.settings.value("recent", [])
         return [v] if isinstance(v, str) else list(v or [])
 
+    def model_opener(self, ask_layers: bool = True):
+        """Opens a user's module file (File > Open model..., --model my_net.py:Net)."""
+        from backprop_lab.app.open_model import ModelOpener
+        self._opener = ModelOpener(self, ask_layers)
+        return self._opener
+
     def watch_directory(self, run_dir: str) -> None:
         """Follow a live run directory (File > Watch run directory..., backprop-lab watch)."""
         from backprop_lab.app.watcher import RankPicker, RunDirWatcher

@@ -29,6 +29,7 @@ class Menus:
         f = mb.addMenu("&File")
         self._add(f, "&New", "Ctrl+N", self.new_spec)
         self._add(f, "&Open spec…", "Ctrl+O", self.open_spec)
+        self._add(f, "Open &model…", "Ctrl+M", self.open_model)
         self.recent_menu = f.addMenu("Open &recent")
         self._add(f, "&Save spec", "Ctrl+S", self.save_spec)
         self._add(f, "Save spec &as…", "Ctrl+Shift+S", self.save_spec_as)
@@ -112,6 +113,9 @@ class Menus:
         path, _ = QFileDialog.getOpenFileName(self.w, "Open spec", "", SPEC_FILTER)
         if path:
             self.w.open_spec_file(path)
+
+    def open_model(self) -> None:
+        self.w.model_opener().ask()
 
     def open_preset(self, path: Path) -> None:
         if self.w.open_spec_file(path):

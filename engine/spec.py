@@ -183,7 +183,7 @@ def _check_data(data) -> dict:
 def _check_model(model) -> dict:
     _need(isinstance(model, dict), "model", "must be an object", model)
     if "python" in model:
-        _unknown(model, {"python", "class", "kwargs", "forward_args", "output"}, "model")
+        _unknown(model, {"python", "class", "kwargs", "forward_args", "output", "watch"}, "model")
         _need(isinstance(model["python"], str), "model.python", "must be a file name", model["python"])
         _need(isinstance(model.get("class"), str), "model.class", "must name the module class",
               model.get("class"))
@@ -196,8 +196,14 @@ def _check_model(model) -> dict:
         pick = model.get("output")
         _need(pick is None or _is_int(pick), "model.output",
               "must be null (the forward returns a tensor) or the index of the output to read", pick)
-        return {"python": model["python"], "class": model["class"], "kwargs": dict(kw),
-                "forward_args": copy.deepcopy(extra), "output": pick}
+        watch = model.get("watch")   # module paths of the layers to watch (None: every layer)
+        _need(watch is None or (isinstance(watch, list) and watch and all(isinstance(w, str) for w in watch)),
+              "model.watch", "must be a non-empty list of module paths (or absent: every layer)", watch)
+        out = {"python": model["python"], "class": model["class"], "kwargs": dict(kw),
+               "forward_args": copy.deepcopy(extra), "output": pick}
+        if watch is not None:
+            out["watch"] = list(watch)
+        return out
     _unknown(model, {"layers"}, "model")
     _need("layers" in model, "model", "needs 'layers' (a list) or 'python' (a file)", model)
     return {"layers": validate_layers(model["layers"])}

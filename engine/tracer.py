@@ -31,6 +31,7 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
 from .activations import activation
+from .catalog import EXTRA_TORCH_CLASSES, TORCH_CLASS_TYPES
 
 _T = torch.Tensor
 
@@ -89,7 +90,7 @@ ACT_FUNCS = {
     F.softplus: ("softplus", _softplus, _never),
 }
 # activation modules: a call made by their forward is named after the module
-ACT_MODULES = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Softplus)
+ACT_MODULES = tuple(getattr(nn, cls) for cls in (*TORCH_CLASS_TYPES, *EXTRA_TORCH_CLASSES))   # the catalogue's
 
 
 class Tracer(TorchFunctionMode):

@@ -2,7 +2,9 @@
 
 Net: a convolutional classifier of 8 x 8 images written as people write them
 (functional ReLU, max pooling, dropout), deep enough in sigmoid mode to show
-vanishing gradients: ``Net(act="sigmoid", depth=6)``.
+vanishing gradients: ``Net(act="sigmoid", depth=6)``. It also takes flat 8 x 8
+images, so the app opens it on its digits data set:
+``backprop-lab --model my_net.py:Net --data digits``.
 """
 import torch
 import torch.nn.functional as F
@@ -10,7 +12,7 @@ from torch import nn
 
 
 class Net(nn.Module):
-    def __init__(self, classes: int = 4, width: int = 16, depth: int = 2, act: str = "relu"):
+    def __init__(self, classes: int = 10, width: int = 16, depth: int = 2, act: str = "relu"):
         super().__init__()
         self.conv1 = nn.Conv2d(1, width, 3, padding=1)
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)
@@ -19,6 +21,8 @@ class Net(nn.Module):
         self.act = torch.sigmoid if act == "sigmoid" else F.relu
 
     def forward(self, x):
+        if x.dim() == 2:   # flat 8 x 8 images (the app's "digits" data set)
+            x = x.reshape(-1, 1, 8, 8)
         x = F.relu(self.conv1(x))
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)          # 8 x 8 -> 4 x 4
         x = F.dropout(x.flatten(1), 0.1, self.training)

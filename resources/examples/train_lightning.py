@@ -12,7 +12,7 @@ from my_net import Net, make_data
 class Classifier(pl.LightningModule):
     def __init__(self):
         super().__init__()
-        self.net = Net(act="sigmoid", depth=6)
+        self.net = Net(classes=4, act="sigmoid", depth=6)
 
     def training_step(self, batch, batch_idx):
         x, y = batch

@@ -13,7 +13,7 @@ from my_net import Net, make_data
 run_dir = sys.argv[1] if len(sys.argv) > 1 else "runs/plain"
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 300
 torch.manual_seed(0)
-model = Net(act="sigmoid", depth=6)           # deep sigmoid layers: watch the gradient vanish
+model = Net(classes=4, act="sigmoid", depth=6)           # deep sigmoid layers: watch the gradient vanish
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 x, y = make_data()
 x_test, y_test = make_data(256, seed=1)

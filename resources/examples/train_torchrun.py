@@ -20,7 +20,7 @@ ranks = "all" if len(sys.argv) > 3 and sys.argv[3] == "all" else 0
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()
 torch.manual_seed(0)                                  # the same initial weights on every rank
-model = DDP(Net(act="sigmoid", depth=6))
+model = DDP(Net(classes=4, act="sigmoid", depth=6))
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 x, y = make_data()
 x, y = x[rank::world], y[rank::world]                 # each rank its shard
