@@ -53,14 +53,15 @@ DATA_KINDS: dict[str, dict] = {
     "digits": {},
     "memory": {"n": 1000, "length": 20, "features": 1},
     "adding": {"n": 1000, "length": 20},
-    # classes: the number of classes (null: max(y) + 1), e.g. a vocabulary larger than the labels seen
-    "npz": {"path": None, "standardize": False, "classes": None},
-    "csv": {"path": None, "target": -1, "task": "classification", "standardize": False, "classes": None},
+    "npz": {"path": None, "standardize": False},
+    "csv": {"path": None, "target": -1, "task": "classification", "standardize": False},
 }
-# time_major: the model takes sequences as [time, batch, ...] (nn.LSTM's default; a user's module
-# only); an npz file's x (and a per-step y) are then stored [time, samples, ...] too
-DATA_COMMON = {"test_fraction": 0.2, "seed": 0, "time_major": False}
-FILE_KINDS = ("npz", "csv")
+# keys a file kind takes only when given (no default is filled in): classes, the number of
+# classes (else max(y) + 1: a vocabulary larger than the labels seen); time_major, the model
+# takes sequences as [time, batch, ...] (nn.LSTM's default; a user's module only) and the
+# file's x (and a per-step y) are stored [time, samples, ...] too
+DATA_OPTIONAL = {"npz": ("classes", "time_major"), "csv": ("classes",)}
+DATA_COMMON = {"test_fraction": 0.2, "seed": 0}
 
 LOSSES = ("cross_entropy", "mse", "nll")  # nll: the model outputs log-probabilities (log_softmax)
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
@@ -155,7 +156,7 @@ def _check_data(data) -> dict:
     _need(isinstance(data, dict) and "kind" in data, "data", "must be an object with a 'kind'", data)
     kind = data["kind"]
     _need(kind in DATA_KINDS, "data.kind", f"must be one of {', '.join(DATA_KINDS)}", kind)
-    allowed = {"kind", *DATA_COMMON, *DATA_KINDS[kind]}
+    allowed = {"kind", *DATA_COMMON, *DATA_KINDS[kind], *DATA_OPTIONAL.get(kind, ())}
     _unknown(data, allowed, "data")
     full = {"kind": kind, **DATA_COMMON, **DATA_KINDS[kind], **data}
     tf = full["test_fraction"]
@@ -164,7 +165,7 @@ def _check_data(data) -> dict:
     if "time_major" in full:
         _need(isinstance(full["time_major"], bool), "data.time_major", "must be true or false", full["time_major"])
     for k in ("n", "classes", "length", "features", "dim"):
-        if k in full and not (k == "classes" and full[k] is None and kind in FILE_KINDS):
+        if k in full and not (k == "classes" and full[k] is None and kind in DATA_OPTIONAL):
             low = 2 if k == "classes" else 1
             _need(_is_int(full[k]) and full[k] >= low, f"data.{k}", f"must be an integer >= {low}", full[k])
     for k in ("noise", "std", "factor", "turns"):
