@@ -35,12 +35,13 @@ HIST_EVERY = 4          # a histogram of z every few steps is plenty for the liv
 class TrainingWorker(QObject):
     """Runs Trainer.run in its thread; emits coalesced batches of snapshots."""
 
-    snapshots_ready = Signal(list)
+    snapshots_ready = Signal(object)   # (the History they belong to, [Snapshot, ...])
     finished = Signal(str)
 
     def __init__(self, trainer: Trainer, control: Control, steps: int):
         super().__init__()
         self.trainer, self.control, self.steps = trainer, control, steps
+        self.history = None   # the History these snapshots are for (set by the session)
         self._pending: list = []
         self._last_emit = 0.0
 
@@ -53,7 +54,7 @@ class TrainingWorker(QObject):
     def _flush(self, now: float) -> None:
         if self._pending:
             batch, self._pending = self._pending, []
-            self.snapshots_ready.emit(batch)
+            self.snapshots_ready.emit((self.history, batch))
         self._last_emit = now
 
     @Slot()
@@ -230,6 +231,7 @@ class Session(QObject):
         n = remaining if remaining > 0 else total
         self._thread = QThread()
         self._worker = TrainingWorker(self.trainer, self._control, n)
+        self._worker.history = self.history   # its snapshots belong to this History only
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._worker.snapshots_ready.connect(self._on_snapshots)
@@ -238,10 +240,11 @@ class Session(QObject):
         self._thread.start()
         self._set_state("paused" if paused else "running")
 
-    @Slot(list)
-    def _on_snapshots(self, snaps: list) -> None:
-        if self.history is None:
-            return
+    @Slot(object)
+    def _on_snapshots(self, payload) -> None:
+        owner, snaps = payload
+        if self.history is None or owner is not self.history:
+            return   # a stopped worker's last batch, queued before the History was replaced
         self.history.extend(snaps)
         dt = time.perf_counter() - self._t_start
         if dt > 0 and self.trainer is not None:
@@ -250,6 +253,9 @@ class Session(QObject):
 
     @Slot(str)
     def _on_worker_finished(self, reason: str) -> None:
+        sender = self.sender()
+        if sender is not None and sender is not self._worker:
+            return   # a worker already stopped and replaced: its end is not this run's
         if self._thread is not None:
             self._thread.quit()
             self._thread.wait()

@@ -193,7 +193,7 @@ def _is_numeric_row(line: str) -> bool:
 
 
 def _as_labels(y: np.ndarray, where: str, declared: bool = False) -> np.ndarray:
-    if y.ndim < 1 or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)) or y.min() < 0:
+    if y.ndim < 1 or y.size == 0 or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)) or y.min() < 0:
         raise SpecError(f"{where}: classification needs y as class indices 0, 1, 2, ... (one per sample, "
                         "or one per sample and time step)")
     top = int(y.max())
@@ -216,6 +216,8 @@ def _check_arrays(x, y) -> None:
             raise SpecError(f"data.{name}: must hold numbers, got {a.dtype}")
         if a.ndim == 0:
             raise SpecError(f"data.{name}: must have one row per sample, got a single value")
+    if y.ndim > 1 and int(np.prod(y.shape[1:])) == 0:
+        raise SpecError(f"data.y: needs a target for every sample, got shape {y.shape}")
     if len(x) > limits.MAX_SAMPLES:
         raise SpecError(f"data.x: at most {limits.MAX_SAMPLES} samples, got {len(x)}")
     if x.ndim > 1 and int(np.prod(x.shape[1:])) == 0:
@@ -240,7 +242,7 @@ def make_dataset(data: dict, base_dir=None) -> DataSet:
     else:
         x, y = (_load_npz if kind == "npz" else _load_csv)(data, base_dir)
         task = data.get("task") or ("classification" if np.issubdtype(y.dtype, np.integer) else "regression")
-        if data.get("time_major"):   # stored [time, samples, ...]: samples first from here on
+        if kind == "npz" and data.get("time_major"):   # stored [time, samples, ...]: samples first here
             x, y = np.swapaxes(np.asarray(x), 0, 1) if np.ndim(x) > 1 else x, np.asarray(y)
             y = np.swapaxes(y, 0, 1) if y.ndim > 1 else y
         _check_arrays(np.asarray(x), np.asarray(y))

@@ -161,10 +161,13 @@ class GradientFlow(HistoryPanel):
         n = len(logs)
         ok = np.isfinite(logs)
         x = np.arange(n)[ok]
-        self.bars.setOpts(x=x, y0=floor, height=(logs - floor)[ok],
-                          brushes=[pg.mkBrush(theme.layer_colour(i, n)) for i in x],
-                          pens=[pg.mkPen(*theme.HIGHLIGHT, width=3) if i == self.selected else pg.mkPen(None)
-                                for i in x])
+        if not x.size:   # no finite bar (pyqtgraph fails on an empty list of pens)
+            self.bars.setOpts(x=[], height=[], brushes=None, pens=None)
+        else:
+            self.bars.setOpts(x=x, y0=floor, height=(logs - floor)[ok],
+                              brushes=[pg.mkBrush(theme.layer_colour(i, n)) for i in x],
+                              pens=[pg.mkPen(*theme.HIGHLIGHT, width=3) if i == self.selected
+                                    else pg.mkPen(None) for i in x])
         top = float(np.nanmax(logs)) if ok.any() else 0.0
         floor, top = self._draw_theory(floor, top)
         if ok.any():
@@ -188,8 +191,11 @@ class GradientFlow(HistoryPanel):
             return floor, top
         with np.errstate(divide="ignore", invalid="ignore"):
             logs = np.log10(np.where(np.asarray(pred) > 0, pred, np.nan))
-        self.theory_curve.setData(np.arange(len(logs)), logs)
         finite = logs[np.isfinite(logs)]
+        if not finite.size:   # nothing predicted (pyqtgraph's bounds of all-NaN points warn, then fail)
+            self.theory_curve.setData([], [])
+            return floor, top
+        self.theory_curve.setData(np.arange(len(logs)), logs)
         if finite.size:
             floor, top = min(floor, math.floor(finite.min()) - 1), max(top, float(finite.max()))
         return float(floor), top
