@@ -241,10 +241,12 @@ class Watch:
         self._begun = False
         if loss is None and outputs is not None and not isinstance(outputs, torch.Tensor):
             loss = getattr(outputs, "loss", None)   # a Hugging Face ModelOutput carries its loss
-        finite = loss is None or bool(torch.isfinite(torch.as_tensor(loss)).all())
+        recorded = self.recording
+        # a host copy of the loss only where it is needed (no GPU sync on a step that is not recorded)
+        finite = loss is None or not (make_step or recorded) or bool(torch.isfinite(torch.as_tensor(loss)).all())
         if make_step and finite:
             optimizer.step()
-        k, recorded = self.step_index, self.recording
+        k = self.step_index
         self.step_index += 1
         if not recorded:
             return None
