@@ -65,6 +65,9 @@ def load(path) -> tuple[History, dict]:
                 return rundir.load(path)
             except rundir.RunDirError as e:
                 raise RecordError(str(e)) from None
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError,
+                    OSError, MemoryError) as e:   # a damaged header or rows file: one line
+                raise RecordError(f"{path}: not a sound run directory ({npzfile.why(e)})") from None
         path = path / "record.npz"   # a directory an older Watch wrote
     return from_arrays(read_npz(path), path)
 
