@@ -114,10 +114,12 @@ def cmd_gui(argv) -> int:
     p = argparse.ArgumentParser(prog="backprop-lab", description="Watch gradients vanish and explode.")
     p.add_argument("spec", nargs="?", help="a spec file to open")
     p.add_argument("--run", action="store_true", help="start training at once")
+    p.add_argument("--quit-when-done", action="store_true",
+                   help="with --run: quit when the run ends, printing steps per second on stderr")
     p.add_argument("--watch", metavar="RUN_DIR", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     from backprop_lab.app.main import main as gui_main
-    return gui_main(spec=args.spec, run=args.run, watch=args.watch)
+    return gui_main(spec=args.spec, run=args.run, watch=args.watch, quit_when_done=args.quit_when_done)
 
 
 def main(argv=None) -> int:

@@ -189,8 +189,7 @@ class MainWindow(QMainWindow):
         self.train_settings.set_spec_sections(s.spec["data"], s.spec["train"])
         self.toolbar.set_lr(s.spec["train"]["lr"])
         self.activation.set_activations(s.layer_activations())
-        data = s.exp.data.describe() if s.exp else "—"
-        self.status_labels["data"].setText(f"data: {data}")
+        self.status_labels["data"].setText(f"data: {s.data_description}")
         if s.problem:
             self.statusBar().showMessage(s.problem)
 
@@ -385,7 +384,7 @@ class MainWindow(QMainWindow):
         self._timer.stop()
         if self._watch is not None:
             self._watch.stop()
-        self.session.stop()
+        self.session.shutdown()
 
     def closeEvent(self, event) -> None:
         self.settings.setValue("geometry", self.saveGeometry())

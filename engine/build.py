@@ -9,30 +9,14 @@ layers, the first recurrent layer), input side first.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .activations import Activation, activation
+from .plan import ACTIVATION_TYPES, LayerInfo, _shape, plan  # noqa: F401  (re-exported)
 from .spec import RECURRENT_TYPES, SpecError
-
-ACTIVATION_TYPES = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus", "identity")
-
-
-@dataclass
-class LayerInfo:
-    path: str            # "3", "4.2" inside a residual block, "out" for the added output layer
-    type: str
-    in_shape: tuple
-    out_shape: tuple
-    problem: str | None = None
-    added: bool = False  # the output layer that build adds
-    children: list = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return f"{self.path} {self.type}"
 
 
 @dataclass
@@ -42,54 +26,6 @@ class Model:
     act_layers: list      # [(name, module, Activation)]
     recurrent: nn.Module | None  # the first recurrent layer (for time_grad_norm)
     infos: list
-
-
-def _shape(s: tuple) -> str:
-    return " x ".join(map(str, s)) if s else "scalar"
-
-
-# ----------------------------------------------------------------------------- planning
-def plan(layers: list[dict], in_shape: tuple, n_out: int | None = None, prefix: str = "") -> list[LayerInfo]:
-    """Shapes and problems of each layer; appends the output layer at the top level."""
-    infos, shape = [], tuple(in_shape)
-    for i, layer in enumerate(layers, 1):
-        kind, path = layer["type"], f"{prefix}{i}"
-        later_recurrent = any(l["type"] in RECURRENT_TYPES for l in layers[i:])
-        info = LayerInfo(path, kind, shape, shape)
-        if shape is None:
-            info.problem = "an earlier layer does not fit"
-        elif kind == "linear":
-            info.out_shape = shape[:-1] + (layer["units"],)
-        elif kind == "batchnorm" and len(shape) != 1:
-            info.problem = f"batchnorm needs one feature axis, got {_shape(shape)}; put it after the recurrent layer"
-        elif kind in RECURRENT_TYPES:
-            if len(shape) != 2:
-                info.problem = f"{kind} needs a sequence (time x features), got {_shape(shape)}"
-            else:
-                info.out_shape = (shape[0], layer["units"]) if later_recurrent else (layer["units"],)
-        elif kind == "residual":
-            info.children = plan(layer["layers"], shape, None, f"{path}.")
-            bad = next((c for c in info.children if c.problem), None)
-            if bad:
-                info.problem = f"layer {bad.path} ({bad.type}): {bad.problem}"
-            else:
-                inner = info.children[-1].out_shape
-                if len(inner) != len(shape) or inner[:-1] != shape[:-1]:
-                    info.problem = f"the block maps {_shape(shape)} to {_shape(inner)}; only the width may change"
-                else:
-                    info.out_shape = inner  # a projection on the skip path matches the widths
-        if info.problem:
-            info.out_shape = None
-        infos.append(info)
-        shape = info.out_shape
-    if n_out is not None:
-        if shape is not None and len(shape) != 1:
-            infos.append(LayerInfo("out", "linear", shape, None, added=True,
-                                   problem=f"the stack ends with a sequence ({_shape(shape)}); "
-                                           "add a recurrent layer to read it"))
-        elif not (layers and layers[-1]["type"] == "linear" and shape == (n_out,)):
-            infos.append(LayerInfo("out", "linear", shape, (n_out,) if shape else None, added=True))
-    return infos
 
 
 # ----------------------------------------------------------------------------- init

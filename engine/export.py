@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .build import ACTIVATION_TYPES, plan
+from .plan import ACTIVATION_TYPES, plan
 from .data import make_dataset
 from .spec import RECURRENT_TYPES, SpecError, validate
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .snapshot import PER_ACT, PER_LAYER, SCALARS, Snapshot
+from .snapshot import PER_ACT, PER_LAYER, ROWS, SCALARS, Snapshot, unpack_last
 
 DEFAULT_BUDGET = 96 * 2**20  # bytes for all arrays together
 
@@ -77,6 +77,34 @@ class History:
     def extend(self, snaps) -> None:
         for s in snaps:
             self.append(s)
+
+    def extend_packed(self, batch: dict) -> None:
+        """Append a packed batch (engine.snapshot.pack): the same rows as ``extend``, by slices."""
+        total, done = len(batch["step"]), 0
+        tg = batch.get("time_grad_norm")
+        while done < total:
+            if self.n == self.capacity:
+                self._decimate()
+            i, k = self.n, min(total - done, self.capacity - self.n)
+            first = self._serial[i - 1] + 1 if i else 0
+            self._serial[i:i + k] = np.arange(first, first + k)
+            for key in ROWS:
+                self._data[key][i:i + k] = batch[key][done:done + k]
+            if self.time_steps and tg is not None:
+                if isinstance(tg, np.ndarray):
+                    if tg.shape[1] == self.time_steps:
+                        self._data["time_grad_norm"][i:i + k] = tg[done:done + k]
+                else:
+                    for j, v in enumerate(tg[done:done + k]):
+                        if v is not None and len(v) == self.time_steps:
+                            self._data["time_grad_norm"][i + j] = v
+            self.n += k
+            done += k
+        if total:
+            self.version += total
+            self.latest = unpack_last(batch)
+            if batch.get("preact_hist") is not None:
+                self.latest_hist = batch["preact_hist"]
 
     def _decimate(self) -> None:
         # Thinning the older half by two at every call would halve the oldest rows

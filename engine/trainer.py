@@ -21,9 +21,7 @@ from torch.nn import functional as F
 
 from .experiment import Experiment
 from .probes import Probe
-from .snapshot import Snapshot
-
-FINISHED, STOPPED = "finished", "stopped by the user"
+from .snapshot import FINISHED, STOPPED, Snapshot  # noqa: F401  (re-exported)
 
 
 class Control:
@@ -37,13 +35,17 @@ class Control:
         self._lr = None
 
     def pause(self):
+        """Pause now: single steps still owed by ``step`` are cancelled."""
         with self._cond:
             self._paused = True
+            self._budget = 0
             self._cond.notify_all()
 
     def resume(self):
+        """Run freely; a later pause does not run what an earlier ``step(n)`` had left."""
         with self._cond:
             self._paused = False
+            self._budget = 0
             self._cond.notify_all()
 
     def step(self, n: int = 1):
