@@ -5,19 +5,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench contract screenshot clean
+.PHONY: run test fuzz bench contract screenshot clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,digits]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,digits,lightning,transformers,tensorboard]'
 	touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/backprop-lab
 
 test: $(STAMP)
+	$(BIN)/python tools/lint_imports.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 # The shared contract check (../shared/checks/contract.py). Not part of `make test`:
@@ -26,8 +27,16 @@ test: $(STAMP)
 contract: $(STAMP)
 	$(BIN)/python ../shared/checks/contract.py $(BIN)/backprop-lab .
 
+# Long robustness runs (not CI): thousands of hypothesis cases per property (FUZZ=1), the
+# GUI monkey test with thousands of actions, and the diagnosis sweep; prints counts.
+fuzz: $(STAMP)
+	FUZZ=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -p no:cacheprovider \
+		--hypothesis-show-statistics tests/test_fuzz.py tests/test_diagnosis_alarms.py \
+		$(wildcard tests/test_monkey.py)
+
 bench: $(STAMP)
 	$(BIN)/python tests/bench/bench_probe_overhead.py
+	QT_QPA_PLATFORM=offscreen $(BIN)/python tests/bench/bench_window.py
 
 screenshot: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tools/screenshot.py docs/screenshot.png

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QScrollArea
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QScrollArea, QTabWidget
 
 from backprop_lab.app.pacing import RedrawPacer
 from backprop_lab.app.session import Session
@@ -86,7 +86,13 @@ class MainWindow(QMainWindow):
         self.properties = PropertyEditor(self.stack.model, self.undo_stack)
         self.train_settings = SettingsPanel(self.undo_stack)
         self.diagnosis = DiagnosisPanel(remedies.REMEDIES)
-        self.setCentralWidget(self.heatmap)
+        from backprop_lab.widgets.theory.theory_tab import TheoryTab
+        self.theory = TheoryTab()   # chain, path products, initialisation map, Jacobian spectrum (issue 11)
+        self.central_tabs = QTabWidget()
+        self.central_tabs.setDocumentMode(True)
+        self.central_tabs.addTab(self.heatmap, "Gradient heatmap")
+        self.central_tabs.addTab(self.theory, "Theory")
+        self.setCentralWidget(self.central_tabs)
 
     def _dock(self, title: str, widget, area, name: str, scroll: bool = False) -> QDockWidget:
         d = QDockWidget(title, self)
@@ -177,10 +183,12 @@ class MainWindow(QMainWindow):
         self.diagnosis.finding_activated.connect(self._show_finding)
         self.diagnosis.remedy_requested.connect(self.apply_remedy)
         self.diagnosis.remedy_compare_requested.connect(self.apply_remedy_and_compare)
+        self.theory.cell_requested.connect(self.load_theory_stack)
 
     # ------------------------------------------------------------------ session -> views
     def _on_spec_changed(self) -> None:
         s = self.session
+        self.theory.set_spec(s.spec, s.base_dir)
         name = s.spec.get("name") or "untitled"
         self.setWindowTitle(f"Backprop Lab — {name}")
         if "layers" in s.spec["model"] and not self._editing:
@@ -189,6 +197,9 @@ class MainWindow(QMainWindow):
         self.train_settings.set_spec_sections(s.spec["data"], s.spec["train"])
         self.toolbar.set_lr(s.spec["train"]["lr"])
         self.activation.set_activations(s.layer_activations())
+        from backprop_lab.engine.theory import overlay
+        acts = s.layer_activations()   # the flow panel's theory overlay: the chain rule's prediction
+        self.flow.theory = lambda h, statistic: overlay.predicted(h, acts, statistic)
         self.status_labels["data"].setText(f"data: {s.data_description}")
         if s.problem:
             self.statusBar().showMessage(s.problem)
@@ -212,7 +223,8 @@ class MainWindow(QMainWindow):
         self.status_labels["state"].setText(state)
 
     def _on_run_ended(self, reason: str) -> None:
-        self.statusBar().showMessage(f"Run ended: {reason}", 10000)
+        hint = " (Run > Show the last error's details)" if reason.startswith("failed") else ""
+        self.statusBar().showMessage(f"Run ended: {reason}{hint}", 10000)
         self._refresh(force_diagnosis=True)
 
     def _show_error(self, message: str) -> None:
@@ -228,7 +240,7 @@ class MainWindow(QMainWindow):
         self._refreshes += 1
         if h.version != self._shown_version and (force_diagnosis or self._refreshes % DIAGNOSE_EVERY == 0):
             self._shown_version = h.version
-            self.diagnosis.set_findings(diagnosis.diagnose(h) if len(h) else [], len(h))
+            self.diagnosis.set_findings(diagnosis.diagnose(h, spec=self.session.spec) if len(h) else [], len(h))
         self._update_status(h)
         cpu = time.thread_time()  # this thread's CPU since the last tick: the redraw, its paint, events
         if self.session.state == "running":
@@ -319,6 +331,14 @@ class MainWindow(QMainWindow):
         spec["data"], spec["train"] = data, train
         self.session.set_spec(spec)
 
+    def load_theory_stack(self, spec: dict) -> None:
+        """Load a stack from a theory view (a cell of the initialisation map) as one undoable edit."""
+        self.session.stop()
+        self.stack.replace_spec(self.session.copy_spec(), spec, f"load {spec.get('name', 'a theory stack')}",
+                                self.session.set_spec)
+        self.central_tabs.setCurrentWidget(self.heatmap)
+        self.statusBar().showMessage(f"Loaded: {spec.get('name', '')}. Undo with Ctrl+Z.", 8000)
+
     def apply_remedy(self, remedy_id: str) -> None:
         """Apply a remedy as one undoable edit of the stack and settings."""
         try:
@@ -381,9 +401,13 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Stop the worker and timers; safe to call twice."""
+        self.theory.shutdown()
         self._timer.stop()
         if self._watch is not None:
             self._watch.stop()
+        for other in self.findChildren(QMainWindow):   # compare windows opened from here: their workers too
+            if other is not self and hasattr(other, "shutdown"):
+                other.shutdown()
         self.session.shutdown()
 
     def closeEvent(self, event) -> None:

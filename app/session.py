@@ -25,7 +25,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from backprop_lab.engine import record, spec as specmod
-from backprop_lab.engine.activations import ACTIVATIONS, activation
+from backprop_lab.engine.activations import ACTIVATIONS, activation, kind_of_name
 from backprop_lab.engine.data import make_dataset
 from backprop_lab.engine.history import History
 from backprop_lab.engine.plan import Layout, layout, plan
@@ -33,14 +33,10 @@ from backprop_lab.engine.snapshot import FINISHED
 
 log = logging.getLogger(__name__)
 
-_CLASS_TYPES = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "leakyrelu": "leaky_relu",
-                "elu": "elu", "gelu": "gelu", "softplus": "softplus"}
-
-
 def activation_from_name(name: str):
-    """Activation of a recorded layer name: "2 sigmoid" or "act1 (LeakyReLU)" (default parameters)."""
-    word = name.split(" ", 1)[-1].strip("()").lower()
-    kind = _CLASS_TYPES.get(word, word)
+    """Activation of a recorded layer name: "2 sigmoid", "act1 (LeakyReLU)", "fc1 -> relu (functional)"
+    (default parameters)."""
+    kind = kind_of_name(name)
     return activation({"type": kind if kind in ACTIVATIONS else "identity"})
 
 

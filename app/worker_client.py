@@ -13,12 +13,14 @@ exit status, a message it sent before going).
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import weakref
 from multiprocessing.connection import Connection
 
 from PySide6.QtCore import QObject, QSocketNotifier, Signal
@@ -48,6 +50,17 @@ def describe_exit(code: int | None) -> str:
     return f"it exited with status {code}"
 
 
+_LIVE: "weakref.WeakSet[WorkerClient]" = weakref.WeakSet()
+
+
+@atexit.register
+def _end_every_worker() -> None:
+    """A last resort at interpreter exit: no training process outlives the window's."""
+    for client in list(_LIVE):
+        if client.process.poll() is None:
+            client.process.kill()
+
+
 class WorkerClient(QObject):
     """One training process. ``send`` a message, get ``received`` (a tuple) back; ``close`` to end it."""
 
@@ -65,6 +78,7 @@ class WorkerClient(QObject):
         os.close(data_w)
         self._cmd, self._data = Connection(cmd_w, readable=False), Connection(data_r, writable=False)
         self.pid = self.process.pid
+        _LIVE.add(self)
         self.ready = False
         self.fatal: str | None = None      # what the worker said before it ended itself
         self.fatal_traceback: str | None = None

@@ -16,11 +16,17 @@ from typing import Callable
 
 import numpy as np
 
+from .catalog import type_of_class_name
+
 SATURATION_FRACTION = 0.01
 
 
 def _np_sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free form of 1/(1+e^-z)
+    # overflow-free and accurate in both tails (0.5 (1 + tanh(z/2)) rounds to 0 below z ~ -37,
+    # which the chain explorer's exact derivatives would notice)
+    z = np.asarray(z, dtype=float)
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def _np_erf(x):
@@ -102,6 +108,17 @@ def _identity(params):
         lambda z, a: _torch().ones_like(z))
 
 
+_SILU_MAX = 1.09984  # max of sigma(z) (1 + z (1 - sigma(z))), at z = 2.3994
+
+
+def _silu(params):
+    # f = z sigma(z) (nn.SiLU, F.silu): seen in users' modules; no spec layer type of its own
+    return Activation(
+        "silu", _SILU_MAX, lambda z: z * _np_sigmoid(z),
+        lambda z: _np_sigmoid(z) * (1 + z * (1 - _np_sigmoid(z))),
+        lambda z, a: (lambda s: s * (1 + z * (1 - s)))(_torch().sigmoid(z)))
+
+
 def _torch():
     import torch
     return torch
@@ -113,6 +130,31 @@ ACTIVATIONS: dict[str, Callable[[dict], Activation]] = {
 }
 
 
+# activations the probes measure in users' modules that the spec has no layer type for
+EXTRA_ACTIVATIONS: dict[str, Callable[[dict], Activation]] = {"silu": _silu}
+
+
+
 def activation(layer: dict) -> Activation:
     """The Activation of a spec layer such as {"type": "leaky_relu", "slope": 0.1}."""
-    return ACTIVATIONS[layer["type"]](layer)
+    kind = layer["type"]
+    return (ACTIVATIONS[kind] if kind in ACTIVATIONS else EXTRA_ACTIVATIONS[kind])(layer)
+
+
+def kind_of_name(name: str) -> str:
+    """The layer kind of a recorded layer name, lower case: "3 linear" -> linear, "fc (Linear)" ->
+    linear, "relu#2 (ReLU)" -> relu, "fc1 -> leaky_relu (functional)" -> leaky_relu."""
+    if name.endswith(" (functional)"):
+        return name[: -len(" (functional)")].rsplit(" ", 1)[-1].split("#")[0].lower()
+    if name.endswith(")") and " (" in name:
+        word = name.rsplit(" (", 1)[-1][:-1].lower()
+    else:
+        word = name.split(" ", 1)[-1].strip("()").lower()
+    return type_of_class_name(word) or word   # class names of torch modules: the catalogue's map
+
+
+def activation_for_name(name: str) -> Activation:
+    """The Activation of a recorded layer name ("2 sigmoid", "act (LeakyReLU)"), with default
+    parameters; identity when the name says nothing known."""
+    kind = kind_of_name(name)
+    return activation({"type": kind if kind in ACTIVATIONS or kind in EXTRA_ACTIVATIONS else "identity"})

@@ -1,22 +1,22 @@
 """Build a torch module from a layer stack, and say what each layer is.
 
-``plan`` walks the stack with the shape of one sample (no batch axis) and
-returns one LayerInfo per row: its input and output shape and, where it cannot
-work, the reason. ``build`` turns a validated spec into a Model: the torch
+``plan`` (engine.plan, torch-free, re-exported here) gives each row's shapes and
+problems. ``build`` turns a validated spec into a Model: the torch
 module plus the lists the probes need (layers with a weight, activation
 layers, the first recurrent layer), input side first.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .activations import Activation, activation
-from .plan import ACTIVATION_TYPES, LayerInfo, _shape, plan  # noqa: F401  (re-exported)
-from .spec import RECURRENT_TYPES, SpecError
+from .activations import Activation, activation  # noqa: F401
+from .catalog import ACTIVATION_TYPES, CATALOG, NORM_TYPES, RECURRENT_TYPES  # noqa: F401
+from .plan import LayerInfo, plan  # noqa: F401  (the plan is torch-free; build re-exports it)
+from .spec import SpecError
 
 
 @dataclass
@@ -26,6 +26,16 @@ class Model:
     act_layers: list      # [(name, module, Activation)]
     recurrent: nn.Module | None  # the first recurrent layer (for time_grad_norm)
     infos: list
+    # a user's module (engine/custom.py): the tracer that sees its activations, each layer
+    # holds only its own parameters, layers whose output is another's (attention's out_proj),
+    # and how the spec calls it (extra forward arguments, which output): None is module(x)
+    tracer: object = None
+    own_params: bool = False
+    outputs_of: dict = field(default_factory=dict)
+    forward: object = None
+
+    def __call__(self, x):
+        return self.module(x) if self.forward is None else self.forward(self.module, x)
 
 
 # ----------------------------------------------------------------------------- init
@@ -114,11 +124,8 @@ class Recurrent(nn.Module):
 
 
 def make_activation_module(layer: dict) -> nn.Module:
-    kind = layer["type"]
-    return {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU,
-            "softplus": nn.Softplus, "identity": nn.Identity,
-            "leaky_relu": lambda: nn.LeakyReLU(layer["slope"]),
-            "elu": lambda: nn.ELU(layer["alpha"])}[kind]()
+    t = CATALOG[layer["type"]]
+    return getattr(nn, t.torch_class)(**t.torch_kwargs(layer))
 
 
 def _make(layers, infos, model: Model) -> list[nn.Module]:
@@ -134,11 +141,12 @@ def _make(layers, infos, model: Model) -> list[nn.Module]:
         elif kind in ACTIVATION_TYPES:
             m = make_activation_module(layer)
             model.act_layers.append((info.label, m, activation(layer)))
-        elif kind in ("batchnorm", "layernorm"):
-            m = nn.BatchNorm1d(n_in) if kind == "batchnorm" else nn.LayerNorm(n_in)
+        elif kind in NORM_TYPES:
+            t = CATALOG[kind]
+            m = getattr(nn, t.torch_class)(n_in, **t.torch_kwargs(layer))
             model.weight_layers.append((info.label, m))
         elif kind == "dropout":
-            m = nn.Dropout(layer["p"])
+            m = nn.Dropout(**CATALOG[kind].torch_kwargs(layer))
         elif kind == "residual":
             body = nn.Sequential(*_make(layer["layers"], info.children, model))
             proj = None

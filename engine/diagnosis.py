@@ -23,10 +23,15 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from functools import lru_cache
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .activations import kind_of_name
+from .advice import advice, is_custom
+from .catalog import RECURRENT_TYPES, RELU_FAMILY, SATURATING
 
 # ---- thresholds, and where each comes from ----------------------------------------------
 # Vanishing across depth: speed of the first hidden layer / speed of the last hidden one,
@@ -41,12 +46,18 @@ VANISHING_ERROR = 1e-4    # four orders: with plain SGD the early layers are fro
 # sqrt(fan_in / 2) per layer, ~1e5 over 7 layers of 64 in our preset; He init keeps ~1).
 EXPLODING_WARNING = 1e2
 EXPLODING_ERROR = 1e4
-# Exploding in time: the total gradient norm jumping 100x between two recorded steps, or its
-# recent median 1000x above its median at the start of the run. A healthy run's gradient is
-# largest near initialisation and then shrinks or stays level; a net escaping a vanishing
+# Exploding in time: the total gradient norm 100x above its robust baseline (the rolling median
+# of the JUMP_BASELINE rows before it) for JUMP_PERSIST rows in a row (or until the run blew up),
+# or its recent median 1000x above its median at the start of the run. A healthy run's gradient
+# is largest near initialisation and then shrinks or stays level; a net escaping a vanishing
 # plateau can raise it 10-100x, hence 3 decades (clipping's usual trigger: Pascanu et al. 2013).
+# Against the previous step alone, one near-zero gradient followed by a normal one read as a
+# 125x "jump": a 12-layer default-init sigmoid net on its plateau got an error (issue 12).
 JUMP_DECADES = 2.0
 GROWTH_DECADES = 3.0
+JUMP_BASELINE = 20     # rows of the rolling median a jump is measured against
+JUMP_MIN_BASELINE = 5  # rows needed before any jump is judged
+JUMP_PERSIST = 3       # rows the norm must stay 100x above that baseline
 # Vanishing by update size (CS231n, Karpathy: a healthy update is ~1e-3 of the weight per step):
 # while the loss plateaus, an early layer whose updates are 100x below that is frozen.
 UPDATE_RATIO_LOW = 1e-5
@@ -105,12 +116,18 @@ class Finding:
     evidence: dict = field(default_factory=dict)
     message: str = ""
     remedies: list = field(default_factory=list)  # ids of engine.remedies.REMEDIES
+    # a user's own module: the remedies as the code to change (engine/advice.py); remedies is
+    # then empty, as no button can rewrite the user's code
+    advice: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         """Contract 3: plain JSON (numpy numbers made Python numbers, NaN and inf made null)."""
-        return {"kind": self.kind, "severity": self.severity, "layers": [str(n) for n in self.layers],
-                "steps": [int(s) for s in self.steps], "evidence": _clean(self.evidence),
-                "message": self.message, "remedies": list(self.remedies)}
+        out = {"kind": self.kind, "severity": self.severity, "layers": [str(n) for n in self.layers],
+               "steps": [int(s) for s in self.steps], "evidence": _clean(self.evidence),
+               "message": self.message, "remedies": list(self.remedies)}
+        if self.advice:
+            out["advice"] = list(self.advice)
+        return out
 
     def describe(self) -> str:
         """Several lines of text for a terminal: what, where, the numbers, what to try."""
@@ -126,6 +143,8 @@ class Finding:
                 REMEDIES = {}
             labels = [REMEDIES.get(r, {}).get("label", r) for r in self.remedies]
             lines.append("  try: " + "; ".join(labels))
+        for a in self.advice:
+            lines.append(f"  try: {a}")
         return "\n".join(lines)
 
 
@@ -163,8 +182,9 @@ def _g(x: float) -> str:
 # ---- reading layer names ------------------------------------------------------------------
 @lru_cache(maxsize=4096)
 def _kind(name: str) -> str:
-    """Layer type from a recorded name: "3 linear" -> linear, "fc (Linear)" -> linear."""
-    return name.split(" ", 1)[-1].strip("()").lower()
+    """Layer type from a recorded name: "3 linear" -> linear, "fc (Linear)" -> linear,
+    "relu#2 (ReLU)" -> relu, "fc1 -> relu (functional)" -> relu, "act (LeakyReLU)" -> leaky_relu."""
+    return kind_of_name(name)
 
 
 def _is_norm(name: str) -> bool:
@@ -180,7 +200,7 @@ def _hidden(names: list) -> list[int]:
         k = _kind(n)
         if n.startswith("out") or k.endswith("proj") or _is_norm(n):
             continue
-        if k in ("rnn", "lstm", "gru") or "linear" in k or "conv" in k:
+        if k in RECURRENT_TYPES or "linear" in k or "conv" in k:
             out.append(i)
     if len(out) >= 2 and out[-1] == len(names) - 1:
         out = out[:-1]  # a stack or custom model whose last linear layer is its output layer
@@ -300,8 +320,8 @@ def _depth(h, rows, w0, last_step, plateau):
     ev = {"first_layer": names[hid[0]], "last_layer": names[hid[-1]], "measure": measure,
           "first": float(first), "last": float(last), "ratio": float(ratio),
           "per_layer": {names[i]: float(s[i]) for i in hid}}
-    saturating = any(k in ("sigmoid", "tanh", "softplus") for k in _act_kinds(h))
-    relu_like = any(k in ("relu", "leaky_relu", "elu", "gelu") for k in _act_kinds(h))
+    saturating = any(k in SATURATING for k in _act_kinds(h))
+    relu_like = any(k in RELU_FAMILY for k in _act_kinds(h))
     out = []
     ur = h.series("update_ratio")[rows][:, hid[0]]
     ur_first = float(_nanmedian(ur)) if ur.size else float("nan")
@@ -363,8 +383,7 @@ def _time(h, rows, w0, last_step):
     if not (np.isfinite(last) and last > 0 and np.isfinite(first)):
         return []
     ratio = first / last
-    rec = next((n for n in h.layer_names if _kind(n) in ("rnn", "lstm", "gru") or "rnn" in _kind(n)
-                or "lstm" in _kind(n) or "gru" in _kind(n)), h.layer_names[0])
+    rec = next((n for n in h.layer_names if any(r in _kind(n) for r in RECURRENT_TYPES)), h.layer_names[0])
     mid = len(tg) // 2
     ev = {"layer": rec, "time_steps": int(len(tg)), "first": float(first), "last": float(last),
           "ratio": float(ratio), "ratio_middle": float(tg[mid] / last), "middle_step": int(mid)}
@@ -380,6 +399,34 @@ def _time(h, rows, w0, last_step):
     return [Finding("vanishing", sev, [rec], [w0, last_step], ev, msg, rem)]
 
 
+def _trailing_median(x, k):
+    """out[i] = median of x[max(0, i - k):i] (NaN for i = 0): the baseline each row is judged by."""
+    n = len(x)
+    out = np.full(n, np.nan)
+    if n < 2:
+        return out
+    pad = np.concatenate([np.full(k - 1, np.nan), x[:-1]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN windows at the very start
+        out[1:] = np.nanmedian(np.lib.stride_tricks.sliding_window_view(pad, k), axis=1)
+    return out
+
+
+def _jump(lg, blew_up: bool):
+    """The first row whose log norm is JUMP_DECADES above its baseline (the median of the
+    JUMP_BASELINE rows before it) and stays so for JUMP_PERSIST rows (or until a run that then
+    blew up ended); returns (row, decades above the baseline) or None."""
+    base = _trailing_median(lg, JUMP_BASELINE)
+    n = len(lg)
+    idx = np.arange(n)
+    cand = np.flatnonzero((idx >= JUMP_MIN_BASELINE) & (lg - base >= JUMP_DECADES))
+    for i in cand:
+        after = lg[i:i + JUMP_PERSIST] - base[i]
+        if (after >= JUMP_DECADES).all() and (len(after) == JUMP_PERSIST or blew_up):
+            return int(i), float(lg[i] - base[i])
+    return None
+
+
 def _growth(h, first_step, last_step, window, sq):
     g = h.series("weight_grad_norm")
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -389,16 +436,17 @@ def _growth(h, first_step, last_step, window, sq):
         return []
     okr = np.flatnonzero(ok)
     lg, steps = logs[okr], h.steps[okr]
-    jumps = np.diff(lg)
-    k = int(np.argmax(jumps))
+    blew_up = okr[-1] < len(ok) - 1   # rows after the last sound one: the run went non-finite
+    jump = _jump(lg, blew_up)
     n0 = min(window, max(len(lg) // 4, 1))
     start = float(np.median(lg[:n0]))
     recent = float(np.median(lg[-n0:])) if len(lg) >= 2 * n0 else start
     grew = recent - start
-    if jumps[k] < JUMP_DECADES and grew < GROWTH_DECADES:
+    if jump is None and grew < GROWTH_DECADES:
         return []
-    big_jump = jumps[k] >= JUMP_DECADES
-    ev = {"jump_factor": float(10 ** jumps[k]), "jump_steps": [int(steps[k]), int(steps[k + 1])],
+    big_jump = jump is not None
+    k, jump_decades = (jump[0] - 1, jump[1]) if big_jump else (int(np.argmax(np.diff(lg))), 0.0)
+    ev = {"jump_factor": float(10 ** jump_decades), "jump_steps": [int(steps[k]), int(steps[k + 1])],
           "growth_factor": float(10 ** grew), "grad_norm_start": float(10 ** start),
           "grad_norm_now": float(10 ** recent)}
     # the layer whose own gradient grew most over the same span
@@ -407,8 +455,8 @@ def _growth(h, first_step, last_step, window, sq):
         with np.errstate(all="ignore"):
             per = np.log10(g[i1]) - np.log10(g[i0])
         span = [int(steps[k]), int(steps[k + 1])]
-        msg = (f"The total gradient norm jumped {_g(10 ** jumps[k])}x in one step, between steps {span[0]} "
-               f"and {span[1]}.")
+        msg = (f"The total gradient norm jumped to {_g(10 ** jump_decades)}x its recent median between steps "
+               f"{span[0]} and {span[1]}, and stayed there.")
     else:
         with np.errstate(all="ignore"):
             per = np.log10(_nanmedian(g[okr[-n0:]])) - np.log10(_nanmedian(g[okr[:n0]]))
@@ -575,12 +623,48 @@ def _overfitting(h, last_step):
     return []
 
 
-def diagnose(history, window: int = WINDOW) -> list[Finding]:
+def diagnose(history, window: int = WINDOW, spec: dict | None = None) -> list[Finding]:
     """Every finding about a History, most severe first, at most one per kind; a healthy run gives [].
 
     Statistics about "now" are medians over the last ``window`` rows with a finite loss, so a
     live History can be diagnosed a few times a second and a finished record the same way.
+    With the run's ``spec``: a user's own module gets its remedies as advice (the code to
+    change) instead of one-click remedies that only a layer stack can take.
     """
+    findings = _diagnose(history, window)
+    if is_custom(spec):
+        for f in findings:
+            f.advice = [a for a in (advice(r, f.layers) for r in f.remedies) if a]
+            f.remedies = []
+    return findings
+
+
+def unchecked(history) -> list[str]:
+    """What this record cannot tell: each a line naming the missing statistic and the checks it
+    leaves out (a healthy diagnosis says nothing about these)."""
+    out = []
+    if len(history) == 0:
+        return out
+    std = history.series("preact_std")
+    if not history.act_names or not np.isfinite(std).any():
+        out.append("no activation statistics: saturation and dead units not checked")
+    elif not any(_kind(n) in ("sigmoid", "tanh", "softplus", "relu", "leaky_relu") for n in history.act_names):
+        out.append("no sigmoid/tanh/ReLU activations: saturation and dead units not checked")
+    recurrent = [n for n in history.layer_names if _kind(n) in RECURRENT_TYPES]
+    if recurrent and not (history.has("time_grad_norm") and np.isfinite(history.series("time_grad_norm")).any()):
+        out.append(f"no gradient through time for {recurrent[0]}: vanishing and exploding in time not checked")
+    delta = history.series("delta_norm")
+    missing = [n for j, n in enumerate(history.layer_names) if not np.isfinite(delta[:, j]).any()]
+    if missing:
+        out.append(f"no delta (dL/d output) for {', '.join(missing[:4])}"
+                   + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+                   + ": their speed of learning is read from the bias gradient only")
+    if not np.isfinite(history.series("test_loss")).any():
+        out.append("no test loss: overfitting not checked")
+    return out
+
+
+def _diagnose(history, window: int) -> list[Finding]:
     n = len(history)
     if n == 0 or not history.layer_names:
         return []

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from . import limits
 from .build import Model, build_stack
 from .custom import build_custom
 from .data import DataSet, make_dataset
@@ -31,15 +32,32 @@ def pick_device(name: str) -> torch.device:
 
 def build(spec: dict, base_dir=None, seed: int | None = None) -> Experiment:
     """Validate ``spec`` and build its data and model; ``seed`` overrides train.seed."""
+    if seed is not None and isinstance(spec, dict) and isinstance(spec.get("train", {}), dict):
+        spec = {**spec, "train": {**spec.get("train", {}), "seed": seed}}   # checked with the rest
     spec = validate(spec)
-    if seed is not None:
-        spec["train"]["seed"] = int(seed)
     data = make_dataset(spec["data"], base_dir)
-    if spec["train"]["loss"] == "cross_entropy" and data.task != "classification":
-        raise SpecError("train.loss: cross_entropy needs class labels; this data is regression (use mse)")
+    loss = spec["train"]["loss"]
+    if loss in ("cross_entropy", "nll") and data.task != "classification":
+        raise SpecError(f"train.loss: {loss} needs class labels; this data is regression (use mse)")
     m, s = spec["model"], spec["train"]["seed"]
     if "python" in m:
-        model = build_custom(m, base_dir, data.input_shape, data.n_outputs, s)
+        example = torch.zeros((2, *data.input_shape), dtype=torch.from_numpy(data.x_train[:0]).dtype)
+        model = build_custom(m, base_dir, data.input_shape, data.n_outputs, s,
+                             example.transpose(0, 1) if data.time_major else example,
+                             batch_axis=1 if data.time_major else 0)
     else:
+        batch = min(spec["train"]["batch_size"] or len(data.x_train), len(data.x_train))
+        limits.check_run_memory(m["layers"], data.input_shape, data.n_outputs, batch, SpecError)
         model = build_stack(m["layers"], data.input_shape, data.n_outputs, s)
     return Experiment(spec, Path(base_dir) if base_dir else None, data, model, pick_device(spec["train"]["device"]))
+
+
+def time_steps(exp: Experiment) -> int:
+    """Length of the time_grad_norm rows of this experiment (0: no recurrent layer to follow)."""
+    if exp.model.recurrent is None:
+        return 0
+    seen = getattr(exp.model.recurrent, "time_steps", 0)   # a user's fused layer, from its first pass
+    if seen:
+        return int(seen)
+    x = exp.data.x_train
+    return x.shape[1] if x.ndim == 3 else 0

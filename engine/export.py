@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .plan import ACTIVATION_TYPES, plan
+from .catalog import ACTIVATION_TYPES, CATALOG, NORM_TYPES, RECURRENT_TYPES
 from .data import make_dataset
-from .spec import RECURRENT_TYPES, SpecError, validate
+from .plan import plan
+from .spec import SpecError, validate
 
 _HEADER = '''"""{name}: exported from Backprop Lab. Run it: python {file}"""
 import math
@@ -101,12 +102,11 @@ def _kw(init: dict) -> str:
     return ", ".join(args)
 
 
-def _act(layer: dict) -> str:
-    kind = layer["type"]
-    return {"sigmoid": "nn.Sigmoid()", "tanh": "nn.Tanh()", "relu": "nn.ReLU()", "gelu": "nn.GELU()",
-            "softplus": "nn.Softplus()", "identity": "nn.Identity()",
-            "leaky_relu": f"nn.LeakyReLU({layer.get('slope', 0.01)!r})",
-            "elu": f"nn.ELU({layer.get('alpha', 1.0)!r})"}[kind]
+def _module(layer: dict, *first) -> str:
+    """The torch constructor call of a catalogue layer: nn.LeakyReLU(negative_slope=0.01), nn.BatchNorm1d(30)."""
+    t = CATALOG[layer["type"]]
+    args = [repr(a) for a in first] + [f"{k}={v!r}" for k, v in t.torch_kwargs(layer).items()]
+    return f"nn.{t.torch_class}({', '.join(args)})"
 
 
 def _emit(layers, infos, out: list, var: str, indent: str, counter: list) -> None:
@@ -121,14 +121,10 @@ def _emit(layers, infos, out: list, var: str, indent: str, counter: list) -> Non
                 out.append(f"{indent}init_weight({m}.weight, {_kw(layer['init'])})")
             if layer["bias"] and layer["bias_init"]["scheme"] != "default":
                 out.append(f"{indent}init_bias({m}.bias, {_kw(layer['bias_init'])})")
-        elif kind in ACTIVATION_TYPES:
-            out.append(f"{indent}{m} = {_act(layer)}")
-        elif kind == "batchnorm":
-            out.append(f"{indent}{m} = nn.BatchNorm1d({n_in})")
-        elif kind == "layernorm":
-            out.append(f"{indent}{m} = nn.LayerNorm({n_in})")
-        elif kind == "dropout":
-            out.append(f"{indent}{m} = nn.Dropout({layer['p']!r})")
+        elif kind in ACTIVATION_TYPES or kind == "dropout":
+            out.append(f"{indent}{m} = {_module(layer)}")
+        elif kind in NORM_TYPES:
+            out.append(f"{indent}{m} = {_module(layer, n_in)}")
         elif kind == "residual":
             body = f"{m}_body"
             out.append(f"{indent}{body} = []")

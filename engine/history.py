@@ -6,12 +6,18 @@ append order, the stride doubling as the run grows: old steps stay evenly
 spread from the first step on (never thinned again and again until only the
 first is left), recent steps are always complete, and a run of any length fits
 in ``budget_bytes``. Numpy only: widgets read it directly.
+
+Per-unit rows (``neuron_grad``) keep at most ``MAX_HISTORY_UNITS`` columns per
+layer: a wider layer's units are pooled into that many contiguous groups (the
+mean of |dL/dz| over each group), so a row's size does not grow with the width
+of a layer (3e7 units asked for 57 GiB before).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .snapshot import PER_ACT, PER_LAYER, ROWS, SCALARS, Snapshot, unpack_last
+from .limits import MAX_HISTORY_UNITS
+from .snapshot import OPTIONAL_ROWS, PER_ACT, PER_LAYER, ROWS, SCALARS, Snapshot, unpack_last
 
 DEFAULT_BUDGET = 96 * 2**20  # bytes for all arrays together
 
@@ -21,13 +27,16 @@ class History:
                  budget_bytes: int = DEFAULT_BUDGET, min_capacity: int = 512):
         self.layer_names = list(layer_names)
         self.act_names = list(act_names)
-        self.units = list(units)  # neurons of each layer, for neuron_grad
-        self.offsets = np.concatenate([[0], np.cumsum(self.units)]).astype(int)
+        self.units = [int(u) for u in units]  # neurons of each layer, for neuron_grad
+        # columns kept per layer: every unit, or MAX_HISTORY_UNITS groups of a wider layer
+        self.stored_units = [min(u, MAX_HISTORY_UNITS) for u in self.units]
+        self.offsets = np.concatenate([[0], np.cumsum(self.stored_units)]).astype(int)
+        self._pool = _pooling(self.units, self.stored_units)
         self.time_steps = time_steps
-        L, A, U = len(self.layer_names), len(self.act_names), int(sum(self.units))
+        L, A, U = len(self.layer_names), len(self.act_names), int(sum(self.stored_units))
         # width None: one number per step; an int: a row per step (may be 0 wide)
         self.widths = {"step": None, **{k: None for k in SCALARS}, **{k: L for k in PER_LAYER},
-                       **{k: A for k in PER_ACT}, "neuron_grad": U}
+                       **{k: A for k in PER_ACT}, "neuron_grad": U, "weight_rms": L}
         if time_steps:
             self.widths["time_grad_norm"] = time_steps
         row_bytes = sum(w or 1 for w in self.widths.values()) * 8
@@ -67,12 +76,27 @@ class History:
                 continue
             if k == "time_grad_norm" and len(v) != self.time_steps:
                 continue  # a batch of another length: the row keeps NaN
+            if k == "neuron_grad" and self._pool is not None:
+                v = self.pool_units(v)
+                if v is None:
+                    continue
             self._data[k][i] = v
         self.n += 1
         self.version += 1
         self.latest = s
         if s.preact_hist is not None:
             self.latest_hist = s.preact_hist
+
+    def pool_units(self, v: np.ndarray) -> np.ndarray | None:
+        """A full per-unit row (sum of units wide) as the stored columns: the mean over each
+        group of a pooled layer; None if the row has another width."""
+        if self._pool is None:
+            return v
+        starts, counts, total = self._pool
+        v = np.asarray(v, np.float64).reshape(-1)
+        if len(v) != total:
+            return None
+        return (np.add.reduceat(v, starts) / counts).astype(np.float32)
 
     def extend(self, snaps) -> None:
         for s in snaps:
@@ -81,7 +105,6 @@ class History:
     def extend_packed(self, batch: dict) -> None:
         """Append a packed batch (engine.snapshot.pack): the same rows as ``extend``, by slices."""
         total, done = len(batch["step"]), 0
-        tg = batch.get("time_grad_norm")
         while done < total:
             if self.n == self.capacity:
                 self._decimate()
@@ -89,15 +112,24 @@ class History:
             first = self._serial[i - 1] + 1 if i else 0
             self._serial[i:i + k] = np.arange(first, first + k)
             for key in ROWS:
-                self._data[key][i:i + k] = batch[key][done:done + k]
-            if self.time_steps and tg is not None:
-                if isinstance(tg, np.ndarray):
-                    if tg.shape[1] == self.time_steps:
-                        self._data["time_grad_norm"][i:i + k] = tg[done:done + k]
-                else:
-                    for j, v in enumerate(tg[done:done + k]):
-                        if v is not None and len(v) == self.time_steps:
-                            self._data["time_grad_norm"][i + j] = v
+                rows = batch[key][done:done + k]
+                if key == "neuron_grad" and self._pool is not None:
+                    starts, counts, units = self._pool
+                    if rows.shape[1] != units:
+                        continue
+                    rows = (np.add.reduceat(rows.astype(np.float64), starts, axis=1) / counts).astype(np.float32)
+                self._data[key][i:i + k] = rows
+            for key in OPTIONAL_ROWS:
+                rows, width = batch.get(key), self.widths.get(key)
+                if rows is None or not width:
+                    continue
+                if isinstance(rows, np.ndarray):
+                    if rows.shape[1] == width:
+                        self._data[key][i:i + k] = rows[done:done + k]
+                    continue
+                for j, v in enumerate(rows[done:done + k]):  # rows of their own lengths, or missing
+                    if v is not None and len(v) == width:
+                        self._data[key][i + j] = v
             self.n += k
             done += k
         if total:
@@ -138,5 +170,23 @@ class History:
         a, b = self.offsets[layer], self.offsets[layer + 1]
         return self._data["neuron_grad"][: self.n, a:b]
 
+    def pooled(self, layer: int) -> bool:
+        """True when the layer's columns are groups of units, not single units."""
+        return self.stored_units[layer] < self.units[layer]
+
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self._data.values())
+
+
+def _pooling(units, stored):
+    """(group starts in the full row, units per group, full width) or None if nothing pools."""
+    if list(units) == list(stored):
+        return None
+    starts, base = [], 0
+    for u, k in zip(units, stored):
+        if k:
+            starts.append(base + (np.arange(k, dtype=np.int64) * u) // k)
+        base += u
+    starts = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+    counts = np.diff(np.append(starts, base)).astype(np.float64)
+    return starts, counts, base

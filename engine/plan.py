@@ -1,19 +1,18 @@
-"""The plan of a layer stack, without torch: shapes, problems, and what the probes will see.
+"""The plan of a layer stack: each layer's input and output shape and, where it
+cannot work, the reason (no torch: the GUI and the stack document use it).
 
 ``plan`` walks the stack with the shape of one sample (no batch axis) and
-returns one LayerInfo per row: its input and output shape and, where it cannot
-work, the reason. ``layout`` names what ``build.build_stack`` will make of it
-(the layers with a weight, the activation layers, each layer's units), so the
-window can draw an empty History of a built-in stack before the training
-process has imported torch. numpy-free and torch-free: the GUI process uses it.
+returns one LayerInfo per row, input side first; at the top level it appends
+the output linear layer that engine.build adds (``added``). ``layout`` names
+what engine.build will make of a stack (the layers with a weight, the
+activation layers, each layer's units), so the window can show an empty
+History of a built-in stack before the training process has imported torch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .spec import RECURRENT_TYPES
-
-ACTIVATION_TYPES = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "softplus", "identity")
+from .catalog import ACTIVATION_TYPES, CATALOG, NORM_TYPES, RECURRENT_TYPES
 
 
 @dataclass
@@ -31,10 +30,16 @@ class LayerInfo:
         return f"{self.path} {self.type}"
 
 
+def _role(kind) -> str | None:
+    t = CATALOG.get(kind)
+    return t.role if t else None
+
+
 def _shape(s: tuple) -> str:
     return " x ".join(map(str, s)) if s else "scalar"
 
 
+# ----------------------------------------------------------------------------- planning
 def plan(layers: list[dict], in_shape: tuple, n_out: int | None = None, prefix: str = "") -> list[LayerInfo]:
     """Shapes and problems of each layer; appends the output layer at the top level."""
     infos, shape = [], tuple(in_shape)
@@ -44,7 +49,7 @@ def plan(layers: list[dict], in_shape: tuple, n_out: int | None = None, prefix: 
         info = LayerInfo(path, kind, shape, shape)
         if shape is None:
             info.problem = "an earlier layer does not fit"
-        elif kind == "linear":
+        elif _role(kind) == "dense":
             info.out_shape = shape[:-1] + (layer["units"],)
         elif kind == "batchnorm" and len(shape) != 1:
             info.problem = f"batchnorm needs one feature axis, got {_shape(shape)}; put it after the recurrent layer"
@@ -53,7 +58,7 @@ def plan(layers: list[dict], in_shape: tuple, n_out: int | None = None, prefix: 
                 info.problem = f"{kind} needs a sequence (time x features), got {_shape(shape)}"
             else:
                 info.out_shape = (shape[0], layer["units"]) if later_recurrent else (layer["units"],)
-        elif kind == "residual":
+        elif _role(kind) == "block":
             info.children = plan(layer["layers"], shape, None, f"{path}.")
             bad = next((c for c in info.children if c.problem), None)
             if bad:
@@ -93,7 +98,8 @@ class Layout:
 
 
 def layout(layers: list[dict], infos: list[LayerInfo], x_shape: tuple = ()) -> Layout:
-    """The layers ``build.build_stack`` makes of a stack whose plan has no problem, in its order.
+    """The layers engine.build makes of a stack whose plan has no problem, in its order
+    (tests/test_worker.py holds it to the built probes' on every preset).
 
     ``x_shape``: the shape of the training inputs (samples first), for the time steps."""
     out = Layout([], [], [], [])
@@ -107,10 +113,10 @@ def layout(layers: list[dict], infos: list[LayerInfo], x_shape: tuple = ()) -> L
             elif kind in ACTIVATION_TYPES:
                 out.act_names.append(info.label)
                 out.act_layers.append(dict(layer))
-            elif kind in ("batchnorm", "layernorm"):
+            elif kind in NORM_TYPES:
                 out.layer_names.append(info.label)
                 out.units.append(int(info.in_shape[-1]))
-            elif kind == "residual":
+            elif _role(kind) == "block":
                 walk(layer["layers"], info.children)
                 if info.out_shape[-1] != info.in_shape[-1]:
                     out.layer_names.append(f"{info.path} proj")

@@ -35,6 +35,7 @@ no step.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -42,10 +43,10 @@ import torch
 
 from .activations import SATURATION_FRACTION
 from .build import Model
+from .snapshot import HIST_BINS, HIST_RANGE  # noqa: F401  (histogram of z)
 
 ACT_STATS = ("preact_mean", "preact_std", "mean_derivative", "saturated_frac", "dead_frac")
 LAYER_STATS = ("weight_grad_norm", "bias_grad_norm", "delta_norm", "update_ratio")
-HIST_BINS, HIST_RANGE = 80, (-8.0, 8.0)  # histogram of z; the end bins hold the tails
 # per-layer tensors of at most this many entries are kept and reduced after the
 # backward pass, stacked with their like; larger ones are reduced in their hooks
 STACK_MAX = 1 << 14
@@ -83,6 +84,36 @@ def _per_layer(reduce, x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 1:  # one entry per layer
         x = x[:, None]
     return reduce(x).reshape(1) if x.shape[0] == 1 else reduce(x, dim=_layer_axes(x))
+
+
+_NORM64 = functools.partial(torch.linalg.vector_norm, dtype=torch.float64)
+
+
+def safe_norms(x: torch.Tensor) -> torch.Tensor:
+    """||x|| of each layer of a stack [layers, ...], in float64, finite wherever x is.
+
+    A float32 norm squares in float32, which overflows above ~1.8e19 (an exploding layer's
+    gradient would be stored as inf). On a CUDA device the reduction accumulates in float64
+    directly (it casts as it loads, no copy); on the CPU, where that cast makes a copy (3-10x
+    slower), the float32 result is checked and only a non-finite one is taken again in float64."""
+    if x.dtype == torch.float64 or x.is_cuda:
+        return _per_layer(_NORM64, x)
+    n = _per_layer(torch.linalg.vector_norm, x)
+    if not bool(torch.isfinite(n).all()):
+        n = _per_layer(_NORM64, x)
+    return n.double()
+
+
+def safe_foreach_norms(ts: list) -> list:
+    """||t|| of each tensor of a list, finite wherever the tensor is (as ``safe_norms``)."""
+    if not ts:
+        return []
+    if ts[0].is_cuda:
+        return list(torch._foreach_norm(ts, 2, dtype=torch.float64))
+    norms = torch._foreach_norm(ts)
+    if not bool(torch.isfinite(torch.stack(norms)).all()):
+        return list(torch._foreach_norm(ts, 2, dtype=torch.float64))
+    return list(norms)
 
 
 def _per_unit_axes(x: torch.Tensor) -> tuple:
@@ -129,7 +160,7 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shi
             zs = scratch[key] = torch.empty_like(z)
         shift = torch.tensor(shifts, dtype=z.dtype).to(z.device).view(-1, *(1,) * (z.dim() - 1))
         torch.sub(z, shift, out=zs)    # shifts are float32 numbers: exact in z's precision
-    moments = [_per_layer(torch.sum, zs), _per_layer(torch.linalg.vector_norm, zs).square()]
+    moments = [_per_layer(torch.sum, zs), safe_norms(zs).square()]   # float64 squares: no overflow
     threshold = SATURATION_FRACTION * act.max_derivative
     if act.name in ("relu", "leaky_relu"):
         active = _per_layer(torch.count_nonzero, z > 0)   # f' = 1 there, f' = slope elsewhere
@@ -168,7 +199,7 @@ def delta_stats(g: torch.Tensor, per_unit: bool) -> tuple:
     """(||dL/dz|| per layer, sum over the batch of |dL/dz_j| per layer and unit) of a stack [layers, ...].
 
     The second only where the layer's unit axis holds its units (else an empty [layers, 0])."""
-    norms = _per_layer(torch.linalg.vector_norm, g)
+    norms = safe_norms(g)
     if not per_unit:
         return norms, g.new_empty((g.shape[0], 0))
     return norms, g.abs().sum(dim=_per_unit_axes(g))
@@ -176,12 +207,21 @@ def delta_stats(g: torch.Tensor, per_unit: bool) -> tuple:
 
 def _norms(g: torch.Tensor) -> tuple:
     """||g|| per layer of a stack [layers, ...] (the time gradient of each step)."""
-    return (_per_layer(torch.linalg.vector_norm, g),)
+    return (safe_norms(g),)
 
 
 def _sizes(z: torch.Tensor) -> tuple:
     """(entries, units) of an activation layer's z."""
     return z.numel(), (z.shape[_unit_axis(z)] if z.dim() > 1 else 1)
+
+
+def _time_step(key) -> int:
+    """The time step of a hidden-state key: t, or (t, 1) for a reverse direction's h_t."""
+    return key[0] if isinstance(key, tuple) else key
+
+
+def _time_order(key) -> tuple:
+    return (key, 0) if not isinstance(key, tuple) else key
 
 
 def _act_key(act):
@@ -221,14 +261,16 @@ class Probe:
         self.model = model
         self.layer_names = [n for n, _ in model.weight_layers]
         self.act_names = [n for n, _, _ in model.act_layers]
-        self.active = False      # hooks measure only while True (not during evaluation)
+        self._tracer = model.tracer   # a user's module: activations come from the tracer
+        self._active = False     # hooks measure only while True (not during evaluation)
         self.want_hist = False   # histogram of z this step (the live panel asks for it)
         L = len(self.layer_names)
         w, w_owner, b, b_owner = [], [], [], []
         for i, (_, m) in enumerate(model.weight_layers):
-            for name, p in m.named_parameters():
-                # the parameter's own name: a recurrent layer's are "cell.weight_ih", ...
-                is_weight = name.rsplit(".", 1)[-1].startswith("weight")
+            for name, p in m.named_parameters(recurse=not model.own_params):
+                # the parameter's own name: a recurrent layer's are "cell.bias_ih", attention's
+                # "in_proj_bias", "bias_k"; everything else (weights, a norm's scale) is a weight
+                is_weight = "bias" not in name.rsplit(".", 1)[-1]
                 (w if is_weight else b).append(p)
                 (w_owner if is_weight else b_owner).append(i)
         self.weights, self.biases = w, b
@@ -243,10 +285,14 @@ class Probe:
         self.units = [self._units_of(m) for _, m in model.weight_layers]
         self._unit_start = np.cumsum([0] + self.units)[:-1]
         self._handles, self._scratch, self._before = [], {}, None
+        self._layer_hooks = [self._layer_hook(i) for i in range(L)]
         for i, (_, m) in enumerate(model.weight_layers):
-            self._handles.append(m.register_forward_hook(self._layer_hook(i)))
-        for i, (_, m, act) in enumerate(model.act_layers):
-            self._handles.append(m.register_forward_hook(self._act_hook(i, act)))
+            self._handles.append(m.register_forward_hook(self._layer_hooks[i]))
+        if self._tracer is not None:
+            self._tracer.on_act = self._on_traced_act
+        else:
+            for i, (_, m, act) in enumerate(model.act_layers):
+                self._handles.append(m.register_forward_hook(self._act_hook(i, act)))
         if model.recurrent is not None:
             model.recurrent.on_hidden = self._on_hidden
         # per activation layer: the shift of the next step's moments (None: not known
@@ -257,9 +303,23 @@ class Probe:
         self._checked = False   # the first step (every layer measured in its hooks) is done
         self._reset()
 
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    @active.setter
+    def active(self, on: bool) -> None:
+        """Measure (True) or not; a user's module is traced only while this is on."""
+        self._active = bool(on)
+        if self._tracer is not None:
+            (self._tracer.start if on else self._tracer.stop)()
+
     @staticmethod
     def _units_of(m) -> int:
-        for name in ("out_features", "num_features", "units", "out_channels", "hidden_size"):
+        if isinstance(m, torch.nn.RNNBase):   # its output: every direction's hidden state
+            return m.hidden_size * (2 if m.bidirectional else 1)
+        for name in ("out_features", "num_features", "units", "out_channels", "embedding_dim", "embed_dim",
+                     "hidden_size"):
             if isinstance(getattr(m, name, None), int):
                 return getattr(m, name)
         ns = getattr(m, "normalized_shape", None)
@@ -268,10 +328,16 @@ class Probe:
         return int(next(p for n, p in m.named_parameters() if n.rsplit(".", 1)[-1].startswith("weight")).shape[0])
 
     def remove(self) -> None:
+        """Take every hook off: the module is as it was (a user's module: its tracer too)."""
+        self.active = False
         for h in self._handles:
             h.remove()
         if self.model.recurrent is not None:
             self.model.recurrent.on_hidden = None
+            if hasattr(self.model.recurrent, "remove"):   # an unrolled fused layer: its own forward back
+                self.model.recurrent.remove()
+        if self._tracer is not None:
+            self._tracer.remove()
 
     def _reset(self) -> None:
         # what the hooks keep for collect to reduce (tensors with their versions), and
@@ -304,10 +370,14 @@ class Probe:
             self._delta_done[i] = (delta_stats(g[None], per_unit), count)
             return None
 
+        also = self.model.outputs_of.get(i, ())
+
         def hook(module, inputs, output):
             out = _first_tensor(output)
             if not (self.active and isinstance(out, torch.Tensor) and out.requires_grad):
                 return
+            for j in also:   # a layer whose output is this one's (attention's out_proj)
+                self._layer_hooks[j](module, inputs, output)
             if self._checked and i not in self._hooked and out.grad_fn is not None and out.numel() <= STACK_MAX:
                 # small: autograd keeps dL/dz in out.grad (no Python call in the backward pass)
                 # and collect reduces it with its like; on reuse, the first call's output, the
@@ -323,26 +393,40 @@ class Probe:
 
     def _act_hook(self, i, act):
         def hook(module, inputs, output):
-            if not self.active:
-                return
-            z, a = inputs[0].detach(), _first_tensor(output).detach()  # no graph from here on
-            if z.dim() == 0:
-                z, a = z.reshape(1), a.reshape(1)
-            if self.want_hist:
-                self._hist[i] = torch.histc(z.float().clamp(*HIST_RANGE), HIST_BINS, *HIST_RANGE)
-            kept = (z, a, z._version, a._version)
-            shift = self._shift[i]
-            if shift is not None and i not in self._eager_act and z.numel() <= STACK_MAX:
-                self._act_kept[i] = kept      # reduced in collect
-                self._act_done.pop(i, None)
-                return
-            if shift is None:  # the first step decides from z itself (one host copy, once)
-                shift = _shift_for(float(z.mean()), float(z.std(correction=0))) if z.numel() else 0.0
-                self._act_check[i] = kept     # and collect checks that z, a stay as they are
-            self._act_sizes[i], self._act_shift[i] = _sizes(z), shift
-            self._act_done[i] = activation_moments(act, z[None], a[None], self._scratch, [shift])
-            self._act_kept.pop(i, None)
+            if self.active:
+                self._act_seen(i, act, inputs[0].detach(), _first_tensor(output).detach())
         return hook
+
+    def _on_traced_act(self, i, z, a):
+        """A call site of a user's module (engine/tracer.py): z taken before the call."""
+        if not self.active:
+            return
+        while len(self.act_names) < len(self.model.act_layers):   # sites found on the first step
+            self.act_names.append(self.model.act_layers[len(self.act_names)][0])
+            self._shift.append(None)
+            self._act_sizes.append(None)
+            self._act_shift.append(0.0)
+            self._hist.append(None)
+        self._act_seen(i, self.model.act_layers[i][2], z, a)
+
+    def _act_seen(self, i, act, z, a):
+        # z and a are detached: no graph from here on
+        if z.dim() == 0:
+            z, a = z.reshape(1), a.reshape(1)
+        if self.want_hist:
+            self._hist[i] = torch.histc(z.float().clamp(*HIST_RANGE), HIST_BINS, *HIST_RANGE)
+        kept = (z, a, z._version, a._version)
+        shift = self._shift[i]
+        if shift is not None and i not in self._eager_act and z.numel() <= STACK_MAX:
+            self._act_kept[i] = kept      # reduced in collect
+            self._act_done.pop(i, None)
+            return
+        if shift is None:  # the first step decides from z itself (one host copy, once)
+            shift = _shift_for(float(z.mean()), float(z.std(correction=0))) if z.numel() else 0.0
+            self._act_check[i] = kept     # and collect checks that z, a stay as they are
+        self._act_sizes[i], self._act_shift[i] = _sizes(z), shift
+        self._act_done[i] = activation_moments(act, z[None], a[None], self._scratch, [shift])
+        self._act_kept.pop(i, None)
 
     def _on_hidden(self, t, h):
         if self.active and h.requires_grad:
@@ -352,7 +436,7 @@ class Probe:
     def begin(self, want_hist: bool = False) -> None:
         self._reset()
         self.want_hist = want_hist
-        self.active = True
+        self.active = True    # (re)starts the tracer of a user's module: call ordinals from 1
 
     def grad_norms(self):
         """Weight and bias gradient norms per layer (call after backward, before clipping)."""
@@ -362,7 +446,7 @@ class Probe:
         dev = self._params[0].device
         grads = [p.grad for p in self._params]
         present = [g for g in grads if g is not None]
-        norms = torch._foreach_norm(present) if present else []
+        norms = safe_foreach_norms(present)
         if len(present) < len(grads):  # a weight that took no part in the loss: NaN, not a made-up 0
             it, nan = iter(norms), torch.tensor(math.nan, device=dev)
             norms = [next(it) if g is not None else nan for g in grads]
@@ -371,8 +455,9 @@ class Probe:
 
     def _per_layer(self, norms: list, owner: torch.Tensor, slots: int, dev) -> torch.Tensor:
         """sqrt of the per-slot sum of squared norms: the norm of all a layer's tensors together."""
-        sq = torch.stack(norms).float().square()
-        return torch.zeros(slots, device=dev).index_add_(0, self._on(owner, dev), sq).sqrt()
+        # float64: a norm above ~1.8e19 squared in float32 would be stored as inf
+        sq = torch.stack([n.double() for n in norms]).square()
+        return torch.zeros(slots, device=dev, dtype=torch.float64).index_add_(0, self._on(owner, dev), sq).sqrt()
 
     def weights_before(self):
         """A copy of every weight, into buffers kept from step to step (no allocation)."""
@@ -391,11 +476,25 @@ class Probe:
             return torch.zeros(L)
         dev = self.weights[0].device
         with torch.no_grad():
-            den = torch._foreach_norm(before)
+            den = safe_foreach_norms(before)
             torch._foreach_sub_(before, [p.detach() for p in self.weights])  # now W_before - W_after
-            num = torch._foreach_norm(before)
+            num = safe_foreach_norms(before)
             per_layer = self._per_layer(list(num) + list(den), self._ratio_owner, 2 * L, dev)
+            self.weight_norm = per_layer[L:]   # ||W|| before the step, for weight_rms
             return per_layer[:L] / per_layer[L:]
+
+    def weight_rms(self) -> np.ndarray:
+        """||W|| / sqrt(number of weight entries) per layer at the step's start (NaN before update_ratio)."""
+        L = len(self.layer_names)
+        norm = getattr(self, "weight_norm", None)
+        if norm is None:
+            return np.full(L, np.nan)
+        if getattr(self, "_weight_sizes", None) is None:
+            sizes = np.zeros(L)
+            np.add.at(sizes, self._ratio_owner[: len(self.weights)].numpy(), [p.numel() for p in self.weights])
+            self._weight_sizes = np.where(sizes > 0, sizes, np.nan)
+        self.weight_norm = None
+        return norm.detach().cpu().double().numpy() / np.sqrt(self._weight_sizes)
 
     # ------------------------------------------------------------------ after the step
     def _unchanged(self, kept: dict, lost: set) -> dict:
@@ -444,13 +543,13 @@ class Probe:
     def _reduce_times(self) -> tuple:
         """(the time steps t, ||dL/dh_t|| of each that nothing changed in place)."""
         kept = self._unchanged(self._time, set())
-        ts = sorted(kept)
+        ts = sorted(kept, key=_time_order)
         if not ts:
             return ts, torch.zeros(0)
         gs = [kept[t][0] for t in ts]
         if len({g.shape for g in gs}) == 1:
             return ts, over_layers(lambda s, _: _norms(s[0]), (gs,), ts)[0]
-        return ts, torch.stack([torch.linalg.vector_norm(g) for g in gs])
+        return ts, torch.cat([safe_norms(g[None]) for g in gs])
 
     def collect(self, head: torch.Tensor, wg, bg, ur) -> dict:
         """Reduce what the hooks kept, then one host copy of everything, split into numpy arrays."""
@@ -463,10 +562,11 @@ class Probe:
 
         def flat(ts):
             return torch.cat([t.reshape(-1) for t in ts]) if ts else torch.zeros(0, device=dev)
-        parts = [head.float(), wg.float(), bg.float(), ur.float(),
-                 flat([norms for _, norms, _, _ in deltas]).float(), flat([sums for _, _, sums, _ in deltas]).float(),
+        # norms in float64 (finite wherever the tensors are: see safe_norms); the cat promotes
+        parts = [head.float(), wg.double(), bg.double(), ur.double(),
+                 flat([norms for _, norms, _, _ in deltas]).double(), flat([sums for _, _, sums, _ in deltas]).float(),
                  flat([t for _, raw in acts for t in raw]),  # in z's own dtype (the cat promotes)
-                 time_norms.float(),
+                 time_norms.double(),
                  torch.cat(hist).float() if len(hist) == len(self._hist) and hist else torch.zeros(0)]
         host = torch.cat([p.reshape(-1).to(dev) for p in parts]).cpu().numpy()
         ends = np.cumsum([p.numel() for p in parts]).tolist()
@@ -492,14 +592,20 @@ class Probe:
             for i, r in zip(idx, raw):
                 act[i] = finish_activation(self.model.act_layers[i][2], r, *self._act_sizes[i], self._act_shift[i])
                 self._shift[i] = _shift_for(act[i, 0], act[i, 1])
-        position = {t: k for k, t in enumerate(sorted(self._time))}
-        times = np.full(len(self._time), np.nan, dtype=host.dtype)
-        times[[position[t] for t in ts]] = time_norms
+        # ||dL/dh_t|| of each time step t; a bidirectional layer's two directions together
+        position = {t: k for k, t in enumerate(sorted({_time_step(key) for key in self._time}))}
+        measured = dict(zip(ts, time_norms.astype(np.float64)))
+        times = np.zeros(len(position))
+        for key in self._time:   # NaN where one was changed in place
+            times[position[_time_step(key)]] += measured.get(key, np.nan) ** 2
+        times = np.sqrt(times)
         out.update({"delta_norm": delta, "neuron_grad": (neuron / np.repeat(count, self.units)).astype(np.float32),
                     "time_grad_norm": times if self.model.recurrent is not None else None,
                     "preact_hist": hist_np.reshape(A, HIST_BINS) if hist_np.size else None})
         for k, name in enumerate(ACT_STATS):
             out[name] = act[:, k].copy()
         self._checked = True
+        if self._tracer is not None:
+            self._tracer.sealed = True   # the call sites are those of the first watched step
         self._reset()  # lets go of this step's tensors
         return out

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import copy
 
+from .catalog import RECURRENT_TYPES, RELU_FAMILY, SATURATING, WIDTH_TYPES, default_layer  # noqa: F401
 from .spec import validate
-
-SATURATING = ("sigmoid", "tanh", "softplus")
-RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu")
 
 REMEDIES = {
     "relu_he": {"label": "ReLU + He init",
@@ -75,11 +73,9 @@ def _set_init(layers, scheme):
 
 
 def _swap_activation(layers, new_type):
-    extra = {"leaky_relu": {"slope": 0.01}, "elu": {"alpha": 1.0}}.get(new_type, {})
-
     def fn(layer):
         if layer["type"] in SATURATING:
-            return [{"type": new_type, **extra}]
+            return [default_layer(new_type)]
         return [layer]
     return _set_init(_map_layers(layers, fn), "kaiming_normal")
 
@@ -98,12 +94,12 @@ def _add_batchnorm(layers):
     return out
 
 
-BLOCK_BREAKERS = ("linear", "residual", "rnn", "lstm", "gru")
+BLOCK_BREAKERS = ("residual", *WIDTH_TYPES)
 
 
 def _out_width(layer, width):
     """Feature width after a layer, given the width before it (None: unknown)."""
-    if layer["type"] in ("linear", "rnn", "lstm", "gru"):
+    if layer["type"] in WIDTH_TYPES:
         return layer["units"]
     if layer["type"] == "residual":
         for inner in layer["layers"]:
@@ -136,7 +132,7 @@ def _to_lstm(layers):
     changed = []
 
     def fn(layer):
-        if layer["type"] in ("rnn", "gru"):
+        if layer["type"] in RECURRENT_TYPES and layer["type"] != "lstm":
             changed.append(layer["type"])
             return [{"type": "lstm", "units": layer["units"], "init": layer.get("init", {"scheme": "default"}),
                      "forget_bias": 1.0}]

@@ -9,49 +9,40 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from pathlib import Path
 
+from . import limits
 from .activations import ACTIVATIONS
+from .catalog import (BIAS_SCHEMES, CATALOG, INIT_SCHEMES, RECURRENT_TYPES, SCHEMES,  # noqa: F401
+                      default_layer, is_int as _is_int, is_number as _is_num)
 
 FORMAT = "backprop-lab/spec"
 VERSION = 1
 
 
 class SpecError(ValueError):
-    """A spec that cannot be used; the message names the problem."""
+    """A spec that cannot be used; the message names the problem.
+
+    ``path``: the layer it is about (a tuple of 1-based positions, as in
+    engine.document; None when it is not about one layer); ``key``: the
+    parameter or spec key ("units", "init", "data.seed"); ``detail``: the
+    message without the layer's name, so that it can be re-addressed."""
+
+    def __init__(self, message: str, path: tuple | None = None, key: str | None = None,
+                 detail: str | None = None):
+        super().__init__(message)
+        self.path = tuple(path) if path is not None else None
+        self.key = key
+        self.detail = detail if detail is not None else message
+
+    def __reduce__(self):   # keep the fields across processes
+        return (SpecError, (str(self), self.path, self.key, self.detail))
 
 
-# ----------------------------------------------------------------------------- catalog
-# Each layer type: its palette group and its parameters with defaults. The
-# stack editor builds its palette and property editor from this table.
-INIT_SCHEMES = ("default", "normal", "uniform", "xavier_normal", "xavier_uniform",
-                "kaiming_normal", "kaiming_uniform", "orthogonal")
-BIAS_SCHEMES = ("zeros", "default", "normal", "uniform")
-RECURRENT_TYPES = ("rnn", "lstm", "gru")
-
-LAYER_TYPES: dict[str, dict] = {
-    "linear": {"group": "Dense", "params": {"units": 32, "bias": True,
-                                            "init": {"scheme": "default"},
-                                            "bias_init": {"scheme": "default"}}},
-    "sigmoid": {"group": "Activations", "params": {}},
-    "tanh": {"group": "Activations", "params": {}},
-    "relu": {"group": "Activations", "params": {}},
-    "leaky_relu": {"group": "Activations", "params": {"slope": 0.01}},
-    "elu": {"group": "Activations", "params": {"alpha": 1.0}},
-    "gelu": {"group": "Activations", "params": {}},
-    "softplus": {"group": "Activations", "params": {}},
-    "identity": {"group": "Activations", "params": {}},
-    "batchnorm": {"group": "Normalisation", "params": {}},
-    "layernorm": {"group": "Normalisation", "params": {}},
-    "dropout": {"group": "Normalisation", "params": {"p": 0.5}},
-    "residual": {"group": "Structure", "params": {"layers": []}},
-    "rnn": {"group": "Recurrent", "params": {"units": 32, "init": {"scheme": "default"}}},
-    "lstm": {"group": "Recurrent", "params": {"units": 32, "init": {"scheme": "default"},
-                                              "forget_bias": None}},
-    "gru": {"group": "Recurrent", "params": {"units": 32, "init": {"scheme": "default"}}},
-}
-assert set(ACTIVATIONS) <= set(LAYER_TYPES)
+# ----------------------------------------------------------------------------- catalogue views
+# The layer types live in engine.catalog; these are views of it for the spec's readers.
+LAYER_TYPES: dict[str, dict] = {k: {"group": t.group, "params": t.defaults()} for k, t in CATALOG.items()}
+assert set(ACTIVATIONS) <= set(CATALOG)
 
 DATA_KINDS: dict[str, dict] = {
     "spirals": {"n": 1000, "classes": 3, "noise": 0.2, "turns": 1.5},
@@ -62,12 +53,15 @@ DATA_KINDS: dict[str, dict] = {
     "digits": {},
     "memory": {"n": 1000, "length": 20, "features": 1},
     "adding": {"n": 1000, "length": 20},
-    "npz": {"path": None, "standardize": False},
-    "csv": {"path": None, "target": -1, "task": "classification", "standardize": False},
+    # classes: the number of classes (null: max(y) + 1), e.g. a vocabulary larger than the labels seen
+    "npz": {"path": None, "standardize": False, "classes": None},
+    "csv": {"path": None, "target": -1, "task": "classification", "standardize": False, "classes": None},
 }
-DATA_COMMON = {"test_fraction": 0.2, "seed": 0}
+# time_major: the model takes sequences as [time, batch, ...] (nn.LSTM's default); an npz file's
+# x (and a per-step y) are then stored [time, samples, ...] too
+DATA_COMMON = {"test_fraction": 0.2, "seed": 0, "time_major": False}
 
-LOSSES = ("cross_entropy", "mse")
+LOSSES = ("cross_entropy", "mse", "nll")  # nll: the model outputs log-probabilities (log_softmax)
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
 DEVICES = ("cpu", "cuda", "auto")
 TRAIN_DEFAULTS = {
@@ -79,93 +73,81 @@ TRAIN_DEFAULTS = {
 TOP_KEYS = {"format", "version", "name", "description", "data", "model", "train", "stopped"}
 
 
-def default_layer(kind: str) -> dict:
-    """A new layer of this type with every parameter at its default."""
-    return {"type": kind, **copy.deepcopy(LAYER_TYPES[kind]["params"])}
-
-
 def new_spec(name: str = "untitled") -> dict:
     return {"format": FORMAT, "version": VERSION, "name": name,
             "data": {"kind": "spirals"}, "model": {"layers": []}, "train": {}}
 
 
 # ----------------------------------------------------------------------------- checks
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _need(cond: bool, where: str, what: str, got) -> None:
+def _need(cond: bool, where: str, what: str, got, path=None, key=None, head: str = "") -> None:
+    """Raise SpecError "where: what, got <json>" unless ``cond``; ``head`` is the layer's
+    name at the start of ``where`` (the error's detail is the message without it)."""
     if not cond:
-        raise SpecError(f"{where}: {what}, got {json.dumps(got)}")
+        msg = f"{where}: {what}, got {limits.shorten(got)}"
+        raise SpecError(msg, path, key, msg[len(head) + 2:] if head else msg)
 
 
-def _unknown(d: dict, allowed, where: str) -> None:
+def _unknown(d: dict, allowed, where: str, path=None, head: str = "") -> None:
     extra = sorted(set(d) - set(allowed))
     if extra:
-        raise SpecError(f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
+        msg = f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})"
+        raise SpecError(msg, path, extra[0], msg[len(head) + 2:] if head else msg)
 
 
-def _check_init(init, where: str, schemes) -> dict:
+def _check_init(init, where: str, schemes, path=None, key=None, head: str = "") -> dict:
     if isinstance(init, str):
         init = {"scheme": init}
-    _need(isinstance(init, dict) and "scheme" in init, where, "must be an object with a 'scheme'", init)
+    at = dict(path=path, key=key, head=head)
+    _need(isinstance(init, dict) and "scheme" in init, where, "must be an object with a 'scheme'", init, **at)
     s = init["scheme"]
-    _need(s in schemes, where, f"scheme must be one of {', '.join(schemes)}", s)
-    allowed = {"scheme"} | {"normal": {"std", "mean"}, "uniform": {"a"}, "orthogonal": {"gain"},
-                            "xavier_normal": {"gain"}, "xavier_uniform": {"gain"},
-                            "kaiming_normal": {"gain"}, "kaiming_uniform": {"gain"}}.get(s, set())
-    _unknown(init, allowed, where)
+    _need(s in schemes, where, f"scheme must be one of {', '.join(schemes)}", s, **at)
+    _unknown(init, {"scheme", *SCHEMES[s].params}, where, path, head)
     for k in ("std", "a", "gain"):
         if k in init:
-            _need(_is_num(init[k]) and init[k] > 0, f"{where}.{k}", "must be a positive number", init[k])
+            _need(_is_num(init[k]) and init[k] > 0, f"{where}.{k}", "must be a positive number", init[k], **at)
     if "mean" in init:
-        _need(_is_num(init["mean"]), f"{where}.mean", "must be a number", init["mean"])
+        _need(_is_num(init["mean"]), f"{where}.mean", "must be a number", init["mean"], **at)
     return dict(init)
 
 
-def validate_layers(layers, where: str = "model") -> list[dict]:
-    _need(isinstance(layers, list), f"{where}.layers", "must be a list of layers", layers)
+def validate_layers(layers, where: str = "model", _path: tuple = (), start: int = 1) -> list[dict]:
+    """Check a list of layers against the catalogue; each comes back with its defaults
+    filled in. A SpecError names the layer in its message ("layer 4 (residual) > layer 2
+    (linear): ...") and in its ``path`` and ``key``. ``where``/``_path``/``start`` place
+    the list in a stack: the enclosing blocks' name and path, the first layer's number."""
+    _need(isinstance(layers, list), f"{where}.layers", "must be a list of layers", layers, _path or None, "layers")
     out = []
-    for i, layer in enumerate(layers, 1):
+    for i, layer in enumerate(layers, start):
+        path = _path + (i,)
         kind = layer.get("type") if isinstance(layer, dict) else None
         lw = f"layer {i} ({kind})" if where == "model" else f"{where} > layer {i} ({kind})"
-        if not isinstance(layer, dict) or kind not in LAYER_TYPES:
-            raise SpecError(f"layer {i}: type must be one of {', '.join(LAYER_TYPES)}, got "
-                            f"{json.dumps(kind if isinstance(layer, dict) else layer)}")
-        params = LAYER_TYPES[kind]["params"]
-        _unknown(layer, {"type", "name", *params}, lw)
-        full = {"type": kind, **copy.deepcopy(params), **copy.deepcopy(layer)}
-        if "units" in params:
-            _need(_is_int(full["units"]) and full["units"] > 0, lw, "units must be a positive integer",
-                  full["units"])
-        if "bias" in params:
-            _need(isinstance(full["bias"], bool), lw, "bias must be true or false", full["bias"])
-        if "init" in params:
-            full["init"] = _check_init(full["init"], f"{lw}: init", INIT_SCHEMES)
-        if "bias_init" in params:
-            full["bias_init"] = _check_init(full["bias_init"], f"{lw}: bias_init", BIAS_SCHEMES)
-        if kind == "leaky_relu":
-            _need(_is_num(full["slope"]) and full["slope"] >= 0, lw, "slope must be a number >= 0",
-                  full["slope"])
-        if kind == "elu":
-            _need(_is_num(full["alpha"]) and full["alpha"] > 0, lw, "alpha must be a positive number",
-                  full["alpha"])
-        if kind == "dropout":
-            _need(_is_num(full["p"]) and 0 <= full["p"] < 1, lw, "p must be in [0, 1)", full["p"])
-        if kind == "lstm":
-            _need(full["forget_bias"] is None or _is_num(full["forget_bias"]), lw,
-                  "forget_bias must be null (PyTorch's init) or a number", full["forget_bias"])
-        if kind == "residual":
-            full["layers"] = validate_layers(full["layers"], lw)
-            _need(len(full["layers"]) > 0, lw, "a residual block needs at least one layer", [])
+        if not isinstance(layer, dict) or kind not in CATALOG:
+            detail = (f"type must be one of {', '.join(CATALOG)}, got "
+                      f"{json.dumps(kind if isinstance(layer, dict) else layer)}")
+            raise SpecError(f"layer {i}: {detail}", path, "type", detail)
+        t = CATALOG[kind]
+        _unknown(layer, {"type", "name", *t.param_names}, lw, path, lw)
+        full = {"type": kind, **t.defaults(), **copy.deepcopy(layer)}
+        for p in t.params:
+            if p.kind in ("init", "bias_init"):
+                full[p.name] = _check_init(full[p.name], f"{lw}: {p.name}",
+                                           INIT_SCHEMES if p.kind == "init" else BIAS_SCHEMES, path, p.name, lw)
+            elif p.kind == "layers":
+                full[p.name] = validate_layers(full[p.name], lw, path)
+                _need(len(full[p.name]) > 0, lw, "a residual block needs at least one layer", [], path, p.name, lw)
+            else:
+                bad = p.problem(full[p.name])
+                _need(bad is None, lw, bad, full[p.name], path, p.name, lw)
         if "name" in full:
-            _need(isinstance(full["name"], str), lw, "name must be text", full["name"])
+            _need(isinstance(full["name"], str), lw, "name must be text", full["name"], path, "name", lw)
         out.append(full)
     return out
+
+
+def where_of(path: tuple, kinds) -> str:
+    """The ``where`` of validate_layers for the list holding ``path`` (``kinds``: the types of
+    its enclosing blocks, outermost first): "model", "layer 4 (residual)"."""
+    return " > ".join(f"layer {p} ({k})" for p, k in zip(path[:-1], kinds)) or "model"
 
 
 def _check_data(data) -> dict:
@@ -178,8 +160,9 @@ def _check_data(data) -> dict:
     tf = full["test_fraction"]
     _need(_is_num(tf) and 0 <= tf < 1, "data.test_fraction", "must be in [0, 1)", tf)
     _need(_is_int(full["seed"]), "data.seed", "must be an integer", full["seed"])
+    _need(isinstance(full["time_major"], bool), "data.time_major", "must be true or false", full["time_major"])
     for k in ("n", "classes", "length", "features", "dim"):
-        if k in full:
+        if k in full and not (k == "classes" and full[k] is None and kind in ("npz", "csv")):
             low = 2 if k == "classes" else 1
             _need(_is_int(full[k]) and full[k] >= low, f"data.{k}", f"must be an integer >= {low}", full[k])
     for k in ("noise", "std", "factor", "turns"):
@@ -198,16 +181,45 @@ def _check_data(data) -> dict:
 def _check_model(model) -> dict:
     _need(isinstance(model, dict), "model", "must be an object", model)
     if "python" in model:
-        _unknown(model, {"python", "class", "kwargs"}, "model")
+        _unknown(model, {"python", "class", "kwargs", "forward_args", "output"}, "model")
         _need(isinstance(model["python"], str), "model.python", "must be a file name", model["python"])
         _need(isinstance(model.get("class"), str), "model.class", "must name the module class",
               model.get("class"))
         kw = model.get("kwargs", {})
         _need(isinstance(kw, dict), "model.kwargs", "must be an object", kw)
-        return {"python": model["python"], "class": model["class"], "kwargs": dict(kw)}
+        extra = model.get("forward_args", [])
+        _need(isinstance(extra, list), "model.forward_args", "must be a list of arguments after x", extra)
+        for i, a in enumerate(extra):
+            _check_forward_arg(a, f"model.forward_args[{i}]")
+        pick = model.get("output")
+        _need(pick is None or _is_int(pick), "model.output",
+              "must be null (the forward returns a tensor) or the index of the output to read", pick)
+        return {"python": model["python"], "class": model["class"], "kwargs": dict(kw),
+                "forward_args": copy.deepcopy(extra), "output": pick}
     _unknown(model, {"layers"}, "model")
     _need("layers" in model, "model", "needs 'layers' (a list) or 'python' (a file)", model)
     return {"layers": validate_layers(model["layers"])}
+
+
+def _check_forward_arg(a, where: str) -> None:
+    """A JSON value, {"zeros": [sizes, "batch" for the batch size]}, {"tuple": [args]} or
+    {"call": "method"} (the module's method, called with the batch size: init_hidden)."""
+    if not isinstance(a, dict):
+        _need(a is None or isinstance(a, (bool, str)) or _is_num(a), where,
+              "must be a number, text, true/false, null or an object zeros/tuple/call", a)
+        return
+    _need(len(a) == 1 and next(iter(a)) in ("zeros", "tuple", "call"), where,
+          "must be {\"zeros\": [...]}, {\"tuple\": [...]} or {\"call\": \"method\"}", a)
+    if "zeros" in a:
+        _need(isinstance(a["zeros"], list) and all((_is_int(d) and d >= 0) or d == "batch" for d in a["zeros"]),
+              f"{where}.zeros", "must list sizes (integers >= 0, \"batch\" for the batch size)", a["zeros"])
+    elif "tuple" in a:
+        _need(isinstance(a["tuple"], list), f"{where}.tuple", "must be a list of arguments", a["tuple"])
+        for i, v in enumerate(a["tuple"]):
+            _check_forward_arg(v, f"{where}.tuple[{i}]")
+    else:
+        _need(isinstance(a["call"], str) and a["call"].isidentifier(), f"{where}.call",
+              "must name a method of the module", a["call"])
 
 
 def _check_train(train) -> dict:
@@ -240,6 +252,7 @@ def validate(spec) -> dict:
     """Check a spec and return a normalised copy with all defaults filled in."""
     if not isinstance(spec, dict):
         raise SpecError(f"a spec must be a JSON object, got {type(spec).__name__}")
+    check_tree(spec)
     _unknown(spec, TOP_KEYS, "spec")
     fmt = spec.get("format", FORMAT)
     _need(fmt == FORMAT, "format", f"must be {FORMAT!r}", fmt)
@@ -256,21 +269,37 @@ def validate(spec) -> dict:
            "train": _check_train(spec.get("train", {}))}
     if "stopped" in spec:
         out["stopped"] = str(spec["stopped"])
+    _need(isinstance(out["description"], str), "description", "must be text", out["description"])
+    check_limits(out)
     return out
 
 
 def loads(text: str) -> dict:
+    return validate(parse_json(text))
+
+
+def parse_json(text: str):
+    """JSON text to data, or SpecError: bad syntax, nesting beyond Python's reach, too long."""
+    if len(text) > limits.MAX_SPEC_BYTES:
+        raise SpecError(f"a spec must be at most {limits.MAX_SPEC_BYTES} characters, got {len(text)}")
     try:
-        raw = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise SpecError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    return validate(raw)
+    except RecursionError:
+        raise SpecError(f"JSON nested too deep: at most {limits.MAX_JSON_DEPTH} levels of [ and {{") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise SpecError(f"not valid JSON: {str(e).splitlines()[0][:120]}") from None
 
 
 def load(path) -> tuple[dict, Path]:
     """Read and validate a spec file; returns (spec, folder that relative paths refer to)."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > limits.MAX_SPEC_BYTES:
+            raise SpecError(f"{p}: a spec file must be at most {limits.gib(limits.MAX_SPEC_BYTES)}, "
+                            f"this one is {limits.gib(size)}")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"{p}: no such file") from None
@@ -287,4 +316,97 @@ def dumps(spec: dict) -> str:
 
 
 def save(spec: dict, path) -> None:
-    Path(path).write_text(dumps(spec) + "\n", encoding="utf-8")
+    from .atomic import write_text
+    write_text(path, dumps(spec) + "\n")
+
+
+# ----------------------------------------------------------------------------- limits
+_TEXT_KEYS = ("type", "kind", "scheme")  # looked up in tables: anything but text is a clear error
+
+
+def check_tree(raw, where: str = "spec") -> None:
+    """Check raw JSON data before reading it: nesting depth, integers that fit in 64 bits,
+    and text where a name is looked up ("type", "kind", "scheme"). Iterative, so no
+    RecursionError whatever the input."""
+    stack = [(raw, where, 0)]
+    while stack:
+        v, at, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            if depth >= limits.MAX_JSON_DEPTH:
+                raise SpecError(f"{at}: nested too deep (at most {limits.MAX_JSON_DEPTH} levels)")
+            items = v.items() if isinstance(v, dict) else enumerate(v)
+            for k, x in items:
+                if isinstance(v, dict) and not isinstance(k, str):
+                    raise SpecError(f"{at}: keys must be text, got {limits.shorten(k)}")
+                key = _tree_key(at, k, isinstance(v, dict))
+                if isinstance(v, dict) and k in _TEXT_KEYS and not isinstance(x, str):
+                    raise SpecError(f"{key}: must be text (a name), got {limits.shorten(x)}")
+                stack.append((x, key, depth + 1))
+        elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > limits.MAX_INT:
+            raise SpecError(f"{at}: number out of range (at most {limits.MAX_INT:.3g} in size), "
+                            f"got {limits.shorten(v)}")
+        elif not (v is None or isinstance(v, (str, int, float, bool))):
+            raise SpecError(f"{at}: not JSON data ({type(v).__name__})")
+
+
+def _tree_key(at: str, k, in_dict: bool) -> str:
+    """The name of a value in messages: "train.lr", "layer 3", "layer 2 > layer 1.units"."""
+    if in_dict:
+        return k if at == "spec" else f"{at}.{k}" if not at.startswith("layer") else f"{at}: {k}"
+    if at == "model.layers":
+        return f"layer {k + 1}"
+    if at.endswith(": layers"):
+        return f"{at[:-len(': layers')]} > layer {k + 1}"
+    return f"{at}[{k}]"
+
+
+def _walk_layers(layers, where: str, depth: int, count: list) -> None:
+    if depth > limits.MAX_NESTING:
+        raise SpecError(f"{where.split(' > ')[0]}: residual blocks nested too deep "
+                        f"(at most {limits.MAX_NESTING} inside one another)")
+    for i, layer in enumerate(layers, 1):
+        count[0] += 1
+        lw = f"layer {i} ({layer['type']})" if where == "model" else f"{where} > layer {i} ({layer['type']})"
+        if "units" in layer:
+            _need(layer["units"] <= limits.MAX_UNITS, lw, f"units must be at most {limits.MAX_UNITS}",
+                  layer["units"])
+        if layer["type"] == "residual":
+            _walk_layers(layer["layers"], lw, depth + 1, count)
+    if count[0] > limits.MAX_LAYERS:
+        raise SpecError(f"model: at most {limits.MAX_LAYERS} layers (nested ones included), got {count[0]}")
+
+
+def _at_most(value, high: int, key: str, low: int | None = None) -> None:
+    if value is None:
+        return
+    if low is not None:
+        _need(value >= low, key, f"must be in [{low}, {high}]", value)
+    _need(value <= high, key, f"must be at most {high}", value)
+
+
+def check_limits(spec: dict) -> None:
+    """Resource limits (engine.limits) of a validated spec: sizes that would take the
+    machine's memory or minutes of set-up are refused here, before anything is built."""
+    d, t = spec["data"], spec["train"]
+    if "layers" in spec["model"]:
+        _walk_layers(spec["model"]["layers"], "model", 0, [0])
+    _at_most(d["seed"], limits.MAX_SEED, "data.seed", 0)
+    _at_most(t["seed"], limits.MAX_SEED, "train.seed", 0)
+    _at_most(d.get("n"), limits.MAX_SAMPLES, "data.n")
+    _at_most(d.get("classes"), limits.MAX_CLASSES, "data.classes")
+    _at_most(d.get("dim"), limits.MAX_FEATURES, "data.dim")
+    _at_most(d.get("features"), limits.MAX_FEATURES, "data.features")
+    _at_most(d.get("length"), limits.MAX_SEQUENCE_LENGTH, "data.length")
+    if "n" in d:
+        per_sample = d.get("length", 1) * max(d.get("features", 2), d.get("dim", 2))
+        need = 8 * d["n"] * per_sample   # generated in float64
+        if need > limits.MAX_DATA_BYTES:
+            raise SpecError(f"data: n x length x features = {d['n'] * per_sample} values "
+                            f"({limits.gib(need)}) is more than the limit of {limits.gib(limits.MAX_DATA_BYTES)}")
+    if d["kind"] == "csv":
+        tg = d["target"]
+        _need((_is_int(tg) and abs(tg) <= limits.MAX_FEATURES) or (isinstance(tg, str) and tg.strip() != ""),
+              "data.target", "must be a column number (0 first, -1 last) or a column name", tg)
+    _at_most(t["batch_size"], limits.MAX_SAMPLES, "train.batch_size")
+    _at_most(t["steps"], limits.MAX_STEPS, "train.steps")
+    _at_most(t["eval_every"], limits.MAX_EVAL_EVERY, "train.eval_every")

@@ -114,6 +114,7 @@ class Trainer:
         self.x_test = torch.as_tensor(d.x_test, device=self.device)
         self.y_test = torch.as_tensor(d.y_test, device=self.device)
         self.classify = d.task == "classification"
+        self.time_major = d.time_major   # the model takes [time, batch, ...]: batches are transposed
         self.loss_name = self.t["loss"] or ("cross_entropy" if self.classify else "mse")
         n = len(d.x_train)
         bs = self.t["batch_size"]
@@ -143,18 +144,29 @@ class Trainer:
         self._pos += self.batch
         return self.x[idx], self.y[idx]
 
+    def _layout(self, x, y):
+        """A batch as the model takes it: [time, batch, ...] for a time-major model (y too, per step)."""
+        if not self.time_major:
+            return x, y
+        return x.transpose(0, 1), (y.transpose(0, 1) if y.dim() > 1 else y)
+
     def loss_fn(self, out, y):
-        if self.loss_name == "cross_entropy":
+        if self.loss_name in ("cross_entropy", "nll"):
             if not self.classify:
-                raise ValueError("cross_entropy needs class labels; use mse for regression data")
-            return F.cross_entropy(out, y)
+                raise ValueError(f"{self.loss_name} needs class labels; use mse for regression data")
+            if out.dim() > 2 or y.dim() > 1:   # a class per sample and time step: every one counts
+                out, y = out.reshape(-1, out.shape[-1]), y.reshape(-1)
+            return (F.cross_entropy if self.loss_name == "cross_entropy" else F.nll_loss)(out, y)
         target = F.one_hot(y, out.shape[-1]).to(out.dtype) if self.classify else y
         return F.mse_loss(out, target)  # the mean over every (sample, output) entry
 
     def _accuracy(self, out, y):
         if not self.classify:
             return torch.tensor(math.nan, device=out.device)
-        return (out.argmax(-1) == y).float().mean()
+        pred = out.argmax(-1)
+        if pred.shape != y.shape and pred.numel() == y.numel():  # a (time x batch, classes) output
+            y = y.reshape(pred.shape)
+        return (pred == y).float().mean()
 
     @torch.no_grad()
     def evaluate(self):
@@ -163,8 +175,9 @@ class Trainer:
             return math.nan, math.nan
         was = self.module.training
         self.module.eval()
-        out = self.module(self.x_test)
-        loss, acc = self.loss_fn(out, self.y_test), self._accuracy(out, self.y_test)
+        x, y = self._layout(self.x_test, self.y_test)
+        out = self.exp.model(x)
+        loss, acc = self.loss_fn(out, y), self._accuracy(out, y)
         self.module.train(was)
         return float(loss), float(acc)
 
@@ -172,11 +185,11 @@ class Trainer:
     def train_step(self) -> Snapshot:
         k = self.step_index
         self.module.train()
-        x, y = self._next_batch()
+        x, y = self._layout(*self._next_batch())
         want_hist = self.hist_every > 0 and k % self.hist_every == 0
         self.probe.begin(want_hist)
         self.optimizer.zero_grad(set_to_none=True)
-        out = self.module(x)
+        out = self.exp.model(x)
         loss = self.loss_fn(out, y)
         loss.backward()
         self.probe.active = False
@@ -204,7 +217,8 @@ class Trainer:
         return Snapshot(k, float(s["head"][0]), float(s["head"][1]), test_loss, test_acc, self.lr,
                         s["weight_grad_norm"], s["bias_grad_norm"], s["delta_norm"], s["update_ratio"],
                         s["preact_mean"], s["preact_std"], s["mean_derivative"], s["saturated_frac"],
-                        s["dead_frac"], s["neuron_grad"], s["time_grad_norm"], s["preact_hist"])
+                        s["dead_frac"], s["neuron_grad"], s["time_grad_norm"], s["preact_hist"],
+                        self.probe.weight_rms())
 
     # ------------------------------------------------------------------ the loop
     def run(self, steps: int | None = None, control: Control | None = None, on_snapshot=None,

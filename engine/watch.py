@@ -1,104 +1,306 @@
 """Watch a training loop of your own: the probes, outside the app.
 
     from backprop_lab import Watch
-    watch = Watch(model, "runs/my-net")       # hooks every layer with a weight
+    watch = Watch(model, "runs/my-net")         # hooks every layer with a weight
     for x, y in batches:
-        watch.begin()                         # before the forward pass
+        watch.begin()                           # before the forward pass
         out = model(x)
         loss = F.cross_entropy(out, y)
         optimizer.zero_grad()
         loss.backward()
-        watch.step(optimizer, loss, out, y)   # calls optimizer.step() and records the step
+        clip_grad_norm_(model.parameters(), 1)  # yours: Watch has the norms from before it
+        optimizer.step()
+        watch.step(loss, out, y)                # records the step
     watch.close()
 
-The run directory holds ``record.npz`` (Contract 2), rewritten atomically at
-most once a second, so `backprop-lab watch runs/my-net` can follow it live and
-`backprop-lab diagnose runs/my-net` can read it at any time.
+``watch.step(optimizer, loss, out, y)`` (the optimizer first) also works: Watch
+then makes the optimizer's step itself (and skips it on a NaN loss).
+
+What is measured, whatever the loop does:
+- gradient norms are those of the gradient the optimizer gets, read at the end of
+  each backward pass (a callback that autograd runs after every gradient is
+  accumulated, and after DDP's all-reduce), so a later clip or unscale does not
+  change them; with several backward passes per step (gradient accumulation)
+  they are of the accumulated gradient;
+- deltas (dL/dz), activations and recurrent time gradients describe the first
+  forward pass after ``begin()`` (its micro-batch); evaluation under
+  ``torch.no_grad`` after the backward pass is not measured;
+- update ratios compare the weights at ``begin()`` with those at ``step()``;
+- with AMP, pass the GradScaler (``Watch(..., scaler=scaler)``): gradients and
+  deltas are divided by the scale their backward pass used.
+``every=N`` records every N-th step (the others cost a few Python calls).
+
+The run directory (engine/rundir.py) is append-only: ``backprop-lab watch
+RUN_DIR`` follows it live and ``backprop-lab diagnose RUN_DIR`` reads it at any
+time, also after the script was killed.
+
+Distributed (torchrun, DDP): by default only rank 0 records, the all-reduced
+gradients and its own batch's deltas and activations (stream ``main``);
+``ranks="all"`` makes every rank record its own loss, deltas and activations
+(and the all-reduced gradient norms, the same on every rank) to stream
+``rank<r>`` of the same directory.
 """
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import torch
 
-from . import record
 from .custom import instrument
-from .history import History
 from .probes import Probe
+from .rundir import MAIN, RunWriter, stream_name
 from .snapshot import Snapshot
 from .spec import FORMAT, VERSION
 
-RECORD_NAME = "record.npz"
+NO_BEGIN = ("Watch.step() was called without Watch.begin(): call watch.begin() right before the "
+            "forward pass of every step (it arms the hooks that measure that step)")
+
+
+def _dist() -> tuple:
+    """(rank, world size) of a torch.distributed job, (None, 1) outside one."""
+    d = torch.distributed
+    if d.is_available() and d.is_initialized():
+        return d.get_rank(), d.get_world_size()
+    return None, 1
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The user's module inside DistributedDataParallel (or DataParallel)."""
+    while isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+        model = model.module
+    return model
+
+
+def main_output(out):
+    """The tensor of a model's output: the first of a tuple, ``logits`` of a dict or ModelOutput."""
+    if isinstance(out, torch.Tensor) or out is None:
+        return out
+    if isinstance(out, dict) or hasattr(out, "keys"):
+        for key in ("logits", "prediction", "output"):
+            if key in out and isinstance(out[key], torch.Tensor):
+                return out[key]
+        return None
+    if isinstance(out, (tuple, list)) and out:
+        return main_output(out[0])
+    return None
+
+
+def accuracy(out, target) -> torch.Tensor:
+    """Share of correct argmax predictions, on the device (no host copy); NaN where it does not apply.
+
+    Class scores on the last axis ([..., C] against targets [...]) or on axis 1
+    ([N, C, ...] against [N, ...]); targets equal to -100 (ignore_index) do not count."""
+    out = main_output(out)
+    nan = torch.tensor(math.nan)
+    if not isinstance(out, torch.Tensor) or not isinstance(target, torch.Tensor):
+        return nan
+    if not out.is_floating_point() or target.is_floating_point() or target.dtype == torch.bool:
+        return nan
+    out = out.detach()
+    if out.dim() != target.dim() + 1:
+        return nan
+    if out.shape[:-1] == target.shape:
+        pred = out.argmax(-1)
+    elif out.dim() >= 2 and out.shape[0] == target.shape[0] and out.shape[2:] == target.shape[1:]:
+        pred = out.argmax(1)
+    else:
+        return nan
+    keep = target != -100
+    return ((pred == target) & keep).sum().float() / keep.sum().float()  # 0/0 = NaN: nothing to score
+
+
+def _float(x) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach().reshape(-1)[0].float().cpu() if x.numel() else torch.tensor(math.nan)
+    return torch.tensor(math.nan if x is None else float(x))
+
+
+def _is_optimizer(x) -> bool:
+    return hasattr(x, "param_groups") and hasattr(x, "step") and not isinstance(x, torch.Tensor)
 
 
 class Watch:
-    def __init__(self, model: torch.nn.Module, run_dir, name: str | None = None,
-                 flush_seconds: float = 1.0):
+    def __init__(self, model: torch.nn.Module, run_dir, name: str | None = None, flush_seconds: float = 1.0,
+                 every: int = 1, ranks=0, scaler=None, optimizer=None):
+        if int(every) < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        if ranks != "all" and not isinstance(ranks, int):
+            raise ValueError(f"ranks must be a rank number or 'all', got {ranks!r}")
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.model = instrument(model)
-        self.probe = Probe(self.model)
-        self.history = History.for_probe(self.probe)
-        self.flush_seconds = flush_seconds
-        self._last_flush = 0.0
+        self.every, self.scaler, self.optimizer = int(every), scaler, optimizer
+        self.rank, self.world_size = _dist()
+        self.enabled = self.rank is None or ranks == "all" or self.rank == ranks
         self.step_index = 0
+        self.last: Snapshot | None = None
+        self._begun = self._armed = self._queued = False
+        self._grads = self._before = None
+        self._scale = 1.0
+        self._backwards = 0
+        self._stopped = False
+        self._handles = []
+        self.writer = None
+        if not self.enabled:   # another rank records: this one only counts steps
+            return
+        inner = _unwrap(model)
+        self.model = instrument(inner)
+        self.probe = Probe(self.model)
+        for p in inner.parameters():
+            if p.requires_grad:
+                self._handles.append(p.register_post_accumulate_grad_hook(self._on_accumulated))
+        stream = MAIN if ranks != "all" or self.rank is None else stream_name(self.rank)
+        distributed = self.rank is not None
+        grads = "all-reduced (the gradient the optimizer gets)" if distributed else "the gradient the optimizer gets"
         self.spec = {"format": FORMAT, "version": VERSION,
-                     "name": name or f"watched {type(model).__name__}",
+                     "name": name or f"watched {type(inner).__name__}",
                      "description": "a run recorded by backprop_lab.Watch in the user's own training script",
-                     "watched": {"module": type(model).__name__}}
+                     "watched": {"module": type(inner).__name__, "every": self.every,
+                                 "grads": grads + ", before clipping, unscaled",
+                                 "deltas": "the first forward pass after begin() (its micro-batch)"
+                                           + (f", rank {self.rank}'s batch" if distributed else "")}}
+        self._extra = {"grads": grads, "deltas": self.spec["watched"]["deltas"]}
+        if distributed:
+            self._extra.update(rank=self.rank, world_size=self.world_size)
+        self._stream, self._flush_seconds = stream, flush_seconds
+        self.writer = None   # made at the first recorded step: its activation call sites are known then
 
+    def _writer(self) -> RunWriter:
+        if self.writer is None:
+            self.writer = RunWriter(self.run_dir, self.spec, self.probe.layer_names, self.probe.act_names,
+                                    self.probe.units, stream=self._stream, every=self.every,
+                                    flush_seconds=self._flush_seconds,
+                                    extra={**self._extra, "backward_passes": self._backwards})
+        return self.writer
+
+    # ------------------------------------------------------------------ hooks
+    def _on_accumulated(self, param) -> None:
+        # After a parameter's gradient was accumulated, in every backward pass: the
+        # first one of a pass queues a callback that queues the reading of the norms,
+        # so that it runs after every callback queued meanwhile (DDP's all-reduce).
+        if not self._armed or self._queued:
+            return
+        self._queued = True
+        self._pause_probe()   # later forward passes (micro-batches, evaluation) are not measured
+        engine = torch.autograd.Variable._execution_engine
+        engine.queue_callback(lambda: engine.queue_callback(self._after_backward))
+
+    def _pause_probe(self) -> None:
+        # Flags only: this runs inside backward, maybe on an autograd device thread, where the
+        # tracer's TorchFunctionMode must not be left; step() leaves it on the user's thread.
+        self.probe._active = False
+        if self.probe._tracer is not None:
+            self.probe._tracer.recording = False
+
+    def _after_backward(self) -> None:
+        self._queued = False
+        self._backwards += 1
+        self._grads = self.probe.grad_norms()
+        if self.scaler is not None and self.scaler.is_enabled():
+            self._scale = float(self.scaler.get_scale())
+
+    # ------------------------------------------------------------------ per step
     @property
-    def path(self) -> Path:
-        return self.run_dir / RECORD_NAME
+    def recording(self) -> bool:
+        """Whether the current step is one that is recorded (every N-th)."""
+        return self.enabled and self.step_index % self.every == 0
 
     def begin(self) -> None:
-        self.probe.begin(want_hist=self.step_index % 4 == 0)
+        """Arm the hooks for this step; call it right before the (first) forward pass."""
+        if self._begun:   # again before step(): another micro-batch of the same step
+            return
+        self._begun = True
+        if not self.recording:
+            return
+        self._armed, self._grads, self._backwards, self._scale = True, None, 0, 1.0
+        self._before = self.probe.weights_before()   # the weights before this step's update
+        self.probe.begin(want_hist=False)
 
-    def step(self, optimizer, loss: torch.Tensor, output: torch.Tensor | None = None,
-             target: torch.Tensor | None = None) -> Snapshot:
-        """Record this step's statistics and make the optimiser's update."""
-        self.probe.active = False
-        wg, bg = self.probe.grad_norms()
-        before = self.probe.weights_before()
-        finite = bool(torch.isfinite(loss))
-        if finite:
-            optimizer.step()
-            ur = self.probe.update_ratio(before)
+    def step(self, *args, optimizer=None, test_loss=None, test_accuracy=None) -> Snapshot | None:
+        """Record this step: ``step(loss, outputs=None, targets=None)`` after your optimizer's step,
+        or ``step(optimizer, loss, outputs=None, targets=None)`` to have Watch make it.
+
+        Returns the step's Snapshot, or None on a step that is not recorded (``every``)."""
+        if args and _is_optimizer(args[0]):
+            optimizer, args = args[0], args[1:]
+            make_step = True
         else:
-            ur = torch.full_like(wg, math.nan)
-        acc = torch.tensor(math.nan)
-        if output is not None and target is not None and target.dtype == torch.long and output.dim() == 2:
-            acc = (output.detach().argmax(-1) == target).float().mean()
-        head = torch.stack([loss.detach().float().cpu(), acc.float().cpu()])
-        s = self.probe.collect(head, wg.cpu(), bg.cpu(), ur.cpu())
-        lr = optimizer.param_groups[0].get("lr", math.nan)
-        snap = Snapshot(self.step_index, float(s["head"][0]), float(s["head"][1]), math.nan, math.nan, lr,
-                        s["weight_grad_norm"], s["bias_grad_norm"], s["delta_norm"], s["update_ratio"],
-                        s["preact_mean"], s["preact_std"], s["mean_derivative"], s["saturated_frac"],
-                        s["dead_frac"], s["neuron_grad"], None, s["preact_hist"])
-        self.history.append(snap)
+            make_step = False
+        if len(args) > 3:
+            raise TypeError("Watch.step(loss, outputs=None, targets=None) takes at most three values")
+        loss, outputs, targets = (*args, None, None, None)[:3]
+        if not self._begun:
+            raise RuntimeError(NO_BEGIN)
+        self._begun = False
+        if loss is None and outputs is not None and not isinstance(outputs, torch.Tensor):
+            loss = getattr(outputs, "loss", None)   # a Hugging Face ModelOutput carries its loss
+        finite = loss is None or bool(torch.isfinite(torch.as_tensor(loss)).all())
+        if make_step and finite:
+            optimizer.step()
+        k, recorded = self.step_index, self.recording
         self.step_index += 1
-        if not finite:
-            self.history.stop_reason = f"loss became {float(loss)} at step {snap.step}"
-        now = time.monotonic()
-        if now - self._last_flush >= self.flush_seconds or not finite:
-            self.flush()
+        if not recorded:
+            return None
+        self._armed = False
+        self.probe.active = False
+        if self._grads is None:   # no backward pass reached a parameter's .grad (or autograd.grad)
+            self._grads = self.probe.grad_norms()
+        wg, bg = self._grads
+        if make_step and not finite:
+            ur = torch.full_like(wg, math.nan)
+        else:
+            ur = self.probe.update_ratio(self._before)
+        head = torch.stack([_float(loss), accuracy(outputs, targets).float().cpu()])
+        s = self.probe.collect(head, wg.cpu(), bg.cpu(), ur.cpu())
+        scale = 1.0 / self._scale
+        tg = s["time_grad_norm"]
+        opt = optimizer or self.optimizer
+        lr = float(opt.param_groups[0].get("lr", math.nan)) if opt is not None else math.nan
+        snap = Snapshot(k, float(s["head"][0]), float(s["head"][1]), _num(test_loss), _num(test_accuracy), lr,
+                        s["weight_grad_norm"] * scale, s["bias_grad_norm"] * scale, s["delta_norm"] * scale,
+                        s["update_ratio"], s["preact_mean"], s["preact_std"], s["mean_derivative"],
+                        s["saturated_frac"], s["dead_frac"], s["neuron_grad"] * scale,
+                        None if tg is None else tg * scale, s["preact_hist"])
+        self._writer().add(snap)
+        if not math.isfinite(snap.loss) and not self._stopped and loss is not None:
+            self._stopped = True
+            self.writer.set_stop_reason(f"loss became {snap.loss} at step {k}")
+        self.last = snap
         return snap
 
+    # ------------------------------------------------------------------ the end
+    @property
+    def path(self) -> Path:
+        return self.run_dir
+
     def flush(self) -> None:
-        record.save(self.path, self.history, self.spec)
-        self._last_flush = time.monotonic()
+        if self.writer is not None:
+            self.writer.flush()
 
     def close(self) -> None:
-        if self.history.stop_reason is None:
-            self.history.stop_reason = "finished"
-        self.flush()
+        if not self.enabled:
+            return
+        if self.writer is not None:
+            self.writer.close()
         self.probe.remove()
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self.writer = None
+        self.enabled = False
+
+    def __deepcopy__(self, memo):
+        # a copy of the watched model (an EMA copy, a Trainer's snapshot) keeps hooks that point
+        # here; the run directory's open file cannot be copied, nor should the recording be
+        return self
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _num(x) -> float:
+    if x is None:
+        return math.nan
+    return float(x.detach()) if isinstance(x, torch.Tensor) else float(x)

@@ -108,8 +108,9 @@ class _Worker:
             except SpecError as e:
                 self.out.send(("build_failed", str(e)))
                 return
-            except Exception as e:  # a user's module that fails to build
-                self.out.send(("build_failed", f"{type(e).__name__}: {e}"))
+            except (Exception, SystemExit) as e:  # a user's module that fails to build
+                from .custom import user_error
+                self.out.send(("build_failed", f"cannot set up the run: {user_error(e)}"))
                 return
             self.out.send(("built", layout_of(self.trainer), exp.model.infos, exp.data.describe()))
         if self.trainer is None:
@@ -126,8 +127,9 @@ class _Worker:
         except SpecError as e:
             self.out.send(("plan", token, [], None, "—", str(e)))
             return
-        except Exception as e:
-            self.out.send(("plan", token, [], None, "—", f"{type(e).__name__}: {e}"))
+        except (Exception, SystemExit) as e:
+            from .custom import user_error
+            self.out.send(("plan", token, [], None, "—", f"cannot set up the model: {user_error(e)}"))
             return
         self.out.send(("plan", token, exp.model.infos, layout_of(tr), exp.data.describe(), None))
 
@@ -179,8 +181,8 @@ class _Worker:
             code = e.code if isinstance(e.code, int) else 1
             os._exit(code or 0)
         except Exception as e:  # a user's model failing mid-run: the worker lives on
-            first_line = str(e).splitlines()[0] if str(e) else ""
-            reason = f"failed at step {tr.step_index}: {type(e).__name__}: {first_line}"
+            from .custom import user_error
+            reason = f"failed at step {tr.step_index}: {user_error(e)}"
             tb = traceback.format_exc()
         done.set()
         flush()
@@ -189,15 +191,14 @@ class _Worker:
 
 def layout_of(trainer):
     """The Layout of a built Trainer's probes (what the window's History needs)."""
+    from .experiment import time_steps
     from .plan import Layout
     exp, probe = trainer.exp, trainer.probe
     acts = []
     for _, _, a in exp.model.act_layers:
         acts.append({"type": a.name, "slope": a.slope} if a.name == "leaky_relu" else {"type": a.name})
-    x = exp.data.x_train
-    steps = x.shape[1] if exp.model.recurrent is not None and x.ndim == 3 else 0
     return Layout(list(probe.layer_names), list(probe.act_names), [int(u) for u in probe.units], acts,
-                  exp.model.recurrent is not None, steps)
+                  exp.model.recurrent is not None, time_steps(exp))
 
 
 def _make_control():

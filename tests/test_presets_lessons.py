@@ -32,10 +32,15 @@ def test_30_relu_layers_xavier_vanishes_he_does_not():
     assert xavier < 1e-3 and 0.1 < he < 10   # theory: (1/sqrt 2)^29 = 4e-5 and 1
 
 
-def test_large_learning_rate_kills_relus_and_leaky_relu_keeps_them():
-    # the preset's text: "after 200 steps more than half of one layer is dead"
-    dead = run("dead_relu_large_lr", 201).series("dead_frac")[-1]
-    leaky = run("leaky_relu_rescue", 201).series("dead_frac")[-1]
+@pytest.mark.parametrize("seed", [0, 1])
+def test_large_learning_rate_kills_relus_and_leaky_relu_keeps_them(seed):
+    # the preset's text: "after 200 steps more than half of one layer is dead". lr 1.5
+    # dynamics are chaotic (float order changes the trajectory), so the lesson must hold
+    # on any seed: 16 of 16 seeds measured gave 0.6 to 1.0 (lr 0.8 gave 0.17 to 0.73).
+    dead_spec, leaky_spec = load_preset("dead_relu_large_lr"), load_preset("leaky_relu_rescue")
+    assert dead_spec["train"]["lr"] == leaky_spec["train"]["lr"]   # "same net and learning rate"
+    dead = train(dead_spec, 201, seed=seed)[2].series("dead_frac")[-1]
+    leaky = train(leaky_spec, 201, seed=seed)[2].series("dead_frac")[-1]
     assert dead.max() > 0.5 and leaky.max() == 0
 
 

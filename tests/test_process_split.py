@@ -170,6 +170,9 @@ def test_an_exception_in_a_users_model_reaches_the_window_with_its_traceback(qtb
     assert ended.args[0] == "failed at step 2: RuntimeError: a bug in the user's forward"
     assert "net.py" in s.last_traceback and "RuntimeError" in s.last_traceback
     assert len(s.history) == 2 and s.worker_pid is not None     # the worker lives on
+    window.actions.error_details.trigger()                      # shown on request
+    assert "a bug in the user's forward" in window.error_box.detailedText()
+    window.error_box.close()
 
 
 def test_a_worker_killed_mid_run_is_reported_and_the_next_run_starts_a_new_one(qtbot, window):

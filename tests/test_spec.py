@@ -107,7 +107,7 @@ def test_negative_units_give_exactly_the_documented_message():
     (base(train={"lr": "fast"}), "train.lr: must be a positive number, got \"fast\""),
     (base(train={"lr": float("nan")}), "train.lr: must be a positive number"),
     (base(train={"optimizer": "lbfgs"}), "train.optimizer: must be one of sgd, momentum"),
-    (base(train={"loss": "hinge"}), "train.loss: must be one of cross_entropy, mse, got \"hinge\""),
+    (base(train={"loss": "hinge"}), "train.loss: must be one of cross_entropy, mse, nll, got \"hinge\""),
     (base(train={"batch_size": 0}), "train.batch_size: must be null (full batch) or a positive integer, got 0"),
     (base(train={"steps": 0}), "train.steps: must be a positive integer, got 0"),
     (base(train={"clip_norm": -1}), "train.clip_norm: must be null or a positive number, got -1"),

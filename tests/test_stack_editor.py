@@ -584,3 +584,11 @@ def test_editor_widgets_do_not_load_torch():
                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_property_form_follows_the_catalogue_ranges(stack, props):
+    # no cap below the spec's: any positive number of units is taken
+    stack.select_path((4,), emit=True)
+    spin = props.fields["units"]
+    assert spin.minimum() == 1 and spin.maximum() == 2**31 - 1
+    assert props.set_value("units", 5000) and stack.layers()[3]["units"] == 5000

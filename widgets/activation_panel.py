@@ -15,13 +15,12 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from backprop_lab.engine.activations import ACTIVATIONS, SATURATION_FRACTION, activation
+from backprop_lab.engine.activations import SATURATION_FRACTION, activation_for_name  # noqa: F401  (re-exported)
+from backprop_lab.engine.snapshot import HIST_RANGE
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.gradient_heatmap import with_blocked
 
-# The probes' histogram of z (engine.probes.HIST_RANGE; that module needs torch, so
-# the range is repeated here; the number of bins is read from the array itself).
-HIST_RANGE = (-8.0, 8.0)
+# The probes' histogram of z (the number of bins is read from the array itself).
 Z_RANGE = HIST_RANGE
 CURVE_Z = np.linspace(*Z_RANGE, 801)
 HIST_TOP = 0.8      # the tallest histogram bar reaches this share of the plot's height
@@ -33,19 +32,6 @@ KEY = (f"<span style='color:{theme.FUNCTION_COLOUR}'>― f(z)</span>&nbsp;&nbsp;
        f"<span style='color:{theme.DERIVATIVE_COLOUR}'><b>━ f′(z)</b></span>&nbsp;&nbsp; "
        f"<span style='color:{_rgba((40, 140, 200, 255))}'>█ z at the newest step</span>&nbsp;&nbsp; "
        f"<span style='color:{_rgba((150, 150, 160, 255))}'>█ f′ &lt; 1 % of max: no gradient</span>")
-# class names of custom models ("fc1 (ReLU)") to activation types
-_CLASS_TYPES = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "leakyrelu": "leaky_relu",
-                "elu": "elu", "gelu": "gelu", "softplus": "softplus", "identity": "identity"}
-
-
-def activation_for_name(name: str):
-    """The Activation of a recorded layer name ("2 sigmoid", "4.1 leaky_relu", "act (ReLU)"),
-    with default parameters; identity when the name says nothing known."""
-    word = name.split(" ", 1)[-1].strip().strip("()").lower()
-    kind = _CLASS_TYPES.get(word, word)
-    return activation({"type": kind if kind in ACTIVATIONS else "identity"})
-
-
 def saturated_intervals(df_values: np.ndarray, z: np.ndarray, threshold: float) -> list[tuple[float, float]]:
     """The z intervals where f'(z) < threshold, as (start, end) pairs."""
     low = np.asarray(df_values) < threshold

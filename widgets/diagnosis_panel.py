@@ -54,6 +54,11 @@ class FindingCard(QFrame):
             row.addWidget(c)
             lay.addLayout(row)
             self.buttons.append((b, c))
+        for text in getattr(finding, "advice", []):   # a user's own module: the code to change
+            tip = QLabel(f"Try: {text}")
+            tip.setWordWrap(True)
+            tip.setTextInteractionFlags(Qt.TextSelectableByMouse)
+            lay.addWidget(tip)
 
     def show_finding(self, finding) -> None:
         """Show a newer measurement of the same finding (same kind, layers, severity, remedies)."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QRect, QSize
+from PySide6.QtCore import QPoint, QRect, QSize
 from PySide6.QtGui import QPainter
 
 
@@ -20,7 +20,7 @@ def export_widget(widget, path) -> None:
         gen.setViewBox(QRect(0, 0, widget.width(), widget.height()))
         gen.setTitle(widget.windowTitle() or "Backprop Lab panel")
         painter = QPainter(gen)
-        widget.render(painter)
+        widget.render(painter, QPoint())  # PySide6 needs the offset with a painter
         painter.end()
     else:
         if not widget.grab().save(str(path)):

@@ -1,5 +1,6 @@
-"""What the stack editor knows about layers, without Qt: groups, colours, one-line
-descriptions, the text of a row, shapes, paths and the SpecError helpers.
+"""How the stack editor shows layers, without Qt: group colours, the text of a row,
+shapes, paths. What a layer type *is* (group, parameters, explanation) is
+engine.catalog's.
 
 Paths are tuples of 1-based positions, the numbering of the spec's messages and
 of engine.build.plan: (3,) is the third layer, (4, 2) the second layer inside
@@ -8,40 +9,24 @@ the residual block at 4, ("out",) the output layer that build adds.
 from __future__ import annotations
 
 import json
-import re
 
-from backprop_lab.engine.spec import LAYER_TYPES, default_layer
+from backprop_lab.engine.catalog import CATALOG, GROUPS, default_layer  # noqa: F401  (GROUPS: palette order)
 
-GROUPS = ("Dense", "Activations", "Normalisation", "Structure", "Recurrent")
 # Tableau-10 hues: distinct on light and dark backgrounds, and for most colour-blind readers.
 GROUP_COLOURS = {"Dense": "#4e79a7", "Activations": "#f28e2b", "Normalisation": "#59a14f",
                  "Structure": "#b07aa1", "Recurrent": "#76b7b2"}
 PROBLEM_COLOUR = "#d64541"
 
-DESCRIPTIONS = {
-    "linear": "Fully connected: y = W x + b. The init sets the scale of W, and with it whether "
-              "the signal and the gradient shrink or grow from layer to layer.",
-    "sigmoid": "σ(z) = 1 / (1 + e^−z). Its slope is at most 1/4, so every sigmoid layer can "
-               "shrink the gradient fourfold: the classic vanishing gradient.",
-    "tanh": "tanh(z): slope at most 1 (at z = 0), near 0 once |z| > 2 (saturation).",
-    "relu": "max(0, z): slope 1 where active, so no shrinking; a unit whose z stays "
-            "negative has slope 0 and stops learning (dead unit).",
-    "leaky_relu": "z for z > 0, slope · z otherwise: a small gradient survives for negative z.",
-    "elu": "z for z > 0, α (e^z − 1) otherwise: smooth, with negative outputs.",
-    "gelu": "z Φ(z): a smooth ReLU (transformers); slope up to 1.13.",
-    "softplus": "log(1 + e^z): a smooth ReLU whose slope σ(z) is always below 1.",
-    "identity": "f(z) = z: no non-linearity; stacked linear layers collapse into one.",
-    "batchnorm": "Normalises each feature over the batch, then scales and shifts: keeps "
-                 "pre-activations away from saturation.",
-    "layernorm": "Normalises each sample over its features, then scales and shifts.",
-    "dropout": "Zeroes each unit with probability p while training (the rest scaled by 1/(1−p)).",
-    "residual": "y = x + f(x): the gradient also reaches earlier layers through the identity "
-                "path. A projection is added where the widths differ.",
-    "rnn": "Elman RNN: h_t = tanh(W x_t + U h_(t−1) + b). The gradient through time is a "
-           "product of Jacobians, one per step.",
-    "lstm": "Long short-term memory: the additive cell update lets the gradient cross many steps.",
-    "gru": "Gated recurrent unit: gates decide how much of h_(t−1) passes on.",
-}
+
+def description(kind: str) -> str:
+    """The catalogue's one-line explanation of a layer type ("" for an unknown one)."""
+    t = CATALOG.get(kind)
+    return t.description if t else ""
+
+
+def group_of(kind: str) -> str:
+    t = CATALOG.get(kind)
+    return t.group if t else ""
 
 
 def new_layer(kind: str, width: int | None = None) -> dict:
@@ -72,27 +57,25 @@ def format_number(v) -> str:
 
 
 def layer_summary(layer: dict) -> str:
-    """The parameters worth seeing in the stack row: "30 · xavier_normal · no bias"."""
-    kind, parts = layer.get("type"), []
-    if "units" in LAYER_TYPES.get(kind, {}).get("params", {}):
-        parts.append(str(layer.get("units")))
-    if kind == "leaky_relu":
-        parts.append(f"slope {format_number(layer.get('slope', 0.01))}")
-    elif kind == "elu":
-        parts.append(f"α {format_number(layer.get('alpha', 1.0))}")
-    elif kind == "dropout":
-        parts.append(f"p {format_number(layer.get('p', 0.5))}")
-    elif kind == "residual":
+    """The parameters worth seeing in the stack row, from the catalogue: numbers first
+    ("30", "slope 0.1"), then a non-default init, switched-off options ("no bias"), set
+    optional values ("forget bias 1.0") and the label: "30 · xavier_normal · no bias"."""
+    t, parts = CATALOG.get(layer.get("type")), []
+    params = t.params if t else ()
+    for p in params:
+        if p.kind in ("int", "float") and not p.optional:
+            v = layer.get(p.name, p.default)
+            parts.append(f"{p.short} {format_number(v)}" if p.short else str(v))
+    if t is not None and t.role == "block":
         n = len(layer.get("layers", []))
         parts.append(f"{n} layer{'s' if n != 1 else ''} + skip")
     init = layer.get("init")
     if isinstance(init, dict) and init.get("scheme", "default") != "default":
         extra = next((f" {k} {format_number(init[k])}" for k in ("std", "a", "gain") if k in init), "")
         parts.append(init["scheme"] + extra)
-    if layer.get("bias") is False:
-        parts.append("no bias")
-    if kind == "lstm" and layer.get("forget_bias") is not None:
-        parts.append(f"forget bias {format_number(layer['forget_bias'])}")
+    parts += [p.off for p in params if p.kind == "bool" and p.off and layer.get(p.name) is False]
+    parts += [f"{p.short} {format_number(layer[p.name])}" for p in params
+              if p.optional and layer.get(p.name) is not None]
     if layer.get("name"):
         parts.append(f"“{layer['name']}”")
     return " · ".join(parts)
@@ -106,21 +89,6 @@ def top_paths(paths) -> list[tuple]:
     """Distinct paths in document order, without those inside another one."""
     ps = sorted({tuple(p) for p in paths if p and p != ("out",)})
     return [p for p in ps if not any(q != p and p[:len(q)] == q for q in ps)]
-
-
-def error_path(message: str) -> tuple | None:
-    """The layer a validate_layers message names: "layer 4 (residual) > layer 2 (x): ..." -> (4, 2)."""
-    head = message.split(": ", 1)[0]
-    nums = re.findall(r"layer (\d+)", head)
-    return tuple(int(n) for n in nums) or None
-
-
-def relocate_error(message: str, path: tuple, kinds=()) -> str:
-    """A message about layer 1 of a one-layer list, re-addressed to ``path`` in the stack
-    (``kinds``: the types of the enclosing blocks, outermost first)."""
-    parts = [f"layer {p} ({k})" for p, k in zip(path[:-1], kinds)]
-    parts.append(f"layer {path[-1]}")
-    return re.sub(r"^layer 1\b", " > ".join(parts), message)
 
 
 def info_get(info, name, default=None):

@@ -1,4 +1,4 @@
-"""The layer palette: every layer type of engine.spec.LAYER_TYPES, grouped.
+"""The layer palette: every layer type of the catalogue (engine.catalog), grouped.
 
 A drag carries only the type id, in the MIME type of the stack editor
 (widgets.stack_model.MIME_TYPE: {"new": "sigmoid"}); a double-click or Enter
@@ -12,8 +12,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QLabel, QLineEdit, QStyledItem
                                QWidget)
 
 from backprop_lab.engine.activations import ACTIVATIONS
-from backprop_lab.engine.spec import LAYER_TYPES, default_layer
-from backprop_lab.widgets.layer_catalog import DESCRIPTIONS, GROUP_COLOURS, GROUPS, layer_summary
+from backprop_lab.engine.catalog import GROUPS, default_layer, types_in
+from backprop_lab.widgets.layer_catalog import GROUP_COLOURS, description, layer_summary
 from backprop_lab.widgets.stack_model import MIME_TYPE, TYPE_ROLE, group_icon, new_layer_mime
 
 
@@ -38,9 +38,7 @@ class PaletteModel(QStandardItemModel):
             g.setFlags(Qt.ItemIsEnabled)
             g.setData(group, Qt.UserRole)
             g.setForeground(self._group_brush(group))
-            for kind, entry in LAYER_TYPES.items():
-                if entry["group"] != group:
-                    continue
+            for kind in types_in(group):
                 it = QStandardItem(group_icon(group), kind)
                 it.setData(kind, TYPE_ROLE)
                 it.setFlags(Qt.ItemIsEnabled | Qt.ItemIsSelectable | Qt.ItemIsDragEnabled)
@@ -59,7 +57,7 @@ class PaletteModel(QStandardItemModel):
         note = _slope_note(kind)
         extra = " · ".join(x for x in (defaults and f"default {defaults}", note) if x)
         return (f"<b>{kind}</b>" + (f" <span style='color:gray'>({extra})</span>" if extra else "") +
-                f"<br>{DESCRIPTIONS.get(kind, '')}<br><i>Drag into the stack, or double-click to append.</i>")
+                f"<br>{description(kind)}<br><i>Drag into the stack, or double-click to append.</i>")
 
     def index_of(self, kind: str) -> QModelIndex:
         """The index of a layer type's item."""
@@ -174,4 +172,4 @@ class LayerPalette(QWidget):
         if kind:
             note = _slope_note(kind)
             self.description.setText(f"<b>{kind}</b>" + (f" &nbsp;<span>{note}</span>" if note else "") +
-                                     f"<br>{DESCRIPTIONS.get(kind, '')}")
+                                     f"<br>{description(kind)}")

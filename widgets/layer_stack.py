@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QHe
                                QSizePolicy, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QToolButton,
                                QTreeView, QVBoxLayout, QWidget)
 
-from backprop_lab.engine.spec import LAYER_TYPES
-from backprop_lab.widgets.layer_catalog import (GROUP_COLOURS, GROUPS, format_shape, info_get, layers_from_text, new_layer,
+from backprop_lab.engine.catalog import GROUPS, types_in
+from backprop_lab.widgets.layer_catalog import (GROUP_COLOURS, format_shape, info_get, layers_from_text, new_layer,
                                    path_text, top_paths)
 from backprop_lab.widgets.stack_model import (ADDED_ROLE, GROUP_ROLE, MIME_TYPE, PATH_ROLE, PROBLEM_ROLE, SUMMARY_ROLE, TYPE_ROLE,
                                  LayerStackModel, decode_mime, layers_mime, problem_icon)
@@ -361,9 +361,8 @@ class LayerStackView(QWidget):
         self.add_menu = QMenu(self)
         for group in GROUPS:
             sub = self.add_menu.addMenu(group)
-            for kind, entry in LAYER_TYPES.items():
-                if entry["group"] == group:
-                    sub.addAction(kind, lambda k=kind: self.insert_layer(k))
+            for kind in types_in(group):
+                sub.addAction(kind, lambda k=kind: self.insert_layer(k))
         self.actions["add"].setMenu(self.add_menu)
         act("duplicate", "Duplicate", "Duplicate the selected layers", "Ctrl+D", self.duplicate_selected)
         act("remove", "Remove", "Remove the selected layers", "Del", self.remove_selected)

@@ -149,12 +149,14 @@ class NeuronHeatmap(QWidget):
         n_dead = int(self.dead.sum())
         dead = (f" · <span style='color:#b3400b'><b>{n_dead} of {U}</b> pass no gradient "
                 f"(black rows; zero in the last {len(recent)} stored steps)</span>") if n_dead else ""
-        self.title.setText(f"<b>{name}</b>: {U} units{dead}")
+        pooled = f" in {U} groups of units" if h.pooled(self.layer) else ""
+        self.title.setText(f"<b>{name}</b>: {h.units[self.layer]} units{pooled}{dead}")
 
     # ------------------------------------------------------------------ internals
     def _reset_view(self) -> None:
         vb = self.plot.getPlotItem().getViewBox()
-        units = self.history.units[self.layer] if self.history is not None and self.history.units else 1
+        h = self.history
+        units = h.stored_units[self.layer] if h is not None and h.units else 1   # columns kept (pooled if wide)
         vb.setLimits(yMin=-0.5, yMax=units - 0.5)
         vb.setRange(yRange=(-0.5, units - 0.5), padding=0)
         vb.enableAutoRange(x=True)

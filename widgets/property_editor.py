@@ -18,28 +18,15 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QFrame, QLabel
                                QVBoxLayout, QWidget)
 
 from backprop_lab.engine.activations import ACTIVATIONS
-from backprop_lab.engine.spec import BIAS_SCHEMES, INIT_SCHEMES, LAYER_TYPES, SpecError, validate_layers
-from backprop_lab.widgets.layer_catalog import (DESCRIPTIONS, GROUP_COLOURS, PROBLEM_COLOUR, error_path, format_number,
-                                   format_shape, info_get, path_text, relocate_error)
+from backprop_lab.engine.catalog import (BIAS_SCHEMES, CATALOG, INIT_PARAMS, INIT_SCHEMES, SCHEMES, form_params,
+                                         param_default, weight_std)
+from backprop_lab.engine.spec import SpecError, validate_layers, where_of
+from backprop_lab.widgets.layer_catalog import (GROUP_COLOURS, PROBLEM_COLOUR, description, format_number,
+                                                format_shape, group_of, info_get, path_text)
 from backprop_lab.widgets.stack_model import LayerStackModel
 from backprop_lab.widgets.undo_commands import EditLayer
 
-# parameters each init scheme takes, and the value used when one is left empty
-SCHEME_PARAMS = {"normal": ("std", "mean"), "uniform": ("a",), "xavier_normal": ("gain",),
-                 "xavier_uniform": ("gain",), "kaiming_normal": ("gain",), "kaiming_uniform": ("gain",),
-                 "orthogonal": ("gain",)}
-PARAM_DEFAULTS = {"std": 1.0, "mean": 0.0, "a": 1.0, "gain": 1.0}
-SCHEME_TIPS = {
-    "default": "PyTorch's own: U(−1/√fan_in, 1/√fan_in) for linear layers",
-    "normal": "N(mean, std²) for every weight, whatever the width",
-    "uniform": "U(−a, a) for every weight, whatever the width",
-    "xavier_normal": "N(0, gain² · 2 / (fan_in + fan_out)): keeps the variance for tanh / sigmoid",
-    "xavier_uniform": "U(−b, b), b = gain · √(6 / (fan_in + fan_out))",
-    "kaiming_normal": "N(0, gain² / fan_in), gain √2 by default: keeps the variance for ReLU",
-    "kaiming_uniform": "U(−b, b), b = gain · √(3 / fan_in), gain √2 by default",
-    "orthogonal": "A (semi-)orthogonal matrix times gain: all singular values equal",
-    "zeros": "b = 0",
-}
+INT_MAX = 2**31 - 1   # a QSpinBox's largest value: the form's bound where the catalogue sets none
 FLOAT_RE = QRegularExpression(r"[-+]?(\d+\.?\d*|\.\d+)?([eE][-+]?\d*)?")
 
 
@@ -186,6 +173,8 @@ class PropertyEditor(QWidget):
 
     # ------------------------------------------------------------------ building
     def _build_fields(self) -> None:
+        """One row per parameter name of the catalogue (engine.catalog.form_params); _fill shows
+        the rows of the selected layer's type."""
         def add(key, label, widget, tip=""):
             widget.setToolTip(tip)
             widget.setObjectName(key)
@@ -193,45 +182,46 @@ class PropertyEditor(QWidget):
             self.fields[key] = widget
             return widget
 
-        units = add("units", "units", QSpinBox(), "Number of units (outputs) of the layer, 1 to 4096")
-        units.setRange(1, 4096)
-        units.setKeyboardTracking(False)   # apply on Enter / focus out / arrows, not per digit
-        units.setAccelerated(True)
-        units.valueChanged.connect(lambda v: self.set_value("units", v))
-        units.lineEdit().textEdited.connect(self._on_units_typed)
-        bias = add("bias", "bias", QCheckBox("add a bias b"), "Whether the layer has a bias vector")
-        bias.toggled.connect(lambda on: self.set_value("bias", on))
-        for obj, schemes, label in (("init", INIT_SCHEMES, "weight init"), ("bias_init", BIAS_SCHEMES, "bias init")):
-            combo = add(f"{obj}.scheme", label, QComboBox(), "Initialisation of the " +
-                        ("weights" if obj == "init" else "biases"))
-            for i, s in enumerate(schemes):
-                combo.addItem(s)
-                combo.setItemData(i, SCHEME_TIPS.get(s, ""), Qt.ToolTipRole)
-            combo.currentTextChanged.connect(lambda s, o=obj: self.set_value(f"{o}.scheme", s))
-            for p in ("std", "mean", "a", "gain"):
-                e = add(f"{obj}.{p}", f"    {p}", NumberEdit(optional=True),
-                        {"std": "Standard deviation", "mean": "Mean", "a": "Half-width: U(−a, a)",
-                         "gain": "Scale factor"}[p] + "; empty: the default")
-                e.committed.connect(lambda k=f"{obj}.{p}": self._commit_number(k))
-            if obj == "init":
-                self.init_note = QLabel()
-                self.init_note.setObjectName("initNote")
-                self.init_note.setWordWrap(True)
-                self.init_note.setStyleSheet("#initNote { color: palette(placeholder-text); }")
-                self.init_note.setToolTip("For inputs of unit variance, a linear layer's outputs have standard "
-                                          "deviation √fan_in · std(W): above 1 the signal grows layer after "
-                                          "layer, below 1 it shrinks")
-                self.form.addRow("", self.init_note)
-        for key, tip in (("slope", "Slope for z < 0 (≥ 0)"),
-                         ("alpha", "Saturation value −α for z → −∞ (> 0)"),
-                         ("p", "Probability of zeroing a unit while training, in [0, 1)"),
-                         ("forget_bias", "Bias of the forget gate; empty: PyTorch's init. "
-                                         "1 or more helps the LSTM remember early in training")):
-            e = add(key, key.replace("_", " "), NumberEdit(optional=key == "forget_bias"), tip)
-            e.committed.connect(lambda k=key: self._commit_number(k))
+        self._params = {p.name: p for p in form_params() if p.kind != "layers"}
+        for p in self._params.values():
+            if p.kind == "int":
+                spin = add(p.name, p.label, QSpinBox(), f"{p.tip}: {p.rule}")
+                spin.setRange(int(p.minimum), int(p.maximum) if p.maximum is not None else INT_MAX)
+                spin.setKeyboardTracking(False)   # apply on Enter / focus out / arrows, not per digit
+                spin.setAccelerated(True)
+                spin.valueChanged.connect(lambda v, k=p.name: self.set_value(k, v))
+                spin.lineEdit().textEdited.connect(lambda t, k=p.name: self._on_int_typed(k, t))
+            elif p.kind == "bool":
+                box = add(p.name, p.label, QCheckBox(p.check_text), p.tip)
+                box.toggled.connect(lambda on, k=p.name: self.set_value(k, on))
+            elif p.kind in ("init", "bias_init"):
+                self._add_init_rows(add, p)
+            else:
+                e = add(p.name, p.label, NumberEdit(optional=p.optional), p.tip)
+                e.committed.connect(lambda k=p.name: self._commit_number(k))
         name = add("name", "label", QLineEdit(), "An optional name for the layer (kept in the spec)")
         name.setPlaceholderText("optional")
         name.editingFinished.connect(self._commit_name)
+
+    def _add_init_rows(self, add, p) -> None:
+        obj = p.name
+        combo = add(f"{obj}.scheme", p.label, QComboBox(), p.tip)
+        for i, s in enumerate(INIT_SCHEMES if p.kind == "init" else BIAS_SCHEMES):
+            combo.addItem(s)
+            combo.setItemData(i, SCHEMES[s].tip, Qt.ToolTipRole)
+        combo.currentTextChanged.connect(lambda s, o=obj: self.set_value(f"{o}.scheme", s))
+        for name, (_, tip) in INIT_PARAMS.items():
+            e = add(f"{obj}.{name}", f"    {name}", NumberEdit(optional=True), tip + "; empty: the default")
+            e.committed.connect(lambda k=f"{obj}.{name}": self._commit_number(k))
+        if p.kind == "init":
+            self.init_note = QLabel()
+            self.init_note.setObjectName("initNote")
+            self.init_note.setWordWrap(True)
+            self.init_note.setStyleSheet("#initNote { color: palette(placeholder-text); }")
+            self.init_note.setToolTip("For inputs of unit variance, a linear layer's outputs have standard "
+                                      "deviation √fan_in · std(W): above 1 the signal grows layer after "
+                                      "layer, below 1 it shrinks")
+            self.form.addRow("", self.init_note)
 
     # ------------------------------------------------------------------ public
     def path(self):
@@ -283,15 +273,15 @@ class PropertyEditor(QWidget):
             validate_layers(layers)
             return None
         except SpecError as e:
-            if error_path(str(e)) == path:
+            if e.path == path:
                 return str(e)
-        # another layer is invalid: judge this one on its own
+        # another layer is invalid: judge this one on its own, named by its place in the stack
+        kinds = [self.model.layer(path[:i])["type"] for i in range(1, len(path))]
         try:
-            validate_layers([candidate])
+            validate_layers([candidate], where_of(path, kinds), path[:-1], start=path[-1])
             return None
         except SpecError as e:
-            kinds = [self.model.layer(path[:i])["type"] for i in range(1, len(path))]
-            return relocate_error(str(e), path, kinds)
+            return str(e)
 
     # ------------------------------------------------------------------ edits from widgets
     def _commit_number(self, key: str) -> None:
@@ -312,19 +302,20 @@ class PropertyEditor(QWidget):
         if text != self.model.layer(self._path).get("name", ""):
             self.set_value("name", text)
 
-    def _on_units_typed(self, text: str) -> None:
-        # the spin box cannot hold 0 or 5000: say why the typed value will not be taken
+    def _on_int_typed(self, key: str, text: str) -> None:
+        # the spin box cannot hold a value out of its range: say why the typed one will not be taken
         try:
             v = int(text)
         except ValueError:
             return
         if self._path is None or not self.model.has_path(self._path):
             return
-        msg = self.check(with_value(self.model.layer(self._path), "units", v))
-        if msg is None and not 1 <= v <= 4096:
-            msg = f"units must be between 1 and 4096, got {v}"
+        msg = self.check(with_value(self.model.layer(self._path), key, v))
+        spin = self.fields[key]
+        if msg is None and not spin.minimum() <= v <= spin.maximum():
+            msg = f"{key} must be between {spin.minimum()} and {spin.maximum()}, got {v}"
         self._show_error(msg or "")
-        _set_invalid(self.fields["units"], bool(msg))
+        _set_invalid(spin, bool(msg))
 
     def _show_error(self, msg: str) -> None:
         if msg == self.error.text() and self.error.isVisibleTo(self) == bool(msg):
@@ -358,7 +349,7 @@ class PropertyEditor(QWidget):
             return
         layer = self.model.layer(path)
         kind = self._kind = layer["type"]
-        group = LAYER_TYPES.get(kind, {}).get("group", "")
+        group = group_of(kind)
         colour = GROUP_COLOURS.get(group, "#888")
         added = path == ("out",)
         self.title.setText(f"<span style='color:{colour}'>■</span> <span style='color:gray'>"
@@ -383,7 +374,7 @@ class PropertyEditor(QWidget):
             return ("The builder adds this linear layer (PyTorch's default init) because the stack does "
                     "not end with a linear layer of the output size. End the stack with one to choose "
                     "its init yourself.")
-        text = DESCRIPTIONS.get(kind, "")
+        text = description(kind)
         if kind in ACTIVATIONS:
             text += f" Largest slope: max f′ = {ACTIVATIONS[kind](layer).max_derivative:g}."
         if kind == "residual":
@@ -393,63 +384,58 @@ class PropertyEditor(QWidget):
 
     def _fill(self, layer: dict) -> None:
         kind = layer["type"]
-        params = LAYER_TYPES[kind]["params"]
+        t = CATALOG[kind]
+        f = self.fields
         with ExitStack() as stack:
-            for w in self.fields.values():
+            for w in f.values():
                 stack.enter_context(QSignalBlocker(w))
-            f = self.fields
-            f["units"].setValue(int(layer.get("units", 1)) if isinstance(layer.get("units"), int) else 1)
-            f["bias"].setChecked(bool(layer.get("bias", True)))
-            for obj in ("init", "bias_init"):
-                init = layer.get(obj) or {"scheme": "default" if obj == "init" else "default"}
-                if isinstance(init, str):
-                    init = {"scheme": init}
-                f[f"{obj}.scheme"].setCurrentText(init.get("scheme", "default"))
-                for p in ("std", "mean", "a", "gain"):
-                    e = f[f"{obj}.{p}"]
-                    e.set_value(init.get(p))
-                    d = math.sqrt(2) if p == "gain" and init.get("scheme", "").startswith("kaiming") \
-                        else PARAM_DEFAULTS[p]
-                    e.setPlaceholderText(f"{d:.4g} (default)")
-            for key in ("slope", "alpha", "p"):
-                if key in layer:
-                    f[key].set_value(layer[key])
-            f["forget_bias"].set_value(layer.get("forget_bias"))
-            f["forget_bias"].setPlaceholderText("PyTorch's init")
+            for p in self._params.values():
+                v = layer.get(p.name, p.default)
+                if p.kind == "int":
+                    f[p.name].setValue(int(v) if isinstance(v, int) else int(p.minimum))
+                elif p.kind == "bool":
+                    f[p.name].setChecked(bool(v))
+                elif p.kind in ("init", "bias_init"):
+                    init = {"scheme": v} if isinstance(v, str) else (v or {"scheme": "default"})
+                    scheme = init.get("scheme", "default")
+                    f[f"{p.name}.scheme"].setCurrentText(scheme)
+                    for name in INIT_PARAMS:
+                        e = f[f"{p.name}.{name}"]
+                        e.set_value(init.get(name))
+                        e.setPlaceholderText(f"{param_default(scheme, name):.4g} (default)")
+                else:
+                    f[p.name].set_value(v)
+                    if p.empty_text:
+                        f[p.name].setPlaceholderText(p.empty_text)
             f["name"].setText(layer.get("name", ""))
-        # which rows apply
-        show = {k: False for k in self.fields}
+        # which rows apply: the type's parameters (an init's own parameters by its scheme)
+        show = {k: False for k in f}
         show["name"] = True
-        for key in ("units", "bias", "slope", "alpha", "p", "forget_bias"):
-            show[key] = key in params
-        for obj in ("init", "bias_init"):
-            applies = obj in params and (obj == "init" or bool(layer.get("bias", True)))
-            show[f"{obj}.scheme"] = applies
-            scheme = (layer.get(obj) or {}).get("scheme", "default") if applies else None
-            for p in SCHEME_PARAMS.get(scheme, ()):
-                show[f"{obj}.{p}"] = True
-        for key, w in self.fields.items():
+        for p in t.params:
+            applies = p.needs is None or bool(layer.get(p.needs, True))
+            if p.kind in ("init", "bias_init"):
+                show[f"{p.name}.scheme"] = applies
+                if applies:
+                    scheme = (layer.get(p.name) or {}).get("scheme", "default")
+                    for name in SCHEMES[scheme].params if scheme in SCHEMES else ():
+                        show[f"{p.name}.{name}"] = True
+            elif p.name in show:
+                show[p.name] = applies
+        for key, w in f.items():
             self.form.setRowVisible(w, show[key])
-        note = self._init_note(layer) if kind == "linear" else ""
+        note = self._init_note(layer) if t.role == "dense" else ""
         self.init_note.setText(note)
         self.form.setRowVisible(self.init_note, bool(note))
 
     def _init_note(self, layer: dict) -> str:
-        """std(W) of the layer's init and the gain √fan_in · std(W) it gives (needs the plan's fan_in)."""
+        """std(W) of the layer's init (engine.catalog.weight_std) and the gain √fan_in · std(W) it
+        gives (needs the plan's fan_in)."""
         info = self.model.info(self._path)
         shape = info_get(info, "in_shape") if info is not None else None
         if not shape:
             return ""
-        fan_in, fan_out = int(shape[-1]), int(layer.get("units", 1))
-        init = layer.get("init") or {"scheme": "default"}
-        s = init.get("scheme", "default")
-        gain = init.get("gain", math.sqrt(2) if s.startswith("kaiming") else 1.0)
-        std = {"default": 1 / math.sqrt(3 * fan_in), "normal": init.get("std", 1.0),
-               "uniform": init.get("a", 1.0) / math.sqrt(3),
-               "xavier_normal": gain * math.sqrt(2 / (fan_in + fan_out)),
-               "xavier_uniform": gain * math.sqrt(2 / (fan_in + fan_out)),
-               "kaiming_normal": gain / math.sqrt(fan_in), "kaiming_uniform": gain / math.sqrt(fan_in),
-               "orthogonal": gain / math.sqrt(max(fan_in, fan_out))}.get(s)
+        fan_in = int(shape[-1])
+        std = weight_std(layer.get("init") or {"scheme": "default"}, fan_in, int(layer.get("units", 1)))
         if std is None:
             return ""
         g = std * math.sqrt(fan_in)

@@ -23,10 +23,11 @@ from contextlib import contextmanager
 from PySide6.QtCore import QAbstractItemModel, QMimeData, QModelIndex, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap, QUndoStack
 
-from backprop_lab.engine.spec import LAYER_TYPES, SpecError, validate_layers
+from backprop_lab.engine.catalog import CATALOG
+from backprop_lab.engine.spec import SpecError, validate_layers
 from backprop_lab.widgets import undo_commands as cmds
-from backprop_lab.widgets.layer_catalog import (DESCRIPTIONS, GROUP_COLOURS, PROBLEM_COLOUR, error_path, format_shape, info_get,
-                                   layer_summary, new_layer, path_text, top_paths)
+from backprop_lab.widgets.layer_catalog import (GROUP_COLOURS, PROBLEM_COLOUR, description, format_shape, group_of,
+                                                info_get, layer_summary, new_layer, path_text, top_paths)
 
 MIME_TYPE = "application/x-backprop-lab-layer"
 
@@ -460,7 +461,7 @@ class LayerStackModel(QAbstractItemModel):
             validate_layers(self.layers())
             self._spec_error = None
         except SpecError as e:
-            self._spec_error = (error_path(str(e)), str(e))
+            self._spec_error = (e.path, str(e))
 
     def _emit_all_changed(self) -> None:
         self.headerDataChanged.emit(Qt.Horizontal, 0, 0)
@@ -587,7 +588,7 @@ class LayerStackModel(QAbstractItemModel):
             return None
         node: _Node = index.internalPointer()
         col, kind = index.column(), node.kind
-        group = LAYER_TYPES.get(kind, {}).get("group", "")
+        group = group_of(kind)
         if role == Qt.DisplayRole:
             if col == 0:
                 if node.added:
@@ -654,8 +655,8 @@ class LayerStackModel(QAbstractItemModel):
             lines.append(f"<span style='color:{PROBLEM_COLOUR}'>⚠ {pr}</span>")
         if node.added:
             lines.append("Added because the stack does not end with a linear layer of the output size.")
-        elif kind in DESCRIPTIONS:
-            lines.append(f"<span style='color:gray'>{DESCRIPTIONS[kind]}</span>")
+        elif description(kind):
+            lines.append(f"<span style='color:gray'>{description(kind)}</span>")
         return "<br>".join(lines)
 
     def flags(self, index):
@@ -760,7 +761,7 @@ def decode_mime(data: QMimeData) -> dict | None:
     if not isinstance(payload, dict):
         return None
     if "new" in payload:
-        return payload if payload["new"] in LAYER_TYPES else None
+        return payload if payload["new"] in CATALOG else None
     if isinstance(payload.get("layers"), list) and all(isinstance(l, dict) for l in payload["layers"]):
         return payload
     return None

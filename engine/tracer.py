@@ -1,0 +1,338 @@
+"""Seeing inside a user's module during its watched forward pass.
+
+Module hooks see modules; a user's ``F.relu(self.fc1(x))`` is no module. While the
+probe measures a step, a ``TorchFunctionMode`` (PyTorch's supported way to
+intercept torch functions) sees every call of an activation function, functional
+(``F.relu``, ``torch.tanh``, ``x.sigmoid()``, ``F.gelu``, ``F.leaky_relu``,
+``F.elu``, ``F.silu``, ``F.softplus``, and their in-place forms) or made by an
+activation module's own forward (``nn.ReLU`` calls ``F.relu``). Module pre/post
+hooks keep the stack of the modules being called, so each call is placed:
+
+* a call site is (innermost module being called, op, ordinal of that pair in this
+  forward pass). A module called k times per forward gives k sites, each with its
+  own z; names are given once, when a site is first seen, and are the same at
+  every step: ``relu (ReLU)``, ``relu#2 (ReLU)`` (the second call of one
+  ``nn.ReLU``), ``fc1 -> relu (functional)`` (z is fc1's output), ``block ->
+  tanh (functional)`` (z made by some other op inside ``block``).
+* z is taken before the call, so an in-place activation cannot overwrite it
+  (a copy is made for in-place calls only).
+
+Sites are found on a first watched forward pass (the spec path runs one on zeros
+when the model is built; ``Watch`` finds them on its first step) and then
+sealed: a call site seen only later is not measured. Calls made while no module
+of the model is being called (a loss's ``torch.sigmoid``) are not the model's.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.rnn import PackedSequence
+from torch.overrides import TorchFunctionMode
+
+from .activations import activation
+
+_T = torch.Tensor
+
+
+def _arg(args, kwargs, i, name, default):
+    return args[i] if len(args) > i else kwargs.get(name, default)
+
+
+def _plain(kind):
+    return lambda a, k: {"type": kind}
+
+
+def _flag(i):
+    return lambda a, k: bool(_arg(a, k, i, "inplace", False))
+
+
+def _never(a, k):
+    return False
+
+
+def _always(a, k):
+    return True
+
+
+def _gelu(a, k):
+    return {"type": "gelu"} if _arg(a, k, 1, "approximate", "none") == "none" else None
+
+
+def _leaky(a, k):
+    return {"type": "leaky_relu", "slope": float(_arg(a, k, 1, "negative_slope", 0.01))}
+
+
+def _elu(a, k):
+    return {"type": "elu", "alpha": float(_arg(a, k, 1, "alpha", 1.0))}
+
+
+def _softplus(a, k):
+    plain = _arg(a, k, 1, "beta", 1) == 1 and _arg(a, k, 2, "threshold", 20) == 20
+    return {"type": "softplus"} if plain else None  # the probes know f' of beta 1, threshold 20
+
+
+# torch function -> (op, spec layer of its activation (None: parameters not covered), in place?)
+ACT_FUNCS = {
+    F.relu: ("relu", _plain("relu"), _flag(1)), torch.relu: ("relu", _plain("relu"), _never),
+    _T.relu: ("relu", _plain("relu"), _never), torch.relu_: ("relu", _plain("relu"), _always),
+    _T.relu_: ("relu", _plain("relu"), _always),
+    torch.sigmoid: ("sigmoid", _plain("sigmoid"), _never), _T.sigmoid: ("sigmoid", _plain("sigmoid"), _never),
+    torch.sigmoid_: ("sigmoid", _plain("sigmoid"), _always),
+    _T.sigmoid_: ("sigmoid", _plain("sigmoid"), _always),
+    torch.tanh: ("tanh", _plain("tanh"), _never), _T.tanh: ("tanh", _plain("tanh"), _never),
+    torch.tanh_: ("tanh", _plain("tanh"), _always), _T.tanh_: ("tanh", _plain("tanh"), _always),
+    F.gelu: ("gelu", _gelu, _never),
+    F.leaky_relu: ("leaky_relu", _leaky, _flag(2)), F.leaky_relu_: ("leaky_relu", _leaky, _always),
+    F.elu: ("elu", _elu, _flag(2)), F.elu_: ("elu", _elu, _always),
+    F.silu: ("silu", _plain("silu"), _flag(1)),
+    F.softplus: ("softplus", _softplus, _never),
+}
+# activation modules: a call made by their forward is named after the module
+ACT_MODULES = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Softplus)
+
+
+class Tracer(TorchFunctionMode):
+    """The module stack and the activation call sites of one user's module (see the module doc).
+
+    ``act_layers`` is the Model's list [(name, module, Activation)], extended as sites are
+    found; ``on_act(i, z, a)`` (set by the probe) gets each measured call."""
+
+    def __init__(self, net: nn.Module, act_layers: list, weight_modules: dict):
+        super().__init__()
+        self.net, self.act_layers = net, act_layers
+        self.weight_modules = weight_modules      # id(module) -> its path, for names
+        self.sites: dict = {}                     # (path, op, ordinal) -> index in act_layers
+        self.names: set = {n for n, _, _ in act_layers}
+        self.sealed = False
+        self.on_act = None
+        self.recording = False
+        self.muted = 0            # > 0 inside a probe's own computation (an unrolled RNN)
+        self.forwards = 0         # watched forward passes started
+        self._entered = False
+        self._stack: list = []
+        self._count: dict = {}
+        self._made_by: dict = {}  # id(tensor) -> (tensor, path of the weight layer that output it)
+        self._handles = []
+        for path, m in net.named_modules():
+            self._handles.append(m.register_forward_pre_hook(self._push(path)))
+            self._handles.append(m.register_forward_hook(self._pop(path), always_call=True))
+
+    # ------------------------------------------------------------------ module stack
+    def _push(self, path):
+        def hook(m, inputs):
+            if self.recording:
+                self._stack.append((path, m))
+        return hook
+
+    def _pop(self, path):
+        def hook(m, inputs, output):
+            if not self.recording:
+                return
+            if self._stack and self._stack[-1][1] is m:
+                self._stack.pop()
+            if not self.sealed and id(m) in self.weight_modules:
+                out = output[0] if isinstance(output, (tuple, list)) and output else output
+                if isinstance(out, torch.Tensor):
+                    self._made_by[id(out)] = (out, path)
+        return hook
+
+    def start(self) -> None:
+        """Record from now on (the watched forward pass begins): ordinals count from 1 again."""
+        self._stack.clear()
+        self._count.clear()
+        self.forwards += 1
+        self.recording = True
+        if not self._entered:
+            self.__enter__()
+            self._entered = True
+
+    def stop(self) -> None:
+        self.recording = False
+        self._stack.clear()
+        self._made_by.clear()
+        if self._entered:
+            self._entered = False
+            self.__exit__(None, None, None)
+
+    def remove(self) -> None:
+        self.stop()
+        for h in self._handles:
+            h.remove()
+
+    # ------------------------------------------------------------------ interception
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        spec = ACT_FUNCS.get(func) if self._stack and not self.muted else None
+        if spec is None:
+            return func(*args, **kwargs)
+        op, layer_of, in_place = spec
+        z = args[0] if args else kwargs.get("input")
+        layer = layer_of(args, kwargs)
+        if layer is None or not isinstance(z, torch.Tensor) or not z.is_floating_point():
+            return func(*args, **kwargs)
+        path, top = self._stack[-1]
+        base = (path, "module" if isinstance(top, ACT_MODULES) else op)
+        k = self._count[base] = self._count.get(base, 0) + 1
+        i = self.sites.get((*base, k))
+        if i is None:
+            if self.sealed:
+                return func(*args, **kwargs)
+            i = self._add((*base, k), top, op, layer, z)
+        z = z.detach().clone() if in_place(args, kwargs) else z.detach()
+        out = func(*args, **kwargs)
+        if self.on_act is not None and isinstance(out, torch.Tensor):
+            self.on_act(i, z, out.detach())
+        return out
+
+    def _add(self, key, module, op, layer, z) -> int:
+        path, how, _ = key
+        if how == "module":
+            stem, tail = path or type(self.net).__name__, f" ({type(module).__name__})"
+        else:
+            made = self._made_by.get(id(z))
+            where = made[1] if made is not None and made[0] is z else (path or type(self.net).__name__)
+            stem, tail = f"{where} -> {op}", " (functional)"
+        name, n = stem + tail, 1
+        while name in self.names:
+            n += 1
+            name = f"{stem}#{n}{tail}"
+        self.names.add(name)
+        self.sites[key] = len(self.act_layers)
+        self.act_layers.append((name, module, activation(layer)))
+        return self.sites[key]
+
+
+# ----------------------------------------------------------------------------- fused recurrent layers
+class Unrolled:
+    """A fused nn.RNN / nn.LSTM / nn.GRU, run one time step at a time while a step is watched.
+
+    The fused kernel hides h_t of the inner steps, so dL/dh_t through every later step
+    (Contract 2's time_grad_norm) cannot be read from it. While the tracer records, the
+    layer's forward is replaced by the same recurrence written with torch ops, with the
+    layer's own weights (every layer and direction, inter-layer dropout included): the
+    output equals the fused one to float rounding and autograd goes through each h_t.
+    ``on_hidden(key, h)`` sees the first layer's h_t as it is made: key t for the forward
+    direction, (t, 1) for the reverse one of a bidirectional layer. Cost: the watched steps
+    of this layer run as T x layers x directions small steps instead of one fused kernel.
+    """
+
+    def __init__(self, module: nn.RNNBase, tracer: Tracer):
+        self.module, self.tracer = module, tracer
+        self.on_hidden = None
+        self.time_steps = 0       # the sequence length of the last unrolled call
+        self._fused = module.forward
+        module.forward = self.forward
+
+    def remove(self) -> None:
+        if self.module.__dict__.get("forward") == self.forward:
+            del self.module.forward
+
+    def forward(self, input, hx=None):
+        if not self.tracer.recording or isinstance(input, PackedSequence):
+            return self._fused(input, hx)
+        self.tracer.muted += 1
+        try:
+            return self._unrolled(input, hx)
+        finally:
+            self.tracer.muted -= 1
+
+    def _unrolled(self, x, hx):
+        m = self.module
+        lstm, gru = isinstance(m, nn.LSTM), isinstance(m, nn.GRU)
+        batched = x.dim() == 3
+        if not batched:
+            x = x.unsqueeze(1)
+            if hx is not None:
+                hx = tuple(h.unsqueeze(1) for h in hx) if lstm else hx.unsqueeze(1)
+        if m.batch_first and batched:
+            x = x.transpose(0, 1)          # (time, batch, features) from here on
+        steps, b = x.shape[0], x.shape[1]
+        dirs, H = 2 if m.bidirectional else 1, m.hidden_size
+        if hx is None:
+            h0 = x.new_zeros(m.num_layers * dirs, b, H)
+            c0 = h0 if lstm else None
+        else:
+            h0, c0 = hx if lstm else (hx, None)
+        self.time_steps = steps
+        layer_in, h_n, c_n = x, [], []
+        for layer in range(m.num_layers):
+            outs = []
+            for d in range(dirs):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                w_ih, w_hh = getattr(m, "weight_ih" + sfx), getattr(m, "weight_hh" + sfx)
+                b_ih = getattr(m, "bias_ih" + sfx) if m.bias else None
+                b_hh = getattr(m, "bias_hh" + sfx) if m.bias else None
+                h = h0[layer * dirs + d]
+                c = c0[layer * dirs + d] if lstm else None
+                seq = [None] * steps
+                for t in (range(steps) if d == 0 else range(steps - 1, -1, -1)):
+                    gi, gh = F.linear(layer_in[t], w_ih, b_ih), F.linear(h, w_hh, b_hh)
+                    if lstm:   # gates i, f, g, o
+                        i, f, g, o = (gi + gh).chunk(4, 1)
+                        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                        h = torch.sigmoid(o) * torch.tanh(c)
+                    elif gru:  # gates r, z, n
+                        ir, iz, i_n = gi.chunk(3, 1)
+                        hr, hz, h_n_ = gh.chunk(3, 1)
+                        r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+                        h = (1 - z) * torch.tanh(i_n + r * h_n_) + z * h
+                    else:
+                        h = torch.tanh(gi + gh) if m.nonlinearity == "tanh" else torch.relu(gi + gh)
+                    if layer == 0 and self.on_hidden is not None:
+                        self.on_hidden(t if d == 0 else (t, 1), h)
+                    seq[t] = h
+                outs.append(torch.stack(seq))
+                h_n.append(h)
+                if lstm:
+                    c_n.append(c)
+            layer_in = outs[0] if dirs == 1 else torch.cat(outs, -1)
+            if layer < m.num_layers - 1 and m.dropout and m.training:
+                layer_in = F.dropout(layer_in, m.dropout, True)
+        out, h_n = layer_in, torch.stack(h_n)
+        c_n = torch.stack(c_n) if lstm else None
+        if m.batch_first and batched:
+            out = out.transpose(0, 1)
+        if not batched:
+            out, h_n = out.squeeze(1), h_n.squeeze(1)
+            c_n = c_n.squeeze(1) if lstm else None
+        return (out, (h_n, c_n)) if lstm else (out, h_n)
+
+
+class CellSteps:
+    """A recurrent cell (nn.RNNCell / nn.LSTMCell / nn.GRUCell) that the user's forward calls once
+    per time step: each call's output h is h_t (t = the call's ordinal in the forward pass), and
+    the gradient that reaches it is the total derivative dL/dh_t. No extra cost."""
+
+    def __init__(self, module: nn.RNNCellBase, tracer: Tracer):
+        self.module, self.tracer = module, tracer
+        self.on_hidden = None
+        self.time_steps = 0
+        self._calls, self._forward = 0, -1
+        self._handle = module.register_forward_hook(self._hook)
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+    def _hook(self, m, inputs, output):
+        if not self.tracer.recording:
+            return
+        if self._forward != self.tracer.forwards:   # a new watched forward pass: t from 0
+            self._forward, self._calls = self.tracer.forwards, 0
+        h = output[0] if isinstance(output, tuple) else output
+        if self.on_hidden is not None and isinstance(h, torch.Tensor):
+            self.on_hidden(self._calls, h)
+        self._calls += 1
+        self.time_steps = self._calls
+
+
+def first_recurrent(net: nn.Module, tracer: Tracer):
+    """What follows the first recurrent layer's hidden states: the first fused layer that can be
+    unrolled (an LSTM with proj_size cannot, yet), else the first recurrent cell; or None."""
+    for m in net.modules():
+        if isinstance(m, (nn.RNN, nn.LSTM, nn.GRU)) and getattr(m, "proj_size", 0) == 0:
+            return Unrolled(m, tracer)
+    for m in net.modules():
+        if isinstance(m, nn.RNNCellBase):
+            return CellSteps(m, tracer)
+    return None

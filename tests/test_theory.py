@@ -1,0 +1,241 @@
+"""Theory numbers (Contract 4) against float64 autograd, closed forms and the published critical line."""
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from backprop_lab.engine.theory import cells, chain, meanfield, paths, phase, spectrum
+
+TORCH_F = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda z: z,
+           "elu": torch.nn.functional.elu, "softplus": torch.nn.functional.softplus,
+           "gelu": torch.nn.functional.gelu, "leaky_relu": torch.nn.functional.leaky_relu}
+
+
+def _autograd_chain(act, w, b, x, y):
+    f = TORCH_F[act]
+    w = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    b = torch.tensor(b, dtype=torch.float64, requires_grad=True)
+    a, zs, fps = torch.tensor(x, dtype=torch.float64), [], []
+    for l in range(len(w)):
+        z = w[l] * a + b[l]
+        zl = z.detach().clone().requires_grad_(True)
+        (fp,) = torch.autograd.grad(f(zl), zl)
+        zs.append(z)
+        fps.append(fp.item())
+        a = f(z)
+    a_L = a
+    dadb = torch.autograd.grad(a_L, b, retain_graph=True)[0]
+    cost = 0.5 * (a_L - y) ** 2
+    dw, db = torch.autograd.grad(cost, (w, b))
+    return dict(z=[z.item() for z in zs], a_L=a_L.item(), f_prime=fps, dC_dw=dw.numpy(), dC_db=db.numpy(),
+                running=dadb.numpy(), dC_daL=(a_L - y).item())
+
+
+@pytest.mark.parametrize("act", sorted(TORCH_F))
+def test_chain_equals_autograd(act):
+    rng = np.random.default_rng(sorted(TORCH_F).index(act))
+    for depth in (1, 2, 7, 30):
+        w, b = rng.normal(0, 1.5, depth), rng.normal(0, 0.5, depth)
+        x, y = float(rng.normal()), float(rng.normal())
+        c = chain.compute(act, depth, w, b, x, y)
+        ref = _autograd_chain(act, w.tolist(), b.tolist(), x, y)
+        np.testing.assert_allclose(c.z, ref["z"], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(c.a[-1], ref["a_L"], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(c.f_prime, ref["f_prime"], rtol=1e-9, atol=1e-14)
+        np.testing.assert_allclose(c.dC_db, ref["dC_db"], rtol=1e-9, atol=1e-300)
+        np.testing.assert_allclose(c.dC_dw, ref["dC_dw"], rtol=1e-9, atol=1e-300)
+        np.testing.assert_allclose(c.running_product, ref["running"], rtol=1e-9, atol=1e-300)
+        assert c.dC_daL == pytest.approx(ref["dC_daL"], rel=1e-12, abs=1e-15)
+        assert c.factors[0] == c.f_prime[0]
+        np.testing.assert_allclose(c.factors[1:], c.w[1:] * c.f_prime[1:])
+
+
+def test_chain_lessons():
+    small = chain.LESSONS["sigmoid_small_weights"]
+    c = chain.compute(small["activation"], small["depth"], small["weights"], small["biases"], small["x"], small["y"])
+    assert abs(c.running_product[0]) < 0.25 ** small["depth"]
+    for depth in (3, 20, 50):   # any |w| <= 1 sigmoid chain is bounded by 0.25^L
+        w = np.random.default_rng(depth).uniform(-1, 1, depth)
+        assert abs(chain.compute("sigmoid", depth, w, 0.3).running_product[0]) <= 0.25 ** depth
+    big = chain.LESSONS["exploding"]
+    c = chain.compute(big["activation"], big["depth"], big["weights"], big["biases"], big["x"], big["y"])
+    assert np.all(np.abs(c.factors[1:]) > 1)
+    assert c.running_product[0] / c.running_product[-1] == pytest.approx(2.0 ** 9)
+
+
+def test_chain_rejects_bad_input():
+    with pytest.raises(ValueError):
+        chain.compute("sigmoid", 0)
+    with pytest.raises(ValueError):
+        chain.compute("sigmoid", 51)
+    with pytest.raises(ValueError):
+        chain.compute("sigmoid", 3, weights=[1, 2])
+
+
+def test_paths_lognormal_closed_form():
+    s2 = math.log1p(1.0)  # mean 1, spread 1
+    r = paths.compute("lognormal", 1.0, 1.0, [1, 10, 40], 40000, seed=1)
+    for L, q in zip(r["depths"], r["log10_abs_quantiles"]):
+        # log10 P_L ~ N(-L s^2 / (2 ln 10), L s^2 / ln(10)^2)
+        mu, sd = -L * s2 / 2 / math.log(10), math.sqrt(L * s2) / math.log(10)
+        assert q[2] == pytest.approx(mu, abs=0.03 * sd + 0.01)
+        assert q[4] - q[0] == pytest.approx(2 * 1.6449 * sd, rel=0.05)
+    medians = [q[2] for q in r["log10_abs_quantiles"]]
+    assert medians[0] < 0 and medians[1] < medians[0] and medians[2] < medians[1]
+    assert r["expected_product"] == [1.0, 1.0, 1.0]
+    assert r["mean_product"][0] == pytest.approx(1.0, abs=0.03)
+
+
+@pytest.mark.parametrize("dist", paths.DISTRIBUTIONS)
+def test_paths_mean_below_at_above(dist):
+    for mean, sign in ((0.7, -1), (1.3, 1)):
+        r = paths.compute(dist, mean, 0.1, [50], 5000)
+        assert np.sign(r["log10_abs_quantiles"][0][2]) == sign
+    r = paths.compute(dist, 1.0, 0.3, [1, 50], 5000)
+    q = np.asarray(r["log10_abs_quantiles"])
+    assert q[1, 4] - q[1, 0] > 3 * (q[0, 4] - q[0, 0])   # spreads with depth
+    assert q[1, 2] < 0                                     # median below 1
+
+
+def test_meanfield_reference_values():
+    ref = {0: 1.00, 0.01: 1.42, 0.02: 1.54, 0.05: 1.76, 0.1: 1.99, 0.2: 2.29, 0.5: 2.84, 1.0: 3.44}
+    for sb, sw in ref.items():
+        assert meanfield.critical_sigma_w2(sb, "tanh") == pytest.approx(sw, abs=0.006)
+    assert meanfield.chi1((5 / 3) ** 2, 0.0, "tanh") == pytest.approx(1.21, abs=0.005)
+    assert meanfield.critical_line([0.0, 0.01, 0.1, 1.0], "relu") == [[0.0, pytest.approx(2.0, abs=1e-6)]]
+    assert meanfield.chi1(1.0, 0.3, "relu") == pytest.approx(0.5)
+    # closed form of the ReLU length map: q* = sigma_b^2 / (1 - sigma_w^2 / 2)
+    assert meanfield.fixed_point(1.0, 0.3, "relu") == pytest.approx(0.6, rel=1e-9)
+
+
+def test_phase_boundary_matches_critical_line():
+    sw = np.linspace(1.2, 3.4, 12)
+    r = phase.compute("tanh", 128, 20, sw, [0.05, 0.5], seeds=3)
+    got = dict((b, w) for b, w in phase.measured_boundary(r))
+    crit = dict((b, w) for b, w in r["critical"])
+    for sb in (0.05, 0.5):
+        assert got[sb] == pytest.approx(crit[sb], rel=0.10)
+    assert np.asarray(r["chi1"]).shape == (2, 12)
+    relu = phase.compute("relu", 128, 20, np.linspace(1.6, 2.4, 5), [0.0], seeds=3)
+    (b, w), = phase.measured_boundary(relu)
+    assert w == pytest.approx(2.0, abs=0.1)
+
+
+def test_phase_cell_spec_builds_that_stack():
+    from backprop_lab.engine.build import build_stack
+    spec = cells.spec_for_cell("tanh", 64, 5, 2.0, 0.25)
+    model = build_stack(spec["model"]["layers"], (2,), 3, 0)
+    lin = [m for _, m in model.weight_layers][1:-1]
+    ws = torch.cat([m.weight.flatten() for m in lin])
+    bs = torch.cat([m.bias.flatten() for m in lin])
+    assert (ws.std() * math.sqrt(64)).item() ** 2 == pytest.approx(2.0, rel=0.05)
+    assert bs.var().item() == pytest.approx(0.25, rel=0.25)
+
+
+def _spec(layers, data):
+    return {"format": "backprop-lab/spec", "version": 1, "data": data, "model": {"layers": layers}}
+
+
+def test_spectrum_orthogonal_linear_is_isometric():
+    lin = {"type": "linear", "units": 8, "init": {"scheme": "orthogonal"}, "bias_init": {"scheme": "zeros"}}
+    spec = _spec([dict(lin) for _ in range(6)], {"kind": "blobs", "classes": 8, "dim": 8})
+    sv = np.asarray(spectrum.compute(spec, inputs=5)["singular_values"])
+    assert sv.size == 40
+    np.testing.assert_allclose(sv, 1.0, atol=2e-6)  # the weights are drawn in float32
+
+
+def test_spectrum_gaussian_relu_spreads_with_depth():
+    lin = {"type": "linear", "units": 64, "init": {"scheme": "kaiming_normal"}, "bias_init": {"scheme": "zeros"}}
+    data = {"kind": "gaussian", "dim": 16, "classes": 3}
+    spreads = []
+    for depth in (2, 24):
+        spec = _spec([lin, {"type": "relu"}] * depth, data)
+        r = spectrum.compute(spec, inputs=16)
+        spreads.append(r["log10_std"])
+    assert spreads[1] > 1.5 * spreads[0]
+
+
+def test_spectrum_equals_autograd_jacobian():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2)).double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    got = spectrum.jacobian_singular_values(net, x)
+    ref = []
+    for xi in x:
+        j = torch.func.jacrev(net)(xi)
+        ref.append(np.linalg.svd(j.detach().numpy(), compute_uv=False))
+    np.testing.assert_allclose(got, np.concatenate(ref), rtol=1e-10)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "backprop_lab.app.cli", "theory", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_json_keys_and_errors(tmp_path):
+    p = _cli("chain", "--activation", "sigmoid", "--depth", "4", "--weights", "1,-2,0.5,3",
+             "--biases", "0,0.1,0.2,-0.3", "--input", "0.7", "--target", "0.2", "--json")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    for k in ("z", "a", "f_prime", "w", "dC_daL", "dC_db", "dC_dw", "factors", "running_product"):
+        assert k in r
+    ref = _autograd_chain("sigmoid", [1, -2, 0.5, 3], [0, 0.1, 0.2, -0.3], 0.7, 0.2)
+    np.testing.assert_allclose(r["dC_db"], ref["dC_db"], rtol=1e-9)
+    p = _cli("paths", "--distribution", "log-normal", "--mean", "1", "--spread", "0.5",
+             "--depths", "1,5,10", "--draws", "2000", "--seed", "3", "--json")
+    r = json.loads(p.stdout)
+    assert r["depths"] == [1, 5, 10] and len(r["log10_abs_quantiles"]) == 3 and len(r["mean_product"]) == 3
+    p = _cli("phase", "--activation", "relu", "--width", "32", "--depth", "6", "--sigma-w2", "1:3:3",
+             "--sigma-b2", "0:0.1:2", "--seeds", "1", "--json")
+    r = json.loads(p.stdout)
+    assert r["sigma_w2"] == [1.0, 2.0, 3.0] and r["sigma_b2"] == [0.0, 0.1]
+    assert np.asarray(r["log10_ratio"]).shape == (2, 3) and np.asarray(r["chi1"]).shape == (2, 3)
+    assert r["critical"] == [[0.0, pytest.approx(2.0)]]
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps(_spec([{"type": "linear", "units": 8}, {"type": "tanh"}], {"kind": "xor"})))
+    p = _cli("spectrum", str(spec), "--inputs", "3", "--json")
+    assert len(json.loads(p.stdout)["singular_values"]) == 6
+    p = _cli("chain", "--activation", "tanh", "--depth", "3", "--weights", "1,2", "--json")
+    assert p.returncode == 2 and p.stderr.count("\n") == 1
+    p = _cli("phase", "--activation", "tanh", "--sigma-w2", "1:2", "--json")
+    assert p.returncode == 2 and "LO:HI:N" in p.stderr
+
+
+def _history(spec, steps=1):
+    from tests.conftest import train
+    exp, tr, h = train(spec, steps)
+    return exp, h
+
+
+def test_overlay_exact_for_orthogonal_identity_net():
+    """sqrt(n) rms(W) = 1 for a square orthogonal W and f' = 1: the prediction is exact."""
+    from backprop_lab.engine.activations import activation
+    from backprop_lab.engine.theory import overlay
+    lin = {"type": "linear", "units": 16, "init": {"scheme": "orthogonal"}, "bias_init": {"scheme": "zeros"}}
+    spec = _spec([lin, {"type": "identity"}] * 5 + [dict(lin)],
+                 {"kind": "blobs", "classes": 16, "dim": 16, "n": 200})
+    spec["train"] = {"steps": 1, "batch_size": 64}
+    exp, h = _history(spec)
+    acts = [a for _, _, a in exp.model.act_layers]
+    assert overlay.plain_chain(h.layer_names, h.act_names) == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(overlay.factors(h, acts), 1.0, rtol=1e-5)
+    for stat in ("bias_grad_norm", "delta_norm"):
+        np.testing.assert_allclose(overlay.predicted(h, acts, stat), h.series(stat)[-1], rtol=1e-4)
+    assert activation({"type": "identity"}).name == "identity"
+
+
+def test_overlay_predicts_relu_xavier_decay():
+    from tests.conftest import load_preset
+    from backprop_lab.engine.theory import overlay
+    exp, h = _history(load_preset("relu_xavier_30_layers"))
+    acts = [a for _, _, a in exp.model.act_layers]
+    pred, meas = overlay.predicted(h, acts, "delta_norm"), h.series("delta_norm")[-1]
+    # the measured first-layer gradient is decades below the last; the prediction within a factor 3
+    assert np.log10(meas[0] / meas[-2]) < -2
+    assert abs(np.log10(pred[0] / meas[0])) < 0.5
+    # rms f'(z) of a ReLU with z ~ N(0, s^2) is sqrt(1/2) (Gaussian branch)
+    assert overlay.rms_derivative(acts[0], 0.0, 1.3) == pytest.approx(math.sqrt(0.5), abs=1e-9)

@@ -1,0 +1,157 @@
+"""Theory views: numbers on screen equal float64 autograd; background map and spectrum; export; no torch in the GUI."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from backprop_lab.widgets import theme
+from backprop_lab.widgets.theory.chain_view import ChainExplorer
+from backprop_lab.widgets.theory.paths_view import PathProducts
+from backprop_lab.widgets.theory.phase_view import PhaseMap
+from backprop_lab.widgets.theory.spectrum_view import JacobianSpectrum
+
+
+def _autograd_db(w, b, x, y):
+    w = torch.tensor(w, dtype=torch.float64)
+    b = torch.tensor(b, dtype=torch.float64, requires_grad=True)
+    a = torch.tensor(x, dtype=torch.float64)
+    for l in range(len(w)):
+        a = torch.sigmoid(w[l] * a + b[l])
+    (db,) = torch.autograd.grad(0.5 * (a - y) ** 2, b)
+    return db.numpy(), (a - y).item()
+
+
+def test_chain_explorer_numbers_are_autograd(qtbot):
+    v = ChainExplorer()
+    qtbot.addWidget(v)
+    v.depth.setValue(6)
+    v.all_w.setValue(0.8)
+    v.all_b.setValue(0.3)
+    v.x.setValue(0.4)
+    v.y.setValue(0.9)
+    v.layer.setValue(3)
+    v.w_l.setValue(-1.7)          # one weight by its spin box
+    l = v.layer_at(5 + 0.2)       # ... and one by dragging its bar to 2.5
+    assert l == 5 and v.layer_at(5 - 0.2) is None
+    v.drag_weight(l, 2.5)
+    w = [0.8, 0.8, -1.7, 0.8, 2.5, 0.8]
+    db, dC_daL = _autograd_db(w, [0.3] * 6, 0.4, 0.9)
+    r = v.result
+    np.testing.assert_allclose(r.w, w)
+    np.testing.assert_allclose(r.dC_db, db, rtol=1e-12)
+    np.testing.assert_allclose(r.running_product * dC_daL, db, rtol=1e-12)
+    assert v.w_l.value() == pytest.approx(2.5) and v.layer.value() == 5
+    heights = v.w_bars.opts["height"]
+    np.testing.assert_allclose(heights, w)
+    assert f"{r.dC_db[0]:.3g}" in v.equation.text()
+    v.depth.setValue(50)
+    assert len(v.result.w) == 50 and "…" in v.equation.text()
+
+
+def test_chain_lesson_buttons(qtbot):
+    v = ChainExplorer()
+    qtbot.addWidget(v)
+    v.lessons["sigmoid_small_weights"].click()
+    L = v.depth.value()
+    assert abs(v.result.running_product[0]) < 0.25 ** L
+    v.lessons["exploding"].click()
+    assert abs(v.result.running_product[0]) > 100 * abs(v.result.running_product[-1])
+    assert "explod" in v.paragraph.text()
+
+
+def test_path_products_view(qtbot):
+    v = PathProducts()
+    qtbot.addWidget(v)
+    v.distribution.setCurrentText("lognormal")
+    v.mean.setValue(1.0)
+    q = np.asarray(v.result["log10_abs_quantiles"])
+    assert q[-1, 2] < q[0, 2] < 0.01        # the median falls below 1 with depth
+    assert q[-1, 4] - q[-1, 0] > q[0, 4] - q[0, 0]
+    assert "median" in v.summary.text()
+
+
+def test_phase_map_background_cancel_and_cell(qtbot):
+    v = PhaseMap()
+    qtbot.addWidget(v)
+    v.activation.setCurrentText("relu")
+    v.width_spin.setValue(32)
+    v.depth_spin.setValue(6)
+    v.seeds.setValue(1)
+    v.sw_hi.setValue(3.0)
+    v.sw_n.setValue(3)
+    v.sb_hi.setValue(0.5)
+    v.sb_n.setValue(2)
+    v.compute()
+    v.cancel()
+    assert not v.process.running and v.result is None and v.compute_button.isEnabled()
+    with qtbot.waitSignal(v.process.finished, timeout=90000):
+        v.compute()
+    r = v.result
+    assert r["sigma_w2"] == [0.5, 1.75, 3.0] and np.asarray(r["log10_ratio"]).shape == (2, 3)
+    assert v.progress.value() == 6
+    assert v.cell_at(1.8, 0.45) == (1, 1)
+    with qtbot.waitSignal(v.cell_requested) as sig:
+        v.cell_requested.emit(v.cell_spec(1, 1))
+    layers = sig.args[0]["model"]["layers"]
+    assert len(layers) == 12 and layers[0]["init"]["gain"] == pytest.approx(1.75 ** 0.5)
+
+
+def test_spectrum_view_orthogonal(qtbot):
+    v = JacobianSpectrum()
+    qtbot.addWidget(v)
+    lin = {"type": "linear", "units": 4, "init": {"scheme": "orthogonal"}, "bias_init": {"scheme": "zeros"}}
+    v.set_spec({"format": "backprop-lab/spec", "version": 1, "data": {"kind": "blobs", "classes": 4, "dim": 4},
+                "model": {"layers": [lin] * 5}})
+    v.inputs.setValue(3)
+    with qtbot.waitSignal(v.process.finished, timeout=90000):
+        v.compute()
+    np.testing.assert_allclose(v.result["singular_values"], 1.0, atol=2e-6)
+    assert "median 1" in v.readout.text()
+
+
+@pytest.mark.parametrize("cls", [ChainExplorer, PathProducts, PhaseMap, JacobianSpectrum])
+def test_export_and_presentation(qtbot, tmp_path, cls):
+    v = cls()
+    qtbot.addWidget(v)
+    v.resize(1000, 700)
+    v.show()
+    small = v.title.font().pointSize()
+    theme.set_presentation_mode(True)
+    try:
+        assert v.title.font().pointSize() > small and v.paragraph.text()
+        for ext in ("png", "svg"):
+            v.export(tmp_path / f"view.{ext}")
+            assert (tmp_path / f"view.{ext}").stat().st_size > 1000
+    finally:
+        theme.set_presentation_mode(False)
+        v.close()
+
+
+def test_theory_views_do_not_import_torch():
+    code = ("import sys; import backprop_lab.widgets.theory.theory_tab, backprop_lab.engine.theory.cells; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+
+
+def test_main_window_theory_tab_loads_a_map_cell(qtbot, qsettings):
+    from backprop_lab.app.main_window import MainWindow
+    from backprop_lab.engine.theory import cells
+    w = MainWindow(settings=qsettings)
+    qtbot.addWidget(w)
+    w.show()
+    try:
+        w.central_tabs.setCurrentWidget(w.theory)
+        assert w.theory.spectrum.spec == w.session.spec
+        spec = cells.spec_for_cell("tanh", 32, 4, 1.76, 0.05)
+        w.theory.cell_requested.emit(spec)
+        assert w.session.spec["model"]["layers"] == spec["model"]["layers"]
+        assert w.central_tabs.currentWidget() is w.heatmap
+        assert w.theory.spectrum.spec["model"]["layers"] == spec["model"]["layers"]
+        w.undo_stack.undo()
+        assert w.session.spec["model"]["layers"] != spec["model"]["layers"]
+    finally:
+        w.shutdown()
+        w.close()

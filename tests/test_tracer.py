@@ -1,0 +1,99 @@
+"""The tracer sees every functional activation, in-place or not, with z taken before the call."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from backprop_lab.engine.watch import Watch
+
+F64 = torch.float64
+# (op as the record names it, the call made in forward, the activation autograd differentiates, max f')
+CALLS = [
+    ("relu", lambda z: F.relu(z), torch.relu, 1.0),
+    ("relu", lambda z: torch.relu(z), torch.relu, 1.0),
+    ("relu", lambda z: F.relu(z, inplace=True), torch.relu, 1.0),
+    ("relu", lambda z: z.relu_(), torch.relu, 1.0),
+    ("sigmoid", lambda z: torch.sigmoid(z), torch.sigmoid, 0.25),
+    ("sigmoid", lambda z: torch.sigmoid_(z), torch.sigmoid, 0.25),
+    ("tanh", lambda z: z.tanh(), torch.tanh, 1.0),
+    ("tanh", lambda z: z.tanh_(), torch.tanh, 1.0),
+    ("gelu", lambda z: F.gelu(z), F.gelu, 1.1289),
+    ("leaky_relu", lambda z: F.leaky_relu(z, 0.2), lambda z: F.leaky_relu(z, 0.2), 1.0),
+    ("leaky_relu", lambda z: F.leaky_relu_(z, 0.1), lambda z: F.leaky_relu(z, 0.1), 1.0),
+    ("elu", lambda z: F.elu(z, alpha=1.5), lambda z: F.elu(z, 1.5), 1.5),
+    ("elu", lambda z: F.elu(z, inplace=True), F.elu, 1.0),
+    ("silu", lambda z: F.silu(z), F.silu, 1.09984),
+    ("softplus", lambda z: F.softplus(z), F.softplus, 1.0),
+]
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fcs = nn.ModuleList(nn.Linear(6, 6) for _ in CALLS)
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, x):
+        for fc, (_, call, _, _) in zip(self.fcs, CALLS):
+            x = call(fc(x) * 3.0)   # wide z: some saturation, some dead units
+        return self.out(x)
+
+
+def test_every_functional_activation_and_in_place_form_is_measured_like_autograd(tmp_path):
+    torch.manual_seed(0)
+    net = Net()
+    ref = copy.deepcopy(net).to(F64)
+    x, y = torch.randn(40, 6), torch.randint(0, 3, (40,))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with Watch(net, tmp_path / "run", flush_seconds=0) as w:
+        w.begin()
+        out = net(x)
+        loss = F.cross_entropy(out, y) + 0 * torch.sigmoid(out).sum()   # the loss's sigmoid is not the model's
+        opt.zero_grad()
+        loss.backward()
+        snap = w.step(opt, loss, out, y)
+        names = list(w.probe.act_names)
+    assert names == [f"Net -> {op}" + (f"#{k + 1}" if k else "") + " (functional)"
+                     for op, k in zip([c[0] for c in CALLS],
+                                      [sum(c[0] == d[0] for d in CALLS[:i]) for i, c in enumerate(CALLS)])]
+    h = x.to(F64)
+    for j, (fc, (_, _, f, max_d)) in enumerate(zip(ref.fcs, CALLS)):
+        z = (fc(h) * 3.0).detach()
+        zz = z.clone().requires_grad_()
+        a = f(zz)
+        d, = torch.autograd.grad(a.sum(), zz)
+        h = a.detach()
+        assert snap.preact_mean[j] == pytest.approx(float(z.mean()), abs=1e-5 * float(z.std())), names[j]
+        assert snap.preact_std[j] == pytest.approx(float(z.std(correction=0)), rel=1e-5), names[j]
+        assert snap.mean_derivative[j] == pytest.approx(float(d.mean()), rel=1e-4, abs=1e-6), names[j]
+        assert snap.saturated_frac[j] == pytest.approx(float((d < 0.01 * max_d).to(F64).mean()), abs=1e-9), names[j]
+        assert snap.dead_frac[j] == pytest.approx(float((d.abs().amax(0) == 0).to(F64).mean()), abs=1e-9), names[j]
+
+
+def test_a_call_site_seen_only_after_the_first_step_is_not_added(tmp_path):
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+            self.late = False
+
+        def forward(self, x):
+            x = torch.tanh(self.fc(x))
+            return torch.sigmoid(x) if self.late else x
+
+    net = Branchy()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x = torch.randn(8, 3)
+    with Watch(net, tmp_path / "run", flush_seconds=0) as w:
+        for step in range(3):
+            net.late = step > 0
+            w.begin()
+            loss = net(x).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            snap = w.step(opt, loss)
+            assert w.probe.act_names == ["fc -> tanh (functional)"]
+            assert np.isfinite(snap.preact_std).all()

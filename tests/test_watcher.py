@@ -1,0 +1,56 @@
+"""The window follows a live run directory: every row as it is written, per rank stream."""
+import numpy as np
+import pytest
+
+from backprop_lab.engine import rundir
+from backprop_lab.engine.snapshot import Snapshot
+
+
+def snap(k):
+    r = np.random.default_rng(k)
+    return Snapshot(k, 1.0 / (k + 1), 0.5, np.nan, np.nan, 0.1, *(r.random(2) for _ in range(4)),
+                    *(r.random(1) for _ in range(5)), r.random(5).astype(np.float32))
+
+
+def writer(path, stream="main"):
+    return rundir.RunWriter(path, {"name": "watched net"}, ["fc1 (Linear)", "fc2 (Linear)"], ["act (Tanh)"],
+                            [3, 2], stream=stream, flush_seconds=0)
+
+
+@pytest.fixture
+def window(qtbot, qsettings):
+    from backprop_lab.app.main_window import MainWindow
+    w = MainWindow(settings=qsettings)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.shutdown()
+
+
+def test_the_window_follows_new_rows_of_a_live_run(qtbot, window, tmp_path):
+    w = writer(tmp_path / "run")
+    for k in range(5):
+        w.add(snap(k))
+    window.watch_directory(str(tmp_path / "run"))
+    assert len(window.session.history) == 5 and window.session.history.layer_names[0] == "fc1 (Linear)"
+    for k in range(5, 12):
+        w.add(snap(k))
+    qtbot.waitUntil(lambda: len(window.session.history) == 12, timeout=5000)
+    assert list(window.session.history.steps) == list(range(12))
+    assert window.session.history.series("weight_grad_norm")[11] == pytest.approx(snap(11).weight_grad_norm)
+    w.close()
+    qtbot.waitUntil(lambda: window.session.history.stop_reason == "finished", timeout=5000)
+
+
+def test_the_watcher_lists_rank_streams_and_switches(qtbot, window, tmp_path):
+    w0, w1 = writer(tmp_path / "run", "rank0"), writer(tmp_path / "run", "rank1")
+    for k in range(3):
+        w0.add(snap(k))
+    for k in range(7):
+        w1.add(snap(k))
+    w0.close(), w1.close()
+    window.watch_directory(str(tmp_path / "run"))
+    watcher = window._watch
+    assert watcher.streams() == ["rank0", "rank1"] and len(window.session.history) == 3
+    watcher.set_stream("rank1")
+    assert len(window.session.history) == 7
