@@ -29,7 +29,7 @@ from backprop_lab.engine.activations import ACTIVATIONS, activation, kind_of_nam
 from backprop_lab.engine.data import make_dataset
 from backprop_lab.engine.history import History
 from backprop_lab.engine.plan import Layout, layout, plan
-from backprop_lab.engine.snapshot import FINISHED
+from backprop_lab.engine.snapshot import FINISHED, STOPPED
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +287,12 @@ class Session(QObject):
         if not self._run_active:
             return
         c = self._client
+        if not c.ready:  # still importing torch: nothing ran yet; a fresh process starts behind
+            self._drop_client()
+            self._needs_build = True
+            self._end_run(STOPPED)
+            self.warm_up()
+            return
         c.send(("stop",))
         if c.wait_for(lambda: not self._run_active, grace):
             return

@@ -252,3 +252,16 @@ def test_run_quit_when_done_prints_the_speed(tmp_path):
     assert line and line[0].startswith("finished: 25 steps in ") and line[0].endswith(" steps/s")
     rate = float(line[0].split(", ")[1].split()[0])
     assert np.isfinite(rate) and rate > 0
+
+
+def test_run_then_stop_before_the_worker_is_ready_then_run_again(qtbot, window):
+    s = window.session
+    window.open_spec_file(PRESETS / "deep_relu_he.json")
+    s.spec["train"]["steps"] = 6
+    s.start()                       # the worker is still importing torch: Run is queued
+    assert s.running and s.state == "running"
+    s.stop()
+    assert not s.running and s.state == "idle" and len(s.history) == 0
+    with qtbot.waitSignal(s.run_ended, timeout=120_000) as ended:
+        s.start()
+    assert ended.args[0] == "finished" and len(s.history) == 6
