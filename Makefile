@@ -30,7 +30,7 @@ contract: $(STAMP)
 # Long robustness runs (not CI): thousands of hypothesis cases per property (FUZZ=1), the
 # GUI monkey test with thousands of actions, and the diagnosis sweep; prints counts.
 fuzz: $(STAMP)
-	FUZZ=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -p no:cacheprovider \
+	FUZZ=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -p no:cacheprovider -o faulthandler_timeout=0 \
 		--hypothesis-show-statistics tests/test_fuzz.py tests/test_diagnosis_alarms.py \
 		$(wildcard tests/test_monkey.py)
 

@@ -1,6 +1,7 @@
 """The `backprop-lab` command (Contract 3).
 
     backprop-lab [SPEC.json] [--run]           open the app
+    backprop-lab --model my_net.py:Net [--kwargs JSON] [--data KIND]   ... on your own module
     backprop-lab run SPEC.json --steps N --out RUN.npz [--seed S]
     backprop-lab diagnose RUN.npz [--json]
     backprop-lab export SPEC.json --torch OUT.py
@@ -153,15 +154,25 @@ def _export_torch(args) -> int:
 
 
 def cmd_gui(argv) -> int:
+    import json
     p = argparse.ArgumentParser(prog="backprop-lab", description="Watch gradients vanish and explode.")
     p.add_argument("spec", nargs="?", help="a spec file to open")
     p.add_argument("--run", action="store_true", help="start training at once")
     p.add_argument("--quit-when-done", action="store_true",
                    help="with --run: quit when the run ends, printing steps per second on stderr")
     p.add_argument("--watch", metavar="RUN_DIR", help=argparse.SUPPRESS)
+    p.add_argument("--model", metavar="FILE.py:Class", help="open the app on your own nn.Module (runs the file)")
+    p.add_argument("--kwargs", metavar="JSON", default="{}", help="the class's keyword arguments (--model)")
+    p.add_argument("--data", metavar="KIND", default="digits", help="data set for --model (default digits, or an .npz)")
     args = p.parse_args(argv)
+    try:
+        kwargs = json.loads(args.kwargs)
+        assert isinstance(kwargs, dict)
+    except (ValueError, AssertionError):
+        return _fail(f"--kwargs must be a JSON object, got {args.kwargs!r}")
     from backprop_lab.app.main import main as gui_main
-    return gui_main(spec=args.spec, run=args.run, watch=args.watch, quit_when_done=args.quit_when_done)
+    return gui_main(spec=args.spec, run=args.run, watch=args.watch, model=args.model, model_kwargs=kwargs,
+                    data=args.data, quit_when_done=args.quit_when_done)
 
 
 def main(argv=None) -> int:

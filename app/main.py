@@ -50,8 +50,8 @@ def report_when_done(window, app, stream=sys.stderr) -> None:
     window.session.run_ended.connect(done)
 
 
-def main(spec: str | None = None, run: bool = False, watch: str | None = None,
-         quit_when_done: bool = False) -> int:
+def main(spec: str | None = None, run: bool = False, watch: str | None = None, model: str | None = None,
+         model_kwargs: dict | None = None, data: str = "digits", quit_when_done: bool = False) -> int:
     problem = display_problem()
     if problem:
         print(f"backprop-lab: {problem}", file=sys.stderr)
@@ -68,7 +68,9 @@ def main(spec: str | None = None, run: bool = False, watch: str | None = None,
     window.show()
     if not watch:
         QTimer.singleShot(0, window.session.warm_up)  # torch is imported there, behind the drawn window
-    if watch:
+    if model:
+        window.model_opener().open_path(model, model_kwargs, data)
+    elif watch:
         window.watch_directory(watch)
     elif spec:
         if window.open_spec_file(spec) and run:
@@ -80,7 +82,13 @@ def main(spec: str | None = None, run: bool = False, watch: str | None = None,
                 print(f"backprop-lab: training {window.session.spec['name']!r}", file=sys.stderr, flush=True)
             QTimer.singleShot(0, start)
 
-    def close_from_terminal(signum, frame):  # Ctrl+C, SIGTERM: as if the user closed the window
+    if not (watch or spec):   # after a crash or a kill: offer the autosaved stack and run back
+        QTimer.singleShot(0, window.offer_recovery)
+    else:
+        window.autosave.start()
+
+    def close_from_terminal(signum, frame):  # Ctrl+C, SIGTERM: as if the user closed the window,
+        window.ask_on_close = False          # without a question: unsaved edits stay autosaved
         QTimer.singleShot(0, window.close)
 
     signal.signal(signal.SIGINT, close_from_terminal)

@@ -8,6 +8,7 @@ layer), and each view is told the index it has for that path.
 from __future__ import annotations
 
 import copy
+import os
 import time
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from backprop_lab.app.pacing import RedrawPacer
 from backprop_lab.app.session import Session
 from backprop_lab.app.toolbar import RunToolBar
 from backprop_lab.engine import diagnosis, remedies
+from backprop_lab.engine import spec as specmod
+from backprop_lab.engine.document import ExperimentDocument
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.activation_panel import ActivationPanel
 from backprop_lab.widgets.diagnosis_panel import DiagnosisPanel
@@ -45,6 +48,10 @@ def path_of(name: str) -> str:
 class MainWindow(QMainWindow):
     def __init__(self, parent=None, settings: QSettings | None = None):
         super().__init__(parent)
+        # quitting with unsaved edits asks (not after a signal from the terminal, nor in the test
+        # suite, where BACKPROP_LAB_NO_CLOSE_QUESTION is set: the tests that ask set it back)
+        self.ask_on_close = not os.environ.get("BACKPROP_LAB_NO_CLOSE_QUESTION")
+        self._recovered_edits = False
         self.session = Session(self)
         # layout, recent files, presentation mode; tests pass a throw-away file
         self.settings = settings or QSettings("Backprop Lab", "Backprop Lab")
@@ -52,6 +59,7 @@ class MainWindow(QMainWindow):
         self._refreshes = 0
         self._shown_version = -1
         self._watch = None
+        self._rank_picker = None
         self._editing = False  # True while the session adopts an edit made in the stack
         self._sized = self._restored = False
         self.setWindowTitle("Backprop Lab")
@@ -63,7 +71,10 @@ class MainWindow(QMainWindow):
         self._make_menus()
         self._make_status_bar()
         self._connect()
+        self._default_state = self.saveState()   # View > Reset layout goes back to this
         self._restore_settings()
+        from backprop_lab.app.autosave import Autosave, folder_for
+        self.autosave = Autosave(self, folder_for(self.settings))
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._refresh)
         self._pacer = RedrawPacer(min_ms=REFRESH_MS)
@@ -81,10 +92,12 @@ class MainWindow(QMainWindow):
         self.loss = LossPlot()
         self.time_gradient = TimeGradientPanel()
         self.palette = LayerPalette()
-        self.stack = LayerStackView()
+        # the experiment being edited: every undo command changes this document
+        self.document = ExperimentDocument()
+        self.stack = LayerStackView(document=self.document.stack)
         self.undo_stack = self.stack.undo_stack
         self.properties = PropertyEditor(self.stack.model, self.undo_stack)
-        self.train_settings = SettingsPanel(self.undo_stack)
+        self.train_settings = SettingsPanel(self.undo_stack, document=self.document)
         self.diagnosis = DiagnosisPanel(remedies.REMEDIES)
         from backprop_lab.widgets.theory.theory_tab import TheoryTab
         self.theory = TheoryTab()   # chain, path products, initialisation map, Jacobian spectrum (issue 11)
@@ -367,6 +380,7 @@ class MainWindow(QMainWindow):
         ok = self.session.open_spec(path)
         if ok:
             self.undo_stack.clear()
+            self._recovered_edits = False
             self.add_recent(str(Path(path).resolve()))
         return ok
 
@@ -379,9 +393,22 @@ class MainWindow(QMainWindow):
         v = self.settings.value("recent", [])
         return [v] if isinstance(v, str) else list(v or [])
 
+    def model_opener(self, ask_layers: bool = True):
+        """Opens a user's module file (File > Open model..., --model my_net.py:Net)."""
+        from backprop_lab.app.open_model import ModelOpener
+        self._opener = ModelOpener(self, ask_layers)
+        return self._opener
+
     def watch_directory(self, run_dir: str) -> None:
-        from backprop_lab.app.watcher import RunDirWatcher
+        """Follow a live run directory (File > Watch run directory..., backprop-lab watch)."""
+        from backprop_lab.app.watcher import RankPicker, RunDirWatcher
+        if self._watch is not None:
+            self._watch.stop()
+            self.statusBar().removeWidget(self._rank_picker)
+            self._rank_picker.deleteLater()
         self._watch = RunDirWatcher(self.session, run_dir, self)
+        self._rank_picker = RankPicker(self._watch, self)
+        self.statusBar().addPermanentWidget(self._rank_picker)
         self._watch.start()
 
     # ------------------------------------------------------------------ settings & exit
@@ -394,6 +421,79 @@ class MainWindow(QMainWindow):
             self._restored = self.restoreState(state)
         if self.settings.value("presentation", False) in (True, "true"):
             self.actions.presentation.setChecked(True)
+
+    def reset_layout(self) -> None:
+        """View > Reset layout: every dock back where a fresh start puts it, visible, docked."""
+        for d in self.docks.values():
+            d.setFloating(False)
+        self.restoreState(self._default_state)
+        for d in self.docks.values():
+            d.show()
+        self.docks["properties"].raise_()
+        self.docks["flow"].raise_()
+        self.docks["activation"].raise_()
+        self.default_dock_sizes()
+        self.settings.setValue("window_state", self.saveState())
+
+    # ------------------------------------------------------------------ nothing lost
+    def has_unsaved_edits(self) -> bool:
+        """Edits of the stack or settings since the spec was opened, saved or recovered."""
+        return self._recovered_edits or not self.undo_stack.isClean()
+
+    def mark_saved(self) -> None:
+        self._recovered_edits = False
+        self.undo_stack.setClean()
+
+    def ask_unsaved(self) -> str:
+        """'save', 'discard' or 'cancel': what to do with unsaved edits at quit."""
+        from PySide6.QtWidgets import QMessageBox
+        box = QMessageBox(QMessageBox.Warning, "Unsaved changes",
+                          f"The experiment {self.session.spec.get('name', '')!r} has changes that are not saved.",
+                          QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, self)
+        box.setObjectName("unsaved_changes")
+        box.setInformativeText("Save them before quitting?")
+        box.setDefaultButton(QMessageBox.Save)
+        answer = box.exec()
+        return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(answer, "cancel")
+
+    def offer_recovery(self, ask=None) -> bool:
+        """After a crash or a kill: offer the autosaved stack, settings and last run back.
+        ``ask(recovery)`` answers (tests); by default a question box. True if restored."""
+        from backprop_lab.app.autosave import pending
+        rec = pending(self.autosave.folder)
+        restored = False
+        if rec is not None:
+            got = rec.spec()
+            if got is not None and (ask(rec) if ask else self._ask_recovery(rec)):
+                restored = self._restore(rec, *got)
+        self.autosave.start()
+        return restored
+
+    def _ask_recovery(self, rec) -> bool:
+        from PySide6.QtWidgets import QMessageBox
+        box = QMessageBox(QMessageBox.Question, "Restore the last session?",
+                          f"Backprop Lab did not close normally (last saved {rec.when}).",
+                          QMessageBox.Yes | QMessageBox.No, self)
+        box.setObjectName("restore_session")
+        box.setInformativeText("Restore the layer stack, its settings and the last run?")
+        box.setDefaultButton(QMessageBox.Yes)
+        return box.exec() == QMessageBox.Yes
+
+    def _restore(self, rec, spec, base_dir, path) -> bool:
+        run = rec.run_path()
+        if run is not None and self.session.open_run(run):
+            same = dict(self.session.spec)
+            if specmod.validate({k: v for k, v in spec.items() if k != "stopped"}) == \
+                    {k: v for k, v in same.items() if k != "stopped"}:
+                self.session.base_dir = Path(base_dir) if base_dir else None
+                self.session.path = Path(path) if path else None
+                self._recovered_edits = True
+                return True
+        ok = self.session.set_spec(spec, base_dir, path)
+        self.session.path = Path(path) if path else None
+        self.undo_stack.clear()
+        self._recovered_edits = ok
+        return ok
 
     def set_presentation_mode(self, on: bool) -> None:
         theme.set_presentation_mode(on)
@@ -411,6 +511,17 @@ class MainWindow(QMainWindow):
         self.session.shutdown()
 
     def closeEvent(self, event) -> None:
+        if self.ask_on_close and self.has_unsaved_edits():
+            answer = self.ask_unsaved()
+            if answer == "save":
+                self.actions.save_spec()
+            if answer == "cancel" or (answer == "save" and self.has_unsaved_edits()):
+                event.ignore()
+                return
+            if answer == "discard":
+                self._recovered_edits = False
+                self.undo_stack.setClean()
+        self.autosave.close(clean=not self.has_unsaved_edits())
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())
         self.shutdown()

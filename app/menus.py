@@ -29,12 +29,14 @@ class Menus:
         f = mb.addMenu("&File")
         self._add(f, "&New", "Ctrl+N", self.new_spec)
         self._add(f, "&Open spec…", "Ctrl+O", self.open_spec)
+        self._add(f, "Open &model…", "Ctrl+M", self.open_model)
         self.recent_menu = f.addMenu("Open &recent")
         self._add(f, "&Save spec", "Ctrl+S", self.save_spec)
         self._add(f, "Save spec &as…", "Ctrl+Shift+S", self.save_spec_as)
         f.addSeparator()
         self._add(f, "Open r&un record…", "Ctrl+Shift+O", self.open_run)
         self._add(f, "Save run &record…", "Ctrl+Shift+R", self.save_run)
+        self._add(f, "&Watch run directory…", None, self.watch_run_dir)
         self._add(f, "&Compare two saved runs…", None, self.compare_runs)
         self._add(f, "Export &PyTorch file…", None, self.export_torch)
         self.export_menu = f.addMenu("Export &panel as PNG/SVG")
@@ -63,6 +65,7 @@ class Menus:
         for dock in w.docks.values():
             v.addAction(dock.toggleViewAction())
         v.addSeparator()
+        self.reset_layout = self._add(v, "&Reset layout", None, w.reset_layout)
         self.presentation = QAction("&Presentation mode (large fonts)", w, checkable=True)
         self.presentation.setShortcut(QKeySequence("F11"))
         self.presentation.toggled.connect(w.set_presentation_mode)
@@ -106,11 +109,15 @@ class Menus:
         self.w.session.set_spec(specmod.new_spec(), None)
         self.w.session.path = None
         self.w.undo_stack.clear()
+        self.w._recovered_edits = False
 
     def open_spec(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.w, "Open spec", "", SPEC_FILTER)
         if path:
             self.w.open_spec_file(path)
+
+    def open_model(self) -> None:
+        self.w.model_opener().ask()
 
     def open_preset(self, path: Path) -> None:
         if self.w.open_spec_file(path):
@@ -123,11 +130,13 @@ class Menus:
         if self.w.session.path is None:
             self.save_spec_as()
         elif self.w.session.save_spec(self.w.session.path):
+            self.w.mark_saved()
             self.w.statusBar().showMessage(f"saved {self.w.session.path}", 5000)
 
     def save_spec_as(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self.w, "Save spec", "untitled.json", SPEC_FILTER)
         if path and self.w.session.save_spec(path):
+            self.w.mark_saved()
             self.w.add_recent(str(Path(path).resolve()))
             self.w.statusBar().showMessage(f"saved {path}", 5000)
 
@@ -135,6 +144,11 @@ class Menus:
         path, _ = QFileDialog.getOpenFileName(self.w, "Open run record", "", RUN_FILTER)
         if path:
             self.w.session.open_run(path)
+
+    def watch_run_dir(self) -> None:
+        path = QFileDialog.getExistingDirectory(self.w, "Watch run directory (written by backprop_lab.Watch)")
+        if path:
+            self.w.watch_directory(path)
 
     def save_run(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self.w, "Save run record", "run.npz", RUN_FILTER)

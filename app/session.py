@@ -29,7 +29,7 @@ from backprop_lab.engine.activations import ACTIVATIONS, activation, kind_of_nam
 from backprop_lab.engine.data import make_dataset
 from backprop_lab.engine.history import History
 from backprop_lab.engine.plan import Layout, layout, plan
-from backprop_lab.engine.snapshot import FINISHED, STOPPED
+from backprop_lab.engine.run_end import STOPPED, EndKind, RunEnd
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,9 @@ class Session(QObject):
         self._run_active = False
         if self.history is not None:
             self.history.stop_reason = reason
-        self._set_state("finished" if reason == FINISHED or reason.startswith("loss") else "idle")
+        end = RunEnd.parse(reason)
+        self._set_state("finished" if end is not None and end.kind in (EndKind.FINISHED, EndKind.NON_FINITE)
+                        else "idle")
         self.run_ended.emit(reason)
 
     def _set_state(self, state: str) -> None:

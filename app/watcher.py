@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtWidgets import QComboBox
 
 from backprop_lab.engine import record, rundir
+from backprop_lab.engine.run_end import RunEnd
 
 POLL_MS = 500
 OLD_RECORD = "record.npz"
@@ -18,6 +20,8 @@ OLD_RECORD = "record.npz"
 
 class RunDirWatcher(QObject):
     """Shows RUN_DIR's stream (``main``, or ``rank<r>``) in the session and follows it."""
+
+    streams_changed = Signal(list)   # the directory's streams, when a new one appears
 
     def __init__(self, session, run_dir, parent=None, stream: str | None = None):
         super().__init__(parent)
@@ -31,6 +35,7 @@ class RunDirWatcher(QObject):
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.poll)
         self._told_missing = False
+        self._streams: list = []
 
     def streams(self) -> list:
         return rundir.streams(self.dir) if self.dir.is_dir() else []
@@ -48,7 +53,11 @@ class RunDirWatcher(QObject):
         self._timer.stop()
 
     def poll(self) -> None:
-        if not self.streams():
+        names = self.streams()
+        if names != self._streams:
+            self._streams = names
+            self.streams_changed.emit(names)
+        if not names:
             self._poll_old_record()
             return
         try:
@@ -59,7 +68,7 @@ class RunDirWatcher(QObject):
                 if self.reader is None or self.reader.available() < self.reader.rows_read:
                     return self._reload()        # a new run in the same directory
                 self.reader.read_header()
-                self.history.stop_reason = self.reader.header.get("stop_reason")
+                self.history.stop_reason = RunEnd.parse(self.reader.header.get("stop_reason"))
             rows = self.reader.poll()
         except (OSError, rundir.RunDirError) as e:
             self.session.error.emit(str(e))
@@ -95,3 +104,26 @@ class RunDirWatcher(QObject):
             self.session.error.emit(str(e))
             return
         self.session.show_history(history, spec, state="watching")
+
+
+class RankPicker(QComboBox):
+    """Which stream of a watched run directory the window shows (a distributed job's ranks)."""
+
+    def __init__(self, watcher: RunDirWatcher, parent=None):
+        super().__init__(parent)
+        self.watcher = watcher
+        self.setToolTip("The rank whose statistics the window shows (main: rank 0, all-reduced gradients)")
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        watcher.streams_changed.connect(self._on_streams_changed)
+        self.activated.connect(lambda i: self.watcher.set_stream(self.itemText(i)))
+        self._on_streams_changed(watcher.streams())
+
+    def _on_streams_changed(self, names: list) -> None:
+        current = self.watcher.stream or (names[0] if names else None)
+        self.blockSignals(True)
+        self.clear()
+        self.addItems(names)
+        if current in names:
+            self.setCurrentIndex(names.index(current))
+        self.blockSignals(False)
+        self.setVisible(len(names) > 1)

@@ -144,7 +144,8 @@ def _make(layers, infos, model: Model) -> list[nn.Module]:
         elif kind in NORM_TYPES:
             t = CATALOG[kind]
             m = getattr(nn, t.torch_class)(n_in, **t.torch_kwargs(layer))
-            model.weight_layers.append((info.label, m))
+            if m.weight is not None:   # affine off: nothing to learn, not a layer with a weight
+                model.weight_layers.append((info.label, m))
         elif kind == "dropout":
             m = nn.Dropout(**CATALOG[kind].torch_kwargs(layer))
         elif kind == "residual":
@@ -179,7 +180,7 @@ def build_stack(layers: list[dict], in_shape: tuple, n_out: int, seed: int) -> M
     bad = next((i for i in infos if i.problem), None)
     if bad:
         where = "output layer" if bad.added else f"layer {bad.path} ({bad.type})"
-        raise SpecError(f"{where}: {bad.problem}")
+        raise SpecError(f"{where}: {bad.problem}", bad.at)
     model = Model(None, [], [], None, infos)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -17,6 +17,8 @@ import copy
 import math
 from dataclasses import dataclass, field
 
+from . import limits
+
 GROUPS = ("Dense", "Activations", "Normalisation", "Structure", "Recurrent")
 
 
@@ -47,6 +49,7 @@ class Param:
     rule_text: str = ""    # overrides the derived rule ("must be ...")
     empty_text: str = ""   # what an empty optional value means ("PyTorch's init")
     needs: str | None = None   # shown only while this bool parameter is on (bias_init needs bias)
+    limit: float | None = None  # the resource limit (engine.limits, checked after validation): an editor's end
     torch_arg: str | None = None
 
     @property
@@ -91,8 +94,10 @@ class Param:
 
     @property
     def maximum(self):
-        """The largest int allowed (None: no upper bound)."""
-        return None if self.high is None else (self.high - 1 if self.kind == "int" else self.high)
+        """The largest value allowed: below ``high``, else the resource ``limit`` (None: no bound)."""
+        if self.high is None:
+            return self.limit
+        return self.high - 1 if self.kind == "int" else self.high
 
 
 def is_int(v) -> bool:
@@ -193,8 +198,15 @@ class LayerType:
         return {p.torch_arg: layer[p.name] for p in self.params if p.torch_arg}
 
 
-_UNITS = Param("units", "int", 32, low=1, label="units", tip="Number of units (outputs) of the layer")
+_UNITS = Param("units", "int", 32, low=1, label="units", tip="Number of units (outputs) of the layer",
+               limit=limits.MAX_UNITS)
 _INIT = Param("init", "init", {"scheme": "default"}, label="weight init", tip="Initialisation of the weights")
+
+
+def _affine(torch_arg: str) -> Param:
+    return Param("affine", "bool", True, label="affine", tip="Whether the normalised values get a learned "
+                 "scale γ and shift β per feature (off: the layer has no weight)",
+                 check_text="learn a scale γ and shift β", off="no affine", torch_arg=torch_arg)
 
 
 def _act(name, description, *params, tags=(), torch_class=None, torch_match=None, from_torch=True):
@@ -236,9 +248,10 @@ _TYPES = (
          torch_class="Identity", from_torch=False),
     LayerType("batchnorm", "Normalisation", "norm",
               "Normalises each feature over the batch, then scales and shifts: keeps "
-              "pre-activations away from saturation.", (), "BatchNorm1d"),
+              "pre-activations away from saturation.", (_affine("affine"),), "BatchNorm1d"),
     LayerType("layernorm", "Normalisation", "norm",
-              "Normalises each sample over its features, then scales and shifts.", (), "LayerNorm"),
+              "Normalises each sample over its features, then scales and shifts.",
+              (_affine("elementwise_affine"),), "LayerNorm"),
     LayerType("dropout", "Normalisation", "dropout",
               "Zeroes each unit with probability p while training (the rest scaled by 1/(1−p)).",
               (Param("p", "float", 0.5, low=0, high=1, label="p",
@@ -300,6 +313,18 @@ WIDTH_TYPES = tuple(t.name for t in _TYPES if t.param("units"))   # types that s
 def default_layer(kind: str) -> dict:
     """A new layer of this type with every parameter at its default."""
     return {"type": kind, **CATALOG[kind].defaults()}
+
+
+def new_layer(kind: str, width: int | None = None) -> dict:
+    """A layer for a palette type id. A residual block comes with a body (linear of
+    ``width`` units + relu) so that the stack stays valid (an empty block is not)."""
+    layer = default_layer(kind)
+    if kind == "residual":
+        body = default_layer("linear")
+        if width:
+            body["units"] = int(width)
+        layer["layers"] = [body, default_layer("relu")]
+    return layer
 
 
 # ----------------------------------------------------------------------------- torch class names

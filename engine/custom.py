@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
 
 import torch
@@ -67,7 +68,9 @@ def load_module(model_spec: dict, base_dir) -> nn.Module:
         sys.modules[name] = mod
         spec.loader.exec_module(mod)
     except BaseException as e:  # sys.exit, KeyboardInterrupt, anything: reported, never obeyed
-        raise SpecError(f"model.python: {path.name} failed to import: {one_line(e)}") from None
+        err = SpecError(f"model.python: {path.name} failed to import: {one_line(e)}")
+        err.details = "".join(traceback.format_exception(e))   # the whole traceback, for the window
+        raise err from None
     finally:
         sys.modules.pop(name, None)
     cls = getattr(mod, model_spec["class"], None)
@@ -76,7 +79,9 @@ def load_module(model_spec: dict, base_dir) -> nn.Module:
     try:
         net = cls(**model_spec.get("kwargs", {}))
     except BaseException as e:
-        raise SpecError(f"model.class: {model_spec['class']}(**kwargs) failed: {one_line(e)}") from None
+        err = SpecError(f"model.class: {model_spec['class']}(**kwargs) failed: {one_line(e)}")
+        err.details = "".join(traceback.format_exception(e))
+        raise err from None
     if not isinstance(net, nn.Module):
         raise SpecError(f"model.class: {model_spec['class']} is not a torch.nn.Module")
     return net
@@ -99,7 +104,7 @@ def _label(path: str, m: nn.Module, net: nn.Module) -> str:
 
 
 def instrument(net: nn.Module, in_shape: tuple | None = None, n_out: int | None = None,
-               forward=None, example=None) -> Model:
+               forward=None, example=None, watch=None) -> Model:
     """Name the layers of a user's module and (given the data's shapes) check that it fits.
 
     Every module with parameters of its own is a layer (an attention module with its
@@ -108,7 +113,13 @@ def instrument(net: nn.Module, in_shape: tuple | None = None, n_out: int | None 
     shape, in eval mode with autograd on, so that no fused inference path hides them)
     when the data is known, else on the first watched step."""
     weight_layers, infos, outputs_of = [], [], {}
-    for path, m, params in _own_params(net):
+    found = _own_params(net)
+    if watch is not None:   # the spec's model.watch: only these layers (module paths)
+        missing = sorted(set(watch) - {path for path, _, _ in found})
+        if missing:
+            raise SpecError(f"model.watch: the module has no layer {missing[0]!r} with parameters of its own")
+        found = [x for x in found if x[0] in set(watch)]
+    for path, m, params in found:
         weight_layers.append((_label(path, m, net), m))
         infos.append(LayerInfo(path, type(m).__name__, (), ()))
     if not weight_layers:
@@ -176,4 +187,5 @@ def build_custom(model_spec: dict, base_dir, in_shape: tuple, n_out: int, seed: 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = load_module(model_spec, base_dir)
-        return instrument(net, in_shape, n_out, forward_of(model_spec, batch_axis), example)
+        return instrument(net, in_shape, n_out, forward_of(model_spec, batch_axis), example,
+                          watch=model_spec.get("watch"))

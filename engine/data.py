@@ -193,7 +193,7 @@ def _is_numeric_row(line: str) -> bool:
 
 
 def _as_labels(y: np.ndarray, where: str, declared: bool = False) -> np.ndarray:
-    if y.ndim < 1 or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)) or y.min() < 0:
+    if y.ndim < 1 or y.size == 0 or not np.all(np.isfinite(y)) or not np.all(y == np.round(y)) or y.min() < 0:
         raise SpecError(f"{where}: classification needs y as class indices 0, 1, 2, ... (one per sample, "
                         "or one per sample and time step)")
     top = int(y.max())
@@ -216,6 +216,8 @@ def _check_arrays(x, y) -> None:
             raise SpecError(f"data.{name}: must hold numbers, got {a.dtype}")
         if a.ndim == 0:
             raise SpecError(f"data.{name}: must have one row per sample, got a single value")
+    if y.ndim > 1 and int(np.prod(y.shape[1:])) == 0:
+        raise SpecError(f"data.y: needs a target for every sample, got shape {y.shape}")
     if len(x) > limits.MAX_SAMPLES:
         raise SpecError(f"data.x: at most {limits.MAX_SAMPLES} samples, got {len(x)}")
     if x.ndim > 1 and int(np.prod(x.shape[1:])) == 0:

@@ -18,6 +18,10 @@ Vanishing compares the first hidden layer with the last hidden one (the output
 layer excluded), never a constant factor per layer: with N(0,1) weights a
 sigmoid net's gradient drops steeply just below the output and is then about
 flat (SCIENCE.md), while with small init it drops by the same factor per layer.
+
+(Over 400 lines with a reason: the eight finding kinds share their thresholds, the
+reading of layer names and the speed measure; one rule per kind, each tested on
+synthetic and real histories.)
 """
 from __future__ import annotations
 
@@ -284,6 +288,14 @@ def _non_finite(h, last_step, sq):
         where = f" The loss was still finite; the gradient overflowed first at {bad_layers[-1]} on its way back."
     elif bad_layers:
         ev["first_layer"] = bad_layers[0]
+    located = _located(h, step)
+    if located:   # the trainer re-ran that step with checks (engine/non_finite.py): no guess
+        what_, layer = located
+        ev["first_non_finite"] = f"{what_} of {layer}" if layer else what_
+        if layer:
+            ev["first_layer"] = layer
+            bad_layers = [layer] + [n for n in bad_layers if n != layer]
+        where = f" Re-running the step showed the first non-finite number in {ev['first_non_finite']}."
     before = (f" One step earlier the loss was {_g(ev['loss_before'])} and the gradient norm "
               f"{_g(ev['grad_norm_before'])}." if r > 0 else "")
     what = f"the loss became {loss[r]}" if not np.isfinite(loss[r]) else "a gradient became NaN or infinite"
@@ -291,6 +303,22 @@ def _non_finite(h, last_step, sq):
            "NaN every later step is NaN too, so training cannot go on.")
     return [Finding("non_finite", "error", bad_layers or list(h.layer_names[:1]), [step, last_step], ev, msg,
                     ["clip_norm", "lower_lr", "he_init", "weight_decay"])]
+
+
+def _located(h, step: int):
+    """(what, layer) from a stop reason "loss became nan at step 12; first non-finite: the output of
+    5 linear" of this step, or None; layer is None for "the loss"."""
+    reason = str(h.stop_reason or "")
+    marker = "; first non-finite: "
+    if marker not in reason or f" at step {step};" not in reason:
+        return None
+    text = reason.split(marker, 1)[1]
+    for what in ("the weights", "the output"):
+        if text.startswith(what + " of "):
+            layer = text[len(what) + 4:]
+            if layer in h.layer_names or layer in h.act_names:
+                return what, layer
+    return ("the loss (every layer's output was finite)", None) if text.startswith("the loss") else None
 
 
 def _steepest_drop(names, hid, s):

@@ -40,6 +40,8 @@ def build(spec: dict, base_dir=None, seed: int | None = None) -> Experiment:
     if loss in ("cross_entropy", "nll") and data.task != "classification":
         raise SpecError(f"train.loss: {loss} needs class labels; this data is regression (use mse)")
     m, s = spec["model"], spec["train"]["seed"]
+    if data.time_major and "python" not in m:
+        raise SpecError("data.time_major: a layer stack takes samples first; time_major is for your own module")
     if "python" in m:
         example = torch.zeros((2, *data.input_shape), dtype=torch.from_numpy(data.x_train[:0]).dtype)
         model = build_custom(m, base_dir, data.input_shape, data.n_outputs, s,

@@ -158,7 +158,7 @@ def source(spec: dict, base_dir=None, file_name: str = "model.py") -> str:
     infos = plan(layers, data.input_shape, n_out)
     bad = next((i for i in infos if i.problem), None)
     if bad:
-        raise SpecError(f"layer {bad.path} ({bad.type}): {bad.problem}")
+        raise SpecError(f"layer {bad.path} ({bad.type}): {bad.problem}", bad.at)
     lines = ["def build_model(seed=SEED):",
              f'    """{spec["name"]}: input {data.input_shape}, {n_out} outputs."""',
              "    torch.manual_seed(seed)", "    layers = []"]

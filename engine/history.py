@@ -49,7 +49,7 @@ class History:
         self.version = 0          # bumps on every change; views redraw when it moves
         self.latest: Snapshot | None = None
         self.latest_hist: np.ndarray | None = None  # [A, bins] histogram of z, newest
-        self.stop_reason: str | None = None
+        self.stop_reason = None   # an engine.run_end.RunEnd once the run ended
 
     def _empty(self, key: str, width: int) -> np.ndarray:
         shape = (self.capacity,) if width is None else (self.capacity, width)

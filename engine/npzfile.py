@@ -79,7 +79,8 @@ def _read_members(zf: zipfile.ZipFile, path: Path, error, max_bytes: int) -> dic
             out[key] = np.lib.format.read_array(fh, allow_pickle=False)
         except error:
             raise
-        except (ValueError, SyntaxError, TypeError, EOFError, OSError) as e:
+        except (ValueError, SyntaxError, TypeError, EOFError, OSError, IndexError, KeyError,
+                MemoryError, OverflowError) as e:
             raise error(f"{path}: array {key!r} is damaged ({why(e)})") from None
     return out
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .catalog import ACTIVATION_TYPES, CATALOG, NORM_TYPES, RECURRENT_TYPES
+from .tree import Path, parse_path
 
 
 @dataclass
@@ -28,6 +29,11 @@ class LayerInfo:
     @property
     def label(self) -> str:
         return f"{self.path} {self.type}"
+
+    @property
+    def at(self) -> Path:
+        """The row's Path tuple ((4, 2); OUT for the added output layer); ``path`` is its text."""
+        return parse_path(self.path)
 
 
 def _role(kind) -> str | None:

@@ -32,6 +32,10 @@ layer's statistics are NaN for that step, and from then on the layer is
 measured inside its hooks. The first step measures every layer inside its
 hooks and checks for such changes, so a model that always does this loses
 no step.
+
+(Over 400 lines with a reason: the hooks, the batched reductions after backward and
+their in-hook fallbacks are one measurement whose parts share buffers and must agree
+with float64 autograd together.)
 """
 from __future__ import annotations
 

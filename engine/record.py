@@ -9,6 +9,7 @@ import numpy as np
 from . import limits, npzfile
 from .atomic import open_atomic
 from .history import History
+from .run_end import RunEnd
 from .snapshot import PER_ACT, PER_LAYER
 
 FORMAT, VERSION = "backprop-lab/run", 1
@@ -21,7 +22,8 @@ class RecordError(ValueError):
 def to_arrays(history: History, spec: dict) -> dict:
     """Contract 2 keys (plus neuron_grad, lr, stop_reason) as plain numpy arrays."""
     spec = dict(spec)
-    if history.stop_reason and not history.stop_reason.startswith("finished"):
+    end = RunEnd.parse(history.stop_reason)
+    if end is not None and end.early:
         spec["stopped"] = history.stop_reason  # a run that ended early says why, in its spec
     out = {"format": np.array(FORMAT), "version": np.array(VERSION),
            "spec": np.array(json.dumps(spec)),
@@ -149,6 +151,6 @@ def from_arrays(a: dict, where="record") -> tuple[History, dict]:
             h._data[k][:T] = a[k]
     h.version += 1
     stop = a.get("stop_reason")
-    h.stop_reason = (str(stop) if stop is not None and stop.ndim == 0 else "") or \
-        (str(spec["stopped"]) if "stopped" in spec else None)
+    h.stop_reason = RunEnd.parse((str(stop) if stop is not None and stop.ndim == 0 else "") or
+                                 (str(spec["stopped"]) if "stopped" in spec else None))
     return h, spec

@@ -6,17 +6,20 @@ ReLU-family ones with He init (He et al. 2015), Xavier init for sigmoid/tanh
 Szegedy 2015), residual connections (He et al. 2016), L2 weight decay,
 gradient clipping (Pascanu et al. 2013), Adam (Kingma and Ba 2015), a
 smaller learning rate, or an LSTM with forget-gate bias 1 for a recurrent net
-(Gers et al. 2000). ``apply(remedy_id, spec)`` returns the new, validated spec
-and a sentence saying what changed; the input spec is never modified.
+(Gers et al. 2000). Each is a ``Remedy`` record (id, label, explanation, and the
+function that edits a spec); ``apply(remedy_id, spec)`` returns the new, validated
+spec and a sentence saying what changed; the input spec is never modified.
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from typing import Callable
 
 from .catalog import RECURRENT_TYPES, RELU_FAMILY, SATURATING, WIDTH_TYPES, default_layer  # noqa: F401
 from .spec import validate
 
-REMEDIES = {
+_TEXTS = {  # id: label and explanation (the records are made below, with their edits)
     "relu_he": {"label": "ReLU + He init",
                 "explanation": "ReLU's slope is 1 where it is active, and He init (std = sqrt(2/fan_in)) keeps "
                                "the signal's variance constant through depth."},
@@ -143,58 +146,100 @@ def _to_lstm(layers):
     return _map_layers(layers, fn), changed
 
 
+# ----------------------------------------------------------------------------- the records
+@dataclass(frozen=True)
+class Remedy:
+    """One remedy: ``edit(spec)`` changes a validated deep copy of a spec in place and returns
+    the sentence saying what changed (ValueError: it does not apply to this spec);
+    ``needs_stack``: it edits the layer stack (a custom Python model cannot take it)."""
+
+    id: str
+    label: str
+    explanation: str
+    edit: Callable[[dict], str]
+    needs_stack: bool = True
+
+    def __getitem__(self, key):   # the table's older form: REMEDIES[id]["label"]
+        return getattr(self, key)
+
+    def get(self, key, default=None):
+        return getattr(self, key, default)
+
+
+def _layers_edit(fn, text):
+    """An edit of the stack by ``fn(layers) -> layers``."""
+    def edit(spec):
+        spec["model"]["layers"] = fn(spec["model"]["layers"])
+        return text
+    return edit
+
+
+def _swap_edit(new_type):
+    return _layers_edit(lambda ls: _swap_activation(ls, new_type), f"sigmoid/tanh replaced by {new_type} with He init")
+
+
+def _residual_edit(spec):
+    layers = spec["model"]["layers"]
+    wrapped = _add_residual(layers)
+    if wrapped == layers:
+        raise ValueError("no (linear, activation) pair of unchanged width to wrap in a residual block")
+    spec["model"]["layers"] = wrapped
+    return "residual blocks around the (linear, activation) pairs"
+
+
+def _lstm_edit(spec):
+    new_layers, changed = _to_lstm(spec["model"]["layers"])
+    if not changed:
+        raise ValueError("no recurrent layer to turn into an LSTM with forget-gate bias 1")
+    spec["model"]["layers"] = new_layers
+    return "recurrent layers made LSTMs with forget-gate bias 1"
+
+
+def _train_edit(values: dict, text: str):
+    def edit(spec):
+        spec["train"].update(values)
+        return text
+    return edit
+
+
+def _lower_lr(spec):
+    t = spec["train"]
+    t["lr"] = float(f"{t['lr'] / 10:.3g}")
+    return f"learning rate lowered to {t['lr']:g}"
+
+
+_EDITS = {
+    "relu_he": (_swap_edit("relu"), True), "leaky_relu_he": (_swap_edit("leaky_relu"), True),
+    "elu_he": (_swap_edit("elu"), True),
+    "xavier_init": (_layers_edit(lambda ls: _set_init(ls, "xavier_normal"),
+                                 "Xavier (Glorot) normal init on every linear layer"), True),
+    "he_init": (_layers_edit(lambda ls: _set_init(ls, "kaiming_normal"),
+                             "He (kaiming) normal init on every linear layer"), True),
+    "batchnorm": (_layers_edit(_add_batchnorm, "a BatchNorm layer after each hidden linear layer"), True),
+    "residual": (_residual_edit, True),
+    "weight_decay": (_train_edit({"weight_decay": 1e-4}, "L2 weight decay 1e-4"), False),
+    "clip_norm": (_train_edit({"clip_norm": 1.0}, "gradient clipping at norm 1"), False),
+    "adam": (_train_edit({"optimizer": "adam", "lr": 1e-3}, "Adam with learning rate 1e-3"), False),
+    "lstm": (_lstm_edit, True),
+    "lower_lr": (_lower_lr, False),
+}
+REMEDIES: dict[str, Remedy] = {rid: Remedy(rid, t["label"], t["explanation"], *_EDITS[rid])
+                               for rid, t in _TEXTS.items()}
+
+
 def apply(remedy_id: str, spec: dict) -> tuple[dict, str]:
     """The spec with one remedy applied (validated), and a sentence saying what changed."""
-    if remedy_id not in REMEDIES:
+    remedy = REMEDIES.get(remedy_id)
+    if remedy is None:
         raise ValueError(f"unknown remedy {remedy_id!r}")
     before = validate(spec)
     before.pop("stopped", None)
     new = copy.deepcopy(before)
-    layers = new["model"].get("layers")
-    t = new["train"]
-    needs_stack = remedy_id in ("relu_he", "leaky_relu_he", "elu_he", "xavier_init", "he_init", "batchnorm",
-                                "residual", "lstm")
-    if needs_stack and layers is None:
+    if remedy.needs_stack and new["model"].get("layers") is None:
         raise ValueError("this remedy edits a layer stack; the model is a custom Python module")
-    if remedy_id in ("relu_he", "leaky_relu_he", "elu_he"):
-        new_type = remedy_id[: -len("_he")]
-        new["model"]["layers"] = _swap_activation(layers, new_type)
-        text = f"sigmoid/tanh replaced by {new_type} with He init"
-    elif remedy_id == "xavier_init":
-        new["model"]["layers"] = _set_init(layers, "xavier_normal")
-        text = "Xavier (Glorot) normal init on every linear layer"
-    elif remedy_id == "he_init":
-        new["model"]["layers"] = _set_init(layers, "kaiming_normal")
-        text = "He (kaiming) normal init on every linear layer"
-    elif remedy_id == "batchnorm":
-        new["model"]["layers"] = _add_batchnorm(layers)
-        text = "a BatchNorm layer after each hidden linear layer"
-    elif remedy_id == "residual":
-        wrapped = _add_residual(layers)
-        if wrapped == layers:
-            raise ValueError("no (linear, activation) pair of unchanged width to wrap in a residual block")
-        new["model"]["layers"] = wrapped
-        text = "residual blocks around the (linear, activation) pairs"
-    elif remedy_id == "lstm":
-        new_layers, changed = _to_lstm(layers)
-        if not changed:
-            raise ValueError("no recurrent layer to turn into an LSTM with forget-gate bias 1")
-        new["model"]["layers"] = new_layers
-        text = "recurrent layers made LSTMs with forget-gate bias 1"
-    elif remedy_id == "weight_decay":
-        t["weight_decay"] = 1e-4
-        text = "L2 weight decay 1e-4"
-    elif remedy_id == "clip_norm":
-        t["clip_norm"] = 1.0
-        text = "gradient clipping at norm 1"
-    elif remedy_id == "adam":
-        t["optimizer"], t["lr"] = "adam", 1e-3
-        text = "Adam with learning rate 1e-3"
-    else:
-        t["lr"] = float(f"{t['lr'] / 10:.3g}")
-        text = f"learning rate lowered to {t['lr']:g}"
+    text = remedy.edit(new)
     new.pop("stopped", None)
     new = validate(new)
     if new == before:
-        raise ValueError(f"{REMEDIES[remedy_id]['label']}: the spec has it already, nothing to change")
+        raise ValueError(f"{remedy.label}: the spec has it already, nothing to change")
     return new, text

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .history import History
+from .run_end import FINISHED, RunEnd
 from .snapshot import PER_ACT, PER_LAYER, SCALARS, Snapshot
 
 FORMAT, VERSION = "backprop-lab/rundir", 1
@@ -135,7 +136,7 @@ class RunWriter:
             self.flush()
             _write_json(self.header_path, self.header())
 
-    def close(self, reason: str = "finished") -> None:
+    def close(self, reason: str = FINISHED) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
         if self._file is None:
@@ -231,7 +232,8 @@ class RunReader:
         for k in ("rank", "world_size", "grads", "deltas"):
             if k in self.header:
                 spec[k] = self.header[k]
-        if self.header.get("stop_reason") and not str(self.header["stop_reason"]).startswith("finished"):
+        end = RunEnd.parse(self.header.get("stop_reason"))
+        if end is not None and end.early:
             spec["stopped"] = self.header["stop_reason"]
         return spec
 
@@ -278,7 +280,7 @@ def history_of(reader: RunReader, T: int) -> History:
         if k in h.widths:
             h._data[k][:h.n] = rows[k]
     h.version += 1
-    h.stop_reason = reader.header.get("stop_reason")
+    h.stop_reason = RunEnd.parse(reader.header.get("stop_reason"))
     if h.n:
         h.latest = next(rows_to_snapshots(rows[-1:]))
     return h

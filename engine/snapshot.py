@@ -10,7 +10,6 @@ PER_LAYER = ("weight_grad_norm", "bias_grad_norm", "delta_norm", "update_ratio")
 PER_ACT = ("preact_mean", "preact_std", "mean_derivative", "saturated_frac", "dead_frac")
 ROWS = ("step", *SCALARS, *PER_LAYER, *PER_ACT, "neuron_grad")  # one row each per step in a packed batch
 OPTIONAL_ROWS = ("time_grad_norm", "weight_rms")               # may be None, or of another length
-FINISHED, STOPPED = "finished", "stopped by the user"            # why a run ended (Trainer.run)
 # the probes' histogram of z (``preact_hist``): HIST_BINS bins over HIST_RANGE, the end bins hold the tails
 HIST_BINS, HIST_RANGE = 80, (-8.0, 8.0)
 

@@ -53,13 +53,15 @@ DATA_KINDS: dict[str, dict] = {
     "digits": {},
     "memory": {"n": 1000, "length": 20, "features": 1},
     "adding": {"n": 1000, "length": 20},
-    # classes: the number of classes (null: max(y) + 1), e.g. a vocabulary larger than the labels seen
-    "npz": {"path": None, "standardize": False, "classes": None},
-    "csv": {"path": None, "target": -1, "task": "classification", "standardize": False, "classes": None},
+    "npz": {"path": None, "standardize": False},
+    "csv": {"path": None, "target": -1, "task": "classification", "standardize": False},
 }
-# time_major: the model takes sequences as [time, batch, ...] (nn.LSTM's default); an npz file's
-# x (and a per-step y) are then stored [time, samples, ...] too
-DATA_COMMON = {"test_fraction": 0.2, "seed": 0, "time_major": False}
+# keys a file kind takes only when given (no default is filled in): classes, the number of
+# classes (else max(y) + 1: a vocabulary larger than the labels seen); time_major, the model
+# takes sequences as [time, batch, ...] (nn.LSTM's default) and the file's x (and a per-step y)
+# are stored [time, samples, ...] too
+DATA_OPTIONAL = {"npz": ("classes", "time_major"), "csv": ("classes",)}
+DATA_COMMON = {"test_fraction": 0.2, "seed": 0}
 
 LOSSES = ("cross_entropy", "mse", "nll")  # nll: the model outputs log-probabilities (log_softmax)
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
@@ -90,7 +92,7 @@ def _need(cond: bool, where: str, what: str, got, path=None, key=None, head: str
 def _unknown(d: dict, allowed, where: str, path=None, head: str = "") -> None:
     extra = sorted(set(d) - set(allowed))
     if extra:
-        msg = f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})"
+        msg = f"{where}: unknown key {_key_text(extra[0])} (allowed: {', '.join(sorted(allowed))})"
         raise SpecError(msg, path, extra[0], msg[len(head) + 2:] if head else msg)
 
 
@@ -123,7 +125,7 @@ def validate_layers(layers, where: str = "model", _path: tuple = (), start: int 
         lw = f"layer {i} ({kind})" if where == "model" else f"{where} > layer {i} ({kind})"
         if not isinstance(layer, dict) or kind not in CATALOG:
             detail = (f"type must be one of {', '.join(CATALOG)}, got "
-                      f"{json.dumps(kind if isinstance(layer, dict) else layer)}")
+                      f"{limits.shorten(kind if isinstance(layer, dict) else layer)}")
             raise SpecError(f"layer {i}: {detail}", path, "type", detail)
         t = CATALOG[kind]
         _unknown(layer, {"type", "name", *t.param_names}, lw, path, lw)
@@ -154,15 +156,16 @@ def _check_data(data) -> dict:
     _need(isinstance(data, dict) and "kind" in data, "data", "must be an object with a 'kind'", data)
     kind = data["kind"]
     _need(kind in DATA_KINDS, "data.kind", f"must be one of {', '.join(DATA_KINDS)}", kind)
-    allowed = {"kind", *DATA_COMMON, *DATA_KINDS[kind]}
+    allowed = {"kind", *DATA_COMMON, *DATA_KINDS[kind], *DATA_OPTIONAL.get(kind, ())}
     _unknown(data, allowed, "data")
     full = {"kind": kind, **DATA_COMMON, **DATA_KINDS[kind], **data}
     tf = full["test_fraction"]
     _need(_is_num(tf) and 0 <= tf < 1, "data.test_fraction", "must be in [0, 1)", tf)
     _need(_is_int(full["seed"]), "data.seed", "must be an integer", full["seed"])
-    _need(isinstance(full["time_major"], bool), "data.time_major", "must be true or false", full["time_major"])
+    if "time_major" in full:
+        _need(isinstance(full["time_major"], bool), "data.time_major", "must be true or false", full["time_major"])
     for k in ("n", "classes", "length", "features", "dim"):
-        if k in full and not (k == "classes" and full[k] is None and kind in ("npz", "csv")):
+        if k in full and not (k == "classes" and full[k] is None and kind in DATA_OPTIONAL):
             low = 2 if k == "classes" else 1
             _need(_is_int(full[k]) and full[k] >= low, f"data.{k}", f"must be an integer >= {low}", full[k])
     for k in ("noise", "std", "factor", "turns"):
@@ -181,7 +184,7 @@ def _check_data(data) -> dict:
 def _check_model(model) -> dict:
     _need(isinstance(model, dict), "model", "must be an object", model)
     if "python" in model:
-        _unknown(model, {"python", "class", "kwargs", "forward_args", "output"}, "model")
+        _unknown(model, {"python", "class", "kwargs", "forward_args", "output", "watch"}, "model")
         _need(isinstance(model["python"], str), "model.python", "must be a file name", model["python"])
         _need(isinstance(model.get("class"), str), "model.class", "must name the module class",
               model.get("class"))
@@ -194,8 +197,14 @@ def _check_model(model) -> dict:
         pick = model.get("output")
         _need(pick is None or _is_int(pick), "model.output",
               "must be null (the forward returns a tensor) or the index of the output to read", pick)
-        return {"python": model["python"], "class": model["class"], "kwargs": dict(kw),
-                "forward_args": copy.deepcopy(extra), "output": pick}
+        watch = model.get("watch")   # module paths of the layers to watch (None: every layer)
+        _need(watch is None or (isinstance(watch, list) and watch and all(isinstance(w, str) for w in watch)),
+              "model.watch", "must be a non-empty list of module paths (or absent: every layer)", watch)
+        out = {"python": model["python"], "class": model["class"], "kwargs": dict(kw),
+               "forward_args": copy.deepcopy(extra), "output": pick}
+        if watch is not None:
+            out["watch"] = list(watch)
+        return out
     _unknown(model, {"layers"}, "model")
     _need("layers" in model, "model", "needs 'layers' (a list) or 'python' (a file)", model)
     return {"layers": validate_layers(model["layers"])}
@@ -349,9 +358,16 @@ def check_tree(raw, where: str = "spec") -> None:
             raise SpecError(f"{at}: not JSON data ({type(v).__name__})")
 
 
+def _key_text(k: str) -> str:
+    """A key as messages quote it: 'colour', or shortened when long or unprintable."""
+    return repr(k) if len(k) <= 40 and k.isprintable() else limits.shorten(k, 40)
+
+
 def _tree_key(at: str, k, in_dict: bool) -> str:
     """The name of a value in messages: "train.lr", "layer 3", "layer 2 > layer 1.units"."""
     if in_dict:
+        if not (k.isprintable() and len(k) <= 40):
+            k = limits.shorten(k, 40)
         return k if at == "spec" else f"{at}.{k}" if not at.startswith("layer") else f"{at}: {k}"
     if at == "model.layers":
         return f"layer {k + 1}"

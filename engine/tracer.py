@@ -163,7 +163,10 @@ class Tracer(TorchFunctionMode):
     # ------------------------------------------------------------------ interception
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        spec = ACT_FUNCS.get(func) if self._stack and not self.muted else None
+        try:
+            spec = ACT_FUNCS.get(func) if self._stack and not self.muted else None
+        except TypeError:   # an unhashable callable: not one of ours
+            spec = None
         if spec is None:
             return func(*args, **kwargs)
         op, layer_of, in_place = spec
@@ -266,8 +269,9 @@ class Unrolled:
                 h = h0[layer * dirs + d]
                 c = c0[layer * dirs + d] if lstm else None
                 seq = [None] * steps
+                gis = F.linear(layer_in, w_ih, b_ih)   # the input side of every step in one product
                 for t in (range(steps) if d == 0 else range(steps - 1, -1, -1)):
-                    gi, gh = F.linear(layer_in[t], w_ih, b_ih), F.linear(h, w_hh, b_hh)
+                    gi, gh = gis[t], F.linear(h, w_hh, b_hh)
                     if lstm:   # gates i, f, g, o
                         i, f, g, o = (gi + gh).chunk(4, 1)
                         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)

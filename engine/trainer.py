@@ -20,8 +20,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from .experiment import Experiment
+from .non_finite import locate
 from .probes import Probe
-from .snapshot import FINISHED, STOPPED, Snapshot  # noqa: F401  (re-exported)
+from .snapshot import Snapshot
+
+from .run_end import FINISHED, STOPPED, RunEnd  # noqa: F401  (FINISHED, STOPPED: the trainer's ends)
 
 
 class Control:
@@ -213,7 +216,9 @@ class Trainer:
             test_loss, test_acc = self.evaluate()
         self.step_index += 1
         if not finite:
-            self.stop_reason = f"loss became {float(s['head'][0])} at step {k}"
+            end = RunEnd.non_finite(float(s["head"][0]), k)
+            where = locate(self.exp.model, lambda: self.exp.model(x), lambda out: self.loss_fn(out, y))
+            self.stop_reason = RunEnd(f"{end}; first non-finite: {where}", end.kind, k) if where else end
         return Snapshot(k, float(s["head"][0]), float(s["head"][1]), test_loss, test_acc, self.lr,
                         s["weight_grad_norm"], s["bias_grad_norm"], s["delta_norm"], s["update_ratio"],
                         s["preact_mean"], s["preact_std"], s["mean_derivative"], s["saturated_frac"],
@@ -222,7 +227,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self, steps: int | None = None, control: Control | None = None, on_snapshot=None,
-            on_progress=None) -> str:
+            on_progress=None) -> RunEnd:
         """Train until ``steps`` more updates are done, the loss stops being finite, or stop.
 
         Returns the reason the run ended. Safe to call from any thread.

@@ -49,6 +49,7 @@ import torch
 
 from .custom import instrument
 from .probes import Probe
+from .run_end import RunEnd
 from .rundir import MAIN, RunWriter, stream_name
 from .snapshot import Snapshot
 from .spec import FORMAT, VERSION
@@ -148,6 +149,9 @@ class Watch:
         for p in inner.parameters():
             if p.requires_grad:
                 self._handles.append(p.register_post_accumulate_grad_hook(self._on_accumulated))
+        # the tracer's function mode costs a Python call per torch call: leave it as soon as the
+        # module's forward returns (a loop that calls submodules only leaves it at step())
+        self._handles.append(inner.register_forward_hook(self._after_forward))
         stream = MAIN if ranks != "all" or self.rank is None else stream_name(self.rank)
         distributed = self.rank is not None
         grads = "all-reduced (the gradient the optimizer gets)" if distributed else "the gradient the optimizer gets"
@@ -183,6 +187,10 @@ class Watch:
         self._pause_probe()   # later forward passes (micro-batches, evaluation) are not measured
         engine = torch.autograd.Variable._execution_engine
         engine.queue_callback(lambda: engine.queue_callback(self._after_backward))
+
+    def _after_forward(self, module, inputs, output) -> None:
+        if self._armed and self.probe.active and torch.is_grad_enabled():
+            self.probe.active = False   # the forward pass that is measured is over
 
     def _pause_probe(self) -> None:
         # Flags only: this runs inside backward, maybe on an autograd device thread, where the
@@ -263,7 +271,7 @@ class Watch:
         self._writer().add(snap)
         if not math.isfinite(snap.loss) and not self._stopped and loss is not None:
             self._stopped = True
-            self.writer.set_stop_reason(f"loss became {snap.loss} at step {k}")
+            self.writer.set_stop_reason(RunEnd.non_finite(snap.loss, k))
         self.last = snap
         return snap
 

@@ -186,7 +186,8 @@ class _Worker:
             tb = traceback.format_exc()
         done.set()
         flush()
-        self.out.send(("ended", reason, tb, tr.step_index - first, time.perf_counter() - t0))
+        # as text: the window parses it (engine.run_end.RunEnd.parse), no class of ours crosses the pipe
+        self.out.send(("ended", str(reason), tb, tr.step_index - first, time.perf_counter() - t0))
 
 
 def layout_of(trainer):

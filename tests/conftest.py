@@ -7,6 +7,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # LSTM cell step took 25 ms instead of 0.2 ms). Set before torch is imported;
 # subprocesses (the CLI tests) inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Closing a window with unsaved edits asks (a modal box); the tests that check it ask for it.
+os.environ.setdefault("BACKPROP_LAB_NO_CLOSE_QUESTION", "1")
 
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -7,6 +7,7 @@ import pytest
 from torch import nn
 
 from backprop_lab.engine import catalog as C
+from backprop_lab.engine import limits
 from backprop_lab.engine import spec as S
 from backprop_lab.engine.build import build_stack, make_activation_module
 
@@ -45,9 +46,9 @@ def test_nested_error_path_and_relocation():
     assert str(e2.value) == str(e.value) and e2.value.path == (2, 2)
 
 
-def test_units_have_no_upper_cap():
+def test_units_have_no_cap_below_the_resource_limit():
     assert S.validate_layers([{"type": "linear", "units": 100_000}])[0]["units"] == 100_000
-    assert C.CATALOG["linear"].param("units").maximum is None
+    assert C.CATALOG["linear"].param("units").maximum == limits.MAX_UNITS
 
 
 def test_torch_class_map_round_trips_through_the_builder():
@@ -81,3 +82,32 @@ def test_weight_std_matches_the_built_weights(init):
 def test_param_default_gain():
     assert C.param_default("kaiming_normal", "gain") == pytest.approx(math.sqrt(2))
     assert C.param_default("xavier_normal", "gain") == 1.0
+
+
+@pytest.mark.parametrize("kind", ["batchnorm", "layernorm"])
+def test_affine_switch_added_through_the_catalogue(kind, tmp_path):
+    """The exercise of issue 7: a parameter added in engine/catalog.py alone is validated, built,
+    exported, summarised and shown in the form."""
+    from backprop_lab.engine import export
+    from backprop_lab.widgets.layer_catalog import layer_summary
+
+    layers = [{"type": "linear", "units": 6}, {"type": kind, "affine": False}, {"type": "tanh"}]
+    full = S.validate_layers(layers)
+    assert full[1]["affine"] is False and S.validate_layers([{"type": kind}])[0]["affine"] is True
+    with pytest.raises(S.SpecError, match="affine must be true or false") as e:
+        S.validate_layers([{"type": kind, "affine": 1}])
+    assert e.value.key == "affine"
+    model = build_stack(full, (2,), 3, seed=0)
+    norm = model.module[1]
+    assert not list(norm.parameters()) and all(m is not norm for _, m in model.weight_layers)
+    assert len(list(build_stack(S.validate_layers([{"type": "linear", "units": 6}, {"type": kind}]), (2,), 3,
+                                seed=0).module[1].parameters())) == 2
+    assert layer_summary(full[1]) == "no affine"
+    spec = {"data": {"kind": "xor"}, "model": {"layers": layers}, "train": {"seed": 3}}
+    src = export.source(spec)
+    ns: dict = {}
+    exec(compile(src, "model.py", "exec"), ns)
+    built = ns["build_model"]()
+    assert not list(built[1].parameters())
+    assert {k: v.shape for k, v in built.state_dict().items()} == \
+        {k: v.shape for k, v in build_stack(S.validate(spec)["model"]["layers"], (2,), 2, 3).module.state_dict().items()}

@@ -37,3 +37,41 @@ def test_huge_but_finite_gradients_and_preactivations_are_stored_finite(tmp_path
     assert np.isfinite(snap.delta_norm).all() and np.isfinite(snap.weight_grad_norm).all()
     assert snap.preact_std[0] == pytest.approx(float(z.std(correction=0)), rel=1e-4)
     assert snap.preact_mean[0] == pytest.approx(float(z.mean()), rel=1e-3, abs=1e-4 * float(z.std()))
+
+
+def _stack(std1=1.0, std=1.0):
+    from backprop_lab.engine import experiment
+    layers = [{"type": "linear", "units": 8, "init": {"scheme": "normal", "std": std1}}, {"type": "identity"}]
+    layers += [{"type": "linear", "units": 8, "init": {"scheme": "normal", "std": std}}, {"type": "identity"}] * 3
+    return experiment.build({"data": {"kind": "gaussian", "n": 32, "dim": 5, "test_fraction": 0},
+                             "model": {"layers": layers}, "train": {"batch_size": None}})
+
+
+def test_a_forward_overflow_names_the_first_layer_whose_output_became_inf():
+    from backprop_lab.engine.trainer import Trainer
+    tr = Trainer(_stack(1e15, 1e15))   # |z| ~ 1e15, 1e31, then 1e46: inf at the third linear layer
+    tr.train_step()
+    assert tr.stop_reason.startswith("loss became nan at step 0; first non-finite: the output of 5 linear")
+    assert tr.stop_reason.kind.value == "non_finite" and tr.stop_reason.step == 0
+
+
+def test_non_finite_weights_are_named_before_any_output():
+    from backprop_lab.engine.trainer import Trainer
+    exp = _stack()
+    with torch.no_grad():
+        exp.model.weight_layers[2][1].weight[0, 0] = math.inf
+    tr = Trainer(exp)
+    tr.train_step()
+    assert tr.stop_reason.endswith("first non-finite: the weights of 5 linear"), tr.stop_reason
+
+
+def test_the_diagnosis_names_the_layer_the_re_run_found():
+    from backprop_lab.engine.diagnosis import diagnose
+    from backprop_lab.engine.history import History
+    from backprop_lab.engine.trainer import Trainer
+    tr = Trainer(_stack(1e15, 1e15))
+    h = History.for_probe(tr.probe)
+    h.stop_reason = tr.run(5, on_snapshot=h.append)
+    f = next(f for f in diagnose(h) if f.kind == "non_finite")
+    assert f.evidence["first_non_finite"] == "the output of 5 linear" and f.layers[0] == "5 linear"
+    assert "first non-finite number in the output of 5 linear" in f.message

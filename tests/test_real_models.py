@@ -168,7 +168,7 @@ def unrolled(rnn, x, h0):
     """A fused nn.LSTM / nn.GRU as nn.LSTMCell / nn.GRUCell steps with its weights: (output, [h_t of
     layer 0 per direction])."""
     lstm = isinstance(rnn, nn.LSTM)
-    cell_type = nn.LSTMCell if lstm else nn.GRUCell
+    cell_type = nn.LSTMCell if lstm else nn.GRUCell if isinstance(rnn, nn.GRU) else nn.RNNCell
     if rnn.batch_first:
         x = x.transpose(0, 1)
     dirs = 2 if rnn.bidirectional else 1
@@ -235,6 +235,7 @@ CASES = {
     "resnet": dict(cls="ResNet", kwargs={}, ref=resnet_ref, loss="cross_entropy", shape=(3, 6, 6)),
     "lstm_lm": lm("LSTM"),
     "gru_lm_batch_first_bidirectional": lm("GRU", batch_first=True, bidirectional=True),
+    "rnn_lm": lm("RNN"),
     "encoder": dict(cls="Encoder", kwargs={}, ref=encoder_ref, loss="cross_entropy", tokens=True, seq=True),
     "gru_cell_loop": dict(cls="CellRNN", kwargs={}, ref=cell_ref, loss="cross_entropy", tokens=True),
 }

@@ -112,3 +112,27 @@ def test_the_data_classes_and_int_tokens(tmp_path):
     spec["data"]["time_major"] = "yes"
     with pytest.raises(SpecError, match="data.time_major: must be true or false"):
         experiment.build(spec, tmp_path)
+
+
+def test_time_major_is_for_a_users_module(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 20, 1), np.float32), y=np.arange(20) % 2)
+    spec = {"data": {"kind": "npz", "path": "d.npz", "time_major": True},
+            "model": {"layers": [{"type": "rnn", "units": 3}]}}
+    with pytest.raises(SpecError, match="data.time_major: a layer stack takes samples first"):
+        experiment.build(spec, tmp_path)
+
+
+def test_the_panel_shows_a_users_module_advice_as_text_without_buttons(qtbot):
+    from PySide6.QtWidgets import QLabel
+
+    from backprop_lab.engine import remedies
+    from backprop_lab.widgets.diagnosis_panel import DiagnosisPanel
+    h = history([[1e-7, 1e-5, 1e-3, 1e-2, 0.3]] * 30)
+    f = diagnosis.diagnose(h, spec={"watched": {"module": "Net"}})[0]
+    p = DiagnosisPanel(remedies.REMEDIES)
+    qtbot.addWidget(p)
+    p.set_findings([f], 30)
+    card = p.cards[0]
+    texts = [w.text() for w in card.findChildren(QLabel)]
+    assert card.buttons == [] and all(f"Try: {a}" in texts for a in f.advice)
+    p.close()

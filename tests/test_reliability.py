@@ -177,6 +177,7 @@ def test_sparse_labels_are_refused_instead_of_making_1000_outputs(tmp_path):
     ({"x": np.full((10, 2), 1e300), "y": np.arange(10) % 2}, "too large for float32"),
     ({"x": np.zeros((10, 2))}, "must hold arrays 'x' and 'y'"),
     ({"x": np.zeros((10, 2)), "y": np.float64(3)}, "single value"),
+    ({"x": np.zeros((2, 2)), "y": np.zeros((2, 0), np.int64)}, "a target for every sample"),   # found by the fuzz
 ])
 def test_bad_npz_arrays_get_one_line(tmp_path, arrays, match):
     np.savez(tmp_path / "d.npz", **arrays)
@@ -314,6 +315,14 @@ def test_a_header_promising_more_than_is_stored_is_refused(tmp_path):
             np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False,
                                                      "shape": (10**12,)})
             f.write(bytes(64))
+    with pytest.raises(record.RecordError, match="damaged"):
+        record.load(p)
+
+
+def test_a_member_with_a_cut_npy_header_is_refused(tmp_path):   # found by the fuzz: IndexError in numpy
+    p = tmp_path / "cut.npz"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("a.npy", b"\x93NUMPY\x01\x00" + b'"a"')
     with pytest.raises(record.RecordError, match="damaged"):
         record.load(p)
 

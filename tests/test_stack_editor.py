@@ -148,7 +148,7 @@ def test_palette_drop_event_on_viewport_inserts_above_the_row(palette, stack):
     before = stack.layers()
     drop = _drag_and_drop(stack, _palette_mime(palette, "batchnorm"), _row_point(stack, (2,), "above"))
     assert drop.isAccepted()
-    _undo_redo_exact(stack, before, before[:1] + [{"type": "batchnorm"}] + before[1:])
+    _undo_redo_exact(stack, before, before[:1] + [{"type": "batchnorm", "affine": True}] + before[1:])
 
 
 def test_palette_drop_below_the_rows_appends(palette, stack):
@@ -162,7 +162,7 @@ def test_palette_drop_onto_residual_block_goes_inside(palette, stack):
     before = stack.layers()
     _drag_and_drop(stack, _palette_mime(palette, "layernorm"), _row_point(stack, (3,), "center"))
     after = stack.layers()
-    assert after[2]["layers"] == before[2]["layers"] + [{"type": "layernorm"}]
+    assert after[2]["layers"] == before[2]["layers"] + [{"type": "layernorm", "affine": True}]
     _undo_redo_exact(stack, before, after)
 
 
@@ -509,7 +509,8 @@ def test_nothing_selected_shows_placeholder(qtbot):
 
 
 # ----------------------------------------------------------------------------- settings panel
-DATA = {"kind": "spirals", "n": 1000, "classes": 3, "noise": 0.2, "turns": 1.5, "test_fraction": 0.2, "seed": 0}
+DATA = {"kind": "spirals", "n": 1000, "classes": 3, "noise": 0.2, "turns": 1.5, "test_fraction": 0.2, "seed": 0,
+        "time_major": False}
 TRAIN = {"loss": None, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "clip_norm": None,
          "clip_value": None, "batch_size": 64, "steps": 500, "seed": 0, "device": "cpu", "eval_every": 10}
 
@@ -541,7 +542,7 @@ def test_settings_emit_complete_sections(settings, stack, qtbot):
     with qtbot.waitSignal(settings.settings_changed) as sig:
         settings.fields["data.kind"].setCurrentText("circles")
     assert sig.args[0] == {"kind": "circles", "n": 1000, "noise": 0.1, "factor": 0.5, "test_fraction": 0.2,
-                           "seed": 0}
+                           "seed": 0, "time_major": False}
     assert stack.undo_stack.count() == 5
     with qtbot.waitSignal(settings.settings_changed) as sig:
         stack.undo_stack.undo()
@@ -564,7 +565,8 @@ def test_settings_refuse_invalid_and_wait_for_a_file(settings, qtbot, tmp_path):
     with qtbot.waitSignal(settings.settings_changed) as sig:
         settings.path_edit.setText(f)
         settings.path_edit.editingFinished.emit()
-    assert sig.args[0] == {"kind": "npz", "path": f, "standardize": False, "test_fraction": 0.2, "seed": 0}
+    assert sig.args[0] == {"kind": "npz", "path": f, "standardize": False, "classes": None, "test_fraction": 0.2,
+                           "seed": 0, "time_major": False}
     assert settings.error_text() == ""
 
 
@@ -587,8 +589,19 @@ def test_editor_widgets_do_not_load_torch():
 
 
 def test_property_form_follows_the_catalogue_ranges(stack, props):
+    from backprop_lab.engine.limits import MAX_UNITS
     # no cap below the spec's: any positive number of units is taken
     stack.select_path((4,), emit=True)
     spin = props.fields["units"]
-    assert spin.minimum() == 1 and spin.maximum() == 2**31 - 1
+    assert spin.minimum() == 1 and spin.maximum() == MAX_UNITS
     assert props.set_value("units", 5000) and stack.layers()[3]["units"] == 5000
+
+
+def test_property_form_has_the_catalogues_affine_switch(stack, props):
+    layers = STACK + [{"type": "batchnorm"}]
+    stack.set_layers(layers)
+    stack.select_path((len(layers),), emit=True)
+    box = props.fields["affine"]
+    assert box.isVisibleTo(props) and box.isChecked() and not props.fields["units"].isVisibleTo(props)
+    box.setChecked(False)
+    assert stack.layers()[-1]["affine"] is False and stack.undo_stack.count() == 1

@@ -120,7 +120,7 @@ def test_learning_reduces_the_loss_on_an_easy_task():
 # ----------------------------------------------------------------------------- non-finite loss
 def test_a_non_finite_loss_stops_the_run_with_a_reason_and_keeps_every_earlier_step():
     exp, tr, h = train(DIVERGING, 100)
-    assert h.stop_reason == "loss became inf at step 4"
+    assert h.stop_reason == "loss became inf at step 4; first non-finite: the loss (every layer's output was finite)"
     loss = h.series("loss")
     assert h.steps.tolist() == [0, 1, 2, 3, 4] and np.isfinite(loss[:4]).all() and loss[4] == np.inf
     assert np.isfinite(h.series("update_ratio")[:4]).all() and np.isnan(h.series("update_ratio")[4]).all()
@@ -134,8 +134,8 @@ def test_a_non_finite_loss_is_in_the_record_and_its_spec(tmp_path, capsys):
     out = tmp_path / "r.npz"
     assert cli.main(["run", str(spec), "--steps", "100", "--out", str(out)]) == 0
     a = np.load(out, allow_pickle=False)
-    assert str(a["stop_reason"]) == "loss became inf at step 4"
-    assert json.loads(str(a["spec"]))["stopped"] == "loss became inf at step 4"
+    assert str(a["stop_reason"]).startswith("loss became inf at step 4; first non-finite: the loss")
+    assert json.loads(str(a["spec"]))["stopped"].startswith("loss became inf at step 4; first non-finite: the loss")
     assert a["step"].tolist() == [0, 1, 2, 3, 4] and np.isfinite(a["loss"][:4]).all()
     assert "loss became inf at step 4" in capsys.readouterr().out
 

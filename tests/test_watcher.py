@@ -52,5 +52,23 @@ def test_the_watcher_lists_rank_streams_and_switches(qtbot, window, tmp_path):
     window.watch_directory(str(tmp_path / "run"))
     watcher = window._watch
     assert watcher.streams() == ["rank0", "rank1"] and len(window.session.history) == 3
-    watcher.set_stream("rank1")
-    assert len(window.session.history) == 7
+    picker = window._rank_picker
+    assert picker.isVisibleTo(window) and [picker.itemText(i) for i in range(picker.count())] == ["rank0", "rank1"]
+    picker.setCurrentIndex(1)
+    picker.activated.emit(1)          # as a user's pick does
+    assert watcher.stream == "rank1" and len(window.session.history) == 7
+    w2 = writer(tmp_path / "run", "rank2")    # a rank that starts late appears in the picker
+    w2.add(snap(0))
+    w2.close()
+    qtbot.waitUntil(lambda: picker.count() == 3, timeout=5000)
+    assert picker.currentText() == "rank1"
+
+
+def test_a_single_stream_hides_the_picker_and_the_menu_offers_watching(qtbot, window, tmp_path):
+    w = writer(tmp_path / "run")
+    w.add(snap(0))
+    w.close()
+    window.watch_directory(str(tmp_path / "run"))
+    assert not window._rank_picker.isVisibleTo(window)
+    texts = [a.text() for a in window.menuBar().actions()[0].menu().actions()]
+    assert "&Watch run directory…" in texts

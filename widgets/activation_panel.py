@@ -13,12 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout
 
 from backprop_lab.engine.activations import SATURATION_FRACTION, activation_for_name  # noqa: F401  (re-exported)
 from backprop_lab.engine.snapshot import HIST_RANGE
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.gradient_heatmap import with_blocked
+from backprop_lab.widgets.panel import HistoryPanel
 
 # The probes' histogram of z (the number of bins is read from the array itself).
 Z_RANGE = HIST_RANGE
@@ -47,7 +48,7 @@ class PercentAxis(pg.AxisItem):
         return [f"{v * scale:.3g}" for v in values]
 
 
-class ActivationPanel(QWidget):
+class ActivationPanel(HistoryPanel):
     """f, f' of one activation layer with the live histogram of its z.
 
     Call ``set_activations`` with the engine.activations.Activation of each
@@ -60,11 +61,9 @@ class ActivationPanel(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.history = None
         self.activations: list = []
         self._given: list = []
         self.index = 0
-        self._version = -1
         self._ytop = 1.0
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
@@ -111,11 +110,8 @@ class ActivationPanel(QWidget):
         self._given = list(activations)
         self._sync_layers()
 
-    def set_history(self, history) -> None:
-        self.history = history
-        self._version = -1
+    def _history_set(self, history) -> None:
         self._sync_layers()
-        self.refresh()
 
     def set_selected_layer(self, a: int) -> None:
         """Show activation layer ``a`` (index into the History's act_names). Does not emit."""
@@ -123,7 +119,7 @@ class ActivationPanel(QWidget):
             self.index = a
             with_blocked(self.combo, lambda: self.combo.setCurrentIndex(a))
             self._draw_curves()
-            self._version = -1
+            self.invalidate()
             self.refresh()
 
     def histogram(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -149,11 +145,10 @@ class ActivationPanel(QWidget):
         return (f"step {int(h.steps[-1])}:  mean f′(z) = {md:.3g}{share}  ·  saturated {100 * sat:.1f} %  ·  "
                 f"dead units {100 * dead:.1f} %  ·  z = {mz:.2f} ± {sz:.2f}")
 
-    def refresh(self) -> None:
-        h = self.history
-        if h is None or h.version == self._version or not self.activations:
-            return
-        self._version = h.version
+    def _ready(self, h) -> bool:
+        return bool(self.activations)
+
+    def _draw(self, h) -> None:
         if len(h) == 0 or self.index >= len(h.act_names):
             self.hist.setOpts(x=[], height=[])
             self.stats.setText("")
@@ -184,7 +179,7 @@ class ActivationPanel(QWidget):
         with_blocked(self.combo, lambda: self.combo.setCurrentIndex(self.index if names else -1))
         self.combo.setVisible(len(names) > 1)
         self._draw_curves()
-        self._version = -1
+        self.invalidate()
 
     def _name(self) -> str:
         h = self.history
@@ -237,6 +232,6 @@ class ActivationPanel(QWidget):
             self.activation_selected.emit(a)
 
     def _on_theme_changed(self) -> None:
-        self._version = -1
+        self.invalidate()
         self._draw_curves()
         self.refresh()

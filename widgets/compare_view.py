@@ -17,13 +17,14 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics
+from PySide6.QtGui import QBrush, QColor, QFontMetrics
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGraphicsRectItem, QHBoxLayout, QHeaderView,
                                QLabel, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from backprop_lab.engine import compare
 from backprop_lab.widgets import theme
-from backprop_lab.widgets.log_image import ZERO_LOG, LogColumns
+from backprop_lab.widgets.axes import NameAxis
+from backprop_lab.widgets.log_image import ZERO_LOG, LogColumns, log10_positive, widen  # noqa: F401  (compare's levels)
 from backprop_lab.widgets.statistics import LABELS, SHORT
 
 pg.setConfigOptions(imageAxisOrder="row-major")
@@ -33,12 +34,6 @@ RUN_COLOURS = (theme.SERIES[1], theme.SERIES[0])  # A vermillion, B blue (Okabe-
 RATIO_NAN_BRUSH = (QColor(120, 120, 130), Qt.BDiagPattern)     # hatched: the ratio map's middle is already grey
 TABLE_WINDOW = 20                     # common steps the table's medians are taken over
 MAX_COLUMNS = 4096                    # columns of a map resampled onto a uniform step grid
-
-
-def log10_positive(values: np.ndarray) -> np.ndarray:
-    """log10 of the positive entries; zero, negative and NaN become NaN (no warnings)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log10(np.where(values > 0, values, np.nan))
 
 
 def on_step_grid(steps: np.ndarray, img: np.ndarray):
@@ -62,41 +57,6 @@ def on_step_grid(steps: np.ndarray, img: np.ndarray):
     grid = np.arange(steps[0], steps[-1] + 1, stride)
     idx = np.searchsorted(steps, grid, side="right") - 1
     return np.ascontiguousarray(img[:, idx]), float(steps[0]) - stride / 2, float(len(grid) * stride)
-
-
-def widen(levels, lo: float, hi: float):
-    """Integer levels that contain [lo, hi] and the previous levels (a colour keeps its meaning)."""
-    lo, hi = math.floor(lo), math.ceil(hi)
-    if hi - lo < 1:
-        hi = lo + 1
-    if levels is not None:
-        lo, hi = min(lo, levels[0]), max(hi, levels[1])
-    return float(lo), float(hi)
-
-
-class NameAxis(pg.AxisItem):
-    """Left axis with one tick per row at row + 0.5, named; thinned when rows get too close."""
-
-    def __init__(self):
-        super().__init__("left")
-        self.names: list[str] = []
-
-    def set_names(self, names) -> None:
-        self.names = list(names)
-        self.picture = None
-        self.update()
-
-    def tickValues(self, minVal, maxVal, size):
-        n = len(self.names)
-        if n == 0 or size <= 0:
-            return []
-        px_per_row = size / max(maxVal - minVal, 1e-9)
-        every = max(1, math.ceil(1.1 * QFontMetrics(self.style.get("tickFont") or QFont()).height() / px_per_row))
-        first = 0 if every == 1 else (n - 1) % every  # always name the last (output) layer
-        return [(1.0, [i + 0.5 for i in range(first, n, every) if minVal <= i + 0.5 <= maxVal])]
-
-    def tickStrings(self, values, scale, spacing):
-        return [self.names[int(v)] if 0 <= int(v) < len(self.names) else "" for v in values]
 
 
 class CompareView(QWidget):
@@ -145,7 +105,7 @@ class CompareView(QWidget):
         split.setStretchFactor(1, 2)
 
         # --- the three maps, one scene, x (steps) linked; only time zooms
-        self.axes = [NameAxis(), NameAxis(), NameAxis()]
+        self.axes = [NameAxis("left"), NameAxis("left"), NameAxis("left")]
         self.plots, self._extents = [], []
         for row, axis in enumerate(self.axes):
             p = self.maps.addPlot(row=row, col=0, axisItems={"left": axis})

@@ -13,12 +13,14 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout
 
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.axes import DecadeAxis, NameAxis
 from backprop_lab.widgets.gradient_heatmap import statistic_combo, with_blocked
+from backprop_lab.widgets.log_image import log10_positive
 from backprop_lab.widgets.statistics import DEFAULT, LABELS, SHORT, STATISTICS
+from backprop_lab.widgets.panel import HistoryPanel
 
 LEGEND_ENTRIES = 8   # the legend names at most this many layers (first, last, evenly between, selected)
 LEGEND_MIN_WIDTH = 680   # pixels of panel width below which the legend is left out
@@ -32,7 +34,7 @@ def short_name(name: str) -> str:
     return head if rest in ("linear", "rnn", "lstm", "gru") else name
 
 
-class GradientFlow(QWidget):
+class GradientFlow(HistoryPanel):
     """Bars (newest step) and lines (over training) of one per-layer statistic, log scale.
 
     Signals: ``layer_selected(int)`` when the user clicks a bar or a line;
@@ -44,10 +46,7 @@ class GradientFlow(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.history = None
         self.statistic = DEFAULT
-        self.selected = -1
-        self._version = -1
         self.curves: list[pg.PlotDataItem] = []
         self._bar_title, self._bar_style_key, self._bar_style = None, None, ([], [])
         lay = QVBoxLayout(self)
@@ -104,9 +103,7 @@ class GradientFlow(QWidget):
         self._set_labels()
 
     # ------------------------------------------------------------------ API
-    def set_history(self, history) -> None:
-        self.history = history
-        self._version = -1
+    def _history_set(self, history) -> None:
         for c in self.curves:
             self.line_plot.removeItem(c)
         self.curves = []
@@ -128,7 +125,6 @@ class GradientFlow(QWidget):
         self._fill_legend()
         self.bar_plot.setXRange(-0.8, max(n, 1) - 0.2, padding=0)   # room for the end labels
         self.line_plot.enableAutoRange()
-        self.refresh()
 
     def set_statistic(self, key: str) -> None:
         if key == self.statistic or key not in LABELS:
@@ -136,13 +132,13 @@ class GradientFlow(QWidget):
         self.statistic = key
         with_blocked(self.combo, lambda: self.combo.setCurrentIndex([k for k, _ in STATISTICS].index(key)))
         self._set_labels()
-        self._version = -1
+        self.invalidate()
         self.line_plot.enableAutoRange()
         self.refresh()
         self.statistic_changed.emit(key)
 
-    def set_selected_layer(self, i: int) -> None:
-        """Thicken layer i's line and outline its bar (-1: none). Does not emit."""
+    def _selected_set(self, i: int) -> None:
+        """Thicken layer i's line and outline its bar (-1: none)."""
         n = len(self.curves)
         self.selected = i if 0 <= i < n else -1
         for j, c in enumerate(self.curves):
@@ -150,24 +146,19 @@ class GradientFlow(QWidget):
             c.setZValue(10 if j == self.selected else 0)
         self.name_axis.set_emphasised(self.selected)
         self._fill_legend()
-        self._version = -1
+        self.invalidate()
         self.refresh()
 
     def bar_heights(self) -> tuple[np.ndarray, float]:
         """log10 of the newest step's statistic per layer (NaN where undefined or <= 0),
         and the floor (a whole decade below the smallest) the bars stand on."""
         v = self.history.series(self.statistic)[-1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            logs = np.log10(np.where(v > 0, v, np.nan))
+        logs = log10_positive(v)
         finite = logs[np.isfinite(logs)]
         floor = math.floor(finite.min()) - 1 if finite.size else -1.0
         return logs, float(floor)
 
-    def refresh(self) -> None:
-        h = self.history
-        if h is None or h.version == self._version:
-            return
-        self._version = h.version
+    def _draw(self, h) -> None:
         if len(h) == 0:
             self.bars.setOpts(x=[], height=[])
             for c in self.curves:
@@ -177,9 +168,12 @@ class GradientFlow(QWidget):
         n = len(logs)
         ok = np.isfinite(logs)
         x = np.arange(n)[ok]
-        brushes, pens = self._bar_styles(n)
-        self.bars.setOpts(x=x, y0=floor, height=(logs - floor)[ok],
-                          brushes=[brushes[i] for i in x], pens=[pens[i] for i in x])
+        if not x.size:   # no finite bar (pyqtgraph fails on an empty list of pens)
+            self.bars.setOpts(x=[], height=[], brushes=None, pens=None)
+        else:
+            brushes, pens = self._bar_styles(n)
+            self.bars.setOpts(x=x, y0=floor, height=(logs - floor)[ok],
+                              brushes=[brushes[i] for i in x], pens=[pens[i] for i in x])
         top = float(np.nanmax(logs)) if ok.any() else 0.0
         floor, top = self._draw_theory(floor, top)
         if ok.any():
@@ -215,8 +209,11 @@ class GradientFlow(QWidget):
             return floor, top
         with np.errstate(divide="ignore", invalid="ignore"):
             logs = np.log10(np.where(np.asarray(pred) > 0, pred, np.nan))
-        self.theory_curve.setData(np.arange(len(logs)), logs)
         finite = logs[np.isfinite(logs)]
+        if not finite.size:   # nothing predicted (pyqtgraph's bounds of all-NaN points warn, then fail)
+            self.theory_curve.setData([], [])
+            return floor, top
+        self.theory_curve.setData(np.arange(len(logs)), logs)
         if finite.size:
             floor, top = min(floor, math.floor(finite.min()) - 1), max(top, float(finite.max()))
         return float(floor), top

@@ -15,12 +15,13 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout
 
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.axes import NameAxis, StepAxis
 from backprop_lab.widgets.log_image import LogColumns, log10_image  # noqa: F401  (log10_image: public helper)
 from backprop_lab.widgets.statistics import DEFAULT, DEFAULT_LEVELS, LABELS, SHORT, STATISTICS, UNITS
+from backprop_lab.widgets.panel import HistoryPanel
 
 HINT = "Hover: read a value · click: select a layer · wheel, drag: zoom, scroll time · grey: undefined"
 
@@ -33,7 +34,7 @@ def format_value(v: float) -> str:
     return f"{v:.3g} (log10 {math.log10(abs(v)):+.2f})" if v > 0 else f"{v:.3g}"
 
 
-class GradientHeatmap(QWidget):
+class GradientHeatmap(HistoryPanel):
     """Layers x steps image of one per-layer statistic, log10 colour.
 
     Signals: ``layer_selected(int)`` when the user clicks a row;
@@ -45,10 +46,7 @@ class GradientHeatmap(QWidget):
 
     def __init__(self, parent=None, title: str = "Gradient per layer and step"):
         super().__init__(parent)
-        self.history = None
         self.statistic = DEFAULT
-        self.selected = -1
-        self._version = -1
         self._n = 0
         self._img = np.zeros((0, 0), np.float32)
         self._cache = LogColumns(DEFAULT_LEVELS[self.statistic])
@@ -102,10 +100,7 @@ class GradientHeatmap(QWidget):
         self.plot.scene().sigMouseClicked.connect(self._on_mouse_clicked)
 
     # ------------------------------------------------------------------ API
-    def set_history(self, history) -> None:
-        """Show this History (None: nothing); draws at once."""
-        self.history = history
-        self._version = -1
+    def _history_set(self, history) -> None:
         self._n = 0
         self._cache.reset()
         names = list(history.layer_names) if history is not None else []
@@ -119,7 +114,6 @@ class GradientHeatmap(QWidget):
         if not 0 <= self.selected < len(names):
             self.selected = -1
         self.set_selected_layer(self.selected)
-        self.refresh()
 
     def set_statistic(self, key: str) -> None:
         """Colour by another statistic (a key of widgets.statistics.STATISTICS)."""
@@ -130,13 +124,12 @@ class GradientHeatmap(QWidget):
         self._cache = LogColumns(DEFAULT_LEVELS[key])
         self.bar.axis.setLabel(self._bar_label())
         theme.style_colour_bar(self.bar)
-        self._version = -1
+        self.invalidate()
         self.refresh()
         self.statistic_changed.emit(key)
 
-    def set_selected_layer(self, i: int) -> None:
-        """Outline row ``i`` (-1: none). Does not emit layer_selected."""
-        self.selected = i
+    def _selected_set(self, i: int) -> None:
+        """Outline row ``i`` (-1: none)."""
         n = len(self.layer_axis.names)
         ok = 0 <= i < n
         self.highlight.setVisible(ok)
@@ -189,12 +182,7 @@ class GradientHeatmap(QWidget):
             return row, col
         return None
 
-    def refresh(self) -> None:
-        """Redraw from the History if it changed since the last call (cheap otherwise)."""
-        h = self.history
-        if h is None or h.version == self._version:
-            return
-        self._version = h.version
+    def _draw(self, h) -> None:
         n = len(h)
         if n == 0 or not h.layer_names:
             self.image.clear()

@@ -2,15 +2,14 @@
 shapes, paths. What a layer type *is* (group, parameters, explanation) is
 engine.catalog's.
 
-Paths are tuples of 1-based positions, the numbering of the spec's messages and
-of engine.build.plan: (3,) is the third layer, (4, 2) the second layer inside
-the residual block at 4, ("out",) the output layer that build adds.
+Paths: engine.document.Path (1-based tuples; ("out",) the added output layer).
 """
 from __future__ import annotations
 
 import json
 
-from backprop_lab.engine.catalog import CATALOG, GROUPS, default_layer  # noqa: F401  (GROUPS: palette order)
+from backprop_lab.engine.catalog import CATALOG, GROUPS  # noqa: F401  (GROUPS: palette order)
+from backprop_lab.engine.document import info_get, new_layer, path_text, top_paths  # noqa: F401  (re-exported)
 
 # Tableau-10 hues: distinct on light and dark backgrounds, and for most colour-blind readers.
 GROUP_COLOURS = {"Dense": "#4e79a7", "Activations": "#f28e2b", "Normalisation": "#59a14f",
@@ -29,16 +28,6 @@ def group_of(kind: str) -> str:
     return t.group if t else ""
 
 
-def new_layer(kind: str, width: int | None = None) -> dict:
-    """A layer for a palette type id. A residual block comes with a body (linear of
-    ``width`` units + relu) so that the stack stays valid (an empty block is not)."""
-    layer = default_layer(kind)
-    if kind == "residual":
-        body = default_layer("linear")
-        if width:
-            body["units"] = int(width)
-        layer["layers"] = [body, default_layer("relu")]
-    return layer
 
 
 def format_shape(shape) -> str:
@@ -81,18 +70,10 @@ def layer_summary(layer: dict) -> str:
     return " · ".join(parts)
 
 
-def path_text(path) -> str:
-    return ".".join(map(str, path))
 
 
-def top_paths(paths) -> list[tuple]:
-    """Distinct paths in document order, without those inside another one."""
-    ps = sorted({tuple(p) for p in paths if p and p != ("out",)})
-    return [p for p in ps if not any(q != p and p[:len(q)] == q for q in ps)]
 
 
-def info_get(info, name, default=None):
-    return info.get(name, default) if isinstance(info, dict) else getattr(info, name, default)
 
 
 def layers_from_text(text: str) -> list[dict] | None:

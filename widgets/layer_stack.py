@@ -12,241 +12,29 @@ drags inside the tree (through the model's dropMimeData), Delete, Ctrl+C/X/V,
 Ctrl+D, Alt+Up/Down, Ctrl+G (wrap in a residual block), Ctrl+Shift+G (unwrap).
 While ``set_locked(True, reason)`` holds (training runs), edits are refused
 and the reason is shown.
+
+(About 430 lines: the editor's actions, clipboard, keys and banner; the tree widget
+and its delegate are in widgets.stack_tree.)
 """
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QModelIndex, QPointF, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import (QAction, QColor, QFont, QFontMetrics, QGuiApplication, QIcon, QKeySequence, QPainter,
-                           QPainterPath, QPalette, QPen, QPixmap)
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QHeaderView, QLabel, QMenu,
-                               QSizePolicy, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QToolButton,
-                               QTreeView, QVBoxLayout, QWidget)
+from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence, QPalette
+from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QMenu, QSizePolicy, QToolButton, QVBoxLayout,
+                               QWidget)
 
 from backprop_lab.engine.catalog import GROUPS, types_in
-from backprop_lab.widgets.layer_catalog import (GROUP_COLOURS, format_shape, info_get, layers_from_text, new_layer,
-                                   path_text, top_paths)
-from backprop_lab.widgets.stack_model import (ADDED_ROLE, GROUP_ROLE, MIME_TYPE, PATH_ROLE, PROBLEM_ROLE, SUMMARY_ROLE, TYPE_ROLE,
-                                 LayerStackModel, decode_mime, layers_mime, problem_icon)
+from backprop_lab.engine.document import StackDocument, unwrapped, wrapped
+from backprop_lab.widgets.layer_catalog import format_shape, info_get, layers_from_text, new_layer, path_text, top_paths
+from backprop_lab.widgets.layer_icons import tool_icon
+from backprop_lab.widgets.layer_mime import MIME_TYPE, decode_mime, layers_mime
+from backprop_lab.widgets.stack_model import LayerStackModel
+from backprop_lab.widgets.stack_tree import LayerDelegate, StackTree  # noqa: F401  (re-exported)
 from backprop_lab.widgets.undo_commands import ReplaceSpec
 
 HINT = "Drag layers in from the palette; right-click a layer for more."
 KEYS_TIP = ("Del: remove · Ctrl+C / Ctrl+X / Ctrl+V: copy, cut, paste · Ctrl+D: duplicate · "
             "Alt+↑ / Alt+↓: move · Ctrl+G: wrap in a residual block · Ctrl+Shift+G: unwrap")
-
-
-# ----------------------------------------------------------------------------- icons
-def tool_icon(name: str, colour: QColor) -> QIcon:
-    """Small line icons for the tool row, drawn so that no icon files are needed."""
-    icon = QIcon()
-    faint = QColor(colour)
-    faint.setAlphaF(0.3)
-    icon.addPixmap(_tool_pixmap(name, QColor(colour)), QIcon.Normal)
-    icon.addPixmap(_tool_pixmap(name, faint), QIcon.Disabled)
-    return icon
-
-
-def _tool_pixmap(name: str, colour: QColor) -> QPixmap:
-    size = 16
-    pm = QPixmap(size * 2, size * 2)
-    pm.setDevicePixelRatio(2.0)
-    pm.fill(Qt.transparent)
-    p = QPainter(pm)
-    p.setRenderHint(QPainter.Antialiasing)
-    pen = QPen(colour, 1.6, Qt.SolidLine, Qt.RoundCap, Qt.RoundJoin)
-    p.setPen(pen)
-    p.setBrush(Qt.NoBrush)
-    if name == "add":
-        p.drawLine(QPointF(8, 3), QPointF(8, 13))
-        p.drawLine(QPointF(3, 8), QPointF(13, 8))
-    elif name == "duplicate":
-        back = QPainterPath()
-        back.moveTo(2.5, 10.5), back.lineTo(2.5, 2.5), back.lineTo(10.5, 2.5)
-        p.drawPath(back)
-        p.drawRoundedRect(QRectF(5.5, 5.5, 8, 8), 1.5, 1.5)
-    elif name == "remove":
-        p.drawLine(QPointF(4, 4), QPointF(12, 12))
-        p.drawLine(QPointF(12, 4), QPointF(4, 12))
-    elif name in ("up", "down"):
-        path = QPainterPath()
-        if name == "up":
-            path.moveTo(8, 13.5), path.lineTo(8, 3), path.moveTo(4, 7), path.lineTo(8, 3), path.lineTo(12, 7)
-        else:
-            path.moveTo(8, 2.5), path.lineTo(8, 13), path.moveTo(4, 9), path.lineTo(8, 13), path.lineTo(12, 9)
-        p.drawPath(path)
-    elif name in ("wrap", "unwrap"):
-        if name == "unwrap":
-            pen.setStyle(Qt.DotLine)
-            p.setPen(pen)
-        p.drawRoundedRect(QRectF(4.5, 7.5, 7, 6), 1.5, 1.5)
-        pen.setStyle(Qt.SolidLine)
-        p.setPen(pen)
-        path = QPainterPath()     # the skip connection arching over the body
-        path.moveTo(2.5, 11)
-        path.cubicTo(2.5, 1.5, 13.5, 1.5, 13.5, 11)
-        p.drawPath(path)
-    p.end()
-    return pm
-
-
-# ----------------------------------------------------------------------------- painting
-class LayerDelegate(QStyledItemDelegate):
-    """Column 0: group bar, number, problem mark, type (bold) and parameters (dim)."""
-
-    def paint(self, painter, option, index):
-        if index.column() != 0:
-            opt = QStyleOptionViewItem(option)
-            self.initStyleOption(opt, index)
-            opt.font.setFamilies(["DejaVu Sans Mono", "Menlo", "Consolas", "monospace"])
-            opt.font.setPointSizeF(opt.font.pointSizeF() * 0.92)
-            style = opt.widget.style() if opt.widget else QApplication.style()
-            style.drawControl(QStyle.CE_ItemViewItem, opt, painter, opt.widget)
-            return
-        opt = QStyleOptionViewItem(option)
-        self.initStyleOption(opt, index)
-        style = opt.widget.style() if opt.widget else QApplication.style()
-        opt.text = ""
-        opt.icon = QIcon()
-        opt.features &= ~QStyleOptionViewItem.HasDecoration
-        style.drawControl(QStyle.CE_ItemViewItem, opt, painter, opt.widget)
-
-        added, problem = bool(index.data(ADDED_ROLE)), index.data(PROBLEM_ROLE)
-        selected = bool(opt.state & QStyle.State_Selected)
-        fg = opt.palette.color(QPalette.HighlightedText if selected else QPalette.Text)
-        dim = QColor(fg)
-        dim.setAlphaF(0.55)
-        r = opt.rect.adjusted(2, 0, -4, 0)
-        painter.save()
-        painter.setRenderHint(QPainter.Antialiasing)
-        painter.setPen(Qt.NoPen)
-        colour = QColor(GROUP_COLOURS.get(index.data(GROUP_ROLE), "#888888"))
-        if added:
-            colour = dim
-        painter.setBrush(colour)
-        painter.drawRoundedRect(QRectF(r.left(), r.top() + 4, 3, r.height() - 8), 1.5, 1.5)
-
-        x = r.left() + 9
-        small = QFont(opt.font)
-        small.setPointSizeF(opt.font.pointSizeF() * 0.85)
-        fm_small = QFontMetrics(small)
-        path = index.data(PATH_ROLE) or ()
-        num = "out" if added else path_text(path)
-        wnum = max(fm_small.horizontalAdvance("00.0"), fm_small.horizontalAdvance(num))
-        painter.setFont(small)
-        painter.setPen(dim)
-        painter.drawText(QRect(x, r.top(), wnum, r.height()), Qt.AlignRight | Qt.AlignVCenter, num)
-        x += wnum + 8
-        if problem:
-            s = 14
-            problem_icon(s).paint(painter, QRect(x, r.top() + (r.height() - s) // 2, s, s))
-            x += s + 5
-
-        bold = QFont(opt.font)
-        bold.setBold(not added)
-        bold.setItalic(added)
-        kind = index.data(TYPE_ROLE) or ""
-        painter.setFont(bold)
-        painter.setPen(dim if added else (QColor("#d64541") if problem and not selected else fg))
-        fm_b = QFontMetrics(bold)
-        wk = fm_b.horizontalAdvance(kind)
-        painter.drawText(QRect(x, r.top(), wk + 2, r.height()), Qt.AlignLeft | Qt.AlignVCenter, kind)
-        x += wk + 8
-        summary = index.data(SUMMARY_ROLE) or ""
-        if summary and x < r.right():
-            f = QFont(opt.font)
-            f.setItalic(added)
-            painter.setFont(f)
-            painter.setPen(dim)
-            text = QFontMetrics(f).elidedText(summary, Qt.ElideRight, r.right() - x)
-            painter.drawText(QRect(x, r.top(), r.right() - x, r.height()), Qt.AlignLeft | Qt.AlignVCenter, text)
-        painter.restore()
-
-    def sizeHint(self, option, index):
-        s = super().sizeHint(option, index)
-        h = QFontMetrics(option.font).height() + 10
-        if index.column() == 0:
-            fm = QFontMetrics(option.font)
-            w = 60 + fm.horizontalAdvance(f"{index.data(TYPE_ROLE)} {index.data(SUMMARY_ROLE) or ''}") + 16
-            return QSize(max(s.width(), w), max(s.height(), h))
-        return QSize(s.width() + 8, max(s.height(), h))
-
-
-# ----------------------------------------------------------------------------- the tree
-def _key_matches(event, seq) -> bool:
-    if isinstance(seq, QKeySequence.StandardKey):
-        return event.matches(seq)
-    return QKeySequence(event.keyCombination()) == QKeySequence(seq)
-
-
-class StackTree(QTreeView):
-    """The tree widget: drag and drop go through the model; a hint is painted when empty."""
-
-    refused = Signal(str)
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.key_bindings: list = []   # [(key sequence, callable)], filled by LayerStackView
-        self.setDragDropMode(QAbstractItemView.DragDrop)
-        self.setDefaultDropAction(Qt.MoveAction)
-        self.setDropIndicatorShown(True)
-        self.setDragDropOverwriteMode(False)
-        self.setSelectionMode(QAbstractItemView.ExtendedSelection)
-        self.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.setUniformRowHeights(True)
-        self.setIndentation(16)
-        self.setAllColumnsShowFocus(True)
-        self.setExpandsOnDoubleClick(False)
-        self.setItemDelegate(LayerDelegate(self))
-        self.setContextMenuPolicy(Qt.CustomContextMenu)
-
-    def _locked(self) -> bool:
-        m = self.model()
-        return isinstance(m, LayerStackModel) and m.locked
-
-    def dragEnterEvent(self, event):
-        if self._locked():
-            event.ignore()
-            self.refused.emit(self.model().lock_reason)
-            return
-        super().dragEnterEvent(event)
-
-    def dragMoveEvent(self, event):
-        if self._locked():
-            event.ignore()
-            return
-        super().dragMoveEvent(event)
-
-    def dropEvent(self, event):
-        if self._locked():
-            event.ignore()
-            self.refused.emit(self.model().lock_reason)
-            return
-        super().dropEvent(event)
-
-    def event(self, e):
-        # take our keys before a window shortcut with the same keys would
-        if e.type() == QEvent.ShortcutOverride and any(_key_matches(e, k) for k, _ in self.key_bindings):
-            e.accept()
-            return True
-        return super().event(e)
-
-    def keyPressEvent(self, event):
-        for seq, fn in self.key_bindings:
-            if _key_matches(event, seq):
-                fn()
-                event.accept()
-                return
-        super().keyPressEvent(event)
-
-    def paintEvent(self, event):
-        super().paintEvent(event)
-        if self.model() is not None and self.model().rowCount() == 0:
-            p = QPainter(self.viewport())
-            c = self.palette().color(QPalette.Text)
-            c.setAlphaF(0.45)
-            p.setPen(c)
-            p.drawText(self.viewport().rect().adjusted(12, 12, -12, -12), Qt.AlignCenter | Qt.TextWordWrap,
-                       "Drop layers here\n\nDrag them from the palette, or double-click one there")
-            p.end()
 
 
 # ----------------------------------------------------------------------------- the editor
@@ -256,9 +44,9 @@ class LayerStackView(QWidget):
     layer_selected = Signal(object)   # path tuple of the current row: (3,), (4, 2) or ("out",)
     edit_refused = Signal(str)        # an edit was refused (locked, invalid paste...): why
 
-    def __init__(self, parent=None, model: LayerStackModel | None = None):
+    def __init__(self, parent=None, model: LayerStackModel | None = None, document: StackDocument | None = None):
         super().__init__(parent)
-        self.model = model if model is not None else LayerStackModel(parent=self)
+        self.model = model if model is not None else LayerStackModel(parent=self, document=document)
         self.undo_stack = self.model.undo_stack
         self._refusal: str | None = None
         self._programmatic = 0
@@ -538,27 +326,20 @@ class LayerStackView(QWidget):
         if self.model.locked:
             return self.model.refuse()
         paths = [p for p in self.selected_paths() if p != ("out",)]
-        if not paths or len({p[:-1] for p in paths}) != 1 or not self._contiguous(paths):
+        layers = wrapped(self.model.layers(), paths) if paths else None
+        if layers is None:
             return False
-        layers = self.model.layers()
-        siblings = _children(layers, paths[0][:-1])
-        i, j = paths[0][-1] - 1, paths[-1][-1]
-        siblings[i:j] = [{"type": "residual", "layers": siblings[i:j]}]
-        return self.model.replace_layers(layers, "Wrap in a residual block", select=[paths[0]])
+        return self.model.replace_layers(layers, "Wrap in a residual block", select=[min(paths)])
 
     def unwrap_selected(self) -> bool:
         """Replace the current residual block by its body."""
         if self.model.locked:
             return self.model.refuse()
         cur = self.current_path()
-        if cur is None or cur == ("out",) or self.model.layer(cur)["type"] != "residual":
+        done = unwrapped(self.model.layers(), cur) if cur is not None and cur != ("out",) else None
+        if done is None:
             return False
-        layers = self.model.layers()
-        siblings = _children(layers, cur[:-1])
-        body = siblings[cur[-1] - 1]["layers"]
-        siblings[cur[-1] - 1:cur[-1]] = body
-        sel = [cur[:-1] + (cur[-1] + k,) for k in range(len(body))]
-        return self.model.replace_layers(layers, "Unwrap the residual block", select=sel)
+        return self.model.replace_layers(done[0], "Unwrap the residual block", select=done[1])
 
     def _dest_after_selection(self) -> tuple:
         cur = self.current_path()
@@ -646,13 +427,6 @@ class LayerStackView(QWidget):
         self.banner.setProperty("state", state)
         self.banner.style().unpolish(self.banner)
         self.banner.style().polish(self.banner)
-
-
-def _children(layers: list, parent_path: tuple) -> list:
-    """The list object holding the children of ``parent_path`` inside ``layers`` (in place)."""
-    for p in parent_path:
-        layers = layers[p - 1]["layers"]
-    return layers
 
 
 __all__ = ["LayerStackView", "StackTree", "LayerDelegate", "MIME_TYPE"]

@@ -20,6 +20,23 @@ LEVEL_LIMITS = (-30.0, 30.0)
 MIN_SPAN = 2.0        # decades a fitted colour scale spans at least  # levels never widen past these decades; beyond them colours clip
 
 
+def log10_positive(values: np.ndarray) -> np.ndarray:
+    """log10 of the positive entries; zero, negative and NaN become NaN (no warnings)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log10(np.where(values > 0, values, np.nan))
+
+
+def widen(levels, lo: float, hi: float):
+    """Whole-decade levels that contain [lo, hi] and the previous ``levels`` (None: none yet), at
+    least one decade wide: a colour keeps its meaning while data arrive."""
+    lo, hi = math.floor(lo), math.ceil(hi)
+    if hi - lo < 1:
+        hi = lo + 1
+    if levels is not None:
+        lo, hi = min(lo, levels[0]), max(hi, levels[1])
+    return float(lo), float(hi)
+
+
 def log10_image(values: np.ndarray) -> np.ndarray:
     """[T, R] values -> [R, T] C-contiguous float32 log10 image.
 

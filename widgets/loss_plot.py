@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QVBoxLayout
 
 from backprop_lab.widgets import theme
+from backprop_lab.widgets.panel import HistoryPanel
 
 KEY = (f"<span style='color:{theme.TRAIN_COLOUR}'><b>―</b> train (the step's batch)</span>&nbsp;&nbsp;&nbsp;"
        f"<span style='color:{theme.TEST_COLOUR}'><b>●―</b> test set (every few steps)</span>")
@@ -21,13 +22,11 @@ KEY = (f"<span style='color:{theme.TRAIN_COLOUR}'><b>―</b> train (the step's b
 MAX_MARKERS = 300   # test-set markers drawn at most (each is a symbol of its own: costly by the thousand)
 
 
-class LossPlot(QWidget):
+class LossPlot(HistoryPanel):
     """Loss (top) and accuracy (bottom, hidden for regression) against training step."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.history = None
-        self._version = -1
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
@@ -73,19 +72,12 @@ class LossPlot(QWidget):
         c.setClipToView(True)
         return c
 
-    def set_history(self, history) -> None:
-        self.history = history
-        self._version = -1
+    def _history_set(self, history) -> None:
         for c in (self.train_loss, self.test_loss, self.train_acc, self.test_acc):
             c.setData([], [])
         self.loss_plot.enableAutoRange()
-        self.refresh()
 
-    def refresh(self) -> None:
-        h = self.history
-        if h is None or h.version == self._version:
-            return
-        self._version = h.version
+    def _draw(self, h) -> None:
         if len(h) == 0:
             for c in (self.train_loss, self.test_loss, self.train_acc, self.test_acc):
                 c.setData([], [])

@@ -12,18 +12,19 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout
 
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.axes import StepAxis
 from backprop_lab.widgets.gradient_heatmap import format_value, with_blocked
 from backprop_lab.widgets.log_image import LogColumns
+from backprop_lab.widgets.panel import HistoryPanel
 
 DEFAULT_LEVELS = (-8.0, 0.0)
 RECENT = 20   # a unit is reported dead when its gradient was 0 at each of this many newest stored steps
 
 
-class NeuronHeatmap(QWidget):
+class NeuronHeatmap(HistoryPanel):
     """Units (rows, unit 0 at the bottom) x steps of one layer, log10 mean |∂L/∂z|.
 
     Signal: ``layer_selected(int)`` when the user picks a layer in the panel's combo.
@@ -33,10 +34,8 @@ class NeuronHeatmap(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.history = None
         self.layer = 0
         self.dead = np.zeros(0, bool)   # units with zero gradient at each of the RECENT newest steps
-        self._version = -1
         self._img = np.zeros((0, 0), np.float32)
         self._cache = LogColumns(DEFAULT_LEVELS, fit=True)   # this layer's own decades
         lay = QVBoxLayout(self)
@@ -78,9 +77,7 @@ class NeuronHeatmap(QWidget):
         self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
     # ------------------------------------------------------------------ API
-    def set_history(self, history) -> None:
-        self.history = history
-        self._version = -1
+    def _history_set(self, history) -> None:
         self._cache.reset()
         self.image.clear()
         names = list(history.layer_names) if history is not None else []
@@ -89,7 +86,6 @@ class NeuronHeatmap(QWidget):
             self.layer = 0
         with_blocked(self.combo, lambda: self.combo.setCurrentIndex(self.layer if names else -1))
         self._reset_view()
-        self.refresh()
 
     def set_selected_layer(self, i: int) -> None:
         """Show layer ``i``'s neurons. Does not emit layer_selected."""
@@ -98,7 +94,7 @@ class NeuronHeatmap(QWidget):
         with_blocked(self.combo, lambda: self.combo.setCurrentIndex(i))
         if i != self.layer:
             self.layer = i
-            self._version = -1
+            self.invalidate()
             self._cache.reset()
             self._reset_view()
             self.refresh()
@@ -124,11 +120,10 @@ class NeuronHeatmap(QWidget):
             return unit, col
         return None
 
-    def refresh(self) -> None:
-        h = self.history
-        if h is None or h.version == self._version or not h.layer_names:
-            return
-        self._version = h.version
+    def _ready(self, h) -> bool:
+        return bool(h.layer_names)
+
+    def _draw(self, h) -> None:
         name = h.layer_names[self.layer]
         values = h.neuron_grad(self.layer)
         if len(h) == 0 or values.shape[1] == 0:

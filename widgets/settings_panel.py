@@ -16,9 +16,10 @@ from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
                                QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
+from backprop_lab.engine.document import ExperimentDocument
 from backprop_lab.engine.spec import (DATA_COMMON, DATA_KINDS, DEVICES, LOSSES, OPTIMIZERS, TRAIN_DEFAULTS, SpecError,
                          validate)
-from backprop_lab.widgets.property_editor import NumberEdit
+from backprop_lab.widgets.fields import NumberEdit
 from backprop_lab.widgets.layer_catalog import PROBLEM_COLOUR
 from backprop_lab.widgets.undo_commands import EditSettings
 
@@ -59,16 +60,24 @@ def _float_spin(lo: float, hi: float, step: float, decimals: int) -> QDoubleSpin
     return s
 
 
+def _form_key(kind: str, key: str) -> bool:
+    """Whether the form edits this data key of this kind (a number whose default is null, such
+    as npz's "classes" (null: from the labels), has no row: it is kept as the spec has it)."""
+    return key in DATA_KINDS[kind] and not (DATA_KINDS[kind][key] is None and (key in INT_KEYS or key in FLOAT_KEYS))
+
+
 class SettingsPanel(QWidget):
     """Data set and training hyper-parameters of the experiment."""
 
     settings_changed = Signal(dict, dict)   # data, train: both complete sections
 
-    def __init__(self, undo_stack=None, parent=None):
+    def __init__(self, undo_stack=None, parent=None, document: ExperimentDocument | None = None):
         super().__init__(parent)
         self.undo_stack = undo_stack
-        self._data = {"kind": "spirals", **DATA_COMMON, **DATA_KINDS["spirals"]}
-        self._train = dict(TRAIN_DEFAULTS)
+        # the sections live in the experiment document, which EditSettings changes
+        self.doc = document if document is not None else ExperimentDocument()
+        self.doc.show_settings({"kind": "spirals", **DATA_COMMON, **DATA_KINDS["spirals"]}, dict(TRAIN_DEFAULTS))
+        self.doc.events.connect("settings_changed", self._on_doc_settings)
         self.fields: dict[str, QWidget] = {}
         self._rows: dict[str, QWidget] = {}
 
@@ -206,19 +215,29 @@ class SettingsPanel(QWidget):
         """The applied (data, train) sections."""
         return copy.deepcopy(self._data), copy.deepcopy(self._train)
 
+    @property
+    def _data(self) -> dict:
+        return self.doc.data
+
+    @property
+    def _train(self) -> dict:
+        return self.doc.train
+
     def set_spec_sections(self, data: dict, train: dict) -> None:
         """Show these sections (from the session); emits nothing, pushes nothing."""
-        self._data = {**DATA_COMMON, **DATA_KINDS.get(data.get("kind"), {}), **copy.deepcopy(data)}
-        self._train = {**TRAIN_DEFAULTS, **copy.deepcopy(train)}
+        self.doc.show_settings({**DATA_COMMON, **DATA_KINDS.get(data.get("kind"), {}), **copy.deepcopy(data)},
+                               {**TRAIN_DEFAULTS, **copy.deepcopy(train)})
         self._show(self._data, self._train)
         self._show_error("")
 
     def apply_settings(self, data: dict, train: dict) -> None:
-        """Show and announce these sections (the EditSettings command's redo/undo)."""
-        self._data, self._train = copy.deepcopy(data), copy.deepcopy(train)
+        """Set these sections in the document; the panel shows and announces them."""
+        self.doc.set_settings(data, train)
+
+    def _on_doc_settings(self, data: dict, train: dict) -> None:
         self._show(self._data, self._train)
         self._show_error("")
-        self.settings_changed.emit(copy.deepcopy(data), copy.deepcopy(train))
+        self.settings_changed.emit(data, train)
 
     def candidate(self) -> tuple[dict, dict]:
         """The sections as the form shows them now (not yet checked)."""
@@ -229,6 +248,8 @@ class SettingsPanel(QWidget):
         for key in DATA_KINDS[kind]:
             if key == "path":
                 data["path"] = self.path_edit.text().strip() or None
+            elif not _form_key(kind, key):   # no row for it here: kept as the spec has it
+                data[key] = base.get(key, DATA_KINDS[kind][key])
             elif key in INT_KEYS or key in FLOAT_KEYS:
                 data[key] = f[f"data.{key}"].value()
             elif key == "task":
@@ -239,6 +260,8 @@ class SettingsPanel(QWidget):
                 data[key] = base.get(key, DATA_KINDS[kind][key])
         data["test_fraction"] = round(f["data.test_fraction"].value(), 4)
         data["seed"] = f["data.seed"].value()
+        for key, value in DATA_COMMON.items():   # common keys the form has no row for (time_major)
+            data.setdefault(key, self._data.get(key, value))
         for key in FLOAT_KEYS:   # keep the float type the spec had (a spin box gives floats)
             if key in data and isinstance(base.get(key), int) and float(base[key]) == data[key]:
                 data[key] = base[key]
@@ -287,7 +310,7 @@ class SettingsPanel(QWidget):
         if (data, train) == old:
             return
         if self.undo_stack is not None:
-            self.undo_stack.push(EditSettings(self, old, (data, train)))
+            self.undo_stack.push(EditSettings(self.doc, old, (data, train)))
         else:
             self.apply_settings(data, train)
 
@@ -298,6 +321,8 @@ class SettingsPanel(QWidget):
                 stack.enter_context(QSignalBlocker(self.fields[f"data.{key}"]))
             stack.enter_context(QSignalBlocker(self.path_edit))
             for key, value in DATA_KINDS[kind].items():
+                if not _form_key(kind, key):
+                    continue
                 w = self.fields[f"data.{key}"]
                 if key == "path":
                     self.path_edit.setText(value or "")
@@ -371,7 +396,7 @@ class SettingsPanel(QWidget):
     def _update_rows(self) -> None:
         kind = self.fields["data.kind"].currentText()
         for key in DATA_ORDER:
-            self.data_form.setRowVisible(self.fields[f"data.{key}"], key in DATA_KINDS[kind])
+            self.data_form.setRowVisible(self.fields[f"data.{key}"], _form_key(kind, key))
         self.data_note.setText(DATA_DESCRIPTIONS.get(kind, ""))
         self.fields["train.momentum"].setEnabled(self.fields["train.optimizer"].currentText()
                                                  in ("momentum", "nesterov"))

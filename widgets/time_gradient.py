@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QVBoxLayout
 
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.axes import DecadeAxis
 from backprop_lab.widgets.log_image import LogColumns
+from backprop_lab.widgets.panel import HistoryPanel
 
 DEFAULT_LEVELS = (-8.0, 0.0)
 MAP_MIN_WIDTH = 520   # narrower than this, only the profile is shown (widen or undock for the map)
@@ -36,13 +37,11 @@ def profile_text(profile: np.ndarray) -> str:
     return f"t = 0 gets {first / last:.2g} × the gradient of t = {t_last} ({first:.2g} vs {last:.2g})."
 
 
-class TimeGradientPanel(QWidget):
+class TimeGradientPanel(HistoryPanel):
     """Profile and map of ||dL/dh_t|| over time steps t, from History's ``time_grad_norm``."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.history = None
-        self._version = -1
         self._cache = LogColumns(DEFAULT_LEVELS, fit=True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
@@ -107,21 +106,17 @@ class TimeGradientPanel(QWidget):
         """True when the History records gradients through time (a recurrent net)."""
         return self.history is not None and self.history.has("time_grad_norm")
 
-    def set_history(self, history) -> None:
-        self.history = history
-        self._version = -1
+    def _history_set(self, history) -> None:
         self._cache.reset()
         self.view.setVisible(self.available)
         self.note.setText(NO_RECURRENT if not self.available else "No step recorded yet.")
         self.curve.setData([], [])
         self.first_curve.setData([], [])
-        self.refresh()
 
-    def refresh(self) -> None:
-        h = self.history
-        if not self.available or h.version == self._version or len(h) == 0:
-            return
-        self._version = h.version
+    def _ready(self, h) -> bool:
+        return self.available and len(h) > 0
+
+    def _draw(self, h) -> None:
         g = h.series("time_grad_norm")                      # [rows, T]
         steps = h.steps
         img = self._cache.update("time_grad_norm", steps, g).T   # rows are training steps

@@ -1,7 +1,7 @@
 """Every edit of the experiment as a QUndoCommand.
 
-Stack commands work on a LayerStackModel through its ``apply_*`` methods and
-address layers by path (1-based tuples, see widgets.stack_model). Each
+Stack commands edit an engine.document.StackDocument (the Qt model follows
+its events) and address layers by path (engine.document.Path, 1-based tuples). Each
 command's undo restores exactly the layer list that was there before its redo.
 Consecutive edits of one field of one layer (spin box clicks, typing) merge
 into one undo step, and so do consecutive edits of one setting.
@@ -39,72 +39,67 @@ def changed_fields(old: dict, new: dict) -> tuple[str, ...]:
 class AddLayers(QUndoCommand):
     """Insert layers at insertion point ``dest`` (the path the first one will have)."""
 
-    def __init__(self, model, dest: tuple, layers: list[dict], text: str | None = None, parent=None):
+    def __init__(self, doc, dest: tuple, layers: list[dict], text: str | None = None, parent=None):
         n = len(layers)
         super().__init__(text or (f"Add {layers[0]['type']}" if n == 1 else f"Add {n} layers"), parent)
-        self.model, self.dest, self.layers = model, tuple(dest), copy.deepcopy(layers)
+        self.doc, self.dest, self.layers = doc, tuple(dest), copy.deepcopy(layers)
         self.paths: list[tuple] = []
 
     def redo(self):
-        self.paths = self.model.apply_insert(self.dest, copy.deepcopy(self.layers))
+        self.paths = self.doc.insert(self.dest, self.layers)
 
     def undo(self):
-        self.model.apply_remove(self.paths)
+        self.doc.remove(self.paths)
 
 
 class RemoveLayers(QUndoCommand):
-    def __init__(self, model, paths, text: str | None = None, parent=None):
+    def __init__(self, doc, paths, text: str | None = None, parent=None):
         self.paths = sorted(tuple(p) for p in paths)
         if text is None:
-            text = (f"Remove {model.layer(self.paths[0])['type']}" if len(self.paths) == 1
+            text = (f"Remove {doc.layer(self.paths[0])['type']}" if len(self.paths) == 1
                     else f"Remove {len(self.paths)} layers")
         super().__init__(text, parent)
-        self.model = model
+        self.doc = doc
         self.removed: list[tuple[tuple, dict]] = []
 
     def redo(self):
-        self.removed = self.model.apply_remove(self.paths)
+        self.removed = self.doc.remove(self.paths)
 
     def undo(self):
         # re-inserting in document order, each at its old path, rebuilds the old tree exactly
-        with self.model.batch():
-            for path, layer in self.removed:
-                self.model.apply_insert(path, [copy.deepcopy(layer)])
-            self.model.hint([p for p, _ in self.removed])
+        self.doc.restore(self.removed)
 
 
 class MoveLayer(QUndoCommand):
     """Move layers (one or several, anywhere in the tree) to insertion point ``dest``,
     given in the coordinates before the move."""
 
-    def __init__(self, model, paths, dest: tuple, text: str | None = None, parent=None):
+    def __init__(self, doc, paths, dest: tuple, text: str | None = None, parent=None):
         self.paths, self.dest = sorted(tuple(p) for p in paths), tuple(dest)
         if text is None:
-            text = (f"Move {model.layer(self.paths[0])['type']}" if len(self.paths) == 1
+            text = (f"Move {doc.layer(self.paths[0])['type']}" if len(self.paths) == 1
                     else f"Move {len(self.paths)} layers")
         super().__init__(text, parent)
-        self.model = model
+        self.doc = doc
         self.new_paths: list[tuple] = []
         self.moved: list[tuple[tuple, dict]] = []
 
     def redo(self):
-        self.new_paths, self.moved = self.model.apply_move(self.paths, self.dest)
+        self.new_paths, self.moved = self.doc.move(self.paths, self.dest)
 
     def undo(self):
-        with self.model.batch():
-            self.model.apply_remove(self.new_paths)
-            for path, layer in self.moved:
-                self.model.apply_insert(path, [copy.deepcopy(layer)])
-            self.model.hint([p for p, _ in self.moved])
+        with self.doc.batch():
+            self.doc.remove(self.new_paths)
+            self.doc.restore(self.moved)
 
 
 class EditLayer(QUndoCommand):
     """Replace the parameters of the layer at ``path``; consecutive edits of the
     same field(s) of the same layer merge."""
 
-    def __init__(self, model, path: tuple, layer: dict, text: str | None = None, parent=None):
-        self.model, self.path = model, tuple(path)
-        self.old, self.new = model.layer(self.path), copy.deepcopy(layer)
+    def __init__(self, doc, path: tuple, layer: dict, text: str | None = None, parent=None):
+        self.doc, self.path = doc, tuple(path)
+        self.old, self.new = doc.layer(self.path), copy.deepcopy(layer)
         self.fields = changed_fields(self.old, self.new)
         super().__init__(text or f"Set {', '.join(self.fields) or 'parameters'} of layer {_dotted(path)}",
                          parent)
@@ -121,27 +116,27 @@ class EditLayer(QUndoCommand):
         return True
 
     def redo(self):
-        self.model.apply_set(self.path, copy.deepcopy(self.new))
+        self.doc.set(self.path, self.new)
 
     def undo(self):
-        self.model.apply_set(self.path, copy.deepcopy(self.old))
+        self.doc.set(self.path, self.old)
 
 
 class ReplaceStack(QUndoCommand):
     """Replace the whole layer list (remedies, wrap in a block, paste over...)."""
 
-    def __init__(self, model, layers: list[dict], text: str = "Replace the stack", select=None, parent=None):
+    def __init__(self, doc, layers: list[dict], text: str = "Replace the stack", select=None, parent=None):
         super().__init__(text, parent)
-        self.model = model
-        self.old, self.new = model.layers(), copy.deepcopy(list(layers))
-        self.old_select = [model.current_path] if model.current_path and model.current_path != ("out",) else []
+        self.doc = doc
+        self.old, self.new = doc.layers(), copy.deepcopy(list(layers))
+        self.old_select = [doc.current] if doc.current and doc.current != ("out",) else []
         self.select = [tuple(p) for p in (select or [])]
 
     def redo(self):
-        self.model.apply_replace_all(self.new, self.select)
+        self.doc.replace(self.new, self.select)
 
     def undo(self):
-        self.model.apply_replace_all(self.old, self.old_select)
+        self.doc.replace(self.old, self.old_select)
 
 
 class ReplaceSpec(QUndoCommand):
@@ -165,11 +160,12 @@ class ReplaceSpec(QUndoCommand):
 
 
 class EditSettings(QUndoCommand):
-    """Change the data and train sections; ``panel.apply_settings(data, train)`` shows and emits them."""
+    """Change the data and train sections of an engine.document.ExperimentDocument (the settings
+    panel shows and announces them on its "settings_changed" event)."""
 
-    def __init__(self, panel, old: tuple[dict, dict], new: tuple[dict, dict], text: str | None = None,
+    def __init__(self, doc, old: tuple[dict, dict], new: tuple[dict, dict], text: str | None = None,
                  parent=None):
-        self.panel = panel
+        self.doc = doc
         self.old = copy.deepcopy(old)
         self.new = copy.deepcopy(new)
         self.fields = tuple(f"data.{k}" for k in changed_fields(self.old[0], self.new[0])) + \
@@ -189,7 +185,7 @@ class EditSettings(QUndoCommand):
         return EDIT_SETTINGS_ID
 
     def mergeWith(self, other) -> bool:
-        if not isinstance(other, EditSettings) or other.panel is not self.panel or other.fields != self.fields:
+        if not isinstance(other, EditSettings) or other.doc is not self.doc or other.fields != self.fields:
             return False
         self.new = copy.deepcopy(other.new)
         self.setText(other.text())
@@ -198,7 +194,7 @@ class EditSettings(QUndoCommand):
         return True
 
     def redo(self):
-        self.panel.apply_settings(*copy.deepcopy(self.new))
+        self.doc.set_settings(*self.new)
 
     def undo(self):
-        self.panel.apply_settings(*copy.deepcopy(self.old))
+        self.doc.set_settings(*self.old)

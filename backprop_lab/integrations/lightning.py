@@ -21,6 +21,7 @@ except ImportError:  # the older package name
         raise ImportError("backprop_lab.integrations.lightning needs PyTorch Lightning: "
                           "pip install 'backprop-lab[lightning]'") from e
 
+from backprop_lab.engine.run_end import RunEnd
 from backprop_lab.engine.watch import Watch
 
 
@@ -63,6 +64,6 @@ class BackpropLabCallback(Callback):
     def on_exception(self, trainer, pl_module, exception) -> None:
         if self.watch is not None:
             if self.watch.writer is not None:
-                self.watch.writer.set_stop_reason(f"failed: {type(exception).__name__}: {exception}")
+                self.watch.writer.set_stop_reason(RunEnd.failed(f"failed: {type(exception).__name__}: {exception}"))
             self.watch.close()
             self.watch = None

@@ -1,0 +1,61 @@
+"""The base of the panels that draw from a History.
+
+Each such panel shows one History (``set_history``), redraws from it only when
+its ``version`` moved since the last drawing (``refresh`` is called ~10-30 times
+a second and must be cheap otherwise), can be told to redraw at the next
+refresh (``invalidate``, after a setting changed), and may mark a selected
+layer (``set_selected_layer``; -1: none). A subclass fills in:
+
+- ``_history_set(history)``: clear what the old History drew (names, curves, caches);
+- ``_ready(history)``: whether there is anything to draw (default: always);
+- ``_draw(history)``: draw from it (called with a version not drawn yet);
+- ``_selected_set(i)``: show the selection (default: nothing more).
+"""
+from __future__ import annotations
+
+from PySide6.QtWidgets import QWidget
+
+
+class HistoryPanel(QWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.history = None
+        self.selected = -1
+        self._version = -1
+
+    def set_history(self, history) -> None:
+        """Show this History (None: nothing); draws at once."""
+        self.history = history
+        self._version = -1
+        self._history_set(history)
+        self.refresh()
+
+    def invalidate(self) -> None:
+        """Redraw at the next refresh even if the History did not change."""
+        self._version = -1
+
+    def refresh(self) -> None:
+        """Redraw from the History if it changed since the last call (cheap otherwise)."""
+        h = self.history
+        if h is None or h.version == self._version or not self._ready(h):
+            return
+        self._version = h.version
+        self._draw(h)
+
+    def set_selected_layer(self, i: int) -> None:
+        """Mark layer ``i`` (-1: none). Emits nothing."""
+        self.selected = i
+        self._selected_set(i)
+
+    # ------------------------------------------------------------------ for subclasses
+    def _history_set(self, history) -> None:
+        pass
+
+    def _ready(self, history) -> bool:
+        return True
+
+    def _draw(self, history) -> None:
+        raise NotImplementedError
+
+    def _selected_set(self, i: int) -> None:
+        pass
