@@ -39,6 +39,8 @@ class Menus:
         self._add(f, "&Watch run directory…", None, self.watch_run_dir)
         self._add(f, "&Compare two saved runs…", None, self.compare_runs)
         self._add(f, "Export &PyTorch file…", None, self.export_torch)
+        self._add(f, "Export run as &CSV…", None, self.export_csv)
+        self._add(f, "Export run as &TensorBoard events…", None, self.export_tensorboard)
         self.export_menu = f.addMenu("Export &panel as PNG/SVG")
         for key, dock in w.docks.items():
             self.export_menu.addAction(dock.windowTitle(), lambda k=key: self.export_panel(k))
@@ -181,6 +183,36 @@ class Menus:
             self.w._show_error(str(e))
             return
         self.w.statusBar().showMessage(f"wrote {path}", 5000)
+
+    def _run_to_export(self):
+        h = self.w.session.history
+        if h is None or len(h) == 0:
+            self.w._show_error("no run to export yet: train, open a run record or watch a run directory")
+        return h if h is not None and len(h) else None
+
+    def export_csv(self) -> None:
+        from backprop_lab.engine import run_export
+        h = self._run_to_export()
+        path = h is not None and QFileDialog.getSaveFileName(self.w, "Export run as CSV", "run.csv", "CSV (*.csv)")[0]
+        if path:
+            try:
+                n = run_export.write_csv(h, path)
+            except OSError as e:
+                self.w._show_error(f"cannot write {path}: {e}")
+                return
+            self.w.statusBar().showMessage(f"wrote {path} ({n} rows: step, layer, statistic, value)", 8000)
+
+    def export_tensorboard(self) -> None:
+        from backprop_lab.engine import run_export
+        h = self._run_to_export()
+        path = h is not None and QFileDialog.getExistingDirectory(self.w, "Export run as TensorBoard events (a log folder)")
+        if path:
+            try:
+                run_export.write_tensorboard(h, path)
+            except (OSError, ImportError) as e:
+                self.w._show_error(f"cannot write TensorBoard events to {path}: {e}")
+                return
+            self.w.statusBar().showMessage(f"wrote TensorBoard events to {path} (tensorboard --logdir {path})", 8000)
 
     def export_panel(self, key) -> None:
         widget = self.w.heatmap if key is None else self.w.docks[key].widget()

@@ -28,6 +28,9 @@ ADVICE = {
     "clip_norm": "between loss.backward() and optimizer.step(): "
                  "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)",
     "adam": "optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)",
+    "auxiliary": "add a side classifier at mid-depth: in __init__ self.aux = nn.Linear(width, n_classes); in "
+                 "forward keep aux_logits = self.aux(h) after the middle layer (training only); the loss "
+                 "becomes loss_fn(out, y) + 0.3 * loss_fn(aux_logits, y)",
     "lstm": "nn.RNN(n, h) -> nn.LSTM(n, h), and in __init__ set the forget gate's bias to 1: "
             "{layer}.bias_ih_l0.data[h:2 * h].fill_(1.0); {layer}.bias_hh_l0.data[h:2 * h].zero_()",
     "lower_lr": "divide the learning rate by 10: torch.optim.SGD(model.parameters(), lr=lr / 10)",

@@ -33,6 +33,7 @@ class Model:
     own_params: bool = False
     outputs_of: dict = field(default_factory=dict)
     forward: object = None
+    auxiliary: list = field(default_factory=list)   # [(Auxiliary, loss weight)] side heads
 
     def __call__(self, x):
         return self.module(x) if self.forward is None else self.forward(self.module, x)
@@ -79,6 +80,25 @@ def init_bias(b: torch.Tensor, init: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- modules
+class Auxiliary(nn.Module):
+    """An auxiliary classifier (Szegedy et al. 2015): passes x on unchanged; while training it also
+    reads the classes out of x with its own linear head and keeps the logits for the trainer,
+    which adds weight * loss(logits, y) to the loss. In evaluation mode it is the identity."""
+
+    def __init__(self, head: nn.Linear, weight: float):
+        super().__init__()
+        self.head, self.loss_weight = head, float(weight)
+        self.logits = None
+
+    def forward(self, x):
+        self.logits = self.head(x) if self.training else None
+        return x
+
+    def take(self):
+        out, self.logits = self.logits, None
+        return out
+
+
 class Residual(nn.Module):
     """y = f(x) + P x, with P a bias-free linear projection only where widths differ."""
 
@@ -128,7 +148,7 @@ def make_activation_module(layer: dict) -> nn.Module:
     return getattr(nn, t.torch_class)(**t.torch_kwargs(layer))
 
 
-def _make(layers, infos, model: Model) -> list[nn.Module]:
+def _make(layers, infos, model: Model, n_out: int | None = None) -> list[nn.Module]:
     mods = []
     for layer, info in zip(layers, infos):
         kind, n_in = layer["type"], info.in_shape[-1]
@@ -148,6 +168,9 @@ def _make(layers, infos, model: Model) -> list[nn.Module]:
                 model.weight_layers.append((info.label, m))
         elif kind == "dropout":
             m = nn.Dropout(**CATALOG[kind].torch_kwargs(layer))
+        elif kind == "auxiliary":   # its head is not a layer of the stack: the probes do not list it
+            m = Auxiliary(nn.Linear(n_in, n_out), layer["weight"])
+            model.auxiliary.append((m, m.loss_weight))
         elif kind == "residual":
             body = nn.Sequential(*_make(layer["layers"], info.children, model))
             proj = None
@@ -184,7 +207,7 @@ def build_stack(layers: list[dict], in_shape: tuple, n_out: int, seed: int) -> M
     model = Model(None, [], [], None, infos)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        mods = _make(layers, infos, model)
+        mods = _make(layers, infos, model, n_out)
         if infos[-1].added:
             out = nn.Linear(infos[-1].in_shape[-1], n_out)
             model.weight_layers.append(("out linear", out))

@@ -261,6 +261,14 @@ _TYPES = (
               "y = x + f(x): the gradient also reaches earlier layers through the identity "
               "path. A projection is added where the widths differ.",
               (Param("layers", "layers", []),)),
+    LayerType("auxiliary", "Structure", "auxiliary",
+              "Auxiliary classifier (Inception's side head): a linear readout to the classes at this "
+              "depth whose loss, times a weight, is added while training, so a gradient enters the "
+              "stack here and not only at the output. The main path passes through unchanged; the "
+              "head is dropped at evaluation.",
+              (Param("weight", "float", 0.3, low=0, label="loss weight",
+                     tip="Weight of the side head's loss in the training loss (≥ 0)", short="weight"),),
+              from_torch=False),
     LayerType("rnn", "Recurrent", "recurrent",
               "Elman RNN: h_t = tanh(W x_t + U h_(t−1) + b). The gradient through time is a "
               "product of Jacobians, one per step.", (_UNITS, _INIT), "RNNCell"),

@@ -242,7 +242,7 @@ def make_dataset(data: dict, base_dir=None) -> DataSet:
     else:
         x, y = (_load_npz if kind == "npz" else _load_csv)(data, base_dir)
         task = data.get("task") or ("classification" if np.issubdtype(y.dtype, np.integer) else "regression")
-        if data.get("time_major"):   # stored [time, samples, ...]: samples first from here on
+        if kind == "npz" and data.get("time_major"):   # stored [time, samples, ...]: samples first here
             x, y = np.swapaxes(np.asarray(x), 0, 1) if np.ndim(x) > 1 else x, np.asarray(y)
             y = np.swapaxes(y, 0, 1) if y.ndim > 1 else y
         _check_arrays(np.asarray(x), np.asarray(y))

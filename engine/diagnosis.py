@@ -378,7 +378,7 @@ def _depth(h, rows, w0, last_step, plateau):
         msg += ("The early layers barely change, so they stay close to random features."
                 if sev != "info" else "The early layers learn more slowly, but they do learn.")
         if saturating:
-            rem = ["relu_he", "leaky_relu_he", "elu_he", "batchnorm", "residual", "xavier_init", "adam"]
+            rem = ["relu_he", "leaky_relu_he", "elu_he", "batchnorm", "residual", "xavier_init", "adam", "auxiliary"]
         elif relu_like:
             rem = ["he_init", "batchnorm", "residual", "adam"]
         else:

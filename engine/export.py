@@ -22,6 +22,19 @@ from torch import nn
 SEED = {seed}
 
 
+class Auxiliary(nn.Module):
+    """An auxiliary classifier: x passes on unchanged; while training, head(x) is kept in
+    .logits, and the training loss adds loss_weight * loss(logits, y). Identity in eval mode."""
+
+    def __init__(self, head, weight):
+        super().__init__()
+        self.head, self.loss_weight, self.logits = head, weight, None
+
+    def forward(self, x):
+        self.logits = self.head(x) if self.training else None
+        return x
+
+
 class Residual(nn.Module):
     """y = f(x) + P x, with P a bias-free linear projection only where widths differ."""
 
@@ -109,7 +122,7 @@ def _module(layer: dict, *first) -> str:
     return f"nn.{t.torch_class}({', '.join(args)})"
 
 
-def _emit(layers, infos, out: list, var: str, indent: str, counter: list) -> None:
+def _emit(layers, infos, out: list, var: str, indent: str, counter: list, n_out=None) -> None:
     """Append source lines that build each layer into list `var`, in engine.build's order."""
     for layer, info in zip(layers, infos):
         kind, n_in = layer["type"], info.in_shape[-1]
@@ -125,6 +138,8 @@ def _emit(layers, infos, out: list, var: str, indent: str, counter: list) -> Non
             out.append(f"{indent}{m} = {_module(layer)}")
         elif kind in NORM_TYPES:
             out.append(f"{indent}{m} = {_module(layer, n_in)}")
+        elif kind == "auxiliary":
+            out.append(f"{indent}{m} = Auxiliary(nn.Linear({n_in}, {n_out}), {layer['weight']!r})")
         elif kind == "residual":
             body = f"{m}_body"
             out.append(f"{indent}{body} = []")
@@ -162,7 +177,7 @@ def source(spec: dict, base_dir=None, file_name: str = "model.py") -> str:
     lines = ["def build_model(seed=SEED):",
              f'    """{spec["name"]}: input {data.input_shape}, {n_out} outputs."""',
              "    torch.manual_seed(seed)", "    layers = []"]
-    _emit(layers, infos, lines, "layers", "    ", [0])
+    _emit(layers, infos, lines, "layers", "    ", [0], n_out)
     if infos[-1].added:
         lines += [f"    layers.append(nn.Linear({infos[-1].in_shape[-1]}, {n_out}))  # output layer"]
     lines += ["    return nn.Sequential(*layers)"]

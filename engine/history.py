@@ -88,15 +88,16 @@ class History:
             self.latest_hist = s.preact_hist
 
     def pool_units(self, v: np.ndarray) -> np.ndarray | None:
-        """A full per-unit row (sum of units wide) as the stored columns: the mean over each
-        group of a pooled layer; None if the row has another width."""
+        """A full per-unit row (sum of units wide; or rows [T, sum of units]) as the stored
+        columns: the mean over each group of a pooled layer; None if it has another width."""
         if self._pool is None:
             return v
         starts, counts, total = self._pool
-        v = np.asarray(v, np.float64).reshape(-1)
-        if len(v) != total:
+        v = np.asarray(v, np.float64)
+        v = v.reshape(-1) if v.ndim < 2 else v
+        if v.shape[-1] != total:
             return None
-        return (np.add.reduceat(v, starts) / counts).astype(np.float32)
+        return (np.add.reduceat(v, starts, axis=-1) / counts).astype(np.float32)
 
     def extend(self, snaps) -> None:
         for s in snaps:

@@ -57,6 +57,9 @@ def plan(layers: list[dict], in_shape: tuple, n_out: int | None = None, prefix: 
             info.problem = "an earlier layer does not fit"
         elif _role(kind) == "dense":
             info.out_shape = shape[:-1] + (layer["units"],)
+        elif _role(kind) == "auxiliary" and (prefix or len(shape) != 1):
+            info.problem = ("an auxiliary head belongs to the top level of the stack, on one feature axis"
+                            if prefix else f"an auxiliary head needs one feature axis, got {_shape(shape)}")
         elif kind == "batchnorm" and len(shape) != 1:
             info.problem = f"batchnorm needs one feature axis, got {_shape(shape)}; put it after the recurrent layer"
         elif kind in RECURRENT_TYPES:

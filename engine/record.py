@@ -65,6 +65,9 @@ def load(path) -> tuple[History, dict]:
                 return rundir.load(path)
             except rundir.RunDirError as e:
                 raise RecordError(str(e)) from None
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError,
+                    OSError, MemoryError) as e:   # a damaged header or rows file: one line
+                raise RecordError(f"{path}: not a sound run directory ({npzfile.why(e)})") from None
         path = path / "record.npz"   # a directory an older Watch wrote
     return from_arrays(read_npz(path), path)
 
@@ -146,9 +149,10 @@ def from_arrays(a: dict, where="record") -> tuple[History, dict]:
     if "neuron_grad" in a:
         _check_shape(a, "neuron_grad", (T, int(sum(h.stored_units))), "fiu", where)
     h.n = T
-    for k in h.widths:
-        if k in a:
-            h._data[k][:T] = a[k]
+    with np.errstate(over="ignore", invalid="ignore"):   # neuron_grad is float32: 1e300 shows as inf
+        for k in h.widths:
+            if k in a:
+                h._data[k][:T] = a[k]
     h.version += 1
     stop = a.get("stop_reason")
     h.stop_reason = RunEnd.parse((str(stop) if stop is not None and stop.ndim == 0 else "") or

@@ -50,6 +50,11 @@ _TEXTS = {  # id: label and explanation (the records are made below, with their 
              "explanation": "An LSTM carries its state through a cell that is only multiplied by the forget "
                             "gate; with that gate's bias at +1 (Gers et al. 2000) the gradient survives many "
                             "time steps where a plain RNN's vanishes."},
+    "auxiliary": {"label": "Auxiliary classifier at mid-depth",
+                  "explanation": "A side head at the middle of the stack reads out the classes and adds its "
+                                 "loss (weight 0.3) while training (Szegedy et al. 2015): the gradient enters "
+                                 "halfway down, so the early layers get a much larger one. Dropped at "
+                                 "evaluation."},
     "lower_lr": {"label": "Learning rate / 10",
                  "explanation": "Smaller steps: no overshoot into huge weights, fewer ReLUs knocked dead."},
 }
@@ -129,6 +134,21 @@ def _add_residual(layers):
         out.append(copy.deepcopy(layer))
         i += 1
     return out
+
+
+def _add_auxiliary(layers, weight: float = 0.3):
+    """An auxiliary head after the activation that follows the middle hidden linear layer."""
+    if any(l["type"] == "auxiliary" for l in layers):
+        return layers
+    linears = [k for k, l in enumerate(layers) if l["type"] in ("linear", "residual")]
+    if len(linears) < 3:
+        raise ValueError("an auxiliary classifier helps a deep stack; this one has fewer than 3 layers")
+    mid = linears[(len(linears) - 1) // 2]
+    at = mid + 1
+    while at < len(layers) and layers[at]["type"] not in ("linear", "residual") and \
+            layers[at]["type"] not in RECURRENT_TYPES:
+        at += 1   # past the middle layer's activation, norm, dropout
+    return copy.deepcopy(layers[:at]) + [{"type": "auxiliary", "weight": weight}] + copy.deepcopy(layers[at:])
 
 
 def _to_lstm(layers):
@@ -222,6 +242,8 @@ _EDITS = {
     "adam": (_train_edit({"optimizer": "adam", "lr": 1e-3}, "Adam with learning rate 1e-3"), False),
     "lstm": (_lstm_edit, True),
     "lower_lr": (_lower_lr, False),
+    "auxiliary": (_layers_edit(_add_auxiliary, "an auxiliary classifier (loss weight 0.3) at the middle of the stack"),
+                  True),
 }
 REMEDIES: dict[str, Remedy] = {rid: Remedy(rid, t["label"], t["explanation"], *_EDITS[rid])
                                for rid, t in _TEXTS.items()}

@@ -278,7 +278,9 @@ def history_of(reader: RunReader, T: int) -> History:
     h.n = len(rows)
     for k in rows.dtype.names:
         if k in h.widths:
-            h._data[k][:h.n] = rows[k]
+            v = h.pool_units(rows[k]) if k == "neuron_grad" else rows[k]   # wide layers: pooled
+            if v is not None:
+                h._data[k][:h.n] = v
     h.version += 1
     h.stop_reason = RunEnd.parse(reader.header.get("stop_reason"))
     if h.n:

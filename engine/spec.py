@@ -58,8 +58,8 @@ DATA_KINDS: dict[str, dict] = {
 }
 # keys a file kind takes only when given (no default is filled in): classes, the number of
 # classes (else max(y) + 1: a vocabulary larger than the labels seen); time_major, the model
-# takes sequences as [time, batch, ...] (nn.LSTM's default) and the file's x (and a per-step y)
-# are stored [time, samples, ...] too
+# takes sequences as [time, batch, ...] (nn.LSTM's default; a user's module only) and the
+# file's x (and a per-step y) are stored [time, samples, ...] too
 DATA_OPTIONAL = {"npz": ("classes", "time_major"), "csv": ("classes",)}
 DATA_COMMON = {"test_fraction": 0.2, "seed": 0}
 

@@ -31,6 +31,7 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
 from .activations import activation
+from .catalog import EXTRA_TORCH_CLASSES, TORCH_CLASS_TYPES
 
 _T = torch.Tensor
 
@@ -89,7 +90,7 @@ ACT_FUNCS = {
     F.softplus: ("softplus", _softplus, _never),
 }
 # activation modules: a call made by their forward is named after the module
-ACT_MODULES = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Softplus)
+ACT_MODULES = tuple(getattr(nn, cls) for cls in (*TORCH_CLASS_TYPES, *EXTRA_TORCH_CLASSES))   # the catalogue's
 
 
 class Tracer(TorchFunctionMode):
@@ -214,7 +215,8 @@ class Unrolled:
     (Contract 2's time_grad_norm) cannot be read from it. While the tracer records, the
     layer's forward is replaced by the same recurrence written with torch ops, with the
     layer's own weights (every layer and direction, inter-layer dropout included): the
-    output equals the fused one to float rounding and autograd goes through each h_t.
+    output equals the fused one to float rounding (on the CPU with the same dropout draws:
+    the same at::dropout calls on the same shapes) and autograd goes through each h_t.
     ``on_hidden(key, h)`` sees the first layer's h_t as it is made: key t for the forward
     direction, (t, 1) for the reverse one of a bidirectional layer. Cost: the watched steps
     of this layer run as T x layers x directions small steps instead of one fused kernel.

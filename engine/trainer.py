@@ -194,10 +194,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         out = self.exp.model(x)
         loss = self.loss_fn(out, y)
-        loss.backward()
+        total = loss   # the recorded loss is the output's; auxiliary heads add theirs to what is minimised
+        for aux, weight in self.exp.model.auxiliary:
+            logits = aux.take()
+            if logits is not None and weight:
+                total = total + weight * self.loss_fn(logits, y)
+        total.backward()
         self.probe.active = False
         wg, bg = self.probe.grad_norms()
-        finite = bool(torch.isfinite(loss))
+        finite = bool(torch.isfinite(total))
         before = self.probe.weights_before()
         if finite:
             params = [p for p in self.module.parameters() if p.grad is not None]

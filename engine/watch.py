@@ -189,8 +189,14 @@ class Watch:
         engine.queue_callback(lambda: engine.queue_callback(self._after_backward))
 
     def _after_forward(self, module, inputs, output) -> None:
-        if self._armed and self.probe.active and torch.is_grad_enabled():
-            self.probe.active = False   # the forward pass that is measured is over
+        if torch.is_grad_enabled():
+            self.forward_done()
+
+    def forward_done(self) -> None:
+        """The measured forward pass is over (called by the module's forward hook, or by a framework
+        callback before backward): later torch calls no longer go through the tracer."""
+        if self._armed and self.probe.active:
+            self.probe.active = False
 
     def _pause_probe(self) -> None:
         # Flags only: this runs inside backward, maybe on an autograd device thread, where the
@@ -241,10 +247,12 @@ class Watch:
         self._begun = False
         if loss is None and outputs is not None and not isinstance(outputs, torch.Tensor):
             loss = getattr(outputs, "loss", None)   # a Hugging Face ModelOutput carries its loss
-        finite = loss is None or bool(torch.isfinite(torch.as_tensor(loss)).all())
+        recorded = self.recording
+        # a host copy of the loss only where it is needed (no GPU sync on a step that is not recorded)
+        finite = loss is None or not (make_step or recorded) or bool(torch.isfinite(torch.as_tensor(loss)).all())
         if make_step and finite:
             optimizer.step()
-        k, recorded = self.step_index, self.recording
+        k = self.step_index
         self.step_index += 1
         if not recorded:
             return None

@@ -36,3 +36,12 @@ def test_widgets_have_no_torch():
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(("engine", "backprop_lab.engine")):
                 names = {node.module.split(".")[-1]} | {a.name for a in node.names}
                 assert not names & torch_modules, (path.name, node.module)
+
+
+def test_import_linter_contracts_hold():
+    """The contracts of pyproject.toml ([tool.importlinter]), as `make test` runs them."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "lint_imports.py")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "broken" in r.stdout and "0 broken" in r.stdout

@@ -22,7 +22,7 @@ from backprop_lab.engine.spec import LAYER_TYPES
 from tests.conftest import PRESETS
 
 FUZZ = bool(os.environ.get("FUZZ"))
-ACTIONS = 3000 if FUZZ else 120
+ACTIONS = int(os.environ.get("MONKEY_ACTIONS", 3000 if FUZZ else 120))
 # presets that build in a moment (the digits one needs scikit-learn's data, recurrent ones are slow)
 LIGHT = ["deep_relu_he", "deep_sigmoid_vanishing", "dead_relu_large_lr", "tanh_default_init",
          "exploding_relu_large_init", "deep_sigmoid_residual", "elu_rescue", "deep_sigmoid_batchnorm"]

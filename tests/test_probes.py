@@ -442,3 +442,49 @@ def test_unused_weights_have_nan_gradient_norms_not_zero():
     net(torch.randn(4, 3)).sum().backward()
     wg, bg = probe.grad_norms()
     assert math.isfinite(float(wg[0])) and math.isnan(float(wg[1])) and math.isnan(float(bg[1]))
+
+
+# ----------------------------------------------------------------------------- |z|-threshold saturation
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("dtype", [torch.float32, F64, torch.float16], ids=["float32", "float64", "float16"])
+def test_saturation_by_a_threshold_on_z_is_the_derivative_definition_at_the_boundary(name, dtype):
+    # every representable z within 40 steps of either root, and far values: the probe's count
+    # (|z| > z*) must be the count of f'(z) < 0.01 max f' with f' exact (40 decimal digits)
+    import decimal
+    from backprop_lab.engine.activations import SATURATION_FRACTION, activation
+    from backprop_lab.engine.probes import activation_moments, saturation_root
+    act = activation({"type": name})
+    x = torch.tensor(saturation_root(name, dtype), dtype=dtype)
+    side = [x]
+    for direction in (math.inf, -math.inf):
+        y = x
+        for _ in range(40):
+            y = torch.nextafter(y, torch.tensor(direction, dtype=dtype))
+            side.append(y)
+    z = torch.stack(side)
+    z = torch.cat([z, -z, torch.tensor([0.0, 1.0, -20.0, 50.0, math.inf, -math.inf, math.nan], dtype=dtype)])
+
+    def exact_saturated(v: float) -> bool:
+        if math.isnan(v):
+            return False
+        if math.isinf(v):
+            return True
+        with decimal.localcontext() as ctx:
+            ctx.prec = 40
+            e = (-abs(decimal.Decimal(v)) * (1 if name == "sigmoid" else 2)).exp()
+            df = e / (1 + e) ** 2 if name == "sigmoid" else 4 * e / (1 + e) ** 2   # sigmoid', 1 - tanh^2
+            return df < decimal.Decimal(repr(SATURATION_FRACTION)) * decimal.Decimal(repr(act.max_derivative))
+    want = sum(exact_saturated(float(v)) for v in z)
+    assert want == 2 * 40 + 4              # 40 above each root, and -20, 50, +-inf
+    z = z.reshape(-1, 1)   # (samples, one unit)
+    a = torch.sigmoid(z) if name == "sigmoid" else torch.tanh(z)
+    got = activation_moments(act, z[None], a[None], {}, [0.0])[3]
+    assert int(got.item()) == want
+
+
+def test_saturation_counts_of_a_stack_of_layers_are_per_layer():
+    from backprop_lab.engine.activations import activation
+    from backprop_lab.engine.probes import activation_moments
+    z = torch.tensor([[[7.0, 0.0], [-7.0, 1.0]], [[0.5, 0.5], [8.0, 9.0]]])   # [layers, samples, units]
+    counts = activation_moments(activation({"type": "sigmoid"}), z, torch.sigmoid(z), {}, [0.0, 0.0])[3]
+    assert counts.tolist() == [2.0, 2.0]

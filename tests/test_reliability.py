@@ -371,3 +371,51 @@ def test_history_of_a_very_wide_layer_stays_small_and_pools_its_units():
     edges = (np.arange(513) * 1000) // 512
     np.testing.assert_allclose(row, [v[a:b].mean() for a, b in zip(edges[:-1], edges[1:])], rtol=1e-6)
     np.testing.assert_array_equal(small.neuron_grad(1)[0], [1000, 1001, 1002])
+
+
+# ----------------------------------------------------------------------------- live run directories
+def test_a_run_directory_with_a_wide_layer_loads_pooled(tmp_path):
+    from backprop_lab.engine import rundir
+    from backprop_lab.engine.snapshot import Snapshot
+    units = [1000, 3]
+    w = rundir.RunWriter(tmp_path / "run", {"name": "wide"}, ["a", "b"], [], units, flush_seconds=0)
+    rng = np.random.default_rng(0)
+    rows = [rng.random(1003).astype(np.float32) for _ in range(4)]
+    nan2 = np.full(2, np.nan)
+    for k, v in enumerate(rows):
+        w.add(Snapshot(k, 1.0, 0.5, np.nan, np.nan, 0.1, nan2, nan2, nan2, nan2,
+                       *(np.zeros(0) for _ in range(5)), v))
+    w.close()
+    h, _ = record.load(tmp_path / "run")
+    assert len(h) == 4 and h.neuron_grad(0).shape == (4, limits.MAX_HISTORY_UNITS)
+    edges = (np.arange(513) * 1000) // 512
+    np.testing.assert_allclose(h.neuron_grad(0)[2], [rows[2][a:b].mean() for a, b in zip(edges[:-1], edges[1:])],
+                               rtol=1e-6)
+    np.testing.assert_array_equal(h.neuron_grad(1)[3], rows[3][1000:])
+
+
+@pytest.mark.parametrize("damage", [
+    lambda h: h.update(layer_names=5),
+    lambda h: h.pop("layer_units"),
+    lambda h: h.update(layer_units=["x", 2]),
+    lambda h: h.update(row_layout=[["step", "<i8", None]] * 2),
+    lambda h: h.update(spec=[1, 2]),
+])
+def test_a_damaged_run_directory_header_is_one_line(tmp_path, damage, capsys):
+    from backprop_lab.engine import rundir
+    from backprop_lab.engine.snapshot import Snapshot
+    w = rundir.RunWriter(tmp_path / "run", {"name": "t"}, ["a"], [], [2], flush_seconds=0)
+    nan1 = np.full(1, np.nan)
+    w.add(Snapshot(0, 1.0, 0.5, np.nan, np.nan, 0.1, nan1, nan1, nan1, nan1, *(np.zeros(0) for _ in range(5)),
+                   np.zeros(2, np.float32)))
+    w.close()
+    head = tmp_path / "run" / "main.json"
+    h = json.loads(head.read_text())
+    damage(h)
+    head.write_text(json.dumps(h))
+    try:
+        record.load(tmp_path / "run")
+    except record.RecordError as e:
+        assert "\n" not in str(e)
+    code, err = run_cli(capsys, "diagnose", tmp_path / "run")
+    assert code in (0, 2) and "Traceback" not in err and len(err.splitlines()) <= 1

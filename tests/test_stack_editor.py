@@ -509,8 +509,7 @@ def test_nothing_selected_shows_placeholder(qtbot):
 
 
 # ----------------------------------------------------------------------------- settings panel
-DATA = {"kind": "spirals", "n": 1000, "classes": 3, "noise": 0.2, "turns": 1.5, "test_fraction": 0.2, "seed": 0,
-        "time_major": False}
+DATA = {"kind": "spirals", "n": 1000, "classes": 3, "noise": 0.2, "turns": 1.5, "test_fraction": 0.2, "seed": 0}
 TRAIN = {"loss": None, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "clip_norm": None,
          "clip_value": None, "batch_size": 64, "steps": 500, "seed": 0, "device": "cpu", "eval_every": 10}
 
@@ -542,7 +541,7 @@ def test_settings_emit_complete_sections(settings, stack, qtbot):
     with qtbot.waitSignal(settings.settings_changed) as sig:
         settings.fields["data.kind"].setCurrentText("circles")
     assert sig.args[0] == {"kind": "circles", "n": 1000, "noise": 0.1, "factor": 0.5, "test_fraction": 0.2,
-                           "seed": 0, "time_major": False}
+                           "seed": 0}
     assert stack.undo_stack.count() == 5
     with qtbot.waitSignal(settings.settings_changed) as sig:
         stack.undo_stack.undo()
@@ -565,9 +564,16 @@ def test_settings_refuse_invalid_and_wait_for_a_file(settings, qtbot, tmp_path):
     with qtbot.waitSignal(settings.settings_changed) as sig:
         settings.path_edit.setText(f)
         settings.path_edit.editingFinished.emit()
-    assert sig.args[0] == {"kind": "npz", "path": f, "standardize": False, "classes": None, "test_fraction": 0.2,
-                           "seed": 0, "time_major": False}
+    assert sig.args[0] == {"kind": "npz", "path": f, "standardize": False, "test_fraction": 0.2, "seed": 0}
     assert settings.error_text() == ""
+
+
+def test_settings_keep_the_optional_keys_they_have_no_row_for(settings, stack):
+    data = {"kind": "npz", "path": "d.npz", "standardize": False, "classes": 7, "time_major": True,
+            "test_fraction": 0.2, "seed": 0}
+    settings.set_spec_sections(data, TRAIN)
+    settings.fields["train.steps"].setValue(600)
+    assert settings.settings() == (data, {**TRAIN, "steps": 600})
 
 
 def test_settings_spin_edits_merge(settings, stack):

@@ -239,3 +239,64 @@ def test_overlay_predicts_relu_xavier_decay():
     assert abs(np.log10(pred[0] / meas[0])) < 0.5
     # rms f'(z) of a ReLU with z ~ N(0, s^2) is sqrt(1/2) (Gaussian branch)
     assert overlay.rms_derivative(acts[0], 0.0, 1.3) == pytest.approx(math.sqrt(0.5), abs=1e-9)
+
+
+def test_auxiliary_layer_adds_its_weighted_loss_and_is_identity_at_eval():
+    """The trainer's objective equals float64 autograd of loss(out) + w loss(head(h_mid)); eval ignores the head."""
+    from backprop_lab.engine import experiment, remedies, export
+    from tests.conftest import load_preset
+    spec, _ = remedies.apply("auxiliary", load_preset("deep_sigmoid_vanishing"))
+    exp = experiment.build(spec)
+    m = exp.model
+    (aux, w), = m.auxiliary
+    assert w == 0.3 and aux not in [mod for _, mod in m.weight_layers]
+    x = torch.as_tensor(exp.data.x_train[:64])
+    y = torch.as_tensor(exp.data.y_train[:64])
+    net = m.module
+    net.train()
+    out = m(x)
+    head = aux.take()
+    total = torch.nn.functional.cross_entropy(out, y) + w * torch.nn.functional.cross_entropy(head, y)
+    total.backward()
+    g = net[0].bias.grad.clone()
+    # float64 reference built by hand from the same weights
+    net64 = __import__("copy").deepcopy(net).double()
+    for p in net64.parameters():
+        p.grad = None
+    h, mid = x.double(), None
+    for mod in net64:
+        if type(mod).__name__ == "Auxiliary":
+            mid = mod.head(h)
+        else:
+            h = mod(h)
+    ref = torch.nn.functional.cross_entropy(h, y) + 0.3 * torch.nn.functional.cross_entropy(mid, y)
+    ref.backward()
+    np.testing.assert_allclose(g.numpy(), net64[0].bias.grad.numpy(), rtol=1e-4, atol=1e-12)
+    net.eval()
+    with torch.no_grad():
+        out_eval = m(x)
+        assert aux.logits is None
+    # the exported file builds the same weights, head included
+    ns = {}
+    exec(export.source(spec), ns)
+    exported = ns["build_model"]().state_dict()
+    for k, v in net.state_dict().items():
+        assert torch.equal(exported[k], v), k
+    assert out_eval.shape == (64, 3)
+
+
+def test_auxiliary_remedy_and_plan():
+    from backprop_lab.engine import remedies
+    from backprop_lab.engine.plan import plan
+    from backprop_lab.engine.spec import SpecError, validate
+    from tests.conftest import load_preset
+    new, text = remedies.apply("auxiliary", load_preset("deep_sigmoid_vanishing"))
+    types = [l["type"] for l in new["model"]["layers"]]
+    assert types.count("auxiliary") == 1 and types[types.index("auxiliary") - 1] == "sigmoid"
+    assert types[:types.index("auxiliary")].count("linear") == 5
+    with pytest.raises(ValueError):
+        remedies.apply("auxiliary", new)   # has one already
+    nested = [{"type": "residual", "layers": [{"type": "linear", "units": 4}, {"type": "auxiliary"}]}]
+    assert plan(validate(_spec(nested, {"kind": "xor"}))["model"]["layers"], (2,), 2)[0].problem
+    with pytest.raises(SpecError):
+        validate(_spec([{"type": "auxiliary", "weight": -1}], {"kind": "xor"}))

@@ -111,8 +111,20 @@ def test_spectrum_view_orthogonal(qtbot):
     assert "median 1" in v.readout.text()
 
 
+def _delete_other_windows():
+    import gc
+    from PySide6.QtWidgets import QApplication
+    app = QApplication.instance()
+    for w in app.topLevelWidgets():
+        w.close()
+        w.deleteLater()
+    app.sendPostedEvents(None, 0)   # 0: QEvent.DeferredDelete is among the posted events
+    gc.collect()
+
+
 @pytest.mark.parametrize("cls", [ChainExplorer, PathProducts, PhaseMap, JacobianSpectrum])
 def test_export_and_presentation(qtbot, tmp_path, cls):
+    _delete_other_windows()   # presentation mode restyles every widget: no half-deleted ones from earlier tests
     v = cls()
     qtbot.addWidget(v)
     v.resize(1000, 700)
@@ -155,3 +167,27 @@ def test_main_window_theory_tab_loads_a_map_cell(qtbot, qsettings):
     finally:
         w.shutdown()
         w.close()
+
+
+def test_gradient_flow_draws_the_chain_rule_prediction(qtbot):
+    from backprop_lab.engine.theory import overlay
+    from backprop_lab.widgets.gradient_flow import GradientFlow
+    from tests.conftest import load_preset, train
+    exp, _, h = train(load_preset("deep_sigmoid_vanishing"), 2, hist_every=1)
+    acts = [a for _, _, a in exp.model.act_layers]
+    w = GradientFlow()
+    qtbot.addWidget(w)
+    w.theory = lambda hist, stat: overlay.predicted(hist, acts, stat)
+    w.resize(900, 400)
+    w.set_history(h)
+    w.show()
+    x, y = w.theory_curve.getData()
+    pred = overlay.predicted(h, acts, "bias_grad_norm")
+    np.testing.assert_allclose(y, np.log10(pred))
+    meas = np.log10(h.series("bias_grad_norm")[-1])
+    assert meas[-1] - meas[0] > 6 and np.max(np.abs(y - meas)) < 0.5   # 8 decades, predicted within half of one
+    assert "chain rule" in w.bar_plot.titleLabel.text
+    w.set_statistic("weight_grad_norm")   # no prediction for the weight gradient
+    x = w.theory_curve.getData()[0]
+    assert x is None or len(x) == 0
+    w.close()

@@ -97,3 +97,27 @@ def test_a_call_site_seen_only_after_the_first_step_is_not_added(tmp_path):
             snap = w.step(opt, loss)
             assert w.probe.act_names == ["fc -> tanh (functional)"]
             assert np.isfinite(snap.preact_std).all()
+
+
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU, nn.RNN])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_the_unrolled_layer_gives_the_fused_output_also_with_dropout(cls, batch_first):
+    """Same weights, same math, and on the CPU the same dropout draws between layers."""
+    from backprop_lab.engine.custom import instrument
+    torch.manual_seed(0)
+    net = cls(5, 6, 3, dropout=0.5, bidirectional=True, batch_first=batch_first)
+    x = torch.randn(4, 7, 5) if batch_first else torch.randn(7, 4, 5)
+    h0 = torch.randn(6, 4, 6)
+    hx = (h0, torch.randn(6, 4, 6)) if cls is nn.LSTM else h0
+    torch.manual_seed(1)
+    out, h = net(x, hx)
+    model = instrument(net)
+    model.tracer.start()
+    try:
+        torch.manual_seed(1)
+        out2, h2 = net(x, hx)
+        assert model.recurrent.time_steps == 7
+    finally:
+        model.tracer.stop()
+    torch.testing.assert_close(out2, out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(h2, h, rtol=1e-5, atol=1e-6)

@@ -72,3 +72,19 @@ def test_a_single_stream_hides_the_picker_and_the_menu_offers_watching(qtbot, wi
     assert not window._rank_picker.isVisibleTo(window)
     texts = [a.text() for a in window.menuBar().actions()[0].menu().actions()]
     assert "&Watch run directory…" in texts
+
+
+def test_the_app_exports_the_shown_run_as_csv_and_tensorboard(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+    w = writer(tmp_path / "run")
+    for k in range(4):
+        w.add(snap(k))
+    w.close()
+    window.watch_directory(str(tmp_path / "run"))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "out.csv"), ""))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path / "tb"))
+    window.actions.export_csv()
+    window.actions.export_tensorboard()
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0] == "step,layer,statistic,value" and len(lines) == 1 + 4 * (5 + 8 + 5)
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())

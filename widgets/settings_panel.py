@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from backprop_lab.engine.document import ExperimentDocument
-from backprop_lab.engine.spec import (DATA_COMMON, DATA_KINDS, DEVICES, LOSSES, OPTIMIZERS, TRAIN_DEFAULTS, SpecError,
-                         validate)
+from backprop_lab.engine.spec import (DATA_COMMON, DATA_KINDS, DATA_OPTIONAL, DEVICES, LOSSES, OPTIMIZERS,
+                                      TRAIN_DEFAULTS, SpecError, validate)
 from backprop_lab.widgets.fields import NumberEdit
 from backprop_lab.widgets.layer_catalog import PROBLEM_COLOUR
 from backprop_lab.widgets.undo_commands import EditSettings
@@ -260,8 +260,9 @@ class SettingsPanel(QWidget):
                 data[key] = base.get(key, DATA_KINDS[kind][key])
         data["test_fraction"] = round(f["data.test_fraction"].value(), 4)
         data["seed"] = f["data.seed"].value()
-        for key, value in DATA_COMMON.items():   # common keys the form has no row for (time_major)
-            data.setdefault(key, self._data.get(key, value))
+        for key in DATA_OPTIONAL.get(kind, ()):   # keys the form has no row for: kept when the spec has them
+            if key in base:
+                data[key] = base[key]
         for key in FLOAT_KEYS:   # keep the float type the spec had (a spin box gives floats)
             if key in data and isinstance(base.get(key), int) and float(base[key]) == data[key]:
                 data[key] = base[key]

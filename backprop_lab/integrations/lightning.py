@@ -42,6 +42,10 @@ class BackpropLabCallback(Callback):
         if self.watch is not None:
             self.watch.begin()
 
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        if self.watch is not None:   # training_step may call submodules only: the forward is over here
+            self.watch.forward_done()
+
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         self._optimizer = optimizer
 

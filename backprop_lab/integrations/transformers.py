@@ -8,7 +8,8 @@ Trainer's ``max_grad_norm`` clipping (which runs before on_pre_optimizer_step)
 and of the gradient accumulated over ``gradient_accumulation_steps``. The step is
 recorded at ``on_optimizer_step`` with the loss of the first micro-batch's
 forward pass (the model output's ``loss``) and its accuracy (``logits`` against
-``labels``, -100 ignored).
+``labels``, -100 ignored). With fp16 the statistics are of unscaled gradients (the
+scale of accelerate's GradScaler divides them).
 """
 from __future__ import annotations
 
@@ -35,8 +36,10 @@ class BackpropLabCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if model is None:
             return
+        # fp16: accelerate's optimizer wrapper holds the GradScaler whose scale the backward used
+        scaler = getattr(optimizer, "scaler", None)
         self.watch = Watch(model, self.run_dir, name=self.name, flush_seconds=self.flush_seconds,
-                           every=self.every, ranks=self.ranks, optimizer=optimizer)
+                           every=self.every, ranks=self.ranks, optimizer=optimizer, scaler=scaler)
         self._hook = model.register_forward_hook(self._on_forward, with_kwargs=True)
 
     def _on_forward(self, module, args, kwargs, output):

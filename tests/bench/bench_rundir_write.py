@@ -8,6 +8,11 @@ at 50,000). Rows of a 20-layer net (20 layers, 19 activation layers, 64 units
 each) as a Watch of a 20 x 64 MLP writes them; the 1,000,000-step run writes
 ~6 GB to a temporary directory (deleted at the end), so it is only run when asked:
 
+Measured here (2 shared cores, load ~10): rows of 6.6 KB: 19, 18, 20, 22-29 and 46
+us/step at 100, 1,000, 10,000, 100,000 and 1,000,000 steps (the last writes 6.6 GB:
+the disk's write-back, not the writer, slows it); UNITS=4 (1.8 KB rows): 37, 26-86,
+94, 36, 20 us/step (noise of the shared machine; no growth with the run's length).
+
 Run: .venv/bin/python tests/bench/bench_rundir_write.py [max_steps (default 1000000)]
 Prints microseconds per step for each run length, over the whole run and over
 its last 10 % (where a cost that grows with the run would show most).

@@ -138,7 +138,7 @@ class ChainExplorer(TheoryPanel):
         self.legend = theme.legend(self.product_plot.vb, offset=(10, 10))
         self.legend.addItem(self.product_curve, "|∂a_L/∂b_l|")
         self.legend.addItem(self.bound_curve, "0.25^(L−l+1): sigmoid bound, |w| ≤ 1")
-        self.body.addWidget(self.view, 1)
+        self.add_view(self.view)
         self.equation = QLabel()
         self.equation.setWordWrap(True)
         self.equation.setTextInteractionFlags(Qt.TextSelectableByMouse)

@@ -7,6 +7,8 @@ from PySide6.QtWidgets import (QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel,
 
 from backprop_lab.widgets import theme
 
+VIEW_MIN_HEIGHT = 300
+
 
 def spin(lo: float, hi: float, value: float, step: float = 0.1, decimals: int = 3, tip: str = "") -> QDoubleSpinBox:
     s = QDoubleSpinBox()
@@ -66,6 +68,11 @@ class TheoryPanel(QWidget):
         self._titles = getattr(self, "_titles", [])
         self._titles.append((plot, text))
         plot.setTitle(text, size=f"{theme.font_size(1)}pt", color=theme.FOREGROUND)
+
+    def add_view(self, view) -> None:
+        """The view's plots: they keep a usable height however long the paragraph under them is."""
+        view.setMinimumHeight(VIEW_MIN_HEIGHT)
+        self.body.addWidget(view, 1)
 
     def add_control(self, widget) -> None:
         self.controls.addWidget(widget)

@@ -59,7 +59,7 @@ class PathProducts(TheoryPanel):
         for i, L in enumerate(DEPTHS):
             c = self.plot.plot([0, 1], [0], stepMode="center", pen=pg.mkPen(theme.layer_colour(i, len(DEPTHS)), width=3))
             self.curves.append(c)
-        self.body.addWidget(self.view, 1)
+        self.add_view(self.view)
         self.summary = QLabel()
         self.summary.setTextFormat(Qt.RichText)
         self.body.addWidget(self.summary)

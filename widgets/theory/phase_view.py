@@ -103,7 +103,7 @@ class PhaseMap(TheoryPanel):
             self.plot.addItem(t)
         self.legend = theme.legend(self.plot.vb, offset=(-10, 10))
         self.legend.addItem(self.critical, "mean field: χ₁ = 1")
-        self.body.addWidget(self.view, 1)
+        self.add_view(self.view)
         self.plot.scene().sigMouseClicked.connect(self._on_clicked)
         self.plot.scene().sigMouseMoved.connect(self._on_hover)
 

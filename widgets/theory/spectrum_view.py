@@ -57,7 +57,7 @@ class JacobianSpectrum(TheoryPanel):
         self.plot.addLine(x=0, pen=pg.mkPen(theme.FOREGROUND, width=2, style=Qt.DashLine))
         self.hist = self.plot.plot([0, 1], [0], stepMode="center", fillLevel=0,
                                    brush=theme.HISTOGRAM_BRUSH, pen=pg.mkPen(theme.SERIES[0], width=3))
-        self.body.addWidget(self.view, 1)
+        self.add_view(self.view)
         self.readout = QLabel("Press Compute to measure the stack in the editor.")
         self.readout.setWordWrap(True)
         self.body.addWidget(self.readout)
