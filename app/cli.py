@@ -158,6 +158,8 @@ def cmd_gui(argv) -> int:
     p = argparse.ArgumentParser(prog="backprop-lab", description="Watch gradients vanish and explode.")
     p.add_argument("spec", nargs="?", help="a spec file to open")
     p.add_argument("--run", action="store_true", help="start training at once")
+    p.add_argument("--quit-when-done", action="store_true",
+                   help="with --run: quit when the run ends, printing steps per second on stderr")
     p.add_argument("--watch", metavar="RUN_DIR", help=argparse.SUPPRESS)
     p.add_argument("--model", metavar="FILE.py:Class", help="open the app on your own nn.Module (runs the file)")
     p.add_argument("--kwargs", metavar="JSON", default="{}", help="the class's keyword arguments (--model)")
@@ -170,7 +172,7 @@ def cmd_gui(argv) -> int:
         return _fail(f"--kwargs must be a JSON object, got {args.kwargs!r}")
     from backprop_lab.app.main import main as gui_main
     return gui_main(spec=args.spec, run=args.run, watch=args.watch, model=args.model, model_kwargs=kwargs,
-                    data=args.data)
+                    data=args.data, quit_when_done=args.quit_when_done)
 
 
 def main(argv=None) -> int:

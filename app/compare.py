@@ -1,6 +1,6 @@
 """The compare window: two runs of the same data and seed, side by side.
 
-Each side is a Session (its own training thread and History) or a saved run
+Each side is a Session (its own training process and History) or a saved run
 record. The window only wires: toolbar actions to the sessions, both
 Histories to a CompareView, and a 10 Hz timer to the view's refresh (the
 view redraws only when either History changed).
@@ -46,6 +46,7 @@ class CompareWindow(QMainWindow):
         for s, spec in zip(self.sessions, (spec_a, spec_b)):
             if spec is not None:
                 s.set_spec(spec, base_dir)
+                s.warm_up()  # each live side trains in a process of its own, started now
         self._on_history_reset()
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
@@ -76,7 +77,7 @@ class CompareWindow(QMainWindow):
     def start(self) -> None:
         """Train both live sides (a finished side starts over: same spec, same seed)."""
         for k, s in enumerate(self.sessions):
-            if self.records[k] is not None or s.trainer is None:
+            if self.records[k] is not None or not s.can_train:
                 continue
             if s.state == "finished":
                 s.reset()
@@ -152,7 +153,7 @@ class CompareWindow(QMainWindow):
         """Stop the timer and both training threads, waiting for them; safe to call twice."""
         self._timer.stop()
         for s in self.sessions:
-            s.stop()
+            s.shutdown()
 
     def closeEvent(self, event) -> None:
         self.shutdown()

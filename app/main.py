@@ -1,8 +1,11 @@
 """Start the desktop app: check the display, make the window, exit cleanly.
 
-Ctrl+C and SIGTERM in the terminal close the window like Ctrl+Q does: the
-training thread is stopped, the window (and its pyqtgraph widgets) is deleted
-before the interpreter exits, and the exit status is 0.
+The window is shown first; the training process (engine.worker) is started
+right after, in the background, and imports torch while the user looks at the
+window. Ctrl+C and SIGTERM in the terminal close the window like Ctrl+Q does:
+the training process is told to stop and ended (terminated if it must be),
+the window (and its pyqtgraph widgets) is deleted before the interpreter
+exits, and the exit status is 0.
 """
 from __future__ import annotations
 
@@ -10,12 +13,6 @@ import ctypes.util
 import os
 import signal
 import sys
-
-# The trainer makes many short GIL-free torch calls, each of which must win the
-# GIL back from the GUI thread while it draws; with Python's default 5 ms switch
-# interval the trainer ran at ~28 % of its headless speed while the window
-# drew at 10 Hz, at 0.5 ms at ~45 % (see tests/bench).
-SWITCH_INTERVAL = 0.0005
 
 XCB_LIBS = {"xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4", "xcb-keysyms": "libxcb-keysyms1"}
 
@@ -39,13 +36,26 @@ def display_problem() -> str | None:
     return None
 
 
+def report_when_done(window, app, stream=sys.stderr) -> None:
+    """--quit-when-done: when the run ends, print what ``backprop-lab run`` prints and quit (exit 0)."""
+    from PySide6.QtCore import QTimer
+
+    def done(reason: str) -> None:
+        steps, seconds = window.session.last_run
+        if not steps and window.session.history is not None:
+            steps = len(window.session.history)
+        print(f"{reason}: {steps} steps in {seconds:.2f} s, {steps / max(seconds, 1e-9):.1f} steps/s",
+              file=stream, flush=True)
+        QTimer.singleShot(0, window.close)
+    window.session.run_ended.connect(done)
+
+
 def main(spec: str | None = None, run: bool = False, watch: str | None = None, model: str | None = None,
-         model_kwargs: dict | None = None, data: str = "digits") -> int:
+         model_kwargs: dict | None = None, data: str = "digits", quit_when_done: bool = False) -> int:
     problem = display_problem()
     if problem:
         print(f"backprop-lab: {problem}", file=sys.stderr)
         return 1
-    sys.setswitchinterval(SWITCH_INTERVAL)
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -56,12 +66,17 @@ def main(spec: str | None = None, run: bool = False, watch: str | None = None, m
     app.setOrganizationName("Backprop Lab")
     window = MainWindow()
     window.show()
+    if not watch:
+        QTimer.singleShot(0, window.session.warm_up)  # torch is imported there, behind the drawn window
     if model:
         window.model_opener().open_path(model, model_kwargs, data)
     elif watch:
         window.watch_directory(watch)
     elif spec:
         if window.open_spec_file(spec) and run:
+            if quit_when_done:
+                report_when_done(window, app)
+
             def start():
                 window.session.start()
                 print(f"backprop-lab: training {window.session.spec['name']!r}", file=sys.stderr, flush=True)

@@ -213,8 +213,7 @@ class MainWindow(QMainWindow):
         from backprop_lab.engine.theory import overlay
         acts = s.layer_activations()   # the flow panel's theory overlay: the chain rule's prediction
         self.flow.theory = lambda h, statistic: overlay.predicted(h, acts, statistic)
-        data = s.exp.data.describe() if s.exp else "—"
-        self.status_labels["data"].setText(f"data: {data}")
+        self.status_labels["data"].setText(f"data: {s.data_description}")
         if s.problem:
             self.statusBar().showMessage(s.problem)
 
@@ -237,7 +236,8 @@ class MainWindow(QMainWindow):
         self.status_labels["state"].setText(state)
 
     def _on_run_ended(self, reason: str) -> None:
-        self.statusBar().showMessage(f"Run ended: {reason}", 10000)
+        hint = " (Run > Show the last error's details)" if reason.startswith("failed") else ""
+        self.statusBar().showMessage(f"Run ended: {reason}{hint}", 10000)
         self._refresh(force_diagnosis=True)
 
     def _show_error(self, message: str) -> None:
@@ -505,7 +505,10 @@ class MainWindow(QMainWindow):
         self._timer.stop()
         if self._watch is not None:
             self._watch.stop()
-        self.session.stop()
+        for other in self.findChildren(QMainWindow):   # compare windows opened from here: their workers too
+            if other is not self and hasattr(other, "shutdown"):
+                other.shutdown()
+        self.session.shutdown()
 
     def closeEvent(self, event) -> None:
         if self.ask_on_close and self.has_unsaved_edits():

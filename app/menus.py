@@ -60,6 +60,8 @@ class Menus:
         tb = w.toolbar
         for a in (tb.run, tb.pause, tb.step, tb.stop, tb.reset):
             r.addAction(a)
+        r.addSeparator()
+        self.error_details = self._add(r, "Show the last &error's details…", None, self.show_error_details)
 
         v = mb.addMenu("&View")
         for dock in w.docks.values():
@@ -221,6 +223,17 @@ class Menus:
                 export_widget(widget, path)
             except OSError as e:
                 self.w._show_error(str(e))
+
+    def show_error_details(self) -> None:
+        """The traceback of the last failure in the training process (a user's model, most often)."""
+        tb = self.w.session.last_traceback
+        box = QMessageBox(QMessageBox.Information, "Backprop Lab: last error",
+                          "The last run failed in the training process; its traceback:" if tb else
+                          "No run has failed in the training process.", QMessageBox.Ok, self.w)
+        if tb:
+            box.setDetailedText(tb)
+        box.open()   # window-modal, non-blocking
+        self.w.error_box = box
 
     def about_experiment(self) -> None:
         s = self.w.session.spec

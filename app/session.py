@@ -1,25 +1,37 @@
-"""The session: owns the current spec, the training thread and the recorded History.
+"""The session: owns the current spec, the training process and the recorded History.
 
-The engine's Trainer runs in a QThread worker. The worker never touches a
-widget: it collects the numpy Snapshots of every step and hands them to the GUI
-thread in batches, at most ~30 batches a second however fast training goes
-(no step is dropped; only the number of signals is bounded). The GUI thread
-appends them to the History and the views redraw from it.
+Training runs in a process of its own (engine.worker, started by
+app.worker_client): this process never imports torch, so drawing and training
+never share an interpreter lock, and a user's model that crashes or hangs
+cannot take the window with it. The worker is started in the background as
+soon as the window asks (``warm_up``); Run before it is ready is sent at once
+and served when it is.
+
+A built-in stack's plan (shapes, problems, the layers the History will hold)
+is made here without torch; a custom model's comes back from the worker. The
+model and data are built in the worker when a run starts (Run, Step), not on
+every edit. The worker hands batches of numpy snapshots, at most ~30 a second,
+every step in one; they are appended to the History and the views redraw
+from it.
 """
 from __future__ import annotations
 
 import copy
-import time
+import json
+import logging
+import math
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal
 
-from backprop_lab.engine import experiment, record, spec as specmod
+from backprop_lab.engine import record, spec as specmod
 from backprop_lab.engine.activations import ACTIVATIONS, activation, kind_of_name
-from backprop_lab.engine.build import plan
+from backprop_lab.engine.data import make_dataset
 from backprop_lab.engine.history import History
-from backprop_lab.engine.run_end import EndKind, RunEnd
-from backprop_lab.engine.trainer import FINISHED, Control, Trainer  # noqa: F401
+from backprop_lab.engine.plan import Layout, layout, plan
+from backprop_lab.engine.run_end import STOPPED, EndKind, RunEnd
+
+log = logging.getLogger(__name__)
 
 def activation_from_name(name: str):
     """Activation of a recorded layer name: "2 sigmoid", "act1 (LeakyReLU)", "fc1 -> relu (functional)"
@@ -28,78 +40,107 @@ def activation_from_name(name: str):
     return activation({"type": kind if kind in ACTIVATIONS else "identity"})
 
 
-EMIT_INTERVAL = 1 / 30  # seconds between batches sent to the GUI thread
-HIST_EVERY = 4          # a histogram of z every few steps is plenty for the live panel
-
-
-class TrainingWorker(QObject):
-    """Runs Trainer.run in its thread; emits coalesced batches of snapshots."""
-
-    snapshots_ready = Signal(object)   # (the History they belong to, [Snapshot, ...])
-    finished = Signal(str)
-
-    def __init__(self, trainer: Trainer, control: Control, steps: int):
-        super().__init__()
-        self.trainer, self.control, self.steps = trainer, control, steps
-        self.history = None   # the History these snapshots are for (set by the session)
-        self._pending: list = []
-        self._last_emit = 0.0
-
-    def _on_snapshot(self, snap) -> None:
-        self._pending.append(snap)
-        now = time.perf_counter()
-        if now - self._last_emit >= EMIT_INTERVAL or self.control.paused:
-            self._flush(now)
-
-    def _flush(self, now: float) -> None:
-        if self._pending:
-            batch, self._pending = self._pending, []
-            self.snapshots_ready.emit((self.history, batch))
-        self._last_emit = now
-
-    @Slot()
-    def run(self) -> None:
-        try:
-            reason = self.trainer.run(self.steps, self.control, self._on_snapshot)
-        except Exception as e:  # a user's model failing mid-run must not kill the app
-            reason = f"failed at step {self.trainer.step_index}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        self._flush(time.perf_counter())
-        self.finished.emit(reason)
+HIST_EVERY = 4      # a histogram of z every few steps is plenty for the live panel
+STOP_GRACE = 2.0    # seconds Stop waits for the current step to end before it terminates the worker
+QUIT_GRACE = 0.5    # ... and quitting
 
 
 class Session(QObject):
-    """Spec + experiment + training thread + History, with thread-safe controls."""
+    """Spec + plan + training process + History; every control is a message to the worker."""
 
-    spec_changed = Signal()           # a new or edited spec (the model was rebuilt)
+    spec_changed = Signal()           # a new or edited spec (its plan is known)
     history_reset = Signal()          # a new, empty History (or a loaded record)
     history_updated = Signal()        # new rows in the History
-    state_changed = Signal(str)       # "idle", "running", "paused", "finished", "viewing"
+    state_changed = Signal(str)       # "idle", "running", "paused", "finished", "viewing", "watching"
     run_ended = Signal(str)           # the reason a run ended
-    error = Signal(str)               # a problem to show the user (bad spec, bad file...)
+    error = Signal(str)               # a problem to show the user (bad spec, bad file, a dead worker...)
+    worker_ready = Signal()           # the training process has imported torch and waits
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.spec: dict = specmod.validate(specmod.new_spec())
         self.base_dir: Path | None = None
         self.path: Path | None = None       # the spec file, when one was opened or saved
-        self.exp = None
-        self.trainer: Trainer | None = None
         self.history: History | None = None
         self.infos: list = []               # plan of the stack: shapes and problems per layer
         self.problem: str | None = None     # why the current spec cannot be built
+        self.data_description = "—"
         self.state = "idle"
-        self._control: Control | None = None
-        self._thread: QThread | None = None
-        self._worker: TrainingWorker | None = None
-        self._steps_at_start, self._t_start = 0, 0.0
         self.steps_per_second = 0.0
+        self.last_traceback: str | None = None  # of the last failure in the worker (shown on request)
+        self.last_run = (0, 0.0)            # (steps, seconds in the worker) of the last run that ended
+        self._layout: Layout | None = None
+        self._acts: list = []               # layer dicts of the activation layers, input side first
+        self._trainable = True              # False while showing a record that cannot be rebuilt
+        self._needs_build = True            # the worker's model is not the spec's (an edit, a reset)
+        self._run_active = False            # a run was sent and has not ended
+        self._client = None
+        self._plan_token = 0
+        self._data_cache: tuple | None = None
+        self._replan()
+        self._new_history()
+
+    # ------------------------------------------------------------------ the worker
+    @property
+    def worker_pid(self) -> int | None:
+        return self._client.pid if self._client is not None else None
+
+    def warm_up(self) -> None:
+        """Start the training process now (it imports torch in the background)."""
+        self._worker()
+
+    def _worker(self):
+        if self._client is None or not self._client.alive:
+            from backprop_lab.app.worker_client import WorkerClient
+            self._drop_client()
+            self._client = WorkerClient(self)
+            self._client.received.connect(self._on_message)
+            self._client.died.connect(self._on_worker_died)
+            self._needs_build = True  # a new process has no model yet
+        return self._client
+
+    def _drop_client(self) -> None:
+        c, self._client = self._client, None
+        if c is not None:
+            try:
+                c.received.disconnect(self._on_message)
+                c.died.disconnect(self._on_worker_died)
+            except (RuntimeError, TypeError):
+                pass
+            c.close(QUIT_GRACE)
+            c.deleteLater()
+
+    def _send(self, msg: tuple) -> None:
+        self._worker().send(msg)
+
+    def _on_message(self, msg: tuple) -> None:
+        kind = msg[0]
+        if kind == "batch":
+            self._on_batch(msg[1], msg[2])
+        elif kind == "built":
+            self._on_built(*msg[1:])
+        elif kind == "build_failed":
+            self._run_active = False
+            self.problem = msg[1]
+            self.error.emit(msg[1])
+            self._set_state("idle")
+            self.run_ended.emit(f"cannot build: {msg[1]}")
+        elif kind == "ended":
+            self._on_ended(*msg[1:])
+        elif kind == "plan":
+            self._on_plan(*msg[1:])
+        elif kind == "fatal":
+            self.last_traceback = msg[2]
+            log.error("the training process ended itself: %s\n%s", msg[1], msg[2])
+        elif kind == "ready":
+            self.worker_ready.emit()
 
     # ------------------------------------------------------------------ spec
     def set_spec(self, spec: dict, base_dir=None, path=None) -> bool:
-        """Adopt a spec (validated) and rebuild; False (with error emitted) if unusable.
+        """Adopt a spec (validated) and plan it; False (with error emitted) if unusable.
 
-        A spec that validates but does not build (a shape that does not fit) is
-        kept, so the user can fix it in the editor; Run is refused until then.
+        A spec that validates but does not fit (a shape) is kept, so the user can
+        fix it in the editor; Run is refused until then.
         """
         try:
             spec = specmod.validate(spec)
@@ -112,7 +153,11 @@ class Session(QObject):
             self.base_dir = Path(base_dir) if base_dir else (Path(path).parent if path else None)
         if path is not None:
             self.path = Path(path)
-        self._rebuild()
+        self._trainable = True
+        self._needs_build = True
+        self._replan()
+        self._new_history()
+        self._set_state("idle")
         self.spec_changed.emit()
         return True
 
@@ -133,153 +178,205 @@ class Session(QObject):
         self.path, self.base_dir = Path(path), Path(path).parent
         return True
 
+    def _dataset(self):
+        key = (json.dumps(self.spec["data"], sort_keys=True), str(self.base_dir))
+        if self._data_cache is None or self._data_cache[0] != key:
+            self._data_cache = (key, make_dataset(self.spec["data"], self.base_dir))
+        return self._data_cache[1]
+
     def plan_layers(self, layers: list) -> list:
         """Shapes and problems of a candidate stack against the current data."""
-        if self.exp is None:
-            return []
-        return plan(layers, self.exp.data.input_shape, self.exp.data.n_outputs)
-
-    def _rebuild(self) -> None:
-        self.problem = None
-        self.exp = self.trainer = None
         try:
-            self.exp = experiment.build(self.spec, self.base_dir)
-            self.trainer = Trainer(self.exp, hist_every=HIST_EVERY)
-            self.infos = self.exp.model.infos
-        except specmod.SpecError as e:
-            self.problem = str(e)
-            self.infos = self._plan_without_model()
-            self.error.emit(self.problem)
-        self._new_history()
-        self._set_state("idle")
-
-    def _plan_without_model(self) -> list:
-        if "layers" not in self.spec["model"]:
-            return []
-        try:
-            from backprop_lab.engine.data import make_dataset
-            d = make_dataset(self.spec["data"], self.base_dir)
-            return plan(self.spec["model"]["layers"], d.input_shape, d.n_outputs)
+            d = self._dataset()
         except specmod.SpecError:
             return []
+        return plan(layers, d.input_shape, d.n_outputs)
+
+    def _replan(self) -> None:
+        """The plan of the spec, without torch for a stack; a custom model's is asked of the worker."""
+        self.problem, self._layout, self._acts, self.infos = None, None, [], []
+        try:
+            d = self._dataset()
+        except specmod.SpecError as e:
+            self.problem, self.data_description = str(e), "—"
+            self.error.emit(self.problem)
+            return
+        self.data_description = d.describe()
+        m = self.spec["model"]
+        if "layers" not in m:
+            self._plan_token += 1
+            self._send(("plan", self._plan_token, self.copy_spec(), self.base_dir))
+            return
+        if self.spec["train"]["loss"] == "cross_entropy" and d.task != "classification":
+            self.problem = "train.loss: cross_entropy needs class labels; this data is regression (use mse)"
+        self.infos = plan(m["layers"], d.input_shape, d.n_outputs)
+        bad = next((i for i in self.infos if i.problem), None)
+        if bad:
+            where = "output layer" if bad.added else f"layer {bad.path} ({bad.type})"
+            self.problem = f"{where}: {bad.problem}"
+        if self.problem:
+            self.error.emit(self.problem)
+            return
+        self._layout = layout(m["layers"], self.infos, d.x_train.shape)
+        self._acts = self._layout.act_layers
+
+    def _on_plan(self, token, infos, lay, description, problem) -> None:
+        if token != self._plan_token:
+            return  # the answer to a spec since replaced
+        self.infos, self.data_description, self.problem = infos, description, problem
+        if problem:
+            self.error.emit(problem)
+        if lay is not None:
+            self._layout, self._acts = lay, lay.act_layers
+            if not self._run_active and (self.history is None or len(self.history) == 0):
+                self._new_history()
+        self.spec_changed.emit()
 
     def _new_history(self) -> None:
-        if self.trainer is None:
-            self.history = None
-        else:
-            steps = experiment.time_steps(self.exp)
-            self.history = History.for_probe(self.trainer.probe, time_steps=steps)
+        lay = self._layout
+        self.history = None if lay is None else History(lay.layer_names, lay.act_names, lay.units, lay.time_steps)
         self.history_reset.emit()
 
     # ------------------------------------------------------------------ controls
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        """A run is going on in the worker (running or paused)."""
+        return self._run_active
+
+    @property
+    def can_train(self) -> bool:
+        return self._trainable
 
     def start(self) -> None:
         """Run (or resume) training."""
-        if self._control is not None:
-            self._control.resume()
+        if self._run_active:
+            self._send(("resume",))
             self._set_state("running")
             return
         self._launch(paused=False)
 
     def pause(self) -> None:
-        if self._control is not None:
-            self._control.pause()
+        if self._run_active:
+            self._send(("pause",))
             self._set_state("paused")
 
     def step(self, n: int = 1) -> None:
-        if self._control is not None:
-            self._control.step(n)
+        if self._run_active:
+            self._send(("step", int(n)))
             self._set_state("paused")
         else:
             self._launch(paused=True, steps=n)
 
-    def set_lr(self, lr: float) -> None:
-        self.spec["train"]["lr"] = float(lr)
-        if self._control is not None:
-            self._control.set_lr(lr)
-        elif self.trainer is not None:
-            self.trainer.set_lr(lr)
+    def set_lr(self, lr: float) -> bool:
+        """Change the learning rate, also mid-run; refused (with a message) unless positive and finite."""
+        try:
+            lr = float(lr)
+        except (TypeError, ValueError):
+            lr = math.nan
+        if not (math.isfinite(lr) and lr > 0):
+            self.error.emit(f"learning rate must be a positive, finite number (got {lr})")
+            return False
+        self.spec["train"]["lr"] = lr
+        if self._client is not None and self._client.alive:
+            self._client.send(("lr", lr))
+        return True
 
-    def stop(self, timeout_ms: int = 2000) -> None:
-        """Stop the worker and wait for it (prompt: the loop checks between steps)."""
-        if self._control is not None:
-            self._control.stop()
-        if self._thread is not None:
-            self._thread.quit()
-            self._thread.wait(timeout_ms)
-            self._on_thread_done()
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop the run: prompt (the worker checks between steps). A step that does not end
+        within ``grace`` seconds gets the worker terminated, and the session says so."""
+        if not self._run_active:
+            return
+        c = self._client
+        if not c.ready:  # still importing torch: nothing ran yet; a fresh process starts behind
+            self._drop_client()
+            self._needs_build = True
+            self._end_run(STOPPED)
+            self.warm_up()
+            return
+        c.send(("stop",))
+        if c.wait_for(lambda: not self._run_active, grace):
+            return
+        reason = (f"stopped: the current step did not end within {grace:g} s, so the training "
+                  f"process was terminated (last step received: {self._last_step()})")
+        self._drop_client()
+        self._needs_build = True
+        self._end_run(reason)
+        self.error.emit(reason)
 
     def reset(self) -> None:
         """Stop and start over from freshly drawn weights."""
         self.stop()
-        self._rebuild()
+        self._needs_build = True
+        if self.state == "viewing":
+            self._replan()
+        self._new_history()
+        self._set_state("idle")
 
     def _launch(self, paused: bool, steps: int | None = None) -> None:
-        if self.trainer is None:
+        if not self._trainable or self.problem is not None:
             self.error.emit(self.problem or "nothing to train")
             return
-        if self.state == "viewing":
-            self._new_history()
-        self._control = Control()
-        if paused:
-            self._control.step(steps or 1)
-        total = self.spec["train"]["steps"]
-        remaining = total - self.trainer.step_index
-        n = remaining if remaining > 0 else total
-        self._thread = QThread()
-        self._worker = TrainingWorker(self.trainer, self._control, n)
-        self._worker.history = self.history   # its snapshots belong to this History only
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        self._worker.snapshots_ready.connect(self._on_snapshots)
-        self._worker.finished.connect(self._on_worker_finished)
-        self._steps_at_start, self._t_start = self.trainer.step_index, time.perf_counter()
-        self._thread.start()
+        c = self._worker()
+        build = None
+        if self._needs_build:
+            if self.state == "viewing" or self.history is None or len(self.history):
+                self._new_history()
+            build = (self.copy_spec(), self.base_dir, HIST_EVERY)
+            self._needs_build = False
+        self._run_active = True
+        self.steps_per_second = 0.0
+        c.send(("start", build, self.spec["train"]["steps"], paused, steps or 1, self.spec["train"]["lr"]))
         self._set_state("paused" if paused else "running")
 
-    @Slot(object)
-    def _on_snapshots(self, payload) -> None:
-        owner, snaps = payload
-        if self.history is None or owner is not self.history:
-            return   # a stopped worker's last batch, queued before the History was replaced
-        self.history.extend(snaps)
-        dt = time.perf_counter() - self._t_start
-        if dt > 0 and self.trainer is not None:
-            self.steps_per_second = (self.trainer.step_index - self._steps_at_start) / dt
+    # ------------------------------------------------------------------ from the worker
+    def _on_built(self, lay: Layout, infos, description) -> None:
+        self.data_description = description
+        if "layers" not in self.spec["model"]:
+            self.infos = infos
+        if self._layout is None or lay.key() != self._layout.key() or self.history is None:
+            self._layout, self._acts = lay, lay.act_layers
+            self._new_history()
+            self.spec_changed.emit()
+
+    def _on_batch(self, batch: dict, rate: float) -> None:
+        if self.history is None:
+            return
+        self.history.extend_packed(batch)
+        self.steps_per_second = rate
         self.history_updated.emit()
 
-    @Slot(str)
-    def _on_worker_finished(self, reason: str) -> None:
-        sender = self.sender()
-        if sender is not None and sender is not self._worker:
-            return   # a worker already stopped and replaced: its end is not this run's
-        if self._thread is not None:
-            self._thread.quit()
-            self._thread.wait()
-        self._on_thread_done()
+    def _on_ended(self, reason: str, tb, steps: int, seconds: float) -> None:
+        self.last_run = (steps, seconds)
+        if tb:
+            self.last_traceback = tb
+            log.error("training failed: %s\n%s", reason, tb)
+        self._end_run(reason)
+
+    def _on_worker_died(self, cause: str) -> None:
+        self._needs_build = True
+        c, self._client = self._client, None
+        if c is not None:
+            if c.fatal_traceback:
+                self.last_traceback = c.fatal_traceback
+            c.close(0.0)
+            c.deleteLater()
+        message = f"the training process died: {cause}; last step received: {self._last_step()}"
+        if self._run_active:
+            self._end_run(message)
+        self.error.emit(message + ". The history is kept (File > Save run); Run starts a new process.")
+
+    def _last_step(self) -> str:
+        h = self.history
+        return str(int(h.steps[-1])) if h is not None and len(h) else "none"
+
+    def _end_run(self, reason: str) -> None:
+        self._run_active = False
         if self.history is not None:
             self.history.stop_reason = reason
         end = RunEnd.parse(reason)
         self._set_state("finished" if end is not None and end.kind in (EndKind.FINISHED, EndKind.NON_FINITE)
                         else "idle")
         self.run_ended.emit(reason)
-
-    def _on_thread_done(self) -> None:
-        if self._worker is not None:
-            try:
-                self._worker.snapshots_ready.disconnect(self._on_snapshots)
-                self._worker.finished.disconnect(self._on_worker_finished)
-            except (RuntimeError, TypeError):
-                pass
-            self._worker.deleteLater()
-        if self._thread is not None:
-            self._thread.deleteLater()
-        self._thread = self._worker = self._control = None
-        if self.state in ("running", "paused"):
-            self._set_state("idle")
 
     def _set_state(self, state: str) -> None:
         if state != self.state:
@@ -310,12 +407,15 @@ class Session(QObject):
         spec.pop("stopped", None)
         try:
             self.spec = specmod.validate(spec)
-            self.exp = experiment.build(self.spec, Path(path).parent)
-            self.trainer = Trainer(self.exp, hist_every=HIST_EVERY)
-            self.infos, self.problem = self.exp.model.infos, None
-        except specmod.SpecError as e:  # e.g. the record's data file is gone: still viewable
-            self.exp = self.trainer = None
+            self.base_dir = Path(path).parent
+            self._trainable = True
+            self._replan()
+            if self.problem:  # e.g. the record's data file is gone: still viewable
+                self.problem = f"the record's spec cannot be rebuilt here: {self.problem}"
+        except specmod.SpecError as e:
+            self._trainable = False
             self.problem = f"the record's spec cannot be rebuilt here: {e}"
+        self._needs_build = True
         self.path = None
         self.history = history
         self.spec_changed.emit()
@@ -327,7 +427,8 @@ class Session(QObject):
         """Show a History that was not trained here (a followed run directory)."""
         self.stop()
         self.history = history
-        self.exp = self.trainer = None
+        self._trainable = False
+        self._layout, self._acts = None, []
         self.problem = None
         self.spec_name = spec.get("name", "")
         self.history_reset.emit()
@@ -335,9 +436,24 @@ class Session(QObject):
 
     def layer_activations(self) -> list:
         """The Activation of each activation layer (for the f, f' panel), input side first."""
-        if self.exp is not None:
-            return [a for _, _, a in self.exp.model.act_layers]
-        return [activation_from_name(n) for n in (self.history.act_names if self.history else [])]
+        names = self.history.act_names if self.history else []
+        if self._acts and len(self._acts) == len(names):
+            out = []
+            for layer, name in zip(self._acts, names):
+                try:
+                    out.append(activation(layer))
+                except (KeyError, ValueError):
+                    out.append(activation_from_name(name))
+            return out
+        return [activation_from_name(n) for n in names]
 
     def copy_spec(self) -> dict:
         return copy.deepcopy(self.spec)
+
+    def shutdown(self, grace: float = QUIT_GRACE) -> None:
+        """Stop any run and end the training process (terminated if it must be); safe to call twice."""
+        if self._run_active and self._client is not None:
+            self._client.send(("stop",))
+            self._client.wait_for(lambda: not self._run_active, min(grace, 0.3))
+        self._drop_client()
+        self._run_active = False

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .limits import MAX_HISTORY_UNITS
-from .snapshot import PER_ACT, PER_LAYER, SCALARS, Snapshot
+from .snapshot import OPTIONAL_ROWS, PER_ACT, PER_LAYER, ROWS, SCALARS, Snapshot, unpack_last
 
 DEFAULT_BUDGET = 96 * 2**20  # bytes for all arrays together
 
@@ -102,6 +102,42 @@ class History:
     def extend(self, snaps) -> None:
         for s in snaps:
             self.append(s)
+
+    def extend_packed(self, batch: dict) -> None:
+        """Append a packed batch (engine.snapshot.pack): the same rows as ``extend``, by slices."""
+        total, done = len(batch["step"]), 0
+        while done < total:
+            if self.n == self.capacity:
+                self._decimate()
+            i, k = self.n, min(total - done, self.capacity - self.n)
+            first = self._serial[i - 1] + 1 if i else 0
+            self._serial[i:i + k] = np.arange(first, first + k)
+            for key in ROWS:
+                rows = batch[key][done:done + k]
+                if key == "neuron_grad" and self._pool is not None:
+                    starts, counts, units = self._pool
+                    if rows.shape[1] != units:
+                        continue
+                    rows = (np.add.reduceat(rows.astype(np.float64), starts, axis=1) / counts).astype(np.float32)
+                self._data[key][i:i + k] = rows
+            for key in OPTIONAL_ROWS:
+                rows, width = batch.get(key), self.widths.get(key)
+                if rows is None or not width:
+                    continue
+                if isinstance(rows, np.ndarray):
+                    if rows.shape[1] == width:
+                        self._data[key][i:i + k] = rows[done:done + k]
+                    continue
+                for j, v in enumerate(rows[done:done + k]):  # rows of their own lengths, or missing
+                    if v is not None and len(v) == width:
+                        self._data[key][i + j] = v
+            self.n += k
+            done += k
+        if total:
+            self.version += total
+            self.latest = unpack_last(batch)
+            if batch.get("preact_hist") is not None:
+                self.latest_hist = batch["preact_hist"]
 
     def _decimate(self) -> None:
         # Thinning the older half by two at every call would halve the oldest rows

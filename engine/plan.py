@@ -3,13 +3,16 @@ cannot work, the reason (no torch: the GUI and the stack document use it).
 
 ``plan`` walks the stack with the shape of one sample (no batch axis) and
 returns one LayerInfo per row, input side first; at the top level it appends
-the output linear layer that engine.build adds (``added``).
+the output linear layer that engine.build adds (``added``). ``layout`` names
+what engine.build will make of a stack (the layers with a weight, the
+activation layers, each layer's units), so the window can show an empty
+History of a built-in stack before the training process has imported torch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .catalog import CATALOG, RECURRENT_TYPES
+from .catalog import ACTIVATION_TYPES, CATALOG, NORM_TYPES, RECURRENT_TYPES
 from .tree import Path, parse_path
 
 
@@ -87,3 +90,55 @@ def plan(layers: list[dict], in_shape: tuple, n_out: int | None = None, prefix: 
         elif not (layers and layers[-1]["type"] == "linear" and shape == (n_out,)):
             infos.append(LayerInfo("out", "linear", shape, (n_out,) if shape else None, added=True))
     return infos
+
+
+@dataclass
+class Layout:
+    """What the probes of a built model report: names, units, activations, time steps."""
+    layer_names: list
+    act_names: list
+    units: list
+    act_layers: list      # the layer dict of each activation layer (for its f, f')
+    recurrent: bool = False
+    time_steps: int = 0   # of time_grad_norm: the sequence length when the net is recurrent
+
+    def key(self) -> tuple:
+        return (tuple(self.layer_names), tuple(self.act_names), tuple(self.units), self.time_steps)
+
+
+def layout(layers: list[dict], infos: list[LayerInfo], x_shape: tuple = ()) -> Layout:
+    """The layers engine.build makes of a stack whose plan has no problem, in its order
+    (tests/test_worker.py holds it to the built probes' on every preset).
+
+    ``x_shape``: the shape of the training inputs (samples first), for the time steps."""
+    out = Layout([], [], [], [])
+
+    def walk(ls, infs):
+        for layer, info in zip(ls, infs):
+            kind = layer["type"]
+            if kind == "linear":
+                out.layer_names.append(info.label)
+                out.units.append(int(layer["units"]))
+            elif kind in ACTIVATION_TYPES:
+                out.act_names.append(info.label)
+                out.act_layers.append(dict(layer))
+            elif kind in NORM_TYPES:
+                out.layer_names.append(info.label)
+                out.units.append(int(info.in_shape[-1]))
+            elif _role(kind) == "block":
+                walk(layer["layers"], info.children)
+                if info.out_shape[-1] != info.in_shape[-1]:
+                    out.layer_names.append(f"{info.path} proj")
+                    out.units.append(int(info.out_shape[-1]))
+            elif kind in RECURRENT_TYPES:
+                out.layer_names.append(info.label)
+                out.units.append(int(layer["units"]))
+                out.recurrent = True
+
+    walk(layers, infos)
+    if infos and infos[-1].added:
+        out.layer_names.append("out linear")
+        out.units.append(int(infos[-1].out_shape[-1]))
+    if out.recurrent and len(x_shape) == 3:
+        out.time_steps = int(x_shape[1])
+    return out

@@ -38,13 +38,17 @@ class Control:
         self._lr = None
 
     def pause(self):
+        """Pause now: single steps still owed by ``step`` are cancelled."""
         with self._cond:
             self._paused = True
+            self._budget = 0
             self._cond.notify_all()
 
     def resume(self):
+        """Run freely; a later pause does not run what an earlier ``step(n)`` had left."""
         with self._cond:
             self._paused = False
+            self._budget = 0
             self._cond.notify_all()
 
     def step(self, n: int = 1):

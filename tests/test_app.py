@@ -53,11 +53,11 @@ def test_a_run_fills_the_heatmap_for_every_layer_and_the_diagnosis(qtbot, window
 def test_step_pause_and_stop_mid_run(qtbot, window):
     window.open_spec_file(PRESETS / "deep_relu_he.json")
     window.session.step(1)
-    qtbot.waitUntil(lambda: window.session.history is not None and len(window.session.history) == 1, timeout=30_000)
+    qtbot.waitUntil(lambda: window.session.history is not None and len(window.session.history) == 1, timeout=120_000)
     assert window.session.state == "paused"
     window.session.spec["train"]["steps"] = 100_000
     window.session.start()
-    qtbot.waitUntil(lambda: len(window.session.history) > 5, timeout=30_000)
+    qtbot.waitUntil(lambda: len(window.session.history) > 5, timeout=120_000)
     t0 = time.monotonic()
     window.session.stop()
     assert time.monotonic() - t0 < 2.0 and not window.session.running
@@ -71,7 +71,7 @@ def test_closing_mid_run_stops_the_worker(qtbot, qsettings):
     w.open_spec_file(PRESETS / "deep_relu_he.json")
     w.session.spec["train"]["steps"] = 100_000
     w.session.start()
-    qtbot.waitUntil(lambda: len(w.session.history) > 3, timeout=30_000)
+    qtbot.waitUntil(lambda: len(w.session.history) > 3, timeout=120_000)
     t0 = time.monotonic()
     w.close()
     assert not w.session.running and time.monotonic() - t0 < 2.0
@@ -107,7 +107,7 @@ def test_editing_is_refused_while_training(qtbot, window):
     window.open_spec_file(PRESETS / "deep_relu_he.json")
     window.session.spec["train"]["steps"] = 100_000
     window.session.start()
-    qtbot.waitUntil(lambda: len(window.session.history) > 1, timeout=30_000)
+    qtbot.waitUntil(lambda: len(window.session.history) > 1, timeout=120_000)
     n = len(window.session.spec["model"]["layers"])
     assert not window.stack.append_layer("relu")
     assert len(window.session.spec["model"]["layers"]) == n
@@ -180,7 +180,7 @@ def test_redraws_slow_down_while_a_costly_run_draws_and_recover_after(qtbot, win
     window.open_spec_file(PRESETS / "deep_relu_he.json")
     window.session.spec["train"]["steps"] = 100_000
     window.session.start()
-    qtbot.waitUntil(lambda: window._timer.interval() == window._pacer.max_ms, timeout=30_000)
+    qtbot.waitUntil(lambda: window._timer.interval() == window._pacer.max_ms, timeout=120_000)
     window.session.stop()
     qtbot.waitUntil(lambda: window.session.state != "running", timeout=10_000)
     qtbot.waitUntil(lambda: window._timer.interval() == mw.REFRESH_MS, timeout=10_000)

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGraphicsRectItem, 
 from backprop_lab.engine import compare
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.axes import NameAxis
-from backprop_lab.widgets.log_image import log10_positive, widen  # noqa: F401  (compare's levels)
+from backprop_lab.widgets.log_image import ZERO_LOG, LogColumns, log10_positive, widen  # noqa: F401  (compare's levels)
 from backprop_lab.widgets.statistics import LABELS, SHORT
 
 pg.setConfigOptions(imageAxisOrder="row-major")
@@ -69,6 +69,9 @@ class CompareView(QWidget):
         self.statistic = "bias_grad_norm"
         self._versions = (None, None)
         self.levels: tuple[float, float] | None = None        # shared by the A and B maps
+        # log10 images of A and B, grown column by column: a refresh transforms only new rows
+        self._columns = (LogColumns((-6.0, 0.0)), LogColumns((-6.0, 0.0)))
+        self._column_keys = [None, None]
         self.ratio_levels: tuple[float, float] | None = None  # symmetric about 0
         self.alignment = None
         self.ratio = np.zeros((0, 0), np.float32)             # [matched layers, common steps]
@@ -183,6 +186,9 @@ class CompareView(QWidget):
         self.labels = tuple(labels)
         self.levels = self.ratio_levels = None
         self._versions = (None, None)
+        self._column_keys = [None, None]
+        for c in self._columns:
+            c.reset()
         self.axes[0].set_names(a.layer_names if a is not None else [])
         self.axes[1].set_names(b.layer_names if b is not None else [])
         for img in (self.image_a, self.image_b, self.ratio_item):
@@ -212,10 +218,10 @@ class CompareView(QWidget):
         if versions == self._versions:
             return
         self._versions = versions
-        imgs = [self._log_image(h) for h in (self.a, self.b)]
-        finite = [im[np.isfinite(im)] for im in imgs if im is not None]
+        imgs, fresh = zip(*(self._log_image(k, h) for k, h in enumerate((self.a, self.b))))
+        finite = [im[np.isfinite(im)] for im in fresh if im is not None]
         finite = np.concatenate(finite) if finite else np.zeros(0)
-        if finite.size:  # one scale from the union of both runs
+        if finite.size:  # one scale from the union of both runs; widened by the new columns only
             self.levels = widen(self.levels, np.percentile(finite, 1), np.percentile(finite, 99))
         levels = self.levels or (-6.0, 0.0)
         spans = [self._show(item, h.steps if h is not None else None, im, levels)
@@ -227,10 +233,17 @@ class CompareView(QWidget):
         self._refresh_table()
 
     # ------------------------------------------------------------------ maps
-    def _log_image(self, h):
+    def _log_image(self, k: int, h):
+        """(the [rows, T] log10 image of a side, its columns new since the last refresh)."""
         if h is None or len(h) == 0:
-            return None
-        return np.ascontiguousarray(log10_positive(h.series(self.statistic)).T, dtype=np.float32)
+            return None, None
+        cols, key = self._columns[k], (id(h), self.statistic)
+        before, ends, steps = cols._n, cols._ends, h.steps
+        img = cols.update(key, steps, h.series(self.statistic))
+        same = cols._key == key and 0 < before <= len(steps) and (steps[0], steps[before - 1]) == ends
+        fresh = img[:, before:] if same and key == self._column_keys[k] else img
+        self._column_keys[k] = key
+        return img, np.where(fresh <= ZERO_LOG, np.nan, fresh)   # a zero (drawn bottom colour) sets no level
 
     @staticmethod
     def _show(item, steps, img, levels):

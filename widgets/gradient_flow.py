@@ -24,6 +24,7 @@ from backprop_lab.widgets.panel import HistoryPanel
 
 LEGEND_ENTRIES = 8   # the legend names at most this many layers (first, last, evenly between, selected)
 LEGEND_MIN_WIDTH = 680   # pixels of panel width below which the legend is left out
+THIN_LINES_ABOVE = 24   # more layers than this: their lines are drawn 1 px wide
 SIDE_BY_SIDE_MIN_WIDTH = 360   # narrower than this, the lines go below the bars instead of beside them
 
 
@@ -47,6 +48,7 @@ class GradientFlow(HistoryPanel):
         super().__init__(parent)
         self.statistic = DEFAULT
         self.curves: list[pg.PlotDataItem] = []
+        self._bar_title, self._bar_style_key, self._bar_style = None, None, ([], [])
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
@@ -83,6 +85,10 @@ class GradientFlow(HistoryPanel):
         self.line_plot = self.view.addPlot(row=0, col=1, axisItems={"left": DecadeAxis()})
         lp = self.line_plot
         lp.setLogMode(y=True)
+        # PlotItem.addItem gives each new curve the plot's own downsampling and clip-to-view modes
+        # (replacing what the curve had): set them here, on the plot, or every stored row is drawn
+        lp.setDownsampling(auto=True, mode="peak")
+        lp.setClipToView(True)
         theme.style_plot(lp, bottom="training step", left=SHORT[self.statistic])
         lp.setTitle("over training", size=f"{theme.font_size()}pt", color=theme.FOREGROUND)
         self.legend = theme.legend(colCount=1)
@@ -105,11 +111,12 @@ class GradientFlow(HistoryPanel):
         n = len(names)
         for i in range(n):
             c = pg.PlotDataItem(pen=self._pen(i, n), connect="finite")
-            c.setDownsampling(auto=True, method="peak")
-            c.setClipToView(True)
             c.setCurveClickable(True, width=8)
             c.sigClicked.connect(lambda _item, _ev=None, i=i: self._on_curve_clicked(i))
-            self.line_plot.addItem(c)
+            self.line_plot.addItem(c)   # after this, not before: addItem sets the two modes below
+            c.setDownsampling(auto=True, method="peak")
+            c.opts["autoDownsampleFactor"] = 1.0   # about one (min, max) pair per pixel, not five
+            c.setClipToView(True)
             self.curves.append(c)
         self.name_axis.set_names([short_name(s) for s in names])
         if not 0 <= self.selected < n:
@@ -164,17 +171,18 @@ class GradientFlow(HistoryPanel):
         if not x.size:   # no finite bar (pyqtgraph fails on an empty list of pens)
             self.bars.setOpts(x=[], height=[], brushes=None, pens=None)
         else:
+            brushes, pens = self._bar_styles(n)
             self.bars.setOpts(x=x, y0=floor, height=(logs - floor)[ok],
-                              brushes=[pg.mkBrush(theme.layer_colour(i, n)) for i in x],
-                              pens=[pg.mkPen(*theme.HIGHLIGHT, width=3) if i == self.selected
-                                    else pg.mkPen(None) for i in x])
+                              brushes=[brushes[i] for i in x], pens=[pens[i] for i in x])
         top = float(np.nanmax(logs)) if ok.any() else 0.0
         floor, top = self._draw_theory(floor, top)
         if ok.any():
             self.bar_plot.setYRange(floor, math.ceil(top + 0.05), padding=0)
         predicted = " · ◆ chain rule" if self.theory_curve.xData is not None and len(self.theory_curve.xData) else ""
-        self.bar_plot.setTitle(f"newest step ({int(h.steps[-1])}){predicted}", size=f"{theme.font_size()}pt",
-                               color=theme.FOREGROUND)
+        title = f"newest step ({int(h.steps[-1])}){predicted}"
+        if title != self._bar_title:   # setTitle lays out HTML: only when the words change
+            self._bar_title = title
+            self.bar_plot.setTitle(title, size=f"{theme.font_size()}pt", color=theme.FOREGROUND)
         steps = h.steps
         values = h.series(self.statistic)
         with np.errstate(invalid="ignore"):
@@ -183,6 +191,16 @@ class GradientFlow(HistoryPanel):
             c.setData(steps, positive[:, i])
 
     # ------------------------------------------------------------------ internals
+    def _bar_styles(self, n: int) -> tuple[list, list]:
+        """The bars' brushes and pens, made once per (layers, selection, theme), not every frame."""
+        key = (n, self.selected, theme.font_size())
+        if self._bar_style_key != key:
+            self._bar_style_key = key
+            self._bar_style = ([pg.mkBrush(theme.layer_colour(i, n)) for i in range(n)],
+                               [pg.mkPen(*theme.HIGHLIGHT, width=3) if i == self.selected else pg.mkPen(None)
+                                for i in range(n)])
+        return self._bar_style
+
     def _draw_theory(self, floor: float, top: float) -> tuple[float, float]:
         """Draw the predicted values (dashed, diamonds) over the bars; the y range grown to hold them."""
         pred = self.theory(self.history, self.statistic) if self.theory is not None else None
@@ -201,7 +219,9 @@ class GradientFlow(HistoryPanel):
         return float(floor), top
 
     def _pen(self, i: int, n: int):
-        return pg.mkPen(theme.layer_colour(i, n), width=3.5 if i == self.selected else 1.5)
+        # many lines: 1 px cosmetic pens (a wide pen is rasterised segment by segment, 10x the cost)
+        width = 3.5 if i == self.selected else (1.5 if n <= THIN_LINES_ABOVE else 1.0)
+        return pg.mkPen(theme.layer_colour(i, n), width=width, cosmetic=True)
 
     def _set_labels(self) -> None:
         s = SHORT[self.statistic]

@@ -19,6 +19,9 @@ KEY = (f"<span style='color:{theme.TRAIN_COLOUR}'><b>―</b> train (the step's b
        f"<span style='color:{theme.TEST_COLOUR}'><b>●―</b> test set (every few steps)</span>")
 
 
+MAX_MARKERS = 300   # test-set markers drawn at most (each is a symbol of its own: costly by the thousand)
+
+
 class LossPlot(HistoryPanel):
     """Loss (top) and accuracy (bottom, hidden for regression) against training step."""
 
@@ -87,8 +90,10 @@ class LossPlot(HistoryPanel):
             self.train_acc.setData(steps, acc * 100.0)
         for curve, key, scale in ((self.test_loss, "test_loss", 1.0), (self.test_acc, "test_accuracy", 100.0)):
             y = h.series(key)
-            ok = np.isfinite(y)
-            curve.setData(steps[ok], y[ok] * scale)
+            idx = np.flatnonzero(np.isfinite(y))
+            if len(idx) > MAX_MARKERS:  # markers are drawn one by one: evenly thinned, the newest kept
+                idx = idx[np.unique(np.linspace(0, len(idx) - 1, MAX_MARKERS).astype(int))]
+            curve.setData(steps[idx], y[idx] * scale)
         if self.acc_plot.isVisible() != has_acc:
             self.acc_plot.setVisible(has_acc)
             self._show_loss_step_axis(not has_acc)
