@@ -35,7 +35,7 @@ fuzz: $(STAMP)
 		$(wildcard tests/test_monkey.py)
 
 bench: $(STAMP)
-	$(BIN)/python tests/bench/bench_probe_overhead.py
+	OMP_NUM_THREADS=1 $(BIN)/python tests/bench/bench_probe_overhead.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tests/bench/bench_window.py
 
 screenshot: $(STAMP)

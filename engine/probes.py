@@ -264,14 +264,22 @@ def _count_above(x: torch.Tensor, t: float, scratch: dict, absolute: bool = Fals
     return _per_layer(torch.sum if exact else functools.partial(torch.sum, dtype=torch.float64), buf)
 
 
-def delta_stats(g: torch.Tensor, per_unit: bool) -> tuple:
+def delta_stats(g: torch.Tensor, per_unit: bool, scratch: dict | None = None) -> tuple:
     """(||dL/dz|| per layer, sum over the batch of |dL/dz_j| per layer and unit) of a stack [layers, ...].
 
-    The second only where the layer's unit axis holds its units (else an empty [layers, 0])."""
+    The second only where the layer's unit axis holds its units (else an empty [layers, 0]).
+    |dL/dz| goes into a buffer of ``scratch`` reused from step to step: a fresh large tensor
+    costs the allocator's page faults each time."""
     norms = safe_norms(g)
     if not per_unit:
         return norms, g.new_empty((g.shape[0], 0))
-    return norms, g.abs().sum(dim=_per_unit_axes(g))
+    if scratch is None:
+        return norms, g.abs().sum(dim=_per_unit_axes(g))
+    key = ("abs", g.shape, g.dtype, g.device)
+    buf = scratch.get(key)
+    if buf is None:
+        buf = scratch[key] = torch.empty_like(g, memory_format=torch.contiguous_format)
+    return norms, torch.abs(g, out=buf).sum(dim=_per_unit_axes(g))
 
 
 def _norms(g: torch.Tensor) -> tuple:
@@ -436,7 +444,7 @@ class Probe:
     def _layer_hook(self, i):
         def on_grad(g):
             g, per_unit, count = self._delta_input(i, g.detach())
-            self._delta_done[i] = (delta_stats(g[None], per_unit), count)
+            self._delta_done[i] = (delta_stats(g[None], per_unit, self._scratch), count)
             return None
 
         also = self.model.outputs_of.get(i, ())
@@ -588,7 +596,7 @@ class Probe:
                 kept[i] = g, per_unit, _ = self._delta_input(i, o.grad)
                 groups.setdefault((g.shape, g.dtype, g.device, per_unit), []).append(i)
         for (*_, per_unit), idx in groups.items():
-            out.append((idx, *over_layers(lambda s, _: delta_stats(s[0], per_unit),
+            out.append((idx, *over_layers(lambda s, _: delta_stats(s[0], per_unit, self._scratch),
                                           ([kept[i][0] for i in idx],), idx), [kept[i][2] for i in idx]))
         return out
 

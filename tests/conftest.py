@@ -62,3 +62,29 @@ def _delete_qt_objects_before_exit():
     app.sendPostedEvents(None, 0)  # 0: QEvent.DeferredDelete is among the posted events
     app.processEvents()
     gc.collect()
+
+
+_exit_status = {"code": None}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _exit_status["code"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """End the test process without the interpreter's own teardown.
+
+    With PySide6 6.11 and pyqtgraph 0.14 the interpreter can segfault while it
+    finalises modules after the last test (status 139 with every test passed):
+    Qt's global objects are destroyed in an order pyqtgraph's Python-side items do
+    not expect. The app itself deletes its windows before exit (app/main.py); the
+    suite, which leaves hundreds of widgets to the garbage collector, leaves by
+    os._exit with pytest's own status once every report has been written.
+    """
+    if _exit_status["code"] is None:
+        return
+    import sys
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status["code"])

@@ -16,6 +16,7 @@ import math
 import weakref
 
 import pyqtgraph as pg
+import shiboken6
 from PySide6.QtGui import QColor, QFont, QFontMetricsF
 from PySide6.QtWidgets import QApplication
 
@@ -172,6 +173,10 @@ def set_presentation_mode(on: bool) -> None:
     f.setPointSize(font_size())
     app.setFont(f)
     for w in app.allWidgets():
+        # a widget whose C++ side is being deleted (deleteLater pending) is still
+        # listed; touching its scene crashes the interpreter
+        if not shiboken6.isValid(w):
+            continue
         if isinstance(w, pg.GraphicsView) and w.scene() is not None:
             for item in w.scene().items():
                 if isinstance(item, pg.AxisItem):
