@@ -34,6 +34,7 @@ class Monkey:
         self.w, self.qtbot, self.rng = w, qtbot, rng
         self.compares = []
         self.counts = {}
+        self.log = []
 
     # ------------------------------------------------------------ stack edits
     def select_random(self):
@@ -107,7 +108,12 @@ class Monkey:
              ("lr", self.lr), ("preset", self.preset), ("remedy", self.remedy), ("compare", self.compare),
              ("tick", self.tick)],
             weights=[6, 8, 5, 4, 8, 8, 12, 4, 2, 3, 1, 6])[0]
-        f()
+        self.log.append(name)
+        with self.qtbot.captureExceptions() as errors:
+            f()
+        if errors:   # say which actions led there (the last ones), then fail with the exception
+            kind, value, _ = errors[0]
+            pytest.fail(f"{kind.__name__}: {value} after actions {self.log[-15:]}")
         self.counts[name] = self.counts.get(name, 0) + 1
 
 
