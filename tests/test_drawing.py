@@ -86,3 +86,49 @@ def test_compare_images_grow_column_by_column_and_equal_a_full_recomputation(qtb
         assert (shown[vals == 0] < v.levels[0]).all()        # a zero: below the scale, the bottom colour
     both = np.concatenate([np.log10(h.series(key)[h.series(key) > 0]) for h in (a, b)])
     assert v.levels[0] <= np.percentile(both, 1) and v.levels[1] >= np.percentile(both, 99)
+
+
+def test_gradient_flow_lines_show_log10_of_every_row_as_the_history_grows_and_thins(qtbot):
+    """The panel takes log10 only of new rows (issue 9): what a line shows must stay exactly
+    log10 of the stored values (gaps where <= 0 or not finite), after appends, thinning and a
+    change of statistic."""
+    from backprop_lab.widgets.gradient_flow import GradientFlow
+    from backprop_lab.widgets.statistics import STATISTICS
+    layers, units = 4, 2
+    h = History([f"{2 * i + 1} linear" for i in range(layers)], [f"{2 * i + 2} tanh" for i in range(layers - 1)],
+                [units] * layers, budget_bytes=1, min_capacity=64)
+    rng = np.random.default_rng(3)
+    w = GradientFlow()
+    qtbot.addWidget(w)
+    w.resize(900, 400)
+    w.show()
+    qtbot.waitExposed(w)
+
+    def check():
+        values = h.series(w.statistic)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            expected = np.log10(values)
+        expected[~np.isfinite(expected)] = np.nan
+        for i, c in enumerate(w.curves):
+            x, y = c.getData()
+            np.testing.assert_array_equal(x, h.steps)
+            np.testing.assert_allclose(y, expected[:, i], rtol=1e-12, equal_nan=True)
+            np.testing.assert_array_equal(c.getOriginalDataset()[0], h.steps)
+
+    h.extend_packed(rows(layers, units, 0, 40, rng))
+    w.set_history(h)
+    check()
+    more = rows(layers, units, 40, 10, rng)
+    for k in PER_LAYER:   # an overflowed and a negative value: gaps, as zeros are
+        more[k] = more[k].copy()
+        more[k][3, 1] = np.inf
+        more[k][5, 2] = -1.0
+    h.extend_packed(more)
+    w.refresh()
+    check()
+    h.extend_packed(rows(layers, units, 50, 40, rng))   # past the capacity of 64 rows: the History thins
+    assert len(h) < 90
+    w.refresh()
+    check()
+    w.set_statistic(next(k for k, _ in STATISTICS if k != w.statistic))
+    check()
