@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout
 
 from backprop_lab.widgets import theme
@@ -26,6 +26,30 @@ LEGEND_ENTRIES = 8   # the legend names at most this many layers (first, last, e
 LEGEND_MIN_WIDTH = 680   # pixels of panel width below which the legend is left out
 THIN_LINES_ABOVE = 24   # more layers than this: their lines are drawn 1 px wide
 SIDE_BY_SIDE_MIN_WIDTH = 360   # narrower than this, the lines go below the bars instead of beside them
+
+try:   # pyqtgraph's mapped-data holder (0.13+); without it each curve takes its own log10, as before
+    from pyqtgraph.graphicsItems.PlotDataItem import PlotDataset as _PlotDataset
+except ImportError:   # pragma: no cover
+    _PlotDataset = None
+
+
+class LayerCurve(pg.PlotDataItem):
+    """A layer's line: keeps every stored step (getOriginalDataset), but takes the log10 of its
+    values from the panel, which computes it once for all layers and only for new rows, instead of
+    each of ~100 curves taking the log of its whole history every frame."""
+
+    premapped = None   # (log10 of the y values given to the next setData, their finite min and max), or None
+
+    def _getDisplayDataset(self):
+        ds, pre = self._dataset, self.premapped
+        if (_PlotDataset is not None and pre is not None and ds is not None and self._datasetMapped is None
+                and self.opts["logMode"] == [False, True] and len(pre[0]) == len(ds.y) and len(ds.x)):
+            logs, lo, hi = pre
+            mapped = _PlotDataset(ds.x, logs, ds.xAllFinite, False)
+            # the bounds pyqtgraph would find with two passes over every value, from the panel's running ones
+            mapped._dataRect = QRectF(QPointF(float(np.min(ds.x[[0, -1]])), lo), QPointF(float(np.max(ds.x[[0, -1]])), hi))
+            self._datasetMapped = mapped
+        return super()._getDisplayDataset()
 
 
 def short_name(name: str) -> str:
@@ -49,6 +73,7 @@ class GradientFlow(HistoryPanel):
         self.statistic = DEFAULT
         self.curves: list[pg.PlotDataItem] = []
         self._bar_title, self._bar_style_key, self._bar_style = None, None, ([], [])
+        self._log_cache = None   # (history, statistic, steps, positive values [n, L], their log10 [L, n])
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
@@ -107,10 +132,11 @@ class GradientFlow(HistoryPanel):
         for c in self.curves:
             self.line_plot.removeItem(c)
         self.curves = []
+        self._log_cache = None
         names = list(history.layer_names) if history is not None else []
         n = len(names)
         for i in range(n):
-            c = pg.PlotDataItem(pen=self._pen(i, n), connect="finite")
+            c = LayerCurve(pen=self._pen(i, n), connect="finite")
             c.setCurveClickable(True, width=8)
             c.sigClicked.connect(lambda _item, _ev=None, i=i: self._on_curve_clicked(i))
             self.line_plot.addItem(c)   # after this, not before: addItem sets the two modes below
@@ -184,11 +210,38 @@ class GradientFlow(HistoryPanel):
             self._bar_title = title
             self.bar_plot.setTitle(title, size=f"{theme.font_size()}pt", color=theme.FOREGROUND)
         steps = h.steps
-        values = h.series(self.statistic)
-        with np.errstate(invalid="ignore"):
-            positive = np.where(values > 0, values, np.nan)   # log axis: 0 and NaN leave a gap
+        positive, logs = self._positive_and_logs(h, steps)
+        lo, hi = self._log_cache[5], self._log_cache[6]
         for i, c in enumerate(self.curves):
+            c.premapped = (logs[i], float(lo[i]), float(hi[i]))
             c.setData(steps, positive[:, i])
+            c.premapped = None
+
+    def _positive_and_logs(self, h, steps) -> tuple[np.ndarray, np.ndarray]:
+        """The statistic where > 0 (NaN elsewhere: the log axis leaves a gap) [n, L] and its log10 [L, n].
+        Rows already seen are reused: the History only appends, or thins (then the steps differ)."""
+        c = self._log_cache
+        old = 0
+        if (c is not None and c[0] is h and c[1] == self.statistic and len(c[2])
+                and len(steps) >= len(c[2]) and steps[0] == c[2][0] and steps[len(c[2]) - 1] == c[2][-1]):
+            old = len(c[2])
+        values = h.series(self.statistic)[old:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            new_pos = np.where(values > 0, values, np.nan)
+            new_logs = np.log10(new_pos).T
+        new_logs[~np.isfinite(new_logs)] = np.nan   # as pyqtgraph's own log mapping: inf is a gap too
+        lo = np.fmin.reduce(new_logs, axis=1, initial=np.inf)    # NaN ignored; a layer with no finite
+        hi = np.fmax.reduce(new_logs, axis=1, initial=-np.inf)   # value keeps +-inf (NaN bounds below)
+        if old:
+            positive = np.concatenate([c[3], new_pos]) if len(new_pos) else c[3]
+            logs = np.concatenate([c[4], new_logs], axis=1) if len(new_pos) else c[4]
+            lo, hi = np.fmin(lo, c[7]), np.fmax(hi, c[8])
+        else:
+            positive, logs = new_pos, np.ascontiguousarray(new_logs)
+        none = np.isinf(lo)
+        lo_shown, hi_shown = np.where(none, np.nan, lo), np.where(none, np.nan, hi)
+        self._log_cache = (h, self.statistic, np.array(steps), positive, logs, lo_shown, hi_shown, lo, hi)
+        return positive, logs
 
     # ------------------------------------------------------------------ internals
     def _bar_styles(self, n: int) -> tuple[list, list]:
