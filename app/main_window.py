@@ -34,6 +34,7 @@ from backprop_lab.widgets.neuron_heatmap import NeuronHeatmap
 from backprop_lab.widgets.property_editor import PropertyEditor
 from backprop_lab.widgets.settings_panel import SettingsPanel
 from backprop_lab.widgets.time_gradient import TimeGradientPanel
+from backprop_lab.widgets.undo_commands import EditSettings, ReplaceStack
 
 REFRESH_MS = 100         # views redraw at most 10 times a second (slower where drawing is costly: app.pacing)
 DIAGNOSE_EVERY = 3       # ... and the diagnosis every 3rd refresh (~3 Hz)
@@ -189,6 +190,7 @@ class MainWindow(QMainWindow):
         self.stack.model.layers_changed.connect(self._on_layers_edited)
         self.stack.layer_selected.connect(lambda path: self.select_path(".".join(map(str, path))))
         self.train_settings.settings_changed.connect(self._on_settings_edited)
+        self.toolbar.lr.valueChanged.connect(self._on_toolbar_lr)
         self.heatmap.layer_selected.connect(self._select_layer_index)
         self.flow.layer_selected.connect(self._select_layer_index)
         self.heatmap.statistic_changed.connect(self.flow.set_statistic)
@@ -204,10 +206,11 @@ class MainWindow(QMainWindow):
         self.theory.set_spec(s.spec, s.base_dir)
         name = s.spec.get("name") or "untitled"
         self.setWindowTitle(f"Backprop Lab — {name}")
-        if "layers" in s.spec["model"] and not self._editing:
-            self.stack.set_layers(s.spec["model"]["layers"])  # a new spec; an edit keeps the stack's own state
+        if not self._editing:   # a new spec; an edit keeps the document's own state
+            if "layers" in s.spec["model"]:
+                self.stack.set_layers(s.spec["model"]["layers"])
+            self.train_settings.set_spec_sections(s.spec["data"], s.spec["train"])
         self.stack.set_plan(s.infos)
-        self.train_settings.set_spec_sections(s.spec["data"], s.spec["train"])
         self.toolbar.set_lr(s.spec["train"]["lr"])
         self.activation.set_activations(s.layer_activations())
         from backprop_lab.engine.theory import overlay
@@ -329,39 +332,80 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ editing
     def _on_layers_edited(self) -> None:
-        spec = self.session.copy_spec()
-        if "layers" not in spec["model"]:
+        if "layers" not in self.session.spec["model"]:
             return
-        spec["model"]["layers"] = self.stack.layers()
+        self._edit_session()
+
+    def _edit_session(self) -> None:
+        """Give the session the experiment as the document holds it now.
+
+        The document is what the editor and every undo command change; the session
+        follows it. A spec the session refuses (a bad value) leaves the document as
+        it is (the user fixes it there), and the session's next spec_changed must
+        not overwrite the document either, or later undo steps would refer to
+        layers that are no longer there."""
         self._editing = True
         try:
-            self.session.set_spec(spec)
+            self.session.set_spec(self._document_spec())
         finally:
             self._editing = False
 
-    def _on_settings_edited(self, data: dict, train: dict) -> None:
+    def _document_spec(self) -> dict:
+        """The experiment as the editor shows it: the session's spec with the document's
+        stack and settings (which may hold an edit the session refused)."""
         spec = self.session.copy_spec()
-        spec["data"], spec["train"] = data, train
-        self.session.set_spec(spec)
+        spec["data"], spec["train"] = self.document.settings()
+        if "layers" in spec["model"]:
+            spec["model"]["layers"] = self.stack.layers()
+        return spec
+
+    def _on_toolbar_lr(self, _value) -> None:
+        # the session took the toolbar's learning rate (also mid-run); the document
+        # holds it too, so the next edit does not set the old one back
+        data, train = self.document.settings()
+        lr = self.session.spec["train"].get("lr")
+        if train.get("lr") != lr:
+            self.document.show_settings(data, {**train, "lr": lr})
+
+    def _on_settings_edited(self, data: dict, train: dict) -> None:
+        self._edit_session()
 
     def load_theory_stack(self, spec: dict) -> None:
         """Load a stack from a theory view (a cell of the initialisation map) as one undoable edit."""
         self.session.stop()
-        self.stack.replace_spec(self.session.copy_spec(), spec, f"load {spec.get('name', 'a theory stack')}",
-                                self.session.set_spec)
+        self._replace_experiment(spec, f"load {spec.get('name', 'a theory stack')}")
         self.central_tabs.setCurrentWidget(self.heatmap)
         self.statusBar().showMessage(f"Loaded: {spec.get('name', '')}. Undo with Ctrl+Z.", 8000)
 
     def apply_remedy(self, remedy_id: str) -> None:
         """Apply a remedy as one undoable edit of the stack and settings."""
         try:
-            new_spec, description = remedies.apply(remedy_id, self.session.copy_spec())
+            new_spec, description = remedies.apply(remedy_id, self._document_spec())
         except Exception as e:  # a remedy that does not apply to this stack
             self._show_error(f"cannot apply {remedy_id}: {e}")
             return
         self.session.stop()
-        self.stack.replace_spec(self.session.copy_spec(), new_spec, description, self.session.set_spec)
+        self._replace_experiment(new_spec, description)
         self.statusBar().showMessage(f"Applied: {description}. Undo with Ctrl+Z.", 8000)
+
+    def _replace_experiment(self, new_spec: dict, text: str) -> None:
+        """One undoable edit of the experiment document: its stack and its settings.
+
+        The edit goes through the document like every other (the session follows
+        the document's events), so the undo stack and the document never disagree
+        about the paths earlier commands refer to. A user's own module has no
+        stack to edit: its spec is swapped through the session."""
+        old_spec = self._document_spec()
+        if "layers" not in new_spec.get("model", {}) or "layers" not in old_spec.get("model", {}):
+            self.stack.replace_spec(old_spec, new_spec, text, self.session.set_spec)
+            return
+        old = self.document.settings()
+        new = (new_spec.get("data", old[0]), new_spec.get("train", old[1]))
+        self.undo_stack.beginMacro(text)
+        if new != old:
+            self.undo_stack.push(EditSettings(self.document, old, new, text))
+        self.undo_stack.push(ReplaceStack(self.document.stack, new_spec["model"]["layers"], text))
+        self.undo_stack.endMacro()
 
     def apply_remedy_and_compare(self, remedy_id: str) -> None:
         from backprop_lab.app.compare import CompareWindow

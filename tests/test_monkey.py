@@ -10,6 +10,7 @@ fuzz` (FUZZ=1) thousands of actions.
 import os
 import random
 import threading
+import traceback
 import multiprocessing
 
 import pytest
@@ -112,8 +113,9 @@ class Monkey:
         with self.qtbot.captureExceptions() as errors:
             f()
         if errors:   # say which actions led there (the last ones), then fail with the exception
-            kind, value, _ = errors[0]
-            pytest.fail(f"{kind.__name__}: {value} after actions {self.log[-15:]}")
+            kind, value, tb = errors[0]
+            where = "".join(traceback.format_exception(kind, value, tb)[-6:])
+            pytest.fail(f"{kind.__name__}: {value} after actions {self.log[-15:]}\n{where}")
         self.counts[name] = self.counts.get(name, 0) + 1
 
 
