@@ -105,7 +105,13 @@ class MainWindow(QMainWindow):
         self.central_tabs = QTabWidget()
         self.central_tabs.setDocumentMode(True)
         self.central_tabs.addTab(self.heatmap, "Gradient heatmap")
-        self.central_tabs.addTab(self.theory, "Theory")
+        # the theory views need ~1100 x 700 px; in a scroll area their minimum size does not
+        # squeeze the docks under the heatmap (the flow, activation and loss panels)
+        self.theory_area = theory_area = QScrollArea()
+        theory_area.setWidgetResizable(True)
+        theory_area.setFrameShape(QScrollArea.NoFrame)
+        theory_area.setWidget(self.theory)
+        self.central_tabs.addTab(theory_area, "Theory")
         self.setCentralWidget(self.central_tabs)
 
     def _dock(self, title: str, widget, area, name: str, scroll: bool = False) -> QDockWidget:

@@ -155,7 +155,7 @@ def test_main_window_theory_tab_loads_a_map_cell(qtbot, qsettings):
     qtbot.addWidget(w)
     w.show()
     try:
-        w.central_tabs.setCurrentWidget(w.theory)
+        w.central_tabs.setCurrentWidget(w.theory_area)
         assert w.theory.spectrum.spec == w.session.spec
         spec = cells.spec_for_cell("tanh", 32, 4, 1.76, 0.05)
         w.theory.cell_requested.emit(spec)
