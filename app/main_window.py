@@ -4,6 +4,11 @@ Every view reads the Session's History; every user intent (an edit, Run, a
 remedy) goes to the Session. Selecting a layer anywhere selects it everywhere:
 the selection is a stack path such as "3" or "4.1" ("out" for the added output
 layer), and each view is told the index it has for that path.
+
+(Over 400 lines with a reason: it is the one place where every view meets the
+session and the document: the docks, the wiring, selection, editing and remedies,
+and the window's state. Menus, toolbar, pacing, autosave and the worker client
+live in modules of their own.)
 """
 from __future__ import annotations
 

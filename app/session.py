@@ -13,6 +13,10 @@ model and data are built in the worker when a run starts (Run, Step), not on
 every edit. The worker hands batches of numpy snapshots, at most ~30 a second,
 every step in one; they are appended to the History and the views redraw
 from it.
+
+(Over 400 lines with a reason: the session is the state machine of one run
+across two processes: spec, plan, history, the worker's messages and its faults,
+and the controls. Splitting it would spread that one state over several objects.)
 """
 from __future__ import annotations
 

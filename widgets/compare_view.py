@@ -9,6 +9,9 @@ layer's line of both runs overlaid (one colour per run, the input layer drawn
 thick), both loss curves, and a table of per-layer medians over the last
 common steps with B / A. A thin view: it reads two Histories (numpy only) and
 never touches torch.
+
+(Over 400 lines with a reason: four synchronised views of two runs (two maps,
+flow, loss, table) that share one colour scale and one step range.)
 """
 from __future__ import annotations
 

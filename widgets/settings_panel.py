@@ -6,6 +6,9 @@ engine.spec.validate; if valid it becomes an EditSettings undo command (when an
 undo stack was given) whose redo emits ``settings_changed(data, train)``;
 if not, the message is shown in red under the form and nothing is emitted
 (switching to npz data waits for a file, for instance).
+
+(About 400 lines: the data and training form, whose rows depend on the data
+kind; validation is engine.spec's.)
 """
 from __future__ import annotations
 
