@@ -44,6 +44,18 @@ def qsettings(tmp_path):
     return QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
 
 
+@pytest.fixture
+def window(qtbot, qsettings):
+    """The main window, shown, with a throw-away settings file; its worker is shut down after."""
+    from backprop_lab.app.main_window import MainWindow
+    w = MainWindow(settings=qsettings)
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    yield w
+    w.shutdown()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _delete_qt_objects_before_exit():
     """pyqtgraph + PySide6 can crash in Qt's teardown when Python-owned widgets outlive

@@ -13,17 +13,6 @@ from PySide6.QtGui import QDropEvent
 from tests.conftest import PRESETS, ROOT
 
 
-@pytest.fixture
-def window(qtbot, qsettings):
-    from backprop_lab.app.main_window import MainWindow
-    w = MainWindow(settings=qsettings)
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    yield w
-    w.shutdown()
-
-
 def run_preset(qtbot, w, name, steps):
     assert w.open_spec_file(PRESETS / f"{name}.json")
     w.session.spec["train"]["steps"] = steps

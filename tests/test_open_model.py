@@ -8,16 +8,6 @@ from tests.conftest import ROOT
 EXAMPLE = ROOT / "resources" / "examples" / "my_net.py"
 
 
-@pytest.fixture
-def window(qtbot, qsettings):
-    from backprop_lab.app.main_window import MainWindow
-    w = MainWindow(settings=qsettings)
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.shutdown()
-
-
 def test_the_dialog_lists_classes_without_running_the_file_and_says_it_will(qtbot, tmp_path):
     f = tmp_path / "net.py"
     f.write_text("raise SystemExit('ran!')\nclass A: pass\nclass Net(A): pass\n")

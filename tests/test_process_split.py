@@ -121,16 +121,6 @@ def test_the_window_trains_shows_every_panel_and_compares_without_importing_torc
     assert not any(_alive(pid) for pid in out["pids"])
 
 
-@pytest.fixture
-def window(qtbot, qsettings):
-    from backprop_lab.app.main_window import MainWindow
-    w = MainWindow(settings=qsettings)
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.shutdown()
-
-
 def _custom(tmp_path, fault, at=4, steps=50):
     (tmp_path / "net.py").write_text(NET)
     path = tmp_path / f"{fault}.json"

@@ -17,16 +17,6 @@ def writer(path, stream="main"):
                             [3, 2], stream=stream, flush_seconds=0)
 
 
-@pytest.fixture
-def window(qtbot, qsettings):
-    from backprop_lab.app.main_window import MainWindow
-    w = MainWindow(settings=qsettings)
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    w.shutdown()
-
-
 def test_the_window_follows_new_rows_of_a_live_run(qtbot, window, tmp_path):
     w = writer(tmp_path / "run")
     for k in range(5):
