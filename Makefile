@@ -32,7 +32,7 @@ contract: $(STAMP)
 fuzz: $(STAMP)
 	FUZZ=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -p no:cacheprovider -o faulthandler_timeout=0 \
 		--hypothesis-show-statistics tests/test_fuzz.py tests/test_diagnosis_alarms.py \
-		$(wildcard tests/test_monkey.py)
+		$(wildcard tests/test_monkey.py) tests/test_long_run.py
 
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python tests/bench/bench_probe_overhead.py
