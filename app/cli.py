@@ -15,6 +15,7 @@ stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -182,6 +183,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("backprop-lab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:   # the reader went away (`... --json | head`): nothing to say to it
+        try:   # Python's advice: point stdout at devnull so the flush at exit does not fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
     except MemoryError:
         return _fail("out of memory (a limit in backprop_lab.engine.limits let too much through: please report)")
     except RecursionError:
