@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/backprop-lab
 
 test: $(STAMP)
-	$(BIN)/python tools/lint_imports.py
+	cd $(CURDIR) && $(BIN)/lint-imports --no-cache
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 # The shared contract check (../shared/checks/contract.py). Not part of `make test`:
