@@ -515,18 +515,37 @@ class Probe:
         self.want_hist = want_hist
         self.active = True    # (re)starts the tracer of a user's module: call ordinals from 1
 
-    def grad_norms(self):
-        """Weight and bias gradient norms per layer (call after backward, before clipping)."""
+    @property
+    def parameters(self) -> list:
+        """The measured parameters (every weight, then every bias), the order of ``grad_norms(norms)``."""
+        return self._params
+
+    def pause(self) -> None:
+        """Stop measuring, by flags only: safe inside a backward pass (maybe on an autograd
+        thread), where the tracer's function mode must not be left; ``active = False`` on the
+        user's thread leaves it later."""
+        self._active = False
+        if self._tracer is not None:
+            self._tracer.pause()
+
+    def grad_norms(self, norms: list | None = None):
+        """Weight and bias gradient norms per layer (call after backward, before clipping).
+
+        ``norms``: instead of the parameters' ``.grad``, one norm per parameter of
+        ``self.parameters`` (a 0-d tensor, None where it got no gradient), e.g. read before
+        DDP's all-reduce."""
         L = len(self.layer_names)
         if not self._params:
             return torch.zeros(L), torch.full((L,), math.nan)
         dev = self._params[0].device
-        grads = [p.grad for p in self._params]
-        present = [g for g in grads if g is not None]
-        norms = safe_foreach_norms(present)
-        if len(present) < len(grads):  # a weight that took no part in the loss: NaN, not a made-up 0
-            it, nan = iter(norms), torch.tensor(math.nan, device=dev)
-            norms = [next(it) if g is not None else nan for g in grads]
+        if norms is None:
+            grads = [p.grad for p in self._params]
+            present = [g for g in grads if g is not None]
+            it = iter(safe_foreach_norms(present))
+            norms = [next(it) if g is not None else None for g in grads]
+        if any(n is None for n in norms):  # a weight that took no part in the loss: NaN, not a made-up 0
+            nan = torch.tensor(math.nan, device=dev)
+            norms = [nan if n is None else n for n in norms]
         per_layer = self._per_layer(norms, self._owner, 2 * L, dev)
         return per_layer[:L], torch.where(self._on(self._has_bias, dev), per_layer[L:], math.nan)
 
