@@ -132,6 +132,18 @@ def _sum_squares(x: torch.Tensor) -> torch.Tensor:
     return torch.bmm(flat[:, None, :], flat[:, :, None]).reshape(-1)
 
 
+def safe_foreach_norms(ts: list) -> list:
+    """||t|| of each tensor of a list, finite wherever the tensor is (as ``safe_norms``)."""
+    if not ts:
+        return []
+    sq, order = square_norms(ts)
+    norms = sq.sqrt().unbind()
+    out = [None] * len(ts)
+    for i, n in zip(order, norms):
+        out[i] = n
+    return out
+
+
 def _dot_path(t: torch.Tensor) -> bool:
     """A tensor whose squared norm is one BLAS dot: a large float32 tensor on the CPU."""
     return t.dtype == torch.float32 and t.numel() >= DOT_MIN and not t.is_cuda
@@ -590,13 +602,35 @@ class Probe:
         self.want_hist = want_hist
         self.active = True    # (re)starts the tracer of a user's module: call ordinals from 1
 
-    def grad_norms(self):
-        """Weight and bias gradient norms per layer (call after backward, before clipping)."""
+    @property
+    def parameters(self) -> list:
+        """The measured parameters (every weight, then every bias), the order of ``grad_norms(norms)``."""
+        return self._params
+
+    def pause(self) -> None:
+        """Stop measuring, by flags only: safe inside a backward pass (maybe on an autograd
+        thread), where the tracer's function mode must not be left; ``active = False`` on the
+        user's thread leaves it later."""
+        self._active = False
+        if self._tracer is not None:
+            self._tracer.pause()
+
+    def grad_norms(self, norms: list | None = None):
+        """Weight and bias gradient norms per layer (call after backward, before clipping).
+
+        ``norms``: instead of the parameters' ``.grad``, one norm per parameter of
+        ``self.parameters`` (a 0-d tensor, None where it got no gradient), e.g. read before
+        DDP's all-reduce."""
         L = len(self.layer_names)
         if not self._params:
             return torch.zeros(L), torch.full((L,), math.nan)
         dev = self._params[0].device
-        sq, order = square_norms([p.grad for p in self._params], self._bw_grad)
+        if norms is None:
+            sq, order = square_norms([p.grad for p in self._params], self._bw_grad)
+        else:
+            nan = torch.tensor(math.nan, device=dev)
+            sq = torch.stack([nan if n is None else n for n in norms]).double().square()
+            order = list(range(len(norms)))
         # a weight that took no part in the loss: NaN, not a made-up 0
         per_layer = self._slots(sq, order, self._owner_list, 2 * L, dev).sqrt_()
         return per_layer[:L], torch.where(self._on(self._has_bias, dev), per_layer[L:], math.nan)
