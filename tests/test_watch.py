@@ -240,3 +240,21 @@ def test_contract_2_keys_and_the_cli_read_a_run_directory(tmp_path, capsys):
     assert h.stop_reason == "finished"
     assert cli.main(["diagnose", str(tmp_path / "run"), "--json"]) == 0
     assert capsys.readouterr().out.strip().startswith("[")
+
+
+@pytest.mark.parametrize("shape,axis", [((70, 200), -1), ((7, 5, 30), -1), ((8, 5, 3, 4), 1)])
+def test_accuracy_without_argmax_is_argmax_also_on_ties_nan_and_ignored_targets(shape, axis):
+    from backprop_lab.engine.watch import accuracy
+    torch.manual_seed(0)
+    classes = shape[axis]
+    tshape = shape[:-1] if axis == -1 else shape[:1] + shape[2:]
+    for scores in (torch.randn(shape), torch.zeros(shape), torch.randint(0, 3, shape).float()):
+        target = torch.randint(0, classes, tshape)
+        target.view(-1)[::7] = -100
+        s = scores.clone()
+        s.view(-1)[5] = float("nan")
+        for x in (scores, s):
+            pred = x.argmax(axis)
+            keep = target != -100
+            want = float(((pred == target) & keep).sum()) / float(keep.sum())
+            assert float(accuracy(x, target)) == pytest.approx(want)

@@ -43,7 +43,7 @@ class BackpropLabCallback(TrainerCallback):
         self._hook = model.register_forward_hook(self._on_forward, with_kwargs=True)
 
     def _on_forward(self, module, args, kwargs, output):
-        if self._seen is not None or not torch.is_grad_enabled() or self.watch is None or not self.watch._armed:
+        if self._seen is not None or not torch.is_grad_enabled() or self.watch is None or not self.watch.measuring:
             return
         get = output.get if hasattr(output, "get") else (lambda k, d=None: getattr(output, k, d))
         loss, logits = get("loss", None), get("logits", None)
