@@ -210,6 +210,7 @@ class MainWindow(QMainWindow):
         self.diagnosis.remedy_requested.connect(self.apply_remedy)
         self.diagnosis.remedy_compare_requested.connect(self.apply_remedy_and_compare)
         self.theory.cell_requested.connect(self.load_theory_stack)
+        self.theory.set_spectrum_source(self.session.request_spectrum, self.session.spectrum_ready)
 
     # ------------------------------------------------------------------ session -> views
     def _on_spec_changed(self) -> None:

@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from PySide6.QtCore import Qt
 
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.theory.chain_view import ChainExplorer
@@ -167,6 +168,33 @@ def test_main_window_theory_tab_loads_a_map_cell(qtbot, qsettings):
     finally:
         w.shutdown()
         w.close()
+
+
+def test_main_window_spectrum_at_the_current_step(qtbot, window):
+    """The spectrum view's "At the current step" asks the training process for the run's weights."""
+    from backprop_lab.engine.experiment import build
+    from backprop_lab.engine.trainer import Trainer
+    from tests.test_theory import _reference_spectrum
+    v = window.theory.spectrum
+    v.inputs.setValue(4)
+    qtbot.mouseClick(v.current_button, Qt.LeftButton)          # no run yet: said so, nothing drawn
+    qtbot.waitUntil(lambda: v.current_button.isEnabled(), timeout=10_000)
+    assert v.current_result is None and "no run of this stack yet" in v.readout.text()
+    window.session.step(6)                                      # six steps, then paused: mid-run
+    qtbot.waitUntil(lambda: window.session.history is not None and len(window.session.history) == 6,
+                    timeout=120_000)
+    qtbot.mouseClick(v.current_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: v.current_result is not None, timeout=60_000)
+    r = v.current_result
+    assert r["step"] == 6 and "after 6 steps" in v.readout.text()
+    x, y = v.hist_current.getData()
+    assert len(x) == 61 and np.isclose(np.sum(y), 1.0)
+    # the same six steps here: the same weights, the same singular values (autograd + numpy)
+    exp = build(window.session.spec, window.session.base_dir)
+    tr = Trainer(exp)
+    tr.run(6)
+    np.testing.assert_allclose(np.sort(r["singular_values"]),
+                               np.sort(_reference_spectrum(tr.module, exp.data.x_train[:4])), rtol=1e-5)
 
 
 def test_gradient_flow_draws_the_chain_rule_prediction(qtbot):
