@@ -253,14 +253,10 @@ class RunReader:
 
     def read_hists(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Histogram rows [start, stop): fields ``step`` and ``preact_hist`` [A, bins] (a copy)."""
-        stop = self.hists_available() if stop is None else stop
-        if self.hist_dtype is None or stop <= start:
-            return np.zeros(0, self.hist_dtype or _hist_dtype(hist_layout(0)))
-        with open(self.dir / (self.stream + HIST), "rb") as f:
-            f.seek(start * self.hist_dtype.itemsize)
-            data = f.read((stop - start) * self.hist_dtype.itemsize)
-        n = len(data) // self.hist_dtype.itemsize
-        return np.frombuffer(data[:n * self.hist_dtype.itemsize], self.hist_dtype).copy()
+        if self.hist_dtype is None:
+            return np.zeros(0, _hist_dtype(hist_layout(0)))
+        return _read_rows(self.dir / (self.stream + HIST), self.hist_dtype, start,
+                          self.hists_available() if stop is None else stop)
 
     def latest_hist(self, up_to_step: int | None = None):
         """The newest histogram of z ([A, bins]) of a step at or before ``up_to_step`` (None: any), or None."""
@@ -283,14 +279,8 @@ class RunReader:
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Rows [start, stop) as a structured array (a copy: the file may grow meanwhile)."""
-        stop = self.available() if stop is None else stop
-        if stop <= start:
-            return np.zeros(0, self.dtype)
-        with open(self.dir / (self.stream + ROWS), "rb") as f:
-            f.seek(start * self.dtype.itemsize)
-            data = f.read((stop - start) * self.dtype.itemsize)
-        n = len(data) // self.dtype.itemsize
-        return np.frombuffer(data[:n * self.dtype.itemsize], self.dtype).copy()
+        return _read_rows(self.dir / (self.stream + ROWS), self.dtype, start,
+                          self.available() if stop is None else stop)
 
     def poll(self) -> np.ndarray:
         rows = self.read(self.rows_read)
@@ -314,6 +304,17 @@ class RunReader:
         if end is not None and end.early:
             spec["stopped"] = self.header["stop_reason"]
         return spec
+
+
+def _read_rows(path: Path, dtype: np.dtype, start: int, stop: int) -> np.ndarray:
+    """Whole rows [start, stop) of a file of fixed-size rows (a copy: the file may grow meanwhile)."""
+    if stop <= start:
+        return np.zeros(0, dtype)
+    with open(path, "rb") as f:
+        f.seek(start * dtype.itemsize)
+        data = f.read((stop - start) * dtype.itemsize)
+    n = len(data) // dtype.itemsize
+    return np.frombuffer(data[:n * dtype.itemsize], dtype).copy()
 
 
 def rows_to_snapshots(rows: np.ndarray):
