@@ -134,6 +134,7 @@ class MainWindow(QMainWindow):
             self._theory = TheoryTab()
             self._theory.set_spec(self.session.spec, self.session.base_dir)
             self._theory.cell_requested.connect(self.load_theory_stack)
+            self._theory.set_spectrum_source(self.session.request_spectrum, self.session.spectrum_ready)
             self.theory_area.setWidget(self._theory)
         return self._theory
 
