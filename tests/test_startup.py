@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from PySide6.QtCore import QSettings
 
 from backprop_lab.engine.history import History
@@ -116,23 +115,6 @@ def test_build_deferred_builds_every_piece_in_steps(qtbot, window):
     assert window._theory is None and window._built == {}       # nothing before the event loop runs
     qtbot.waitUntil(lambda: window._theory is not None)
     assert set(window._built) == {"neurons", "time"}
-
-
-@pytest.fixture
-def make_window(qtbot):
-    made = []
-
-    def make(settings):
-        from backprop_lab.app.main_window import MainWindow
-        w = MainWindow(settings=settings)
-        qtbot.addWidget(w)
-        w.resize(1400, 900)
-        w.show()
-        made.append(w)
-        return w
-    yield make
-    for w in made:
-        w.shutdown()
 
 
 def test_a_restored_layout_that_shows_a_deferred_dock_builds_it(qtbot, qsettings, make_window):
