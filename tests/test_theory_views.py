@@ -51,6 +51,60 @@ def test_chain_explorer_numbers_are_autograd(qtbot):
     assert len(v.result.w) == 50 and "…" in v.equation.text()
 
 
+@pytest.fixture
+def every_mouse_move():
+    """pyqtgraph drops mouse moves closer together than 1/100 s; synthetic ones come faster."""
+    import pyqtgraph as pg
+    old = pg.getConfigOption("mouseRateLimit")
+    pg.setConfigOption("mouseRateLimit", -1)
+    yield
+    pg.setConfigOption("mouseRateLimit", old)
+
+
+def test_chain_explorer_weight_bar_follows_a_real_mouse_drag(qtbot, every_mouse_move):
+    """Press on layer 2's weight bar, move the mouse up, release: w_2 is where the cursor went,
+    and every number (bars, spin box, product, equation) is recomputed on the way."""
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtTest import QTest
+    v = ChainExplorer()
+    qtbot.addWidget(v)
+    v.resize(1300, 800)
+    v.show()
+    qtbot.waitExposed(v)
+    v.set_chain("sigmoid", 4, 1.0, 0.0, 1.0, 0.0)
+    port = v.view.viewport()
+
+    def widget_pos(x, y) -> QPoint:
+        return v.view.mapFromScene(v.box.mapViewToScene(QPointF(x, y)))
+
+    changes = []
+    v.changed.connect(lambda: changes.append(v.result.w[1]))
+    start, end = widget_pos(2.2, 0.5), widget_pos(2.2, 0.9)   # inside the bar; then up, in view
+    y0, y1 = v.box.viewRange()[1]
+    QTest.mousePress(port, Qt.LeftButton, Qt.NoModifier, start)
+    for k in range(1, 11):
+        QTest.mouseMove(port, start + (end - start) * (k / 10))
+    QTest.mouseRelease(port, Qt.LeftButton, Qt.NoModifier, end)
+    assert v.box.viewRange()[1] == pytest.approx([y0, y1])   # the axis held still: the cursor's value
+    px = (y1 - y0) / v.box.height()                             # one pixel, in weight units
+    assert v.w[1] == pytest.approx(0.9, abs=2 * px)
+    assert len(changes) >= 5 and changes[-1] == v.w[1]          # recomputed live while dragging
+    w = [1.0, v.w[1], 1.0, 1.0]
+    db, _ = _autograd_db(w, [0.0] * 4, 1.0, 0.0)
+    np.testing.assert_allclose(v.result.dC_db, db, rtol=1e-12)
+    np.testing.assert_allclose(v.w_bars.opts["height"], w)
+    assert v.layer.value() == 2 and v.w_l.value() == pytest.approx(v.w[1], abs=1e-3)
+    assert f"{v.result.dC_db[0]:.3g}" in v.equation.text()
+    # a drag far above the view grows the axis instead of clipping the bar
+    top = widget_pos(3.2, y1 - 0.02 * (y1 - y0))
+    QTest.mousePress(port, Qt.LeftButton, Qt.NoModifier, widget_pos(3.2, 0.5))
+    for k in range(1, 6):
+        QTest.mouseMove(port, widget_pos(3.2, 0.5) + (top - widget_pos(3.2, 0.5)) * (k / 5))
+    QTest.mouseRelease(port, Qt.LeftButton, Qt.NoModifier, top)
+    assert v.w[2] > 0.9 * y1 and v.box.viewRange()[1][1] >= v.w[2]
+    v.close()
+
+
 def test_chain_lesson_buttons(qtbot):
     v = ChainExplorer()
     qtbot.addWidget(v)
