@@ -60,11 +60,14 @@ def add_parser(sub) -> None:
 
     f = ts.add_parser("phase", help="the initialisation map on real random nets, with the critical line")
     f.add_argument("--activation", required=True, choices=acts)
-    f.add_argument("--width", type=int, default=128)
+    f.add_argument("--width", type=int, default=256)
     f.add_argument("--depth", type=int, default=20)
     f.add_argument("--sigma-w2", default="0.5:4:15", metavar="LO:HI:N")
     f.add_argument("--sigma-b2", default="0:1:6", metavar="LO:HI:N")
     f.add_argument("--seeds", type=int, default=3)
+    f.add_argument("--inputs", choices=("fixed-point", "standard"), default="fixed-point",
+                   help="fixed-point: every input starts the length map at its fixed point q* (default); "
+                        "standard: N(0, 1) inputs")
     f.add_argument("--json", action="store_true")
 
     s = ts.add_parser("spectrum", help="singular values of a spec's input-output Jacobian at init")
@@ -124,7 +127,8 @@ def _phase(args) -> dict:
         last[0] = now
         sys.stderr.write(("\r" if tty else "") + f"progress {done}/{total}" + ("" if tty else "\n"))
         sys.stderr.flush()
-    result = phase.compute(args.activation, args.width, args.depth, sw, sb, args.seeds, progress=progress)
+    result = phase.compute(args.activation, args.width, args.depth, sw, sb, args.seeds, progress=progress,
+                           inputs=args.inputs)
     if tty:
         sys.stderr.write("\n")
     return result

@@ -110,6 +110,19 @@ def safe_norms(x: torch.Tensor) -> torch.Tensor:
     return n.double()
 
 
+def safe_sum_squares(x: torch.Tensor) -> torch.Tensor:
+    """||x||^2 of each layer of a stack [layers, ...], finite wherever x is (as ``safe_norms``).
+
+    On the CPU one BLAS dot a layer in x's dtype, taken again in float64 only where a float32
+    sum overflowed (or x holds NaN or inf); no square root and no float64 cast on the way."""
+    if x.is_cuda or x.dtype not in (torch.float32, torch.float64):
+        return safe_norms(x).square()
+    s = _sum_squares(x)
+    if x.dtype == torch.float32 and not math.isfinite(float(s.sum())):
+        s = _per_layer(_NORM64, x).square()
+    return s
+
+
 def _sum_squares(x: torch.Tensor) -> torch.Tensor:
     """||x||^2 of each layer of a stack [layers, ...] in x's dtype: one BLAS dot (or batched
     matrix product) over each layer, several times faster on the CPU than vector_norm."""
@@ -123,19 +136,68 @@ def safe_foreach_norms(ts: list) -> list:
     """||t|| of each tensor of a list, finite wherever the tensor is (as ``safe_norms``)."""
     if not ts:
         return []
-    if ts[0].is_cuda:
-        return list(torch._foreach_norm(ts, 2, dtype=torch.float64))
-    # on the CPU _foreach_norm is one vector_norm a tensor; a large float32 tensor's BLAS dot
-    # is several times faster (one more Python call, which small tensors cannot pay back)
-    big = [i for i, t in enumerate(ts) if t.numel() >= DOT_MIN and t.dtype == torch.float32]
-    small = [t for t in ts if not (t.numel() >= DOT_MIN and t.dtype == torch.float32)]
-    norms = list(torch._foreach_norm(small)) if small else []
-    for i in big:
-        flat = ts[i].reshape(-1)
-        norms.insert(i, torch.dot(flat, flat).sqrt_())
-    if not math.isfinite(float(torch.stack(norms).sum())):
-        return list(torch._foreach_norm(ts, 2, dtype=torch.float64))
-    return norms
+    sq, order = square_norms(ts)
+    norms = sq.sqrt().unbind()
+    out = [None] * len(ts)
+    for i, n in zip(order, norms):
+        out[i] = n
+    return out
+
+
+def _dot_path(t: torch.Tensor) -> bool:
+    """A tensor whose squared norm is one BLAS dot: a large float32 tensor on the CPU."""
+    return t.dtype == torch.float32 and t.numel() >= DOT_MIN and not t.is_cuda
+
+
+def square_norms(ts: list, done: dict | None = None) -> tuple:
+    """(||t||^2 of the tensors of a list as one float64 tensor, the list indices in its order).
+
+    Finite wherever the tensor is (as ``safe_norms``); a None tensor (no gradient) gives NaN.
+    ``done`` maps indices to squared norms already taken (in the backward pass). On the CPU a
+    large float32 tensor is one BLAS dot, the others one ``_foreach_norm``; the float32 values
+    are checked together (one host read) and taken again in float64 only if one is not finite."""
+    first, sq, rest, absent = [], [], [], []
+    for i, t in enumerate(ts):
+        if done and i in done:
+            first.append(i)
+            sq.append(done[i])
+        elif t is None:
+            absent.append(i)
+        elif _dot_path(t):
+            f = t.reshape(-1)
+            first.append(i)
+            sq.append(torch.dot(f, f))
+        else:
+            rest.append(i)
+    parts = [torch.stack(sq).double()] if sq else []
+    if rest:
+        rs = [ts[i] for i in rest]
+        cuda = rs[0].is_cuda
+        norms = torch._foreach_norm(rs, 2, dtype=torch.float64) if cuda else torch._foreach_norm(rs)
+        parts.append(torch.stack(norms).double().square())
+    order = first + rest
+    dev = next((t.device for t in ts if t is not None), torch.device("cpu"))
+    out = (torch.cat(parts) if len(parts) > 1 else parts[0]) if parts else torch.zeros(0, dtype=torch.float64,
+                                                                                       device=dev)
+    if parts and not out.is_cuda and not math.isfinite(float(out.sum())):   # overflow, or NaN / inf in a tensor
+        out = torch.stack([torch.linalg.vector_norm(ts[i], dtype=torch.float64) for i in order]).square()
+    if absent:
+        out = torch.cat([out, torch.full((len(absent),), math.nan, dtype=torch.float64, device=out.device)])
+        order = order + absent
+    return out, order
+
+
+def diff_squares(before: list, after: list) -> tuple:
+    """(||b - a||^2 of each pair of the lists as one float64 tensor, the indices in its order),
+    finite wherever b - a is. ``before`` is overwritten with b - a.
+
+    One ``_foreach_sub_``, then ``square_norms`` (a BLAS dot for each large float32 tensor on the
+    CPU). A fused kernel that writes nothing would save a pass, but torch has none: ``mse_loss``
+    and ``dist`` write (b - a) into a fresh tensor (measured slower)."""
+    if not before:
+        return torch.zeros(0, dtype=torch.float64), []
+    torch._foreach_sub_(before, after)   # now b - a
+    return square_norms(before)
 
 
 def _per_unit_axes(x: torch.Tensor) -> tuple:
@@ -182,7 +244,7 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shi
             zs = scratch[key] = torch.empty_like(z)
         shift = torch.tensor(shifts, dtype=z.dtype).to(z.device).view(-1, *(1,) * (z.dim() - 1))
         torch.sub(z, shift, out=zs)    # shifts are float32 numbers: exact in z's precision
-    moments = [_per_layer(torch.sum, zs), safe_norms(zs).square()]   # float64 squares: no overflow
+    moments = [_per_layer(torch.sum, zs), safe_sum_squares(zs)]   # finite wherever z is
     threshold = SATURATION_FRACTION * act.max_derivative
     if act.name in ("relu", "leaky_relu"):
         active = _count_above(z, 0.0, scratch)            # f' = 1 there, f' = slope elsewhere
@@ -209,13 +271,26 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shi
             d = act.torch_df(z, a)
             size = d.abs()
             saturated = _per_layer(torch.count_nonzero, d < threshold)
-        # a unit is dead where f' = 0 on every sample: the sum of |f'| over the samples is 0
-        # exactly then (NaN stays NaN: not dead); a sum is several times faster than amax here
-        alive = size.sum(dim=_per_unit_axes(size))
-        # f' >= 0 (sigmoid, tanh): the layer's sum of f' is the sum of its units' (no second pass)
-        total = _per_layer(torch.sum, alive if size is d else d)
-        counts = [total, saturated, _per_layer(torch.count_nonzero, alive == 0)]
+        if size is d and not z.is_cuda and float(saturated.max()) < z[0].numel() // _units_of_stack(z):
+            # f' = 0 is saturated (f' < threshold), so a unit with f' = 0 on every sample has all its
+            # entries saturated: none can be dead while no layer has as many saturated entries as one
+            # unit has samples (the common case; the per-unit pass is skipped)
+            total = _per_layer(torch.sum, d)
+            counts = [total, saturated, total * 0]
+        else:
+            # a unit is dead where f' = 0 on every sample: the sum of |f'| over the samples is 0
+            # exactly then (NaN stays NaN: not dead); a sum is several times faster than amax here
+            alive = size.sum(dim=_per_unit_axes(size))
+            # f' >= 0 (sigmoid, tanh): the layer's sum of f' is the sum of its units' (no second pass)
+            total = _per_layer(torch.sum, alive if size is d else d)
+            counts = [total, saturated, _per_layer(torch.count_nonzero, alive == 0)]
     return tuple(moments + counts)
+
+
+def _units_of_stack(x: torch.Tensor) -> int:
+    """How many units one layer of a stack [layers, *shape] has (its unit axis' length)."""
+    n = x.dim() - 1
+    return x.shape[_unit_axis_of(n) + 1] if n > 1 else 1
 
 
 @functools.lru_cache(maxsize=None)
@@ -354,6 +429,7 @@ class Probe:
         self._params = w + b
         # the squared norms of weights add up in slots 0..L-1, of biases in L..2L-1
         self._owner = torch.tensor(w_owner + [L + i for i in b_owner], dtype=torch.long)
+        self._owner_list, self._weight_owner_list = w_owner + [L + i for i in b_owner], list(w_owner)
         # update_ratio: ||W' - W||^2 adds up in slots 0..L-1, ||W||^2 in L..2L-1
         self._ratio_owner = torch.tensor(w_owner + [L + i for i in w_owner], dtype=torch.long)
         self._has_bias = torch.zeros(L, dtype=torch.bool)
@@ -365,6 +441,11 @@ class Probe:
         self._layer_hooks = [self._layer_hook(i) for i in range(L)]
         for i, (_, m) in enumerate(model.weight_layers):
             self._handles.append(m.register_forward_hook(self._layer_hooks[i]))
+        # large weights: their norms and the copy for the update ratio in the backward pass
+        self._weights_in_backward = False
+        for k, p in enumerate(self.weights):
+            if p.numel() >= DOT_MIN and hasattr(p, "register_post_accumulate_grad_hook"):
+                self._handles.append(p.register_post_accumulate_grad_hook(self._weight_hook(k)))
         if self._tracer is not None:
             self._tracer.on_act = self._on_traced_act
         else:
@@ -427,6 +508,7 @@ class Probe:
         self._act_shift = [0.0] * len(self.act_names)   # shift of this step's moments
         self._hist = [None] * len(self.act_names)
         self._time = {}                                 # t -> (dL/dh_t, its version)
+        self._bw_grad, self._bw_weight = {}, {}          # weight k -> ||dL/dW||^2, ||W||^2 (backward pass)
 
     def _on(self, t: torch.Tensor, device) -> torch.Tensor:
         got = self._on_device.get((id(t), device))
@@ -510,42 +592,94 @@ class Probe:
             h.register_hook(lambda g, t=t: self._time.__setitem__(t, (g.detach(), g._version)))
 
     # ------------------------------------------------------------------ per step
-    def begin(self, want_hist: bool = False) -> None:
+    def begin(self, want_hist: bool = False, weights_in_backward: bool = False) -> None:
+        """Measure the next forward and backward pass. ``weights_in_backward``: the caller takes
+        ``grad_norms``, ``weights_before`` and ``update_ratio`` after this backward pass and
+        before the next forward (the Trainer), so the large weights' share of them can be done
+        inside the backward pass; the weights must not change in between but by the step."""
         self._reset()
+        self._weights_in_backward = weights_in_backward
         self.want_hist = want_hist
         self.active = True    # (re)starts the tracer of a user's module: call ordinals from 1
 
-    def grad_norms(self):
-        """Weight and bias gradient norms per layer (call after backward, before clipping)."""
+    @property
+    def parameters(self) -> list:
+        """The measured parameters (every weight, then every bias), the order of ``grad_norms(norms)``."""
+        return self._params
+
+    def pause(self) -> None:
+        """Stop measuring, by flags only: safe inside a backward pass (maybe on an autograd
+        thread), where the tracer's function mode must not be left; ``active = False`` on the
+        user's thread leaves it later."""
+        self._active = False
+        if self._tracer is not None:
+            self._tracer.pause()
+
+    def grad_norms(self, norms: list | None = None):
+        """Weight and bias gradient norms per layer (call after backward, before clipping).
+
+        ``norms``: instead of the parameters' ``.grad``, one norm per parameter of
+        ``self.parameters`` (a 0-d tensor, None where it got no gradient), e.g. read before
+        DDP's all-reduce."""
         L = len(self.layer_names)
         if not self._params:
             return torch.zeros(L), torch.full((L,), math.nan)
         dev = self._params[0].device
-        grads = [p.grad for p in self._params]
-        present = [g for g in grads if g is not None]
-        norms = safe_foreach_norms(present)
-        if len(present) < len(grads):  # a weight that took no part in the loss: NaN, not a made-up 0
-            it, nan = iter(norms), torch.tensor(math.nan, device=dev)
-            norms = [next(it) if g is not None else nan for g in grads]
-        per_layer = self._per_layer(norms, self._owner, 2 * L, dev)
+        if norms is None:
+            sq, order = square_norms([p.grad for p in self._params], self._bw_grad)
+        else:
+            nan = torch.tensor(math.nan, device=dev)
+            sq = torch.stack([nan if n is None else n for n in norms]).double().square()
+            order = list(range(len(norms)))
+        # a weight that took no part in the loss: NaN, not a made-up 0
+        per_layer = self._slots(sq, order, self._owner_list, 2 * L, dev).sqrt_()
         return per_layer[:L], torch.where(self._on(self._has_bias, dev), per_layer[L:], math.nan)
 
-    def _per_layer(self, norms: list, owner: torch.Tensor, slots: int, dev) -> torch.Tensor:
-        """sqrt of the per-slot sum of squared norms: the norm of all a layer's tensors together."""
-        # float64: a norm above ~1.8e19 squared in float32 would be stored as inf
-        sq = torch.stack(norms).double().square()   # one cast (stack promotes mixed dtypes)
-        return torch.zeros(slots, device=dev, dtype=torch.float64).index_add_(0, self._on(owner, dev), sq).sqrt()
+    def _slots(self, sq: torch.Tensor, order: list, owner: list, slots: int, dev) -> torch.Tensor:
+        """The per-slot sums of squared norms ``sq`` (of the tensors ``order``, each owned by a slot)."""
+        key = (tuple(order), id(owner), dev)
+        index = self._on_device.get(key)
+        if index is None:
+            index = self._on_device[key] = torch.tensor([owner[i] for i in order], dtype=torch.long, device=dev)
+        return torch.zeros(slots, device=dev, dtype=torch.float64).index_add_(0, index, sq)
+
+    def _before_buffers(self) -> list:
+        ws = self.weights
+        if self._before is None or any(b.shape != w.shape or b.device != w.device or b.dtype != w.dtype
+                                       for b, w in zip(self._before, ws)):
+            self._before = [torch.empty_like(w, memory_format=torch.contiguous_format) for w in ws]
+        return self._before
+
+    def _weight_hook(self, k: int):
+        """A large weight's gradient is complete (backward pass, ``begin(weights_in_backward=True)``):
+        ||dL/dW||^2, ||W||^2 and the copy of W for the update ratio, while W (just read by the
+        backward product) and its gradient (just written) are in cache; after the step each is a
+        pass over memory (a third of the weight side's cost on the 20 x 256 net)."""
+        def hook(p):
+            g = p.grad
+            if not (self._weights_in_backward and self._active) or p.is_cuda or g is None or g.is_sparse \
+                    or p.dtype not in (torch.float32, torch.float64):
+                return
+            with torch.no_grad():
+                before = self._before_buffers()[k]
+                before.copy_(p)
+                gf, wf = g.detach().reshape(-1), before.view(-1)
+                self._bw_grad[k], self._bw_weight[k] = torch.dot(gf, gf), torch.dot(wf, wf)
+        return hook
 
     def weights_before(self):
-        """A copy of every weight, into buffers kept from step to step (no allocation)."""
+        """A copy of every weight, into buffers kept from step to step (no allocation); the large
+        weights the backward pass already copied (``_weight_hook``) are not copied again."""
         with torch.no_grad():
-            ws = [p.detach() for p in self.weights]
-            if self._before is None or any(b.shape != w.shape or b.device != w.device
-                                           for b, w in zip(self._before, ws)):
-                self._before = [torch.empty_like(w) for w in ws]
-            if ws:
-                torch._foreach_copy_(self._before, ws)
-            return self._before
+            before = self._before_buffers()
+            done = self._bw_weight
+            if done:
+                rest = [k for k in range(len(before)) if k not in done]
+                if rest:
+                    torch._foreach_copy_([before[k] for k in rest], [self.weights[k].detach() for k in rest])
+            elif before:
+                torch._foreach_copy_(before, [p.detach() for p in self.weights])
+            return before
 
     def update_ratio(self, before):
         L = len(self.layer_names)
@@ -553,12 +687,14 @@ class Probe:
             return torch.zeros(L)
         dev = self.weights[0].device
         with torch.no_grad():
-            den = safe_foreach_norms(before)
-            torch._foreach_sub_(before, [p.detach() for p in self.weights])  # now W_before - W_after
-            num = safe_foreach_norms(before)
-            per_layer = self._per_layer(list(num) + list(den), self._ratio_owner, 2 * L, dev)
-            self.weight_norm = per_layer[L:]   # ||W|| before the step, for weight_rms
-            return per_layer[:L] / per_layer[L:]
+            ws = [p.detach() for p in self.weights]
+            den, den_order = square_norms(before, self._bw_weight)   # ||W||^2 (W before the step)
+            num, num_order = diff_squares(before, ws)                # ||W - W'||^2 (before is overwritten)
+            owner = self._weight_owner_list
+            num = self._slots(num, num_order, owner, L, dev)
+            den = self._slots(den, den_order, owner, L, dev)
+            self.weight_norm = den.sqrt()   # ||W|| before the step, for weight_rms
+            return num.div_(den).sqrt_()
 
     def weight_rms(self) -> np.ndarray:
         """||W|| / sqrt(number of weight entries) per layer at the step's start (NaN before update_ratio)."""

@@ -24,7 +24,10 @@ of the model is being called (a loss's ``torch.sigmoid``) are not the model's.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
+from torch import _VF
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence
@@ -148,6 +151,11 @@ class Tracer(TorchFunctionMode):
             self.__enter__()
             self._entered = True
 
+    def pause(self) -> None:
+        """Record no more calls, by flag only (safe inside a backward pass, on any thread); the
+        function mode is left at the next ``stop``, on the thread that entered it."""
+        self.recording = False
+
     def stop(self) -> None:
         self.recording = False
         self._stack.clear()
@@ -209,17 +217,29 @@ class Tracer(TorchFunctionMode):
 
 # ----------------------------------------------------------------------------- fused recurrent layers
 class Unrolled:
-    """A fused nn.RNN / nn.LSTM / nn.GRU, run one time step at a time while a step is watched.
+    """A fused nn.RNN / nn.LSTM / nn.GRU whose first layer's h_t are seen while a step is watched.
 
     The fused kernel hides h_t of the inner steps, so dL/dh_t through every later step
-    (Contract 2's time_grad_norm) cannot be read from it. While the tracer records, the
-    layer's forward is replaced by the same recurrence written with torch ops, with the
-    layer's own weights (every layer and direction, inter-layer dropout included): the
-    output equals the fused one to float rounding (on the CPU with the same dropout draws:
-    the same at::dropout calls on the same shapes) and autograd goes through each h_t.
-    ``on_hidden(key, h)`` sees the first layer's h_t as it is made: key t for the forward
-    direction, (t, 1) for the reverse one of a bidirectional layer. Cost: the watched steps
-    of this layer run as T x layers x directions small steps instead of one fused kernel.
+    (Contract 2's time_grad_norm) cannot be read from its output gradient, which holds only
+    the direct (readout) part. While the tracer records, ``on_hidden(key, s)`` gets, for each
+    time step of the first layer (key t for the forward direction, (t, 1) for the reverse one
+    of a bidirectional layer), a zero tensor s_t whose gradient is exactly that total derivative:
+
+    * nn.LSTM, nn.RNN: still the fused kernels. s_t is added to the first layer's output h_t
+      and to its final state, and enters step t+1's gates through an extra input column block
+      whose input weight is W_hh (the layer's own recurrent weight): the fused backward then
+      gives dL/ds_t = dL/dout_t (direct) + W_hh^T dL/dgates_(t+1) (through the recurrence)
+      [+ dL/dh_n at the last step], the total derivative, with no step-by-step re-run. The
+      values are the fused ones (s = 0; the extra input block adds W_hh 0), the gradients of
+      the weights too (the extra block's weight gradient is dL/dgates 0^T = 0). Cost: the
+      first layer's input product is wider by H per direction.
+    * nn.GRU (whose recurrent term sits inside the reset gate, r * (W_hn h + b_hn), and which
+      also passes h on as z * h): the same recurrence written with torch ops, one time step at
+      a time, every layer and direction with the layer's own weights; autograd goes through
+      each h_t (a hook on it sees the summed gradient). Cost: T x layers x directions small steps.
+
+    Outputs equal the fused ones to float rounding (on the CPU with the same dropout draws
+    between layers: the same at::dropout calls on the same shapes).
     """
 
     def __init__(self, module: nn.RNNBase, tracer: Tracer):
@@ -260,6 +280,76 @@ class Unrolled:
         else:
             h0, c0 = hx if lstm else (hx, None)
         self.time_steps = steps
+        if gru:
+            out, h_n, c_n = self._step_by_step(x, h0, c0)
+        else:
+            out, h_n, c_n = self._fused_with_taps(x, h0, c0)
+        if m.batch_first and batched:
+            out = out.transpose(0, 1)
+        if not batched:
+            out, h_n = out.squeeze(1), h_n.squeeze(1)
+            c_n = c_n.squeeze(1) if lstm else None
+        return (out, (h_n, c_n)) if lstm else (out, h_n)
+
+    def _kernel(self):
+        m = self.module
+        if isinstance(m, nn.LSTM):
+            return _VF.lstm
+        return _VF.rnn_tanh if m.nonlinearity == "tanh" else _VF.rnn_relu
+
+    def _call(self, x, h0, c0, weights, layers, dropout):
+        """The fused kernel on (time, batch, features) x: (output, h_n, c_n or None)."""
+        m = self.module
+        lstm = isinstance(m, nn.LSTM)
+        with warnings.catch_warnings():   # cuDNN: these weights are not one flat buffer (a copy, fine)
+            warnings.filterwarnings("ignore", "RNN module weights are not part")
+            got = self._kernel()(x, (h0, c0) if lstm else h0, weights, m.bias, layers, dropout, m.training,
+                                 m.bidirectional, False)
+        return (got[0], got[1], got[2]) if lstm else (got[0], got[1], None)
+
+    def _fused_with_taps(self, x, h0, c0):
+        """nn.LSTM / nn.RNN: the first layer fused with its time-gradient taps s_t (see the class
+        doc), the other layers fused as they are."""
+        m = self.module
+        lstm = isinstance(m, nn.LSTM)
+        steps, b, dirs, H = x.shape[0], x.shape[1], 2 if m.bidirectional else 1, m.hidden_size
+        per = len(m._flat_weights_names) // (m.num_layers * dirs)   # w_ih, w_hh[, b_ih, b_hh]
+        weights = [getattr(m, n) for n in m._flat_weights_names]
+        taps, extra, first = [], [], []
+        for d in range(dirs):
+            s = [x.new_zeros(b, H).requires_grad_() for _ in range(steps)]
+            if self.on_hidden is not None:
+                for t in range(steps):
+                    self.on_hidden(t if d == 0 else (t, 1), s[t])
+            seq = torch.stack(s)
+            taps.append(seq)
+            zero = x.new_zeros(1, b, H)
+            # step t's gates see h_(t-1) (forward) or h_(t+1) (reverse): that step's tap enters them
+            extra.append(torch.cat([zero, seq[:-1]]) if d == 0 else torch.cat([seq[1:], zero]))
+        for d in range(dirs):
+            w_ih, w_hh, *rest = weights[d * per:(d + 1) * per]
+            blocks = [w_hh if k == d else w_hh.new_zeros(w_hh.shape) for k in range(dirs)]
+            first += [torch.cat([w_ih, *blocks], 1), w_hh, *rest]
+        out, h_n, c_n = self._call(torch.cat([x, *extra], 2), h0[:dirs], None if c0 is None else c0[:dirs],
+                                   first, 1, 0.0)
+        out = out + (taps[0] if dirs == 1 else torch.cat(taps, 2))   # the direct (readout) part
+        last = [taps[0][-1]] + ([taps[1][0]] if dirs == 2 else [])    # h_n: h_(T-1), reverse h_0
+        h_n = h_n + torch.stack(last)
+        if m.num_layers > 1:
+            if m.dropout and m.training:
+                out = F.dropout(out, m.dropout, True)
+            out, h_rest, c_rest = self._call(out, h0[dirs:], None if c0 is None else c0[dirs:],
+                                             weights[dirs * per:], m.num_layers - 1, m.dropout)
+            h_n = torch.cat([h_n, h_rest])
+            c_n = torch.cat([c_n, c_rest]) if lstm else None
+        return out, h_n, c_n
+
+    def _step_by_step(self, x, h0, c0):
+        """The recurrence as torch ops, one time step at a time (nn.GRU): (output, h_n, c_n)."""
+        m = self.module
+        lstm, gru = isinstance(m, nn.LSTM), isinstance(m, nn.GRU)
+        steps = x.shape[0]
+        dirs = 2 if m.bidirectional else 1
         layer_in, h_n, c_n = x, [], []
         for layer in range(m.num_layers):
             outs = []
@@ -295,14 +385,7 @@ class Unrolled:
             layer_in = outs[0] if dirs == 1 else torch.cat(outs, -1)
             if layer < m.num_layers - 1 and m.dropout and m.training:
                 layer_in = F.dropout(layer_in, m.dropout, True)
-        out, h_n = layer_in, torch.stack(h_n)
-        c_n = torch.stack(c_n) if lstm else None
-        if m.batch_first and batched:
-            out = out.transpose(0, 1)
-        if not batched:
-            out, h_n = out.squeeze(1), h_n.squeeze(1)
-            c_n = c_n.squeeze(1) if lstm else None
-        return (out, (h_n, c_n)) if lstm else (out, h_n)
+        return layer_in, torch.stack(h_n), torch.stack(c_n) if lstm else None
 
 
 class CellSteps:

@@ -28,7 +28,9 @@ What is measured, whatever the loop does:
 - update ratios compare the weights at ``begin()`` with those at ``step()``;
 - with AMP, pass the GradScaler (``Watch(..., scaler=scaler)``): gradients and
   deltas are divided by the scale their backward pass used.
-``every=N`` records every N-th step (the others cost a few Python calls).
+``every=N`` records every N-th step (the others cost a few Python calls);
+``hist_every=M`` (10) adds the histogram of each activation's z (``preact_hist``)
+to every M-th recorded step (0: none).
 
 The run directory (engine/rundir.py) is append-only: ``backprop-lab watch
 RUN_DIR`` follows it live and ``backprop-lab diagnose RUN_DIR`` reads it at any
@@ -36,9 +38,14 @@ time, also after the script was killed.
 
 Distributed (torchrun, DDP): by default only rank 0 records, the all-reduced
 gradients and its own batch's deltas and activations (stream ``main``);
-``ranks="all"`` makes every rank record its own loss, deltas and activations
-(and the all-reduced gradient norms, the same on every rank) to stream
-``rank<r>`` of the same directory.
+``ranks="all"`` makes every rank record its own statistics to stream ``rank<r>``
+of the same directory: its loss, deltas and activations, and the norms of its
+own gradient (of its batch), read as autograd accumulates each parameter's
+gradient, before DDP's hook on that parameter all-reduces it. Gradient
+accumulation over several backward passes keeps them local when the passes but
+the last run under ``ddp.no_sync()`` (Lightning and accelerate do so); a step
+whose earlier pass was all-reduced holds no rank's own sum, and its gradient
+norms are NaN.
 """
 from __future__ import annotations
 
@@ -48,12 +55,13 @@ from pathlib import Path
 import torch
 
 from .custom import instrument
-from .probes import Probe
+from .probes import Probe, safe_foreach_norms
 from .run_end import RunEnd
 from .rundir import MAIN, RunWriter, stream_name
 from .snapshot import Snapshot
 from .spec import FORMAT, VERSION
 
+HIST_EVERY = 10   # a histogram of z every 10th recorded step (its histc passes cost more than the moments)
 NO_BEGIN = ("Watch.step() was called without Watch.begin(): call watch.begin() right before the "
             "forward pass of every step (it arms the hooks that measure that step)")
 
@@ -102,13 +110,27 @@ def accuracy(out, target) -> torch.Tensor:
     if out.dim() != target.dim() + 1:
         return nan
     if out.shape[:-1] == target.shape:
-        pred = out.argmax(-1)
+        axis = -1
     elif out.dim() >= 2 and out.shape[0] == target.shape[0] and out.shape[2:] == target.shape[1:]:
-        pred = out.argmax(1)
+        axis = 1
     else:
         return nan
     keep = target != -100
-    return ((pred == target) & keep).sum().float() / keep.sum().float()  # 0/0 = NaN: nothing to score
+    right = _hits(out, target, axis) if not out.is_cuda else out.argmax(axis) == target
+    return (right & keep).sum().float() / keep.sum().float()  # 0/0 = NaN: nothing to score
+
+
+def _hits(scores: torch.Tensor, target: torch.Tensor, axis: int) -> torch.Tensor:
+    """``scores.argmax(axis) == target``, about three times faster on the CPU (argmax over a
+    language model's vocabulary costs more than the maximum): the target's score is strictly
+    above the best other score. Ties and NaN, where argmax's choice (the first maximum, a NaN)
+    decides, go to argmax itself."""
+    t = target.clamp(0, scores.shape[axis] - 1).unsqueeze(axis)   # -100 (ignored) rows: any class
+    own = scores.gather(axis, t).squeeze(axis)
+    others = scores.scatter(axis, t, -math.inf).amax(axis)
+    if bool(((own == others) | own.isnan() | others.isnan()).any()):
+        return scores.argmax(axis) == target
+    return own > others
 
 
 def _float(x) -> torch.Tensor:
@@ -123,9 +145,12 @@ def _is_optimizer(x) -> bool:
 
 class Watch:
     def __init__(self, model: torch.nn.Module, run_dir, name: str | None = None, flush_seconds: float = 1.0,
-                 every: int = 1, ranks=0, scaler=None, optimizer=None):
+                 every: int = 1, ranks=0, scaler=None, optimizer=None, hist_every: int = HIST_EVERY):
         if int(every) < 1:
             raise ValueError(f"every must be a positive integer, got {every!r}")
+        if int(hist_every) < 0:
+            raise ValueError(f"hist_every must be 0 (no histograms) or a positive integer, got {hist_every!r}")
+        self.hist_every = int(hist_every)
         if ranks != "all" and not isinstance(ranks, int):
             raise ValueError(f"ranks must be a rank number or 'all', got {ranks!r}")
         self.run_dir = Path(run_dir)
@@ -141,11 +166,21 @@ class Watch:
         self._stopped = False
         self._handles = []
         self.writer = None
+        self.local_grads = False
+        self._local, self._local_pass, self._reduced_before = None, False, False
         if not self.enabled:   # another rank records: this one only counts steps
             return
         inner = _unwrap(model)
         self.model = instrument(inner)
         self.probe = Probe(self.model)
+        distributed = self.rank is not None
+        # ranks="all": each rank's own gradient, before DDP's all-reduce
+        self.local_grads = distributed and ranks == "all"
+        if self.local_grads:
+            self._index = {id(p): i for i, p in enumerate(self.probe.parameters)}
+            for p in self.probe.parameters:
+                if p.requires_grad:
+                    self._handles.append(p.register_post_accumulate_grad_hook(self._on_local_grad))
         for p in inner.parameters():
             if p.requires_grad:
                 self._handles.append(p.register_post_accumulate_grad_hook(self._on_accumulated))
@@ -153,12 +188,18 @@ class Watch:
         # module's forward returns (a loop that calls submodules only leaves it at step())
         self._handles.append(inner.register_forward_hook(self._after_forward))
         stream = MAIN if ranks != "all" or self.rank is None else stream_name(self.rank)
-        distributed = self.rank is not None
-        grads = "all-reduced (the gradient the optimizer gets)" if distributed else "the gradient the optimizer gets"
+        if self.local_grads:
+            grads = (f"rank {self.rank}'s own gradient (of its batch, before DDP's all-reduce; NaN on a step whose "
+                     "earlier backward pass was all-reduced)")
+        elif distributed:
+            grads = "all-reduced (the gradient the optimizer gets)"
+        else:
+            grads = "the gradient the optimizer gets"
         self.spec = {"format": FORMAT, "version": VERSION,
                      "name": name or f"watched {type(inner).__name__}",
                      "description": "a run recorded by backprop_lab.Watch in the user's own training script",
                      "watched": {"module": type(inner).__name__, "every": self.every,
+                                 "hist_every": self.hist_every,
                                  "grads": grads + ", before clipping, unscaled",
                                  "deltas": "the first forward pass after begin() (its micro-batch)"
                                            + (f", rank {self.rank}'s batch" if distributed else "")}}
@@ -199,20 +240,43 @@ class Watch:
             self.probe.active = False
 
     def _pause_probe(self) -> None:
-        # Flags only: this runs inside backward, maybe on an autograd device thread, where the
-        # tracer's TorchFunctionMode must not be left; step() leaves it on the user's thread.
-        self.probe._active = False
-        if self.probe._tracer is not None:
-            self.probe._tracer.recording = False
+        # flags only: this runs inside backward, maybe on an autograd device thread; step()
+        # leaves the tracer's function mode on the user's thread
+        self.probe.pause()
+
+    def _on_local_grad(self, param) -> None:
+        # ranks="all" in a DDP job: the rank's own gradient, read as autograd accumulates it,
+        # before DDP's all-reduce (its hook on the same parameter runs after this one)
+        if not self._armed:
+            return
+        i = self._index[id(param)]
+        if self._reduced_before:   # an earlier backward pass of this step was all-reduced
+            self._local_norms[i] = torch.tensor(math.nan, device=param.device)
+        else:
+            self._local_norms[i] = safe_foreach_norms([param.grad.detach()])[0]
+        self._local_pass = True
 
     def _after_backward(self) -> None:
         self._queued = False
         self._backwards += 1
         self._grads = self.probe.grad_norms()
+        if self._local_pass:
+            local = self.probe.grad_norms(self._local_norms)
+            # several backward passes a step, each all-reduced (no no_sync): from the next pass
+            # on .grad holds the ranks' mean plus the rank's own micro-batch, no rank's own sum
+            self._reduced_before = not all(torch.allclose(a, b, rtol=0, atol=0, equal_nan=True)
+                                           for a, b in zip(local, self._grads))
+            self._local_pass = False
+            self._local = local
         if self.scaler is not None and self.scaler.is_enabled():
             self._scale = float(self.scaler.get_scale())
 
     # ------------------------------------------------------------------ per step
+    @property
+    def measuring(self) -> bool:
+        """Whether begin() armed the hooks of a recorded step that step() has not recorded yet."""
+        return self._armed
+
     @property
     def recording(self) -> bool:
         """Whether the current step is one that is recorded (every N-th)."""
@@ -226,8 +290,11 @@ class Watch:
         if not self.recording:
             return
         self._armed, self._grads, self._backwards, self._scale = True, None, 0, 1.0
+        if self.local_grads:
+            self._local, self._local_pass, self._reduced_before = None, False, False
+            self._local_norms = [None] * len(self._index)
         self._before = self.probe.weights_before()   # the weights before this step's update
-        self.probe.begin(want_hist=False)
+        self.probe.begin(want_hist=self.hist_every > 0 and (self.step_index // self.every) % self.hist_every == 0)
 
     def step(self, *args, optimizer=None, test_loss=None, test_accuracy=None) -> Snapshot | None:
         """Record this step: ``step(loss, outputs=None, targets=None)`` after your optimizer's step,
@@ -261,6 +328,9 @@ class Watch:
         if self._grads is None:   # no backward pass reached a parameter's .grad (or autograd.grad)
             self._grads = self.probe.grad_norms()
         wg, bg = self._grads
+        if self.local_grads:
+            # the rank's own gradient; no backward pass reached any parameter: NaN, as there is none
+            wg, bg = self._local if self._local is not None else (wg * math.nan, bg * math.nan)
         if make_step and not finite:
             ur = torch.full_like(wg, math.nan)
         else:

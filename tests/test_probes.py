@@ -208,6 +208,35 @@ def test_every_statistic_matches_autograd_for_each_activation(act, dtype):
     assert math.isnan(snap.bias_grad_norm[1]) and not np.isnan(snap.bias_grad_norm[[0, 2]]).any()
 
 
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a["type"])
+def test_every_statistic_matches_autograd_in_layers_measured_inside_their_hooks(act):
+    # 640 samples x 32 units is above STACK_MAX: these layers are reduced in their hooks, not in collect
+    from backprop_lab.engine.probes import STACK_MAX
+    layers = [{"type": "linear", "units": 32, "init": {"scheme": "normal", "std": 1.5}}, dict(act),
+              {"type": "linear", "units": 28, "bias": False}, dict(act)]
+    data = {"kind": "gaussian", "n": 640, "dim": 5, "classes": 4}
+    assert 640 * 28 > STACK_MAX
+    check_step_statistics(build(make_spec(layers, data=data)))
+
+
+@pytest.mark.parametrize("n", [96, 640], ids=["kept", "in-hook"])
+@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
+def test_units_with_zero_derivative_on_every_sample_are_dead_in_both_paths(act, n):
+    # biases of std 30 pin some units where f'(z) rounds to 0 on every sample (dead), others
+    # saturate on some samples only: the per-unit pass that finds them must run here
+    layers = [{"type": "linear", "units": 32, "init": {"scheme": "normal", "std": 1.0},
+               "bias_init": {"scheme": "normal", "mean": 0.0, "std": 30.0}}, {"type": act}]
+    # (their gradients underflow in float32: only the activation statistics are compared)
+    exp = build(make_spec(layers, data={"kind": "gaussian", "n": n, "dim": 5, "classes": 4}))
+    _, rown = references(exp)
+    snap, stats = Trainer(exp).train_step(), rown.act_stats()
+    assert_rel(snap.preact_std, stats[:, 1], "preact_std")
+    assert_rel(snap.mean_derivative, stats[:, 2], "mean_derivative")
+    assert_rel(snap.saturated_frac, stats[:, 3], "saturated_frac", rtol=1e-12)
+    assert_rel(snap.dead_frac, stats[:, 4], "dead_frac", rtol=1e-12)
+    assert 0 < snap.dead_frac[0] < 1
+
+
 def test_sigmoid_net_with_strong_init_shows_saturation_that_matches_autograd():
     layers = [{"type": "linear", "units": 32, "init": {"scheme": "normal", "std": 6.0}}, {"type": "sigmoid"}]
     snap, _, _ = check_step_statistics(build(make_spec(layers)))
@@ -307,9 +336,12 @@ def adam_first_update(lr):
     ("momentum", 0.0, lambda lr: sgd_update(lr)),          # the first momentum step is a plain SGD step
     ("adam", 0.0, adam_first_update),
 ], ids=["sgd", "sgd_weight_decay", "momentum", "adam"])
-def test_update_ratio_equals_the_update_done_by_hand(optimizer, wd, make_update, dtype):
-    layers = [{"type": "linear", "units": 8}, {"type": "tanh"}, {"type": "linear", "units": 6, "bias": False},
-              {"type": "relu"}]
+@pytest.mark.parametrize("widths", [(8, 6), (80, 64)], ids=["small", "large"])
+def test_update_ratio_equals_the_update_done_by_hand(optimizer, wd, make_update, dtype, widths):
+    # large: a 64 x 80 weight (>= DOT_MIN entries) is measured in the backward pass and by a fused
+    # pass after the step, the small ones beside it by foreach calls
+    layers = [{"type": "linear", "units": widths[0]}, {"type": "tanh"},
+              {"type": "linear", "units": widths[1], "bias": False}, {"type": "relu"}]
     lr = 0.05
     exp = build(make_spec(layers, optimizer=optimizer, lr=lr, weight_decay=wd), dtype)
     snap, r64, rown = check_step_statistics(exp)   # weight decay is not part of dLoss/dW
@@ -323,9 +355,10 @@ def test_update_ratio_equals_the_update_done_by_hand(optimizer, wd, make_update,
 
 @DTYPES
 @pytest.mark.parametrize("clip", ["clip_norm", "clip_value"])
-def test_statistics_are_taken_before_clipping_and_the_update_is_clipped(clip, dtype):
-    layers = [{"type": "linear", "units": 8, "init": {"scheme": "normal", "std": 3.0}}, {"type": "relu"},
-              {"type": "linear", "units": 8}, {"type": "sigmoid"}]
+@pytest.mark.parametrize("width", [8, 72], ids=["small", "large"])
+def test_statistics_are_taken_before_clipping_and_the_update_is_clipped(clip, dtype, width):
+    layers = [{"type": "linear", "units": width, "init": {"scheme": "normal", "std": 3.0}}, {"type": "relu"},
+              {"type": "linear", "units": width}, {"type": "sigmoid"}]
     lr, c = 0.5, 1e-3
     exp = build(make_spec(layers, lr=lr, **{clip: c}), dtype)
     snap, r64, rown = check_step_statistics(exp)   # the gradient statistics are not clipped

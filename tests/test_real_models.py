@@ -236,6 +236,7 @@ CASES = {
     "lstm_lm": lm("LSTM"),
     "gru_lm_batch_first_bidirectional": lm("GRU", batch_first=True, bidirectional=True),
     "rnn_lm": lm("RNN"),
+    "lstm_lm_batch_first_bidirectional": lm("LSTM", batch_first=True, bidirectional=True),
     "encoder": dict(cls="Encoder", kwargs={}, ref=encoder_ref, loss="cross_entropy", tokens=True, seq=True),
     "gru_cell_loop": dict(cls="CellRNN", kwargs={}, ref=cell_ref, loss="cross_entropy", tokens=True),
 }

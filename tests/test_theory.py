@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from backprop_lab.engine import spec as specmod
 from backprop_lab.engine.theory import cells, chain, meanfield, paths, phase, spectrum
 
 TORCH_F = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda z: z,
@@ -112,17 +113,41 @@ def test_meanfield_reference_values():
     assert meanfield.fixed_point(1.0, 0.3, "relu") == pytest.approx(0.6, rel=1e-9)
 
 
-def test_phase_boundary_matches_critical_line():
-    sw = np.linspace(1.2, 3.4, 12)
-    r = phase.compute("tanh", 128, 20, sw, [0.05, 0.5], seeds=3)
-    got = dict((b, w) for b, w in phase.measured_boundary(r))
-    crit = dict((b, w) for b, w in r["critical"])
-    for sb in (0.05, 0.5):
-        assert got[sb] == pytest.approx(crit[sb], rel=0.10)
-    assert np.asarray(r["chi1"]).shape == (2, 12)
+TANH_CRITICAL = {0: 1.00, 0.01: 1.42, 0.02: 1.54, 0.05: 1.76, 0.1: 1.99, 0.2: 2.29, 0.5: 2.84, 1.0: 3.44}
+
+
+@pytest.mark.parametrize("sb", sorted(TANH_CRITICAL))
+def test_phase_boundary_matches_every_reference_value(sb):
+    """The measured border (ratio crossing 0) within 10 % of each published tanh critical sigma_w^2.
+
+    A grid from 0.8 to 1.2 times the reference value: the crossing must exist in it and lie
+    within 10 %. At sigma_b^2 = 0 the measured ratio only stops falling at 1 (tanh stays critical
+    to first order above it) and seed noise decides its sign there: width 256 and 5 seeds.
+    """
+    c = TANH_CRITICAL[sb]
+    width, seeds = (256, 5) if sb == 0 else (128, 3)
+    r = phase.compute("tanh", width, 20, c * np.array([0.8, 0.9, 1.0, 1.1, 1.2]), [sb], seeds=seeds)
+    assert r["inputs"] == "fixed-point" and "fixed point" in r["measured"]
+    assert r["critical"][0][1] == pytest.approx(c, abs=0.006)
+    (b, w), = phase.measured_boundary(r)
+    assert w == pytest.approx(c, rel=0.10)
+
+
+def test_phase_relu_boundary_and_standard_inputs():
     relu = phase.compute("relu", 128, 20, np.linspace(1.6, 2.4, 5), [0.0], seeds=3)
     (b, w), = phase.measured_boundary(relu)
     assert w == pytest.approx(2.0, abs=0.1)
+    assert relu["q_star"][0][-1] is None        # ReLU above 2 has no finite fixed point
+    # N(0, 1) inputs start the length map far from q* = 0 at sigma_b^2 = 0: the early layers contract
+    # and the border moves right of sigma_w^2 = 1 (the finite-depth effect the fixed point removes)
+    sw = np.array([0.9, 1.0, 1.1, 1.2])
+    std = phase.compute("tanh", 128, 20, sw, [0.0], seeds=3, inputs="standard")
+    fixed = phase.compute("tanh", 128, 20, sw, [0.0], seeds=3)
+    assert all(s < f - 0.1 for s, f in zip(std["log10_ratio"][0], fixed["log10_ratio"][0]))
+    # the inputs really start at q*: E[z_1^2] = q* for every sample
+    x, _ = phase.cell_inputs("tanh", 2.0, 0.1, 0)
+    q = meanfield.fixed_point(2.0, 0.1, "tanh")
+    assert (2.0 * x.pow(2).mean(1) + 0.1).numpy() == pytest.approx(np.full(len(x), q), rel=1e-5)
 
 
 def test_phase_cell_spec_builds_that_stack():
@@ -169,6 +194,91 @@ def test_spectrum_equals_autograd_jacobian():
         j = torch.func.jacrev(net)(xi)
         ref.append(np.linalg.svd(j.detach().numpy(), compute_uv=False))
     np.testing.assert_allclose(got, np.concatenate(ref), rtol=1e-10)
+
+
+def _reference_spectrum(module, x):
+    """torch.autograd.functional.jacobian on a float64 copy of the module, numpy's SVD."""
+    import copy
+    net = copy.deepcopy(module).double().eval()
+    out = []
+    for xi in torch.as_tensor(x).double():
+        j = torch.autograd.functional.jacobian(lambda v: net(v.unsqueeze(0)).squeeze(0), xi)
+        out.append(np.linalg.svd(j.detach().numpy().reshape(-1, xi.numel()), compute_uv=False))
+    return np.concatenate(out)
+
+
+SPECTRUM_RUN = {"format": "backprop-lab/spec", "version": 1,
+                "data": {"kind": "blobs", "classes": 3, "dim": 4, "n": 200, "seed": 1},
+                "model": {"layers": [{"type": "linear", "units": 16}, {"type": "tanh"},
+                                     {"type": "linear", "units": 16}, {"type": "tanh"},
+                                     {"type": "dropout", "p": 0.3}]},
+                "train": {"loss": "cross_entropy", "optimizer": "sgd", "lr": 0.5, "batch_size": 32,
+                          "steps": 100, "seed": 3}}
+
+
+def test_spectrum_at_the_current_step_comes_from_the_worker_and_equals_autograd():
+    """The worker's "spectrum" message: the live model's weights after the steps made (finished and
+    mid-run, paused), equal to autograd + numpy on the same weights, and unlike those at init."""
+    from backprop_lab.engine.experiment import build
+    from backprop_lab.engine.trainer import Trainer
+    from tests.test_worker import _until, _worker
+    spec = specmod.validate(SPECTRUM_RUN)
+    p, cmd, out = _worker()
+    try:
+        cmd.send(("spectrum", 1, 4))
+        (_, tok, res, problem), = [m for m in _until(out, "spectrum") if m[0] == "spectrum"]
+        assert tok == 1 and res is None and "no model" in problem
+        cmd.send(("start", (spec, None, 0), 20, False, 1, None))
+        _until(out, "ended")
+        cmd.send(("spectrum", 2, 5))
+        _, tok, after_20, problem = _until(out, "spectrum")[-1]
+        assert tok == 2 and problem is None and after_20["step"] == 20
+        assert isinstance(after_20["singular_values"], np.ndarray) and after_20["singular_values"].shape == (15,)
+        # mid-run: paused after 3 more steps; the run goes on after the answer
+        cmd.send(("start", None, 100, True, 3, None))
+        cmd.send(("ping", 9))
+        while _until(out, "pong")[-1][2] < 23:
+            cmd.send(("ping", 9))
+        cmd.send(("spectrum", 3, 5))
+        _, tok, after_23, _ = _until(out, "spectrum")[-1]
+        assert tok == 3 and after_23["step"] == 23
+        cmd.send(("step", 1))                          # the run was not ended by the question: it steps on
+        got = _until(out, "batch")
+        assert got[-1][1]["step"][-1] == 23 and "ended" not in [m[0] for m in got]
+        cmd.send(("stop",))
+        _until(out, "ended")
+        cmd.send(("quit",))
+        p.join(10)
+    finally:
+        if p.is_alive():
+            p.kill()
+    # the same run here: same seed, same steps, same weights
+    exp = build(spec)
+    tr = Trainer(exp)
+    x = exp.data.x_train[:5]
+    at_init = _reference_spectrum(tr.module, x)
+    tr.run(20)
+    np.testing.assert_allclose(after_20["singular_values"], _reference_spectrum(tr.module, x), rtol=1e-5)
+    assert not np.allclose(after_20["singular_values"], at_init, rtol=0.05)   # training moved them
+    tr.run(3)
+    np.testing.assert_allclose(after_23["singular_values"], _reference_spectrum(tr.module, x), rtol=1e-5)
+    assert after_20["inputs"] == 5 and after_20["jacobian_shape"] == [3, 4]
+
+
+def test_spectrum_leaves_the_live_module_as_it_was():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.BatchNorm1d(5), torch.nn.Dropout(0.5),
+                              torch.nn.Linear(5, 2))
+    net.train()
+    with torch.no_grad():
+        net(torch.randn(16, 3))                      # running statistics that are not the initial ones
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randn(4, 3)
+    sv = spectrum.jacobian_singular_values(net, x)
+    assert net.training and next(net.parameters()).dtype == torch.float32
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k          # running statistics untouched
+    np.testing.assert_allclose(sv, _reference_spectrum(net, x), rtol=1e-6)   # evaluation mode: no dropout
 
 
 def _cli(*args):

@@ -121,3 +121,80 @@ def test_the_unrolled_layer_gives_the_fused_output_also_with_dropout(cls, batch_
         model.tracer.stop()
     torch.testing.assert_close(out2, out, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(h2, h, rtol=1e-5, atol=1e-6)
+
+
+def cell_reference(net, x, hx):
+    """A fused nn.LSTM / nn.RNN as float64 cells with its weights: (output, h_n, c_n, {key: h_t of layer 0})."""
+    lstm = isinstance(net, nn.LSTM)
+    dirs = 2 if net.bidirectional else 1
+    h0, c0 = hx if lstm else (hx, None)
+    seq, hs, h_n, c_n = x, {}, [], []
+    for layer in range(net.num_layers):
+        outs = []
+        for d in range(dirs):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            if lstm:
+                cell = nn.LSTMCell(seq.shape[-1], net.hidden_size)
+            else:
+                cell = nn.RNNCell(seq.shape[-1], net.hidden_size, nonlinearity=net.nonlinearity)
+            cell = cell.to(F64)
+            for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                setattr(cell, n, nn.Parameter(getattr(net, n + sfx).detach().to(F64)))
+            h, c = h0[layer * dirs + d], c0[layer * dirs + d] if lstm else None
+            out = [None] * len(seq)
+            for t in (range(len(seq)) if d == 0 else reversed(range(len(seq)))):
+                h, c = cell(seq[t], (h, c)) if lstm else (cell(seq[t], h), None)
+                if layer == 0:
+                    h.retain_grad()
+                    hs[t if d == 0 else (t, 1)] = h
+                out[t] = h
+            outs.append(torch.stack(out))
+            h_n.append(h)
+            c_n.append(c)
+        seq = torch.cat(outs, -1)
+    return seq, torch.stack(h_n), torch.stack(c_n) if lstm else None, hs
+
+
+@pytest.mark.parametrize("cls,bidirectional,layers", [(nn.LSTM, False, 2), (nn.LSTM, True, 2), (nn.LSTM, True, 1),
+                                                      (nn.RNN, False, 3), (nn.RNN, True, 2)])
+def test_the_fused_time_taps_get_the_total_derivative_of_every_h_t(cls, bidirectional, layers):
+    """The first layer's taps s_t of a fused nn.LSTM / nn.RNN receive dL/dh_t through the readout, every
+    later step and the final state (h_n and c_n in the loss too), as float64 cells unrolled by hand; and
+    the weights' gradients are those of the plain fused layer."""
+    from backprop_lab.engine.custom import instrument
+    torch.manual_seed(0)
+    net = cls(5, 6, layers, bidirectional=bidirectional)
+    dirs = 2 if bidirectional else 1
+    x = torch.randn(7, 4, 5)
+    hx = torch.randn(layers * dirs, 4, 6)
+    hx = (hx, torch.randn(layers * dirs, 4, 6)) if cls is nn.LSTM else hx
+    wo, wh = torch.randn(7, 4, 6 * dirs), torch.randn(layers * dirs, 4, 6)
+
+    def loss_of(out, h):
+        h_n, c_n = h if cls is nn.LSTM else (h, None)
+        loss = (out * wo.to(out.dtype)).sum() + (h_n.tanh() * wh.to(out.dtype)).sum()
+        return loss + (c_n.square().sum() if c_n is not None else 0)
+
+    plain = copy.deepcopy(net)
+    loss_of(*plain(x, hx)).backward()
+    model = instrument(net)
+    taps = {}
+    model.recurrent.on_hidden = taps.__setitem__   # the taps are leaves: their .grad is kept
+    model.tracer.start()
+    try:
+        out, h = net(x, hx)
+    finally:
+        model.tracer.stop()
+    loss_of(out, h).backward()
+    model.recurrent.remove()
+    model.tracer.remove()
+    hx64 = tuple(t.to(F64) for t in hx) if cls is nn.LSTM else hx.to(F64)
+    out64, h_n64, c_n64, hs = cell_reference(net, x.to(F64), hx64)
+    loss_of(out64, (h_n64, c_n64) if cls is nn.LSTM else h_n64).backward()
+    assert sorted(taps, key=str) == sorted(hs, key=str) and len(taps) == 7 * dirs
+    for key, s in taps.items():
+        assert not s.detach().any()
+        torch.testing.assert_close(s.grad.to(F64), hs[key].grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.to(F64), out64, rtol=1e-5, atol=1e-6)
+    for (n, p), q in zip(net.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=n)

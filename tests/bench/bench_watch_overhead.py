@@ -3,18 +3,23 @@
 Four models people train (CPU, float32): an MNIST-style CNN (F.relu, max pooling,
 dropout; 28 x 28, batch 64), a ResNet-style net (BatchNorm, nn.ReLU(inplace=True)
 reused, skip connections; 32 x 32, batch 32), an LSTM language model (vocabulary
-2000, 2 layers of 256, 35 steps, batch 20: Watch unrolls the fused LSTM on
-watched steps for the gradient through time) and a small Transformer encoder
+2000, 2 layers of 256, 35 steps, batch 20: Watch's taps on the fused LSTM's
+first layer give the gradient through time) and a small Transformer encoder
 (2 layers, width 128, 4 heads, 64 tokens, batch 16). Every statistic every step;
 the run directory is written to a temporary folder.
 
-Run: .venv/bin/python tests/bench/bench_watch_overhead.py [steps (30)] [rounds (3)]
-The three loops of a model take turns, round after round, and each reports its
-median time per step; the ratios are to the bare loop's. One thread unless
+Three copies of the model, one per loop, take turns step by step on the same batches, so
+that a shared machine's changing load falls on the three loops alike.
+
+Run: .venv/bin/python tests/bench/bench_watch_overhead.py [steps (30)] [rounds (3)] [model names...]
+(e.g. ``30 3 LSTM`` runs only the models whose name contains "LSTM").
+Each loop reports its median time per step (and the ratio of means: a loop whose steps
+differ in cost shows it there); the ratios are to the bare loop's. One thread unless
 OMP_NUM_THREADS says otherwise (a shared machine's timings are noisy).
 """
 from __future__ import annotations
 
+import copy
 import os
 import statistics
 import sys
@@ -104,23 +109,26 @@ def cases():
                                              torch.randint(0, 1000, (16, 64), generator=g)), lambda m, x: m(x)
 
 
+def one_step(model, opt, x, y, call, watch=None) -> float:
+    t0 = time.perf_counter()
+    if watch is not None:
+        watch.begin()
+    out = call(model, x)
+    loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+    opt.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    if watch is not None:
+        watch.step(loss, out, y)
+    return time.perf_counter() - t0
+
+
 def loop(model, opt, batch, call, steps, watch=None):
-    times = []
-    for _ in range(steps):
-        x, y = batch()
-        t0 = time.perf_counter()
-        if watch is not None:
-            watch.begin()
-        out = call(model, x)
-        loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if watch is not None:
-            watch.step(loss, out, y)
-        times.append(time.perf_counter() - t0)
-    return times
+    return [one_step(model, opt, *batch(), call, watch) for _ in range(steps)]
+
+
+LOOPS = (("bare", None), ("every step", 1), ("every 10th", 10))
 
 
 def main() -> None:
@@ -128,23 +136,33 @@ def main() -> None:
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(1)
-    print(f"{torch.get_num_threads()} thread(s), {steps} steps x {rounds} rounds, median time per step")
+    print(f"{torch.get_num_threads()} thread(s), {steps} steps x {rounds} rounds, median (mean) time per step")
     with tempfile.TemporaryDirectory() as d:
+        only = sys.argv[3:]
         for name, model, batch, call in cases():
-            torch.manual_seed(0)
-            opt = torch.optim.SGD(model.parameters(), lr=0.01)
-            got = {"bare": [], "every step": [], "every 10th": []}
-            loop(model, opt, batch, call, 3)   # warm-up
-            for _ in range(rounds):
-                got["bare"] += loop(model, opt, batch, call, steps)
-                for k, every in (("every step", 1), ("every 10th", 10)):
-                    with Watch(model, f"{d}/{name}-{every}", every=every) as w:
-                        loop(model, opt, batch, call, 1, w)   # its first step finds the call sites
-                        got[k] += loop(model, opt, batch, call, steps, w)
-            bare = statistics.median(got["bare"])
+            if only and not any(o.lower() in name.lower() for o in only):
+                continue
+            # three copies of one model, one per loop; the loops take turns step by step (the same
+            # batch), so that a shared machine's changing load falls on all three alike
+            nets = [copy.deepcopy(model) for _ in LOOPS]
+            opts = [torch.optim.SGD(m.parameters(), lr=0.01) for m in nets]
+            got = {k: [] for k, _ in LOOPS}
+            for r in range(rounds):
+                watches = [None if every is None else Watch(m, f"{d}/{name}-{every}-{r}", every=every)
+                           for m, (_, every) in zip(nets, LOOPS)]
+                for m, o, w in zip(nets, opts, watches):
+                    loop(m, o, batch, call, 2, w)   # warm-up; a watch's first step finds the call sites
+                for _ in range(steps):
+                    x, y = batch()
+                    for (k, _), m, o, w in zip(LOOPS, nets, opts, watches):
+                        got[k].append(one_step(m, o, x, y, call, w))
+                for w in watches:
+                    if w is not None:
+                        w.close()
+            bare, bare_mean = statistics.median(got["bare"]), statistics.fmean(got["bare"])
             parts = [f"bare {bare * 1e3:7.2f} ms"] + [
-                f"{k} {statistics.median(v) * 1e3:7.2f} ms ({statistics.median(v) / bare:4.2f}x)"
-                for k, v in got.items() if k != "bare"]
+                f"{k} {statistics.median(v) * 1e3:7.2f} ms ({statistics.median(v) / bare:4.2f}x, mean "
+                f"{statistics.fmean(v) / bare_mean:4.2f}x)" for k, v in got.items() if k != "bare"]
             print(f"{name:12s} " + ", ".join(parts), flush=True)
 
 

@@ -2,7 +2,10 @@
 
 Each cell is log10(||dL/dz_1|| / ||dL/dz_L||) on real random nets at
 initialisation (median over seeds), blue where the gradient vanishes towards the
-input, red where it explodes. The black line is the mean-field edge of chaos
+input, red where it explodes. By default every input starts the length map at its
+fixed point q* (engine.theory.phase explains why: from N(0, 1) inputs the early
+layers of a net with small q* contract while the length settles, and the border
+moves right); the "inputs" box switches to N(0, 1) inputs to show that effect. The black line is the mean-field edge of chaos
 chi1 = 1 (engine.theory.meanfield). The nets are measured by
 `backprop-lab theory phase` in a child process (progress, cancel); clicking a
 cell emits ``cell_requested(spec)`` with that very stack.
@@ -41,7 +44,11 @@ class PhaseMap(TheoryPanel):
         "amplify it (chaotic, exploding). The black line is the theory's prediction of the border, the "
         "edge of chaos, where each layer passes the gradient on unchanged on average. Xavier and He "
         "initialisation are marked: for tanh Xavier sits on the edge only without bias; for ReLU, He "
-        "initialisation is the only point on the edge. Click a square to load that network.")
+        "initialisation is the only point on the edge. The inputs are scaled so that the signal enters "
+        "the first layer already at the length it would settle to in a very deep net (the fixed point "
+        "q* of the length map), where the theory's slope χ₁ applies; with plain N(0, 1) inputs the first "
+        "layers shrink or grow the signal towards that length and bend the measured border. Click a "
+        "square to load that network.")
 
     cell_requested = Signal(dict)
 
@@ -50,16 +57,21 @@ class PhaseMap(TheoryPanel):
         self.result: dict | None = None
         self.activation = QComboBox()
         self.activation.addItems(ACTIVATIONS)
-        self.width_spin = _int_spin(8, 1024, 128, 16)
+        self.width_spin = _int_spin(8, 1024, 256, 16)
         self.depth_spin = _int_spin(2, 100, 20)
         self.seeds = _int_spin(1, 20, 3)
         self.sw_hi = spin(0.5, 10, 4.0, 0.5, 2, "largest sigma_w^2")
         self.sw_n = _int_spin(2, 60, 15)
         self.sb_hi = spin(0.0, 5, 1.0, 0.1, 2, "largest sigma_b^2")
         self.sb_n = _int_spin(1, 40, 6)
+        self.inputs = QComboBox()
+        self.inputs.addItem("at q*", "fixed-point")
+        self.inputs.addItem("N(0, 1)", "standard")
+        self.inputs.setToolTip("at q*: every input starts the length map at its fixed point (as the theory "
+                               "assumes); N(0, 1): unscaled Gaussian inputs")
         for text, w in (("f", self.activation), ("width", self.width_spin), ("depth", self.depth_spin),
                         ("seeds", self.seeds), ("σw² up to", self.sw_hi), ("×", self.sw_n),
-                        ("σb² up to", self.sb_hi), ("×", self.sb_n)):
+                        ("σb² up to", self.sb_hi), ("×", self.sb_n), ("inputs", self.inputs)):
             self.add_control(labelled(text, w))
         self.compute_button = QPushButton("Compute")
         self.cancel_button = QPushButton("Cancel")
@@ -113,7 +125,8 @@ class PhaseMap(TheoryPanel):
         return ["phase", "--activation", self.activation.currentText(), "--width", str(self.width_spin.value()),
                 "--depth", str(self.depth_spin.value()), "--seeds", str(self.seeds.value()),
                 "--sigma-w2", f"{sw_lo}:{self.sw_hi.value()}:{self.sw_n.value()}",
-                "--sigma-b2", f"0:{self.sb_hi.value()}:{self.sb_n.value()}"]
+                "--sigma-b2", f"0:{self.sb_hi.value()}:{self.sb_n.value()}",
+                "--inputs", self.inputs.currentData()]
 
     def compute(self) -> None:
         self.progress.setRange(0, self.sw_n.value() * self.sb_n.value())
@@ -160,8 +173,10 @@ class PhaseMap(TheoryPanel):
             t.setPos(x, y)
         self.plot.setXRange(sw[0] - dx / 2, sw[-1] + dx / 2, padding=0)
         self.plot.setYRange(sb[0] - dy / 2, sb[-1] + dy / 2, padding=0)
+        start = "inputs at the fixed point q*" if result.get("inputs", "fixed-point") == "fixed-point" \
+            else "N(0, 1) inputs"
         self._idle(f"{result['activation']}, {result['depth']} layers of {result['width']}, median of "
-                   f"{result['seeds']} seeds. Hover for a cell's numbers; click to load it.")
+                   f"{result['seeds']} seeds, {start}. Hover for a cell's numbers; click to load it.")
 
     # ------------------------------------------------------------------ cells
     def cell_at(self, sw2: float, sb2: float):
