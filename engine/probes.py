@@ -816,12 +816,15 @@ class Probe:
             deltas, acts, (ts, time_norms) = self._reduce_deltas(), self._reduce_acts(), self._reduce_times()
         hist = [h for h in self._hist if h is not None]
 
-        def flat(ts):
-            return torch.cat([t.reshape(-1) for t in ts]) if ts else torch.zeros(0, device=dev)
+        def flat(ts, one_axis=False):   # one_axis: every tensor is [k] already (a reshape call each saved)
+            if not ts:
+                return torch.zeros(0, device=dev)
+            return torch.cat(ts if one_axis else [t.reshape(-1) for t in ts])
         # norms in float64 (finite wherever the tensors are: see safe_norms); the cat promotes
         parts = [head.float(), wg.double(), bg.double(), ur.double(),
-                 flat([norms for _, norms, _, _ in deltas]).double(), flat([sums for _, _, sums, _ in deltas]).float(),
-                 flat([t for _, raw in acts for t in raw]),  # in z's own dtype (the cat promotes)
+                 flat([norms for _, norms, _, _ in deltas], True).double(),
+                 flat([sums for _, _, sums, _ in deltas]).float(),
+                 flat([t for _, raw in acts for t in raw], True),  # in z's own dtype (the cat promotes)
                  time_norms.double(),
                  torch.cat(hist).float() if len(hist) == len(self._hist) and hist else torch.zeros(0)]
         host = torch.cat([p.reshape(-1).to(dev) for p in parts]).cpu().numpy()
@@ -829,25 +832,35 @@ class Probe:
         (head, wg, bg, ur, norms, sums, raws, time_norms, hist_np) = (
             host[a:b] for a, b in zip([0] + ends, ends))
         out = {"head": head, "weight_grad_norm": wg, "bias_grad_norm": bg, "update_ratio": ur}
-        # layers and units with nothing measured (no gradient reached them) stay NaN
+        # layers and units with nothing measured (no gradient reached them) stay NaN; every group
+        # at once (a large layer is a group of its own: per-group numpy calls cost 50-100 us a layer)
         delta, neuron = np.full(L, np.nan, dtype=host.dtype), np.full(sum(self.units), np.nan)
         count = np.ones(L)
-        n_at = s_at = 0
-        for idx, _, group_sums, counts in deltas:
-            delta[idx] = norms[n_at:n_at + len(idx)]
-            per_unit = sums[s_at:s_at + group_sums.numel()].reshape(len(idx), -1)
-            n_at, s_at = n_at + len(idx), s_at + group_sums.numel()
-            count[idx] = counts
-            if per_unit.shape[1]:
-                neuron[self._neuron_index(idx)] = per_unit.reshape(-1)
-        act, at = np.full((A, 5), np.nan), 0
-        for idx, _ in acts:
-            raw = raws[at:at + 5 * len(idx)].reshape(5, len(idx)).T  # five stats, each over the group
-            at += 5 * len(idx)
-            sizes = np.array([self._act_sizes[i] for i in idx], dtype=np.float64).reshape(-1, 2)
-            act[idx] = finish_activation(self.model.act_layers[idx[0]][2], raw, sizes[:, 0], sizes[:, 1],
-                                         [self._act_shift[i] for i in idx])
-            for i, shift in zip(idx, _shifts_for(act[idx, 0], act[idx, 1])):
+        d_idx = [i for idx, *_ in deltas for i in idx]
+        if d_idx:
+            delta[d_idx] = norms
+            count[d_idx] = [c for *_, counts in deltas for c in counts]
+            u_idx = [i for idx, _, group_sums, _ in deltas if group_sums.shape[1] for i in idx]
+            if u_idx:   # the groups' [layers, units] sums, layer after layer
+                neuron[self._neuron_index(u_idx)] = sums
+        act = np.full((A, 5), np.nan)
+        a_idx = [i for idx, _ in acts for i in idx]
+        if a_idx:
+            rows, at = [], 0
+            for idx, _ in acts:   # five stats, each over the group
+                rows.append(raws[at:at + 5 * len(idx)].reshape(5, len(idx)).T)
+                at += 5 * len(idx)
+            rows = np.concatenate(rows) if len(rows) > 1 else rows[0]
+            sizes = np.array([self._act_sizes[i] for i in a_idx], dtype=np.float64)
+            shifts = np.array([self._act_shift[i] for i in a_idx], dtype=np.float64)
+            layers = self.model.act_layers
+            kinds = {}
+            for k, i in enumerate(a_idx):   # one numpy pass per kind of activation
+                kinds.setdefault(_act_key(layers[i][2]), []).append(k)
+            for ks in kinds.values():
+                at_i = [a_idx[k] for k in ks]
+                act[at_i] = finish_activation(layers[at_i[0]][2], rows[ks], sizes[ks, 0], sizes[ks, 1], shifts[ks])
+            for i, shift in zip(a_idx, _shifts_for(act[a_idx, 0], act[a_idx, 1])):
                 self._shift[i] = shift
         # ||dL/dh_t|| of each time step t; a bidirectional layer's two directions together
         position = {t: k for k, t in enumerate(sorted({_time_step(key) for key in self._time}))}
