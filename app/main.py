@@ -1,8 +1,9 @@
 """Start the desktop app: check the display, make the window, exit cleanly.
 
 The window is shown first; the training process (engine.worker) is started
-right after, in the background, and imports torch while the user looks at the
-window. Ctrl+C and SIGTERM in the terminal close the window like Ctrl+Q does:
+right after its first paint, in the background, and imports torch while the
+user looks at the window; what the first frame does not show (the Theory tab,
+the views of docks behind other docks' tabs) is built in idle steps after it. Ctrl+C and SIGTERM in the terminal close the window like Ctrl+Q does:
 the training process is told to stop and ended (terminated if it must be),
 the window (and its pyqtgraph widgets) is deleted before the interpreter
 exits, and the exit status is 0.
@@ -66,8 +67,9 @@ def main(spec: str | None = None, run: bool = False, watch: str | None = None, m
     app.setOrganizationName("Backprop Lab")
     window = MainWindow()
     window.show()
-    if not watch:
-        QTimer.singleShot(0, window.session.warm_up)  # torch is imported there, behind the drawn window
+    if not watch:   # torch is imported there, behind the painted window
+        window.when_painted(window.session.warm_up)
+    window.when_painted(window.build_deferred)   # the Theory tab and the hidden docks' views, when idle
     if model:
         window.model_opener().open_path(model, model_kwargs, data)
     elif watch:

@@ -13,18 +13,20 @@ live in modules of their own.)
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import time
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QScrollArea, QTabWidget
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QScrollArea, QTabWidget, QWidget
 
 from backprop_lab.app.pacing import RedrawPacer
 from backprop_lab.app.session import Session
 from backprop_lab.app.toolbar import RunToolBar
-from backprop_lab.engine import diagnosis, remedies
+from backprop_lab.engine import remedies
 from backprop_lab.engine import spec as specmod
 from backprop_lab.engine.document import ExperimentDocument
 from backprop_lab.widgets import theme
@@ -35,15 +37,18 @@ from backprop_lab.widgets.gradient_heatmap import GradientHeatmap
 from backprop_lab.widgets.layer_palette import LayerPalette
 from backprop_lab.widgets.layer_stack import LayerStackView
 from backprop_lab.widgets.loss_plot import LossPlot
-from backprop_lab.widgets.neuron_heatmap import NeuronHeatmap
 from backprop_lab.widgets.property_editor import PropertyEditor
 from backprop_lab.widgets.settings_panel import SettingsPanel
-from backprop_lab.widgets.time_gradient import TimeGradientPanel
 from backprop_lab.widgets.undo_commands import EditSettings, ReplaceStack
 
 REFRESH_MS = 100         # views redraw at most 10 times a second (slower where drawing is costly: app.pacing)
 DIAGNOSE_EVERY = 3       # ... and the diagnosis every 3rd refresh (~3 Hz)
 MAX_RECENT = 8
+# the views of docks hidden behind another dock's tab in the first frame: built when their
+# dock is first shown (its tab chosen, View menu, a restored layout) or reached, or in an idle
+# step after the first paint (MainWindow.build_deferred)
+DEFERRED_VIEWS = {"neurons": ("backprop_lab.widgets.neuron_heatmap", "NeuronHeatmap"),
+                  "time": ("backprop_lab.widgets.time_gradient", "TimeGradientPanel")}
 
 
 def path_of(name: str) -> str:
@@ -68,6 +73,8 @@ class MainWindow(QMainWindow):
         self._rank_picker = None
         self._editing = False  # True while the session adopts an edit made in the stack
         self._sized = self._restored = False
+        self._painted, self._after_paint, self._shut_down = False, [], False
+        self._built: dict = {}   # the deferred views built so far, by dock name
         self.setWindowTitle("Backprop Lab")
         self.resize(1500, 920)
         self._make_views()
@@ -92,11 +99,9 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ building
     def _make_views(self) -> None:
         self.heatmap = GradientHeatmap()
-        self.neurons = NeuronHeatmap()
         self.activation = ActivationPanel()
         self.flow = GradientFlow()
         self.loss = LossPlot()
-        self.time_gradient = TimeGradientPanel()
         self.palette = LayerPalette()
         # the experiment being edited: every undo command changes this document
         self.document = ExperimentDocument()
@@ -105,23 +110,96 @@ class MainWindow(QMainWindow):
         self.properties = PropertyEditor(self.stack.model, self.undo_stack)
         self.train_settings = SettingsPanel(self.undo_stack, document=self.document)
         self.diagnosis = DiagnosisPanel(remedies.REMEDIES)
-        from backprop_lab.widgets.theory.theory_tab import TheoryTab
-        self.theory = TheoryTab()   # chain, path products, initialisation map, Jacobian spectrum (issue 11)
         self.central_tabs = QTabWidget()
         self.central_tabs.setDocumentMode(True)
         self.central_tabs.addTab(self.heatmap, "Gradient heatmap")
         # the theory views need ~1100 x 700 px; in a scroll area their minimum size does not
-        # squeeze the docks under the heatmap (the flow, activation and loss panels)
+        # squeeze the docks under the heatmap (the flow, activation and loss panels).
+        # The tab itself (TheoryTab) is built when it is first shown or reached (``theory``),
+        # or in an idle step after the first paint (``build_deferred``): not before the first frame.
+        self._theory = None
         self.theory_area = theory_area = QScrollArea()
         theory_area.setWidgetResizable(True)
         theory_area.setFrameShape(QScrollArea.NoFrame)
-        theory_area.setWidget(self.theory)
         self.central_tabs.addTab(theory_area, "Theory")
+        self.central_tabs.currentChanged.connect(self._on_central_tab)
         self.setCentralWidget(self.central_tabs)
+
+    @property
+    def theory(self):
+        """The Theory tab (chain, path products, initialisation map, Jacobian spectrum; issue 11),
+        built on first use."""
+        if self._theory is None:
+            from backprop_lab.widgets.theory.theory_tab import TheoryTab
+            self._theory = TheoryTab()
+            self._theory.set_spec(self.session.spec, self.session.base_dir)
+            self._theory.cell_requested.connect(self.load_theory_stack)
+            self._theory.set_spectrum_source(self.session.request_spectrum, self.session.spectrum_ready)
+            self.theory_area.setWidget(self._theory)
+        return self._theory
+
+    def _on_central_tab(self, _index: int) -> None:
+        if self.central_tabs.currentWidget() is self.theory_area:
+            self.theory  # noqa: B018 (built as it is shown)
+
+    @property
+    def neurons(self):
+        """The "Neurons of the selected layer" view (built on first use)."""
+        return self.build_view("neurons")
+
+    @property
+    def time_gradient(self):
+        """The "Gradient through time" view (built on first use)."""
+        return self.build_view("time")
+
+    def build_view(self, name: str):
+        """The view of the dock ``name``: a deferred one is built now, shown its History and selection."""
+        if name not in DEFERRED_VIEWS:
+            return self.docks[name].widget()
+        view = self._built.get(name)
+        if view is None:
+            module, cls = DEFERRED_VIEWS[name]
+            view = self._built[name] = getattr(importlib.import_module(module), cls)()
+            placeholder = self.docks[name].widget()
+            self.docks[name].setWidget(view)
+            placeholder.deleteLater()
+            view.set_history(self.session.history)
+            if self._selected_path is not None:
+                self.select_path(self._selected_path)
+        return view
+
+    def build_deferred(self) -> None:
+        """Build what the first frame did not need (the Theory tab, the views of hidden docks),
+        one piece per turn of the event loop, so input and painting go on in between."""
+        steps = [lambda n=n: self.build_view(n) for n in DEFERRED_VIEWS if n not in self._built]
+        steps.append(lambda: self.theory)
+
+        def next_step():
+            if steps and not self._shut_down:
+                steps.pop(0)()
+                QTimer.singleShot(0, next_step)
+        QTimer.singleShot(0, next_step)
+
+    def when_painted(self, callback) -> None:
+        """Call ``callback`` once, right after the window's first paint (at once if it was painted)."""
+        if self._painted:
+            QTimer.singleShot(0, callback)
+        else:
+            self._after_paint.append(callback)
+
+    def paintEvent(self, event) -> None:
+        super().paintEvent(event)
+        if not self._painted:
+            self._painted = True
+            for callback in self._after_paint:
+                QTimer.singleShot(0, callback)   # after this paint is flushed to the screen
+            self._after_paint = []
 
     def _dock(self, title: str, widget, area, name: str, scroll: bool = False) -> QDockWidget:
         d = QDockWidget(title, self)
         d.setObjectName(name)
+        if widget is None:   # a deferred view (DEFERRED_VIEWS): a placeholder until it is seen
+            widget = _Placeholder(self, name, d)
         if scroll:  # a tall form must not force its height on the docks beside it
             area_widget = QScrollArea()
             area_widget.setWidgetResizable(True)
@@ -142,9 +220,9 @@ class MainWindow(QMainWindow):
             "settings": self._dock("Data and training", self.train_settings, R, "settings", scroll=True),
             "flow": self._dock("Gradient flow", self.flow, B, "flow"),
             "activation": self._dock("Activation f, f' and z", self.activation, B, "activation"),
-            "neurons": self._dock("Neurons of the selected layer", self.neurons, B, "neurons"),
+            "neurons": self._dock("Neurons of the selected layer", None, B, "neurons"),
             "loss": self._dock("Loss and accuracy", self.loss, B, "loss"),
-            "time": self._dock("Gradient through time", self.time_gradient, B, "time"),
+            "time": self._dock("Gradient through time", None, B, "time"),
         }
         self.splitDockWidget(self.docks["palette"], self.docks["stack"], Qt.Vertical)
         self.splitDockWidget(self.docks["diagnosis"], self.docks["properties"], Qt.Vertical)
@@ -209,12 +287,12 @@ class MainWindow(QMainWindow):
         self.diagnosis.finding_activated.connect(self._show_finding)
         self.diagnosis.remedy_requested.connect(self.apply_remedy)
         self.diagnosis.remedy_compare_requested.connect(self.apply_remedy_and_compare)
-        self.theory.cell_requested.connect(self.load_theory_stack)
 
     # ------------------------------------------------------------------ session -> views
     def _on_spec_changed(self) -> None:
         s = self.session
-        self.theory.set_spec(s.spec, s.base_dir)
+        if self._theory is not None:
+            self._theory.set_spec(s.spec, s.base_dir)
         name = s.spec.get("name") or "untitled"
         self.setWindowTitle(f"Backprop Lab — {name}")
         if not self._editing:   # a new spec; an edit keeps the document's own state
@@ -224,9 +302,8 @@ class MainWindow(QMainWindow):
         self.stack.set_plan(s.infos)
         self.toolbar.set_lr(s.spec["train"]["lr"])
         self.activation.set_activations(s.layer_activations())
-        from backprop_lab.engine.theory import overlay
         acts = s.layer_activations()   # the flow panel's theory overlay: the chain rule's prediction
-        self.flow.theory = lambda h, statistic: overlay.predicted(h, acts, statistic)
+        self.flow.theory = lambda h, statistic: _predicted(h, acts, statistic)
         self.status_labels["data"].setText(f"data: {s.data_description}")
         if s.problem:
             self.statusBar().showMessage(s.problem)
@@ -236,7 +313,8 @@ class MainWindow(QMainWindow):
         for view in self._live_views():
             view.set_history(h)
         # a recurrent net's story is told through time; the other nets' by their activations
-        self.docks["time" if self.time_gradient.available else "activation"].raise_()
+        recurrent = h is not None and h.has("time_grad_norm")
+        self.docks["time" if recurrent else "activation"].raise_()
         self._shown_version = -1
         self.diagnosis.set_findings([], 0)
         if self._selected_path is not None:
@@ -267,7 +345,7 @@ class MainWindow(QMainWindow):
         self._refreshes += 1
         if h.version != self._shown_version and (force_diagnosis or self._refreshes % DIAGNOSE_EVERY == 0):
             self._shown_version = h.version
-            self.diagnosis.set_findings(diagnosis.diagnose(h, spec=self.session.spec) if len(h) else [], len(h))
+            self.diagnosis.set_findings(_diagnose(h, self.session.spec) if len(h) else [], len(h))
         self._update_status(h)
         cpu = time.thread_time()  # this thread's CPU since the last tick: the redraw, its paint, events
         if self.session.state == "running":
@@ -277,7 +355,8 @@ class MainWindow(QMainWindow):
         self._cpu_mark = cpu
 
     def _live_views(self) -> tuple:
-        return self.heatmap, self.neurons, self.activation, self.time_gradient, self.flow, self.loss
+        return tuple(v for v in (self.heatmap, self._built.get("neurons"), self.activation, self._built.get("time"),
+                                 self.flow, self.loss) if v is not None)
 
     def _update_status(self, h) -> None:
         s = h.latest
@@ -306,7 +385,8 @@ class MainWindow(QMainWindow):
         if path in layers:
             self.heatmap.set_selected_layer(layers.index(path))
             self.flow.set_selected_layer(layers.index(path))
-            self.neurons.set_selected_layer(layers.index(path))
+            if "neurons" in self._built:
+                self._built["neurons"].set_selected_layer(layers.index(path))
         act = self._activation_for(path, layers, acts)
         if act is not None:
             self.activation.set_selected_layer(act)
@@ -556,7 +636,9 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Stop the worker and timers; safe to call twice."""
-        self.theory.shutdown()
+        self._shut_down = True
+        if self._theory is not None:
+            self._theory.shutdown()
         self._timer.stop()
         if self._watch is not None:
             self._watch.stop()
@@ -581,6 +663,44 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window_state", self.saveState())
         self.shutdown()
         super().closeEvent(event)
+
+
+class _Placeholder(QWidget):
+    """Holds a deferred view's place in its dock; the view is built as soon as the user can
+    see the dock (its tab chosen, the dock shown or floated, a restored layout that shows it).
+
+    (Qt keeps the docks behind a tab shown, off screen: shown is not seen.)"""
+
+    def __init__(self, window: MainWindow, name: str, dock: QDockWidget):
+        super().__init__()
+        self._window, self._name, self._dock = window, name, dock
+        dock.visibilityChanged.connect(self._check_soon)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._check_soon()
+
+    def _check_soon(self, *_args) -> None:
+        QTimer.singleShot(0, self._build_if_seen)   # once the event that showed it is done
+
+    def _build_if_seen(self) -> None:
+        if not shiboken6.isValid(self) or self._window._shut_down or self._name in self._window._built:
+            return
+        d = self._dock
+        if d.isVisible() and (d.isFloating() or not d.visibleRegion().isEmpty()):
+            self._window.build_view(self._name)
+
+
+def _diagnose(history, spec) -> list:
+    """The diagnosis panel's findings (engine.diagnosis, imported with the first steps shown)."""
+    from backprop_lab.engine import diagnosis
+    return diagnosis.diagnose(history, spec=spec)
+
+
+def _predicted(history, acts, statistic):
+    """The flow panel's theory overlay (engine.theory.overlay, imported when first drawn)."""
+    from backprop_lab.engine.theory import overlay
+    return overlay.predicted(history, acts, statistic)
 
 
 def _path_key(p: str):

@@ -7,7 +7,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from backprop_lab.app.presets import presets
-from backprop_lab.engine import export as export_mod, spec as specmod
+from backprop_lab.engine import spec as specmod
 
 SPEC_FILTER = "Backprop Lab spec (*.json)"
 RUN_FILTER = "Backprop Lab run record (*.npz)"
@@ -178,6 +178,7 @@ class Menus:
         if not path:
             return
         try:
+            from backprop_lab.engine import export as export_mod   # when first used: not at start-up
             export_mod.write(self.w.session.spec, self.w.session.base_dir, path)
         except (specmod.SpecError, OSError) as e:
             self.w._show_error(str(e))
@@ -215,7 +216,7 @@ class Menus:
             self.w.statusBar().showMessage(f"wrote TensorBoard events to {path} (tensorboard --logdir {path})", 8000)
 
     def export_panel(self, key) -> None:
-        widget = self.w.heatmap if key is None else self.w.docks[key].widget()
+        widget = self.w.heatmap if key is None else self.w.build_view(key)
         path, _ = QFileDialog.getSaveFileName(self.w, "Export panel", "panel.png", "PNG (*.png);;SVG (*.svg)")
         if path:
             from backprop_lab.widgets.export import export_widget

@@ -26,7 +26,7 @@ import logging
 import math
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from backprop_lab.engine import record, spec as specmod
 from backprop_lab.engine.activations import ACTIVATIONS, activation, kind_of_name
@@ -59,6 +59,7 @@ class Session(QObject):
     run_ended = Signal(str)           # the reason a run ended
     error = Signal(str)               # a problem to show the user (bad spec, bad file, a dead worker...)
     worker_ready = Signal()           # the training process has imported torch and waits
+    spectrum_ready = Signal(int, object, object)  # token, result (numpy singular values) or None, problem
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -138,6 +139,8 @@ class Session(QObject):
             log.error("the training process ended itself: %s\n%s", msg[1], msg[2])
         elif kind == "ready":
             self.worker_ready.emit()
+        elif kind == "spectrum":
+            self.spectrum_ready.emit(*msg[1:])
 
     # ------------------------------------------------------------------ spec
     def set_spec(self, spec: dict, base_dir=None, path=None) -> bool:
@@ -331,6 +334,19 @@ class Session(QObject):
         self.steps_per_second = 0.0
         c.send(("start", build, self.spec["train"]["steps"], paused, steps or 1, self.spec["train"]["lr"]))
         self._set_state("paused" if paused else "running")
+
+    def request_spectrum(self, inputs: int = 32) -> int:
+        """Ask the worker for the Jacobian spectrum of its model at the current step; ``spectrum_ready``
+        answers with the returned token (at once, with a problem, when no model of this spec is built)."""
+        self._spectrum_token = getattr(self, "_spectrum_token", 0) + 1
+        token = self._spectrum_token
+        if self._needs_build or self._client is None or not self._client.alive or not self._trainable:
+            # answered after the token is returned
+            QTimer.singleShot(0, lambda: self.spectrum_ready.emit(
+                token, None, "no run of this stack yet: Run or Step first (an edit or Reset starts from new weights)"))
+        else:
+            self._client.send(("spectrum", token, int(inputs)))
+        return token
 
     # ------------------------------------------------------------------ from the worker
     def _on_built(self, lay: Layout, infos, description) -> None:

@@ -1,7 +1,8 @@
 """Follow a live run directory written by Watch in a user's script (no torch here).
 
 The directory is read incrementally (engine/rundir.py): the first poll loads
-every complete row, later polls append only the rows written since. A
+every complete row, later polls append only the rows written since (and take
+the newest histogram of z up to their last step). A
 directory that an older Watch wrote (one record.npz) is reloaded when it changes.
 """
 from __future__ import annotations
@@ -75,6 +76,9 @@ class RunDirWatcher(QObject):
             return
         if len(rows):
             self.history.extend(rundir.rows_to_snapshots(rows))
+            hist = self.reader.latest_hist(int(rows["step"][-1]))   # the activation panel's histogram of z
+            if hist is not None:
+                self.history.latest_hist = hist
             self.session.history_updated.emit()
 
     def _reload(self) -> None:

@@ -41,7 +41,10 @@ class History:
             self.widths["time_grad_norm"] = time_steps
         row_bytes = sum(w or 1 for w in self.widths.values()) * 8
         self.capacity = max(min_capacity, int(budget_bytes // row_bytes))
-        self._data = {k: self._empty(k, w) for k, w in self.widths.items()}
+        # allocated whole (untouched pages cost nothing), filled with NaN as rows are reached:
+        # a new History is not a 96 MiB memset (it was ~10 % of the first window's start-up)
+        self._arrays = {k: self._empty(k, w) for k, w in self.widths.items()}
+        self._filled = 0
         # append order of each row (rows written directly, as a loaded record's, count by index)
         self._serial = np.arange(self.capacity, dtype=np.int64)
         self._stride = 1  # older rows kept by _decimate: serial % stride == 0
@@ -53,9 +56,22 @@ class History:
 
     def _empty(self, key: str, width: int) -> np.ndarray:
         shape = (self.capacity,) if width is None else (self.capacity, width)
-        if key == "step":
-            return np.zeros(shape, np.int64)
-        return np.full(shape, np.nan, np.float32 if key == "neuron_grad" else np.float64)
+        return np.empty(shape, np.int64 if key == "step" else np.float32 if key == "neuron_grad" else np.float64)
+
+    def _fill_to(self, rows: int) -> None:
+        """Rows [0, rows) hold their initial value (NaN; 0 for steps): filled ahead in doubling chunks."""
+        if rows <= self._filled:
+            return
+        end = min(self.capacity, max(rows, 2 * self._filled, 1024))
+        for arr in self._arrays.values():
+            arr[self._filled:end] = np.nan if arr.dtype.kind == "f" else 0
+        self._filled = end
+
+    @property
+    def _data(self) -> dict:
+        """Every array, filled to the capacity (for code that writes rows directly: record, rundir)."""
+        self._fill_to(self.capacity)
+        return self._arrays
 
     @classmethod
     def for_probe(cls, probe, time_steps: int = 0, **kw) -> "History":
@@ -69,6 +85,7 @@ class History:
         if self.n == self.capacity:
             self._decimate()
         i = self.n
+        self._fill_to(i + 1)
         self._serial[i] = self._serial[i - 1] + 1 if i else 0
         for k in self.widths:
             v = getattr(s, k)
@@ -80,7 +97,7 @@ class History:
                 v = self.pool_units(v)
                 if v is None:
                     continue
-            self._data[k][i] = v
+            self._arrays[k][i] = v
         self.n += 1
         self.version += 1
         self.latest = s
@@ -110,6 +127,7 @@ class History:
             if self.n == self.capacity:
                 self._decimate()
             i, k = self.n, min(total - done, self.capacity - self.n)
+            self._fill_to(i + k)
             first = self._serial[i - 1] + 1 if i else 0
             self._serial[i:i + k] = np.arange(first, first + k)
             for key in ROWS:
@@ -119,18 +137,18 @@ class History:
                     if rows.shape[1] != units:
                         continue
                     rows = (np.add.reduceat(rows.astype(np.float64), starts, axis=1) / counts).astype(np.float32)
-                self._data[key][i:i + k] = rows
+                self._arrays[key][i:i + k] = rows
             for key in OPTIONAL_ROWS:
                 rows, width = batch.get(key), self.widths.get(key)
                 if rows is None or not width:
                     continue
                 if isinstance(rows, np.ndarray):
                     if rows.shape[1] == width:
-                        self._data[key][i:i + k] = rows[done:done + k]
+                        self._arrays[key][i:i + k] = rows[done:done + k]
                     continue
                 for j, v in enumerate(rows[done:done + k]):  # rows of their own lengths, or missing
                     if v is not None and len(v) == width:
-                        self._data[key][i + j] = v
+                        self._arrays[key][i + j] = v
             self.n += k
             done += k
         if total:
@@ -149,7 +167,7 @@ class History:
         while np.count_nonzero(serial % self._stride == 0) > self.capacity // 4:
             self._stride *= 2
         keep = np.concatenate([np.flatnonzero(serial % self._stride == 0), np.arange(older, self.capacity)])
-        for arr in (*self._data.values(), self._serial):
+        for arr in (*self._arrays.values(), self._serial):
             arr[: len(keep)] = arr[keep]
             arr[len(keep):] = np.nan if arr.dtype.kind == "f" else 0
         self.n = len(keep)
@@ -157,26 +175,26 @@ class History:
     # ------------------------------------------------------------------ reading
     @property
     def steps(self) -> np.ndarray:
-        return self._data["step"][: self.n]
+        return self._arrays["step"][: self.n]
 
     def series(self, key: str) -> np.ndarray:
         """[T] or [T, L] / [T, A] / [T, S] view of the stored rows (do not write to it)."""
-        return self._data[key][: self.n]
+        return self._arrays[key][: self.n]
 
     def has(self, key: str) -> bool:
-        return key in self._data
+        return key in self._arrays
 
     def neuron_grad(self, layer: int) -> np.ndarray:
         """[T, units] mean |dL/dz| of each unit of one layer."""
         a, b = self.offsets[layer], self.offsets[layer + 1]
-        return self._data["neuron_grad"][: self.n, a:b]
+        return self._arrays["neuron_grad"][: self.n, a:b]
 
     def pooled(self, layer: int) -> bool:
         """True when the layer's columns are groups of units, not single units."""
         return self.stored_units[layer] < self.units[layer]
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self._data.values())
+        return sum(a.nbytes for a in self._arrays.values())
 
 
 def _pooling(units, stored):

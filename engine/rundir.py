@@ -8,6 +8,11 @@ of the directory, two files:
                             at the start, when the run says why it stopped, and at close
     RUN_DIR/<stream>.rows   the steps: one fixed-size binary row per recorded step,
                             appended a chunk at a time (one write per flush)
+    RUN_DIR/<stream>.hist   histograms of z (``preact_hist``, HIST_BINS bins over
+                            HIST_RANGE per activation layer, the end bins holding the
+                            tails) of the steps that took one (every ``hist_every``-th
+                            recorded step): one row (step, [A, bins] counts) each, appended
+                            with the rows at each flush; absent when no step took one
 
 The stream of a single process, or of rank 0 recording the all-reduced gradients
 of a distributed job, is ``main``; with ``ranks="all"`` each rank writes
@@ -30,11 +35,11 @@ import numpy as np
 
 from .history import History
 from .run_end import FINISHED, RunEnd
-from .snapshot import PER_ACT, PER_LAYER, SCALARS, Snapshot
+from .snapshot import HIST_BINS, HIST_RANGE, PER_ACT, PER_LAYER, SCALARS, Snapshot
 
 FORMAT, VERSION = "backprop-lab/rundir", 1
 MAIN = "main"
-HEADER, ROWS = ".json", ".rows"
+HEADER, ROWS, HIST = ".json", ".rows", ".hist"
 _TYPES = {"<i8", "<f8", "<f4"}  # every type a row may hold
 FLUSH_ROWS = 4096               # a full buffer is appended even before flush_seconds
 
@@ -59,6 +64,20 @@ def _dtype(layout) -> np.dtype:
         if typ not in _TYPES or not isinstance(key, str):
             raise RunDirError(f"row layout: type {typ!r} of {key!r} is not one a run directory holds")
         fields.append((key, typ) if width is None else (key, typ, (int(width),)))
+    return np.dtype(fields)
+
+
+def hist_layout(A: int) -> list:
+    """[(key, type, shape)] of one histogram row: the step and [A, HIST_BINS] counts."""
+    return [("step", "<i8", None), ("preact_hist", "<f4", [A, HIST_BINS])]
+
+
+def _hist_dtype(layout) -> np.dtype:
+    fields = []
+    for key, typ, shape in layout:
+        if typ not in _TYPES or not isinstance(key, str):
+            raise RunDirError(f"histogram layout: type {typ!r} of {key!r} is not one a run directory holds")
+        fields.append((key, typ) if shape is None else (key, typ, tuple(int(n) for n in shape)))
     return np.dtype(fields)
 
 
@@ -88,6 +107,9 @@ class RunWriter:
         self._file = None              # opened at the first row (its layout needs S)
         self._buf = None
         self._n = 0
+        self.hist_path = self.dir / (stream + HIST)
+        self.hist_dtype = _hist_dtype(hist_layout(len(self.act_names)))
+        self._hist_file, self._hists = None, []   # histogram rows not yet appended
         self._last_flush = -math.inf
         self.time_steps = 0
 
@@ -97,6 +119,8 @@ class RunWriter:
                 "spec": self.spec, "layer_names": self.layer_names, "act_names": self.act_names,
                 "layer_units": self.units, "time_steps": self.time_steps,
                 "row_layout": [list(x) for x in self.layout], "row_bytes": self.dtype.itemsize,
+                "hist_layout": [list(x) for x in hist_layout(len(self.act_names))],
+                "hist_bytes": self.hist_dtype.itemsize, "hist_range": list(HIST_RANGE),
                 "stop_reason": self.stop_reason, **self.extra}
 
     def _open(self, time_steps: int) -> None:
@@ -105,6 +129,7 @@ class RunWriter:
         self.dtype = _dtype(self.layout)
         self._buf = np.zeros(max(1, min(FLUSH_ROWS, (1 << 22) // self.dtype.itemsize)), self.dtype)
         self._file = open(self.rows_path, "wb")   # a new run: the stream starts empty
+        self.hist_path.unlink(missing_ok=True)    # (and has no histograms yet)
         _write_json(self.header_path, self.header())
 
     # ------------------------------------------------------------------ rows
@@ -118,12 +143,23 @@ class RunWriter:
                 v = np.nan  # a batch of another length: NaN, as History does
             row[key] = v
         self._n += 1
+        hist = s.preact_hist
+        if hist is not None and np.shape(hist) == self.hist_dtype["preact_hist"].shape:
+            h = np.zeros((), self.hist_dtype)
+            h["step"], h["preact_hist"] = s.step, hist
+            self._hists.append(h)
         if self._n == len(self._buf) or time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
     def flush(self) -> None:
         if self._file is None or self._n == 0:
             return
+        if self._hists:   # before the rows: a reader that sees a step sees its histogram
+            if self._hist_file is None:
+                self._hist_file = open(self.hist_path, "ab")
+            self._hist_file.write(np.stack(self._hists).tobytes())
+            self._hist_file.flush()
+            self._hists = []
         self._file.write(self._buf[:self._n].tobytes())  # one append: whole rows only
         self._file.flush()
         self.rows_written += self._n
@@ -143,6 +179,8 @@ class RunWriter:
             return
         self.flush()
         self._file.close()
+        if self._hist_file is not None:
+            self._hist_file.close()
         _write_json(self.header_path, self.header())
 
 
@@ -193,8 +231,44 @@ class RunReader:
             raise RunDirError(f"{path}: bad row layout ({e})") from None
         if self.dtype.itemsize != h.get("row_bytes"):
             raise RunDirError(f"{path}: row layout does not add up to row_bytes")
+        self.hist_dtype = None   # a stream of an older writer has no histograms
+        if "hist_layout" in h:
+            try:
+                self.hist_dtype = _hist_dtype([(k, t, w) for k, t, w in h["hist_layout"]])
+            except (TypeError, ValueError) as e:
+                raise RunDirError(f"{path}: bad histogram layout ({e})") from None
+            if self.hist_dtype.itemsize != h.get("hist_bytes") or "preact_hist" not in self.hist_dtype.names:
+                raise RunDirError(f"{path}: histogram layout does not add up to hist_bytes")
         self.header = h
         return h
+
+    def hists_available(self) -> int:
+        """Complete histogram rows on disk now."""
+        if self.hist_dtype is None:
+            return 0
+        try:
+            return (self.dir / (self.stream + HIST)).stat().st_size // self.hist_dtype.itemsize
+        except FileNotFoundError:
+            return 0
+
+    def read_hists(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Histogram rows [start, stop): fields ``step`` and ``preact_hist`` [A, bins] (a copy)."""
+        if self.hist_dtype is None:
+            return np.zeros(0, _hist_dtype(hist_layout(0)))
+        return _read_rows(self.dir / (self.stream + HIST), self.hist_dtype, start,
+                          self.hists_available() if stop is None else stop)
+
+    def latest_hist(self, up_to_step: int | None = None):
+        """The newest histogram of z ([A, bins]) of a step at or before ``up_to_step`` (None: any), or None."""
+        n = self.hists_available()
+        while n > 0:   # from the end: the newest first (a torn last row is not counted)
+            row = self.read_hists(n - 1, n)
+            if not len(row):
+                return None
+            if up_to_step is None or int(row["step"][0]) <= up_to_step:
+                return np.asarray(row["preact_hist"][0], np.float32)
+            n -= 1
+        return None
 
     def available(self) -> int:
         """Complete rows on disk now."""
@@ -205,14 +279,8 @@ class RunReader:
 
     def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Rows [start, stop) as a structured array (a copy: the file may grow meanwhile)."""
-        stop = self.available() if stop is None else stop
-        if stop <= start:
-            return np.zeros(0, self.dtype)
-        with open(self.dir / (self.stream + ROWS), "rb") as f:
-            f.seek(start * self.dtype.itemsize)
-            data = f.read((stop - start) * self.dtype.itemsize)
-        n = len(data) // self.dtype.itemsize
-        return np.frombuffer(data[:n * self.dtype.itemsize], self.dtype).copy()
+        return _read_rows(self.dir / (self.stream + ROWS), self.dtype, start,
+                          self.available() if stop is None else stop)
 
     def poll(self) -> np.ndarray:
         rows = self.read(self.rows_read)
@@ -236,6 +304,17 @@ class RunReader:
         if end is not None and end.early:
             spec["stopped"] = self.header["stop_reason"]
         return spec
+
+
+def _read_rows(path: Path, dtype: np.dtype, start: int, stop: int) -> np.ndarray:
+    """Whole rows [start, stop) of a file of fixed-size rows (a copy: the file may grow meanwhile)."""
+    if stop <= start:
+        return np.zeros(0, dtype)
+    with open(path, "rb") as f:
+        f.seek(start * dtype.itemsize)
+        data = f.read((stop - start) * dtype.itemsize)
+    n = len(data) // dtype.itemsize
+    return np.frombuffer(data[:n * dtype.itemsize], dtype).copy()
 
 
 def rows_to_snapshots(rows: np.ndarray):
@@ -285,4 +364,5 @@ def history_of(reader: RunReader, T: int) -> History:
     h.stop_reason = RunEnd.parse(reader.header.get("stop_reason"))
     if h.n:
         h.latest = next(rows_to_snapshots(rows[-1:]))
+        h.latest_hist = reader.latest_hist(int(rows["step"][-1]))
     return h

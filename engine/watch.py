@@ -28,7 +28,9 @@ What is measured, whatever the loop does:
 - update ratios compare the weights at ``begin()`` with those at ``step()``;
 - with AMP, pass the GradScaler (``Watch(..., scaler=scaler)``): gradients and
   deltas are divided by the scale their backward pass used.
-``every=N`` records every N-th step (the others cost a few Python calls).
+``every=N`` records every N-th step (the others cost a few Python calls);
+``hist_every=M`` (10) adds the histogram of each activation's z (``preact_hist``)
+to every M-th recorded step (0: none).
 
 The run directory (engine/rundir.py) is append-only: ``backprop-lab watch
 RUN_DIR`` follows it live and ``backprop-lab diagnose RUN_DIR`` reads it at any
@@ -59,6 +61,7 @@ from .rundir import MAIN, RunWriter, stream_name
 from .snapshot import Snapshot
 from .spec import FORMAT, VERSION
 
+HIST_EVERY = 10   # a histogram of z every 10th recorded step (its histc passes cost more than the moments)
 NO_BEGIN = ("Watch.step() was called without Watch.begin(): call watch.begin() right before the "
             "forward pass of every step (it arms the hooks that measure that step)")
 
@@ -142,9 +145,12 @@ def _is_optimizer(x) -> bool:
 
 class Watch:
     def __init__(self, model: torch.nn.Module, run_dir, name: str | None = None, flush_seconds: float = 1.0,
-                 every: int = 1, ranks=0, scaler=None, optimizer=None):
+                 every: int = 1, ranks=0, scaler=None, optimizer=None, hist_every: int = HIST_EVERY):
         if int(every) < 1:
             raise ValueError(f"every must be a positive integer, got {every!r}")
+        if int(hist_every) < 0:
+            raise ValueError(f"hist_every must be 0 (no histograms) or a positive integer, got {hist_every!r}")
+        self.hist_every = int(hist_every)
         if ranks != "all" and not isinstance(ranks, int):
             raise ValueError(f"ranks must be a rank number or 'all', got {ranks!r}")
         self.run_dir = Path(run_dir)
@@ -193,6 +199,7 @@ class Watch:
                      "name": name or f"watched {type(inner).__name__}",
                      "description": "a run recorded by backprop_lab.Watch in the user's own training script",
                      "watched": {"module": type(inner).__name__, "every": self.every,
+                                 "hist_every": self.hist_every,
                                  "grads": grads + ", before clipping, unscaled",
                                  "deltas": "the first forward pass after begin() (its micro-batch)"
                                            + (f", rank {self.rank}'s batch" if distributed else "")}}
@@ -287,7 +294,7 @@ class Watch:
             self._local, self._local_pass, self._reduced_before = None, False, False
             self._local_norms = [None] * len(self._index)
         self._before = self.probe.weights_before()   # the weights before this step's update
-        self.probe.begin(want_hist=False)
+        self.probe.begin(want_hist=self.hist_every > 0 and (self.step_index // self.every) % self.hist_every == 0)
 
     def step(self, *args, optimizer=None, test_loss=None, test_accuracy=None) -> Snapshot | None:
         """Record this step: ``step(loss, outputs=None, targets=None)`` after your optimizer's step,

@@ -12,6 +12,8 @@ Window -> worker (``cmd``), each a tuple:
     ("plan", token, spec, base_dir)              a custom model's plan, without training
     ("pause",) ("resume",) ("step", n) ("stop",) ("lr", value)   while a run goes on
     ("ping", token)                              answered by ("pong", token, steps made)
+    ("spectrum", token, inputs)                  the Jacobian spectrum of the model as it is now
+                                                 (between two steps, also mid-run)
     ("quit",)
 Worker -> window (``out``):
     ("ready", pid)
@@ -22,6 +24,9 @@ Worker -> window (``out``):
     ("plan", token, infos, layout_or_None, data_description, problem_or_None)
     ("fatal", cause, traceback)                  the model called sys.exit; the process ends
     ("pong", token, step_index)                  after every batch of the steps made before it
+    ("spectrum", token, result_or_None, problem_or_None)  result: engine.theory.spectrum.summary's
+                                                 keys (numpy singular values) and "step", the steps
+                                                 the weights have had
 
 The worker checks its command pipe before every step, so Stop takes effect as
 soon as the current step ends; while paused it waits on the pipe.
@@ -90,6 +95,8 @@ class _Worker:
                 self.trainer.set_lr(msg[1])
             elif kind == "ping":
                 self.out.send(("pong", msg[1], self.trainer.step_index if self.trainer else 0))
+            elif kind == "spectrum":
+                self.spectrum(*msg[1:])
             # a pause/stop/step that arrived after its run ended: nothing to do
 
     # ------------------------------------------------------------------ building
@@ -132,6 +139,22 @@ class _Worker:
             self.out.send(("plan", token, [], None, "—", f"cannot set up the model: {user_error(e)}"))
             return
         self.out.send(("plan", token, exp.model.infos, layout_of(tr), exp.data.describe(), None))
+
+    def spectrum(self, token, inputs) -> None:
+        """Singular values of the current model's input-output Jacobian, at its current weights."""
+        tr = self.trainer
+        if tr is None:
+            self.out.send(("spectrum", token, None, "no model yet: Run or Step builds it"))
+            return
+        from .theory import spectrum
+        try:
+            r = spectrum.of_module(tr.module, tr.exp.data.x_train, inputs, tr.exp.data.n_outputs)
+        except Exception as e:  # a user's module whose input cannot be differentiated (token ids, say)
+            from .custom import user_error
+            self.out.send(("spectrum", token, None, f"cannot differentiate the model by its input: {user_error(e)}"))
+            return
+        r["step"] = int(tr.step_index)
+        self.out.send(("spectrum", token, r, None))
 
     # ------------------------------------------------------------------ running
     def run(self, total_steps, paused, budget) -> None:
@@ -232,6 +255,10 @@ def _make_control():
                 if self.flush is not None:
                     self.flush()
                 self.worker.out.send(("pong", msg[1], self.worker.trainer.step_index))
+            elif kind == "spectrum":   # between two steps: the weights of the steps made so far
+                if self.flush is not None:
+                    self.flush()
+                self.worker.spectrum(*msg[1:])
             else:  # quit, or a new start/plan: this run ends first, then the message is served
                 self.stop()
                 self.worker.pending.append(msg)

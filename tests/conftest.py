@@ -56,6 +56,25 @@ def window(qtbot, qsettings):
     w.shutdown()
 
 
+@pytest.fixture
+def make_window(qtbot):
+    """``make(settings)``: a main window shown with these settings (several per test: a layout
+    saved by one and restored by the next); each is shut down after the test."""
+    made = []
+
+    def make(settings):
+        from backprop_lab.app.main_window import MainWindow
+        w = MainWindow(settings=settings)
+        qtbot.addWidget(w)
+        w.show()
+        made.append(w)
+        return w
+    yield make
+    for w in made:
+        w.ask_on_close = False
+        w.shutdown()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _delete_qt_objects_before_exit():
     """pyqtgraph + PySide6 can crash in Qt's teardown when Python-owned widgets outlive

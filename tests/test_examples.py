@@ -40,6 +40,7 @@ def test_torchrun_example_with_every_rank(tmp_path):
     assert rundir.streams(tmp_path / "ddp") == ["rank0", "rank1"]
     h0, _ = rundir.load(tmp_path / "ddp", "rank0")
     h1, _ = rundir.load(tmp_path / "ddp", "rank1")
-    # the all-reduced gradient is the same on both ranks; each rank's loss is its own shard's
-    assert np.allclose(h0.series("weight_grad_norm"), h1.series("weight_grad_norm"), rtol=1e-5)
+    # each rank records its own shard's loss and gradient (from before the all-reduce)
+    assert np.isfinite(h0.series("weight_grad_norm")).all() and np.isfinite(h1.series("weight_grad_norm")).all()
+    assert not np.allclose(h0.series("weight_grad_norm"), h1.series("weight_grad_norm"), rtol=1e-3)
     assert not np.allclose(h0.series("loss"), h1.series("loss"))

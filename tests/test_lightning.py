@@ -53,13 +53,13 @@ def loaders(n=64, batch=32):
     return torch.utils.data.DataLoader(ds, batch_size=batch), torch.utils.data.DataLoader(ds, batch_size=n)
 
 
-def fit(tmp_path, every=1, **trainer_kw):
+def fit(tmp_path, every=1, callbacks_extra=(), **trainer_kw):
     torch.manual_seed(0)
     model, weights = Classifier(), Weights()
     cb = BackpropLabCallback(tmp_path / "run", every=every, flush_seconds=0)
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=5, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, val_check_interval=2,
-                         callbacks=[weights, cb], **trainer_kw)
+                         callbacks=[weights, cb, *callbacks_extra], **trainer_kw)
     train, val = loaders()
     trainer.fit(model, train, val)
     return record.load(tmp_path / "run"), weights.seen
@@ -95,3 +95,33 @@ def test_lightning_every_n_and_gradient_accumulation(tmp_path):
     loss = (F.cross_entropy(net(x0.double()), y0) + F.cross_entropy(net(x1.double()), y1)) / 2
     g = torch.autograd.grad(loss, net[0].weight)[0]
     assert h.series("weight_grad_norm")[0, 0] == pytest.approx(float(g.norm()), rel=1e-5)
+
+
+class Grads(pl.Callback):
+    """The gradient the optimizer gets (Lightning has unscaled it here, and clips after), and the scale."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        scaler = trainer.precision_plugin.scaler
+        self.seen.append(([float(m.weight.grad.norm()) for m in (pl_module.net[0], pl_module.net[2])],
+                          float(scaler.get_scale())))
+
+
+def test_lightning_fp16_with_a_grad_scaler_records_the_unscaled_gradients(tmp_path):
+    """16-mixed on the CPU with a real torch.amp.GradScaler: fp16 autocast, the loss scaled by 2^12 and
+    more (the scale doubles every step); the record holds the unscaled gradients and deltas."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12, growth_interval=1)
+    grads = Grads()
+    (h, spec), seen = fit(tmp_path, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)],
+                          callbacks_extra=[grads], gradient_clip_val=1e-3)
+    assert [s for _, s in grads.seen] == [2.0 ** (12 + k) for k in range(5)]   # a new scale every step
+    for k, (net, (x, y)) in enumerate(seen):
+        assert h.series("weight_grad_norm")[k] == pytest.approx(grads.seen[k][0], rel=1e-6)
+        z1 = net[0](x.double())   # float64 without autocast: fp16 rounding aside, the same numbers
+        loss = F.cross_entropy(net[2](net[1](z1)), y)
+        g = torch.autograd.grad(loss, [net[0].weight, z1])
+        assert h.series("weight_grad_norm")[k, 0] == pytest.approx(float(g[0].norm()), rel=2e-2)
+        assert h.series("delta_norm")[k, 0] == pytest.approx(float(g[1].norm()), rel=2e-2)

@@ -38,23 +38,6 @@ def test_spec_and_record_saves_leave_no_part_file(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the window
-@pytest.fixture
-def make_window(qtbot):
-    made = []
-
-    def make(settings):
-        from backprop_lab.app.main_window import MainWindow
-        w = MainWindow(settings=settings)
-        qtbot.addWidget(w)
-        w.show()
-        made.append(w)
-        return w
-    yield make
-    for w in made:
-        w.ask_on_close = False
-        w.shutdown()
-
-
 def answer_box(name: str, button):
     """Click ``button`` of the modal box ``name`` as soon as it is shown (from the event loop)."""
     def poll():

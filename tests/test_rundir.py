@@ -1,4 +1,5 @@
 """The live run directory: append-only, readable after kill -9, never executes code."""
+import dataclasses
 import json
 import os
 import signal
@@ -123,5 +124,39 @@ def test_a_writer_killed_with_sigkill_loses_at_most_one_flush_interval_and_leave
     # everything flushed before the kill is there; what is lost was still in the buffer
     assert written <= len(h) <= steps + 1
     assert list(h.steps) == list(range(len(h)))
-    assert set(os.listdir(run)) == {"main.json", "main.rows"}
+    assert set(os.listdir(run)) == {"main.json", "main.rows", "main.hist"}   # (the histograms of z)
+    reader = rundir.RunReader(run)
+    hist_steps = list(reader.read_hists()["step"])
+    assert hist_steps == list(range(0, 10 * len(hist_steps), 10)) and hist_steps[-1] >= written - 1 - 10
     assert h.stop_reason is None   # killed: no reason was written
+
+
+def test_histograms_of_z_are_appended_with_the_rows_and_read_back(tmp_path):
+    from backprop_lab.engine.snapshot import HIST_BINS
+    w = rundir.RunWriter(tmp_path / "run", {"name": "t"}, ["a", "b"], ["t", "r"], [3, 2], flush_seconds=1e9)
+    hists = {}
+    for k in range(7):
+        s = snap(k, A=2)
+        if k % 3 == 0:
+            hists[k] = np.random.default_rng(k).integers(0, 50, (2, HIST_BINS)).astype(np.float32)
+            s = dataclasses.replace(s, preact_hist=hists[k])
+        w.add(s)
+    reader = rundir.RunReader(tmp_path / "run")
+    assert list(reader.read_hists()["step"]) == [0]    # the first row flushed at once, with its histogram
+    w.flush()
+    got = reader.read_hists()
+    assert list(got["step"]) == [0, 3, 6] and all(np.array_equal(got["preact_hist"][i], hists[k])
+                                                  for i, k in enumerate((0, 3, 6)))
+    assert np.array_equal(reader.latest_hist(5), hists[3]) and reader.latest_hist(-1) is None
+    with open(tmp_path / "run" / "main.hist", "ab") as f:   # half a row, as a killed write would leave
+        f.write(b"\0" * (reader.hist_dtype.itemsize // 2))
+    assert reader.hists_available() == 3
+    w.close()
+    h, _ = record.load(tmp_path / "run")
+    assert np.array_equal(h.latest_hist, hists[6])
+    # a stream without histograms (an older writer's header): none, and no error
+    header = json.loads((tmp_path / "run" / "main.json").read_text())
+    for k in ("hist_layout", "hist_bytes", "hist_range"):
+        del header[k]
+    (tmp_path / "run" / "main.json").write_text(json.dumps(header))
+    assert rundir.load(tmp_path / "run")[0].latest_hist is None

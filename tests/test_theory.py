@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from backprop_lab.engine import spec as specmod
 from backprop_lab.engine.theory import cells, chain, meanfield, paths, phase, spectrum
 
 TORCH_F = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda z: z,
@@ -193,6 +194,91 @@ def test_spectrum_equals_autograd_jacobian():
         j = torch.func.jacrev(net)(xi)
         ref.append(np.linalg.svd(j.detach().numpy(), compute_uv=False))
     np.testing.assert_allclose(got, np.concatenate(ref), rtol=1e-10)
+
+
+def _reference_spectrum(module, x):
+    """torch.autograd.functional.jacobian on a float64 copy of the module, numpy's SVD."""
+    import copy
+    net = copy.deepcopy(module).double().eval()
+    out = []
+    for xi in torch.as_tensor(x).double():
+        j = torch.autograd.functional.jacobian(lambda v: net(v.unsqueeze(0)).squeeze(0), xi)
+        out.append(np.linalg.svd(j.detach().numpy().reshape(-1, xi.numel()), compute_uv=False))
+    return np.concatenate(out)
+
+
+SPECTRUM_RUN = {"format": "backprop-lab/spec", "version": 1,
+                "data": {"kind": "blobs", "classes": 3, "dim": 4, "n": 200, "seed": 1},
+                "model": {"layers": [{"type": "linear", "units": 16}, {"type": "tanh"},
+                                     {"type": "linear", "units": 16}, {"type": "tanh"},
+                                     {"type": "dropout", "p": 0.3}]},
+                "train": {"loss": "cross_entropy", "optimizer": "sgd", "lr": 0.5, "batch_size": 32,
+                          "steps": 100, "seed": 3}}
+
+
+def test_spectrum_at_the_current_step_comes_from_the_worker_and_equals_autograd():
+    """The worker's "spectrum" message: the live model's weights after the steps made (finished and
+    mid-run, paused), equal to autograd + numpy on the same weights, and unlike those at init."""
+    from backprop_lab.engine.experiment import build
+    from backprop_lab.engine.trainer import Trainer
+    from tests.test_worker import _until, _worker
+    spec = specmod.validate(SPECTRUM_RUN)
+    p, cmd, out = _worker()
+    try:
+        cmd.send(("spectrum", 1, 4))
+        (_, tok, res, problem), = [m for m in _until(out, "spectrum") if m[0] == "spectrum"]
+        assert tok == 1 and res is None and "no model" in problem
+        cmd.send(("start", (spec, None, 0), 20, False, 1, None))
+        _until(out, "ended")
+        cmd.send(("spectrum", 2, 5))
+        _, tok, after_20, problem = _until(out, "spectrum")[-1]
+        assert tok == 2 and problem is None and after_20["step"] == 20
+        assert isinstance(after_20["singular_values"], np.ndarray) and after_20["singular_values"].shape == (15,)
+        # mid-run: paused after 3 more steps; the run goes on after the answer
+        cmd.send(("start", None, 100, True, 3, None))
+        cmd.send(("ping", 9))
+        while _until(out, "pong")[-1][2] < 23:
+            cmd.send(("ping", 9))
+        cmd.send(("spectrum", 3, 5))
+        _, tok, after_23, _ = _until(out, "spectrum")[-1]
+        assert tok == 3 and after_23["step"] == 23
+        cmd.send(("step", 1))                          # the run was not ended by the question: it steps on
+        got = _until(out, "batch")
+        assert got[-1][1]["step"][-1] == 23 and "ended" not in [m[0] for m in got]
+        cmd.send(("stop",))
+        _until(out, "ended")
+        cmd.send(("quit",))
+        p.join(10)
+    finally:
+        if p.is_alive():
+            p.kill()
+    # the same run here: same seed, same steps, same weights
+    exp = build(spec)
+    tr = Trainer(exp)
+    x = exp.data.x_train[:5]
+    at_init = _reference_spectrum(tr.module, x)
+    tr.run(20)
+    np.testing.assert_allclose(after_20["singular_values"], _reference_spectrum(tr.module, x), rtol=1e-5)
+    assert not np.allclose(after_20["singular_values"], at_init, rtol=0.05)   # training moved them
+    tr.run(3)
+    np.testing.assert_allclose(after_23["singular_values"], _reference_spectrum(tr.module, x), rtol=1e-5)
+    assert after_20["inputs"] == 5 and after_20["jacobian_shape"] == [3, 4]
+
+
+def test_spectrum_leaves_the_live_module_as_it_was():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.BatchNorm1d(5), torch.nn.Dropout(0.5),
+                              torch.nn.Linear(5, 2))
+    net.train()
+    with torch.no_grad():
+        net(torch.randn(16, 3))                      # running statistics that are not the initial ones
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randn(4, 3)
+    sv = spectrum.jacobian_singular_values(net, x)
+    assert net.training and next(net.parameters()).dtype == torch.float32
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k          # running statistics untouched
+    np.testing.assert_allclose(sv, _reference_spectrum(net, x), rtol=1e-6)   # evaluation mode: no dropout
 
 
 def _cli(*args):

@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from PySide6.QtCore import Qt
 
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.theory.chain_view import ChainExplorer
@@ -48,6 +49,60 @@ def test_chain_explorer_numbers_are_autograd(qtbot):
     assert f"{r.dC_db[0]:.3g}" in v.equation.text()
     v.depth.setValue(50)
     assert len(v.result.w) == 50 and "…" in v.equation.text()
+
+
+@pytest.fixture
+def every_mouse_move():
+    """pyqtgraph drops mouse moves closer together than 1/100 s; synthetic ones come faster."""
+    import pyqtgraph as pg
+    old = pg.getConfigOption("mouseRateLimit")
+    pg.setConfigOption("mouseRateLimit", -1)
+    yield
+    pg.setConfigOption("mouseRateLimit", old)
+
+
+def test_chain_explorer_weight_bar_follows_a_real_mouse_drag(qtbot, every_mouse_move):
+    """Press on layer 2's weight bar, move the mouse up, release: w_2 is where the cursor went,
+    and every number (bars, spin box, product, equation) is recomputed on the way."""
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtTest import QTest
+    v = ChainExplorer()
+    qtbot.addWidget(v)
+    v.resize(1300, 800)
+    v.show()
+    qtbot.waitExposed(v)
+    v.set_chain("sigmoid", 4, 1.0, 0.0, 1.0, 0.0)
+    port = v.view.viewport()
+
+    def widget_pos(x, y) -> QPoint:
+        return v.view.mapFromScene(v.box.mapViewToScene(QPointF(x, y)))
+
+    changes = []
+    v.changed.connect(lambda: changes.append(v.result.w[1]))
+    start, end = widget_pos(2.2, 0.5), widget_pos(2.2, 0.9)   # inside the bar; then up, in view
+    y0, y1 = v.box.viewRange()[1]
+    QTest.mousePress(port, Qt.LeftButton, Qt.NoModifier, start)
+    for k in range(1, 11):
+        QTest.mouseMove(port, start + (end - start) * (k / 10))
+    QTest.mouseRelease(port, Qt.LeftButton, Qt.NoModifier, end)
+    assert v.box.viewRange()[1] == pytest.approx([y0, y1])   # the axis held still: the cursor's value
+    px = (y1 - y0) / v.box.height()                             # one pixel, in weight units
+    assert v.w[1] == pytest.approx(0.9, abs=2 * px)
+    assert len(changes) >= 5 and changes[-1] == v.w[1]          # recomputed live while dragging
+    w = [1.0, v.w[1], 1.0, 1.0]
+    db, _ = _autograd_db(w, [0.0] * 4, 1.0, 0.0)
+    np.testing.assert_allclose(v.result.dC_db, db, rtol=1e-12)
+    np.testing.assert_allclose(v.w_bars.opts["height"], w)
+    assert v.layer.value() == 2 and v.w_l.value() == pytest.approx(v.w[1], abs=1e-3)
+    assert f"{v.result.dC_db[0]:.3g}" in v.equation.text()
+    # a drag far above the view grows the axis instead of clipping the bar
+    top = widget_pos(3.2, y1 - 0.02 * (y1 - y0))
+    QTest.mousePress(port, Qt.LeftButton, Qt.NoModifier, widget_pos(3.2, 0.5))
+    for k in range(1, 6):
+        QTest.mouseMove(port, widget_pos(3.2, 0.5) + (top - widget_pos(3.2, 0.5)) * (k / 5))
+    QTest.mouseRelease(port, Qt.LeftButton, Qt.NoModifier, top)
+    assert v.w[2] > 0.9 * y1 and v.box.viewRange()[1][1] >= v.w[2]
+    v.close()
 
 
 def test_chain_lesson_buttons(qtbot):
@@ -167,6 +222,33 @@ def test_main_window_theory_tab_loads_a_map_cell(qtbot, qsettings):
     finally:
         w.shutdown()
         w.close()
+
+
+def test_main_window_spectrum_at_the_current_step(qtbot, window):
+    """The spectrum view's "At the current step" asks the training process for the run's weights."""
+    from backprop_lab.engine.experiment import build
+    from backprop_lab.engine.trainer import Trainer
+    from tests.test_theory import _reference_spectrum
+    v = window.theory.spectrum
+    v.inputs.setValue(4)
+    qtbot.mouseClick(v.current_button, Qt.LeftButton)          # no run yet: said so, nothing drawn
+    qtbot.waitUntil(lambda: v.current_button.isEnabled(), timeout=10_000)
+    assert v.current_result is None and "no run of this stack yet" in v.readout.text()
+    window.session.step(6)                                      # six steps, then paused: mid-run
+    qtbot.waitUntil(lambda: window.session.history is not None and len(window.session.history) == 6,
+                    timeout=120_000)
+    qtbot.mouseClick(v.current_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: v.current_result is not None, timeout=60_000)
+    r = v.current_result
+    assert r["step"] == 6 and "after 6 steps" in v.readout.text()
+    x, y = v.hist_current.getData()
+    assert len(x) == 61 and np.isclose(np.sum(y), 1.0)
+    # the same six steps here: the same weights, the same singular values (autograd + numpy)
+    exp = build(window.session.spec, window.session.base_dir)
+    tr = Trainer(exp)
+    tr.run(6)
+    np.testing.assert_allclose(np.sort(r["singular_values"]),
+                               np.sort(_reference_spectrum(tr.module, exp.data.x_train[:4])), rtol=1e-5)
 
 
 def test_gradient_flow_draws_the_chain_rule_prediction(qtbot):

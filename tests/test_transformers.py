@@ -110,3 +110,45 @@ def test_hf_every_n_with_gradient_accumulation_records_the_accumulated_gradient(
         ratio = h.series("weight_grad_norm")[row] / ref
         assert ratio == pytest.approx(np.full_like(ratio, ratio[0]), rel=1e-4)
         assert ratio[0] == pytest.approx(1.0, rel=1e-4) or ratio[0] == pytest.approx(2.0, rel=1e-4)
+
+
+class OptimizerGrads(transformers.TrainerCallback):
+    """The gradient norms per weight the optimizer gets (no clipping: max_grad_norm=0)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
+        self.seen.append({n: float(p.grad.norm()) for n, p in model.named_parameters() if p.grad is not None})
+
+
+def test_hf_bf16_autocast_records_the_gradients_the_optimizer_gets(tmp_path):
+    """bf16=True on the CPU (torch.autocast, bfloat16 matrix products; fp16 needs a GPU there): the
+    record holds the norms of the float32 gradients the optimizer steps with, and they are bf16's
+    (not a float32 run's: within bf16 rounding of float64 autograd, not equal to it)."""
+    model, grads = tiny_bert(), OptimizerGrads()
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=2, learning_rate=1e-2, report_to=[], save_strategy="no",
+        logging_strategy="no", use_cpu=True, disable_tqdm=True, seed=0, per_device_train_batch_size=N,
+        bf16=True, max_grad_norm=0)
+    weights = Weights()
+    cb = BackpropLabCallback(tmp_path / "run", flush_seconds=0)
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=Tokens(), callbacks=[weights, cb, grads])
+    assert trainer.accelerator.mixed_precision == "bf16"
+    trainer.train()
+    h, _ = record.load(tmp_path / "run")
+    names = [n for n, p in model.named_parameters()]
+    data = Tokens()
+    for k, net in enumerate(weights.seen):
+        ref = own_grad_norms(net, net(input_ids=data.ids, attention_mask=torch.ones_like(data.ids),
+                                      labels=data.labels).loss)
+        got = h.series("weight_grad_norm")[k]
+        # per layer, from the optimizer's own gradients: each layer's weight tensors together
+        layers = {}
+        for n in names:
+            if "bias" not in n.rsplit(".", 1)[-1]:
+                layers.setdefault(n.rsplit(".", 1)[0], []).append(grads.seen[k][n] ** 2)
+        want = [float(np.sqrt(sum(v))) for v in layers.values()]
+        assert len(got) == len(want) and got == pytest.approx(want, rel=1e-5)
+        assert got == pytest.approx([w for w, _ in ref], rel=5e-2)
+        assert got != pytest.approx([w for w, _ in ref], rel=1e-5)   # bf16 products, not float32

@@ -1,4 +1,6 @@
 """The window follows a live run directory: every row as it is written, per rank stream."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -78,3 +80,19 @@ def test_the_app_exports_the_shown_run_as_csv_and_tensorboard(qtbot, window, tmp
     lines = (tmp_path / "out.csv").read_text().splitlines()
     assert lines[0] == "step,layer,statistic,value" and len(lines) == 1 + 4 * (5 + 8 + 5)
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
+
+
+def test_the_window_shows_the_newest_histogram_of_z_of_a_watched_run(qtbot, window, tmp_path):
+    from backprop_lab.engine.snapshot import HIST_BINS
+    w = writer(tmp_path / "run")
+    hists = [np.random.default_rng(k).integers(0, 9, (1, HIST_BINS)).astype(np.float32) for k in range(2)]
+    for k in range(4):
+        w.add(dataclasses.replace(snap(k), preact_hist=hists[0] if k == 0 else None))
+    window.watch_directory(str(tmp_path / "run"))
+    np.testing.assert_array_equal(window.session.history.latest_hist, hists[0])
+    w.add(dataclasses.replace(snap(4), preact_hist=hists[1]))
+    qtbot.waitUntil(lambda: len(window.session.history) == 5, timeout=5000)
+    np.testing.assert_array_equal(window.session.history.latest_hist, hists[1])
+    shown = window.activation.histogram()   # what the activation panel draws: shares per bin
+    assert shown is not None and np.allclose(shown[1], hists[1][0] / hists[1][0].sum())
+    w.close()

@@ -288,7 +288,7 @@ class GradientFlow(HistoryPanel):
         n = len(self.curves)
         if not n or self.history is None:
             return
-        shown = set(np.unique(np.linspace(0, n - 1, min(n, LEGEND_ENTRIES)).round().astype(int)))
+        shown = set(np.linspace(0, n - 1, min(n, LEGEND_ENTRIES)).round().astype(int).tolist())
         if self.selected >= 0:
             shown.add(self.selected)
         for i in sorted(shown, reverse=True):   # output layer on top, as in the heatmap

@@ -9,7 +9,8 @@ and of the gradient accumulated over ``gradient_accumulation_steps``. The step i
 recorded at ``on_optimizer_step`` with the loss of the first micro-batch's
 forward pass (the model output's ``loss``) and its accuracy (``logits`` against
 ``labels``, -100 ignored). With fp16 the statistics are of unscaled gradients (the
-scale of accelerate's GradScaler divides them).
+scale of accelerate's GradScaler divides them); with bf16 (no scaler; the only AMP
+on the CPU) they are of the float32 gradients the optimizer gets.
 """
 from __future__ import annotations
 
@@ -21,13 +22,14 @@ except ImportError as e:
 
 import torch
 
-from backprop_lab.engine.watch import Watch
+from backprop_lab.engine.watch import HIST_EVERY, Watch
 
 
 class BackpropLabCallback(TrainerCallback):
-    def __init__(self, run_dir, every: int = 1, ranks=0, flush_seconds: float = 1.0, name: str | None = None):
+    def __init__(self, run_dir, every: int = 1, ranks=0, flush_seconds: float = 1.0, name: str | None = None,
+                 hist_every: int = HIST_EVERY):
         self.run_dir, self.every, self.ranks = run_dir, every, ranks
-        self.flush_seconds, self.name = flush_seconds, name
+        self.flush_seconds, self.name, self.hist_every = flush_seconds, name, hist_every
         self.watch: Watch | None = None
         self._hook = None
         self._seen = None      # (loss, logits, labels) of the step's first forward pass
@@ -39,7 +41,8 @@ class BackpropLabCallback(TrainerCallback):
         # fp16: accelerate's optimizer wrapper holds the GradScaler whose scale the backward used
         scaler = getattr(optimizer, "scaler", None)
         self.watch = Watch(model, self.run_dir, name=self.name, flush_seconds=self.flush_seconds,
-                           every=self.every, ranks=self.ranks, optimizer=optimizer, scaler=scaler)
+                           every=self.every, ranks=self.ranks, hist_every=self.hist_every, optimizer=optimizer,
+                           scaler=scaler)
         self._hook = model.register_forward_hook(self._on_forward, with_kwargs=True)
 
     def _on_forward(self, module, args, kwargs, output):

@@ -1,8 +1,9 @@
 """Data-parallel on the CPU: torchrun --nproc_per_node=2 train_torchrun.py runs/ddp [steps] [all]
 
 Rank 0 records the all-reduced gradients (stream "main"); with "all" every rank
-records its own loss, deltas and activations (streams rank0, rank1), and
-backprop-lab watch runs/ddp offers a rank picker.
+records its own loss, gradients (of its shard, from before DDP's all-reduce),
+deltas and activations (streams rank0, rank1), and backprop-lab watch runs/ddp
+offers a rank picker.
 """
 import sys
 

@@ -44,6 +44,8 @@ class _DragBox(pg.ViewBox):
         if self._layer is None:
             return super().mouseDragEvent(ev, axis)
         ev.accept()
+        # the axis holds still while dragging (the bar follows the cursor), and fits the bars after
+        self.owner.dragging = not ev.isFinish()
         self.owner.drag_weight(self._layer, pos.y())
         if ev.isFinish():
             self._layer = None
@@ -67,6 +69,7 @@ class ChainExplorer(TheoryPanel):
         self.b = np.zeros(chain.MAX_DEPTH)
         self.result: chain.Chain | None = None
         self._syncing = False
+        self.dragging = False   # a weight bar is being dragged: the factor axis keeps its range
         self._make_controls()
         self._make_plots()
         self.recompute()
@@ -226,7 +229,9 @@ class ChainExplorer(TheoryPanel):
         self.w_bars.setOpts(x=ls + W_OFFSET, height=r.w, width=BAR_WIDTH)
         lo = min(0.0, float(r.w.min()), float(r.f_prime.min()))
         hi = max(1.0, float(r.w.max()), float(r.f_prime.max()))
-        self.factors_plot.setYRange(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), padding=0)
+        (y0, y1) = self.factors_plot.vb.viewRange()[1]
+        if not self.dragging or lo < y0 or hi > y1:   # only grows mid-drag, when a bar leaves the view
+            self.factors_plot.setYRange(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), padding=0)
         self.factors_plot.setXRange(0.4, L + 0.6, padding=0)
         mag = np.abs(r.running_product)
         ok = mag > 0

@@ -32,6 +32,12 @@ class TheoryTab(QTabWidget):
     def set_spec(self, spec: dict, base_dir=None) -> None:
         self.spectrum.set_spec(spec, base_dir)
 
+    def set_spectrum_source(self, request, answered) -> None:
+        """The training process's side of the spectrum at the current step: ``request(inputs) -> token``
+        and the signal ``answered(token, result, problem)`` (the session's)."""
+        self.spectrum.request_current = request
+        answered.connect(self.spectrum.set_current_result)
+
     def shutdown(self) -> None:
         self.phase.process.cancel()
         self.spectrum.process.cancel()
