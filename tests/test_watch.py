@@ -290,3 +290,38 @@ def test_histograms_of_z_every_hist_every_th_recorded_step_equal_numpy_histogram
             np.testing.assert_array_equal(got["preact_hist"][i, j], want)
     h, _ = record.load(tmp_path / "run")
     np.testing.assert_array_equal(h.latest_hist, got["preact_hist"][-1])
+
+
+def test_probe_and_tracer_public_pause_and_grad_norms_of_given_norms(tmp_path):
+    """What Watch uses of the probe: pause() stops measuring by flag (a second forward is not
+    measured; the tracer's function mode is left at the next stop), grad_norms(norms) adds
+    per-parameter norms into per-layer ones."""
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(4, 8), nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.fc2(torch.tanh(self.fc1(x)))
+
+    torch.manual_seed(0)
+    model = Functional()
+    x, y = data()
+    with Watch(model, tmp_path / "run", flush_seconds=0) as w:
+        w.begin()
+        loss = F.cross_entropy(model(x), y)
+        w.probe.pause()
+        assert not w.probe.active and not w.model.tracer.recording
+        with torch.no_grad():
+            model(x * 100)        # not measured: paused
+        loss.backward()
+        snap = w.step(loss)
+        assert not w.model.tracer._entered   # step() left the function mode on this thread
+        z = model.fc1(x).detach()
+        assert snap.preact_mean[0] == pytest.approx(float(z.mean()), rel=1e-5, abs=1e-7)
+        params = w.probe.parameters
+        assert [id(p) for p in params] == [id(p) for p in (model.fc1.weight, model.fc2.weight,
+                                                            model.fc1.bias, model.fc2.bias)]
+        norms = [torch.tensor(3.0), torch.tensor(1.0), torch.tensor(4.0), None]
+        wg, bg = w.probe.grad_norms(norms)
+        assert wg.tolist() == [3.0, 1.0] and bg[0] == 4.0 and math.isnan(bg[1])

@@ -3,8 +3,8 @@
 Four models people train (CPU, float32): an MNIST-style CNN (F.relu, max pooling,
 dropout; 28 x 28, batch 64), a ResNet-style net (BatchNorm, nn.ReLU(inplace=True)
 reused, skip connections; 32 x 32, batch 32), an LSTM language model (vocabulary
-2000, 2 layers of 256, 35 steps, batch 20: Watch unrolls the fused LSTM on
-watched steps for the gradient through time) and a small Transformer encoder
+2000, 2 layers of 256, 35 steps, batch 20: Watch's taps on the fused LSTM's
+first layer give the gradient through time) and a small Transformer encoder
 (2 layers, width 128, 4 heads, 64 tokens, batch 16). Every statistic every step;
 the run directory is written to a temporary folder.
 
