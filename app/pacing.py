@@ -10,6 +10,8 @@ time per redraw cycle and stretches the interval so that drawing takes at most
 """
 from __future__ import annotations
 
+import os
+
 
 class RedrawPacer:
     """Next redraw interval (ms) from the GUI thread's CPU seconds over the last cycle."""
@@ -24,3 +26,25 @@ class RedrawPacer:
         ms = 0.5 * self.interval_ms + 0.5 * want
         self.interval_ms = int(min(self.max_ms, max(self.min_ms, ms)))
         return self.interval_ms
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):   # pragma: no cover  (not Linux)
+        return os.cpu_count() or 1
+
+
+def worker_threads(workers: int, n_cores: int | None = None) -> int | None:
+    """torch threads for each of ``workers`` training processes running at once beside the window.
+
+    One core is left to the window's GUI thread and the rest shared evenly: on 2 cores each
+    worker gets 1 thread. Two threads per worker there (torch's default) had the GUI thread
+    and a second worker fight the OpenMP team for the same two cores (docs/performance.md).
+    None when the user chose a thread count (OMP_NUM_THREADS): theirs is kept.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    n_cores = n_cores or cores()
+    return max(1, (n_cores - 1) // max(1, workers))

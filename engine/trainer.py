@@ -109,6 +109,7 @@ class Trainer:
         self.hist_every = hist_every
         self.device = exp.device
         self.module = exp.model.module.to(self.device)
+        self._modules = list(self.module.modules())   # train mode is set only where it is not on
         self.probe = Probe(exp.model)
         self.optimizer = _optimizer(self.module.parameters(), self.t)
         d = exp.data
@@ -187,7 +188,8 @@ class Trainer:
     # ------------------------------------------------------------------ one step
     def train_step(self) -> Snapshot:
         k = self.step_index
-        self.module.train()
+        if not all(m.training for m in self._modules):   # module.train() visits every module: 8 % of a small step
+            self.module.train()
         x, y = self._layout(*self._next_batch())
         want_hist = self.hist_every > 0 and k % self.hist_every == 0
         self.probe.begin(want_hist, weights_in_backward=True)   # the weights change only by the step below
@@ -199,17 +201,20 @@ class Trainer:
             logits = aux.take()
             if logits is not None and weight:
                 total = total + weight * self.loss_fn(logits, y)
-        total.backward()
+        # the forward pass is over: the tracer of a user's module stops before backward (its
+        # TorchFunctionMode would see every torch call of the hooks in the backward pass)
         self.probe.active = False
+        total.backward()
         wg, bg = self.probe.grad_norms()
         finite = bool(torch.isfinite(total))
         before = self.probe.weights_before()
         if finite:
-            params = [p for p in self.module.parameters() if p.grad is not None]
-            if self.t["clip_norm"] is not None:
-                nn.utils.clip_grad_norm_(params, self.t["clip_norm"])
-            if self.t["clip_value"] is not None:
-                nn.utils.clip_grad_value_(params, self.t["clip_value"])
+            if self.t["clip_norm"] is not None or self.t["clip_value"] is not None:
+                params = [p for p in self.module.parameters() if p.grad is not None]
+                if self.t["clip_norm"] is not None:
+                    nn.utils.clip_grad_norm_(params, self.t["clip_norm"])
+                if self.t["clip_value"] is not None:
+                    nn.utils.clip_grad_value_(params, self.t["clip_value"])
             self.optimizer.step()
             ur = self.probe.update_ratio(before)
         else:

@@ -1,5 +1,5 @@
 """The redraw pacer keeps drawing to a share of the GUI thread, within its bounds."""
-from backprop_lab.app.pacing import RedrawPacer
+from backprop_lab.app.pacing import RedrawPacer, worker_threads
 
 
 def test_cheap_redraws_keep_the_fastest_rate():
@@ -22,3 +22,12 @@ def test_one_slow_frame_does_not_stall_the_views():
     p = RedrawPacer(min_ms=100, max_ms=500, duty=0.3)
     assert p.next_interval(0.12) == 250     # halfway from 100 toward 400
     assert p.next_interval(0.0) == 125      # and back toward 100 at once
+
+
+def test_workers_share_the_cores_but_one_left_to_the_window(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert worker_threads(1, 2) == 1 and worker_threads(2, 2) == 1     # never two teams on 2 cores
+    assert worker_threads(1, 16) == 15 and worker_threads(2, 16) == 7
+    assert worker_threads(3, 1) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert worker_threads(1, 16) is None                                # the user's own choice is kept

@@ -184,13 +184,32 @@ def test_export_and_presentation(qtbot, tmp_path, cls):
     qtbot.addWidget(v)
     v.resize(1000, 700)
     v.show()
+    if cls is PhaseMap:
+        from backprop_lab.engine.theory import phase
+        v.set_result(phase.compute("tanh", 16, 3, [1.0, 2.0, 3.0], [0.0, 0.5], seeds=1))
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QAbstractSpinBox, QComboBox, QPushButton
+    legends = [it for view in v.findChildren(pg.GraphicsView) for it in view.scene().items()
+               if isinstance(it, pg.LegendItem)]
+    label_heights = [label.item.boundingRect().height() for lg in legends for _, label in lg.items]
     small = v.title.font().pointSize()
     theme.set_presentation_mode(True)
     try:
         assert v.title.font().pointSize() > small and v.paragraph.text()
+        # legends grow with the rest (pyqtgraph's setLabelTextSize alone does not redraw them)
+        grown = [label.item.boundingRect().height() for lg in legends for _, label in lg.items]
+        assert len(grown) >= 1 and all(g > 1.2 * h for g, h in zip(grown, label_heights))
+        # no control is squeezed below the size its text needs: the row wraps instead
+        controls = [c for kind in (QComboBox, QAbstractSpinBox, QPushButton) for c in v.findChildren(kind)]
+        qtbot.waitUntil(lambda: all(c.width() >= c.sizeHint().width() - 1 for c in controls if c.isVisible()))
         for ext in ("png", "svg"):
             v.export(tmp_path / f"view.{ext}")
             assert (tmp_path / f"view.{ext}").stat().st_size > 1000
+        # scatter symbols are vector paths in the SVG, not small copies of pyqtgraph's symbol atlas
+        import re
+        sizes = re.findall(r'<image x="[^"]*" y="[^"]*" width="(\d+)" height="(\d+)"',
+                           (tmp_path / "view.svg").read_text())
+        assert sizes and not [wh for wh in sizes if wh[0] == wh[1] and int(wh[0]) < 40]
     finally:
         theme.set_presentation_mode(False)
         v.close()

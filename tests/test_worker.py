@@ -139,6 +139,9 @@ def test_the_worker_trains_every_step_in_coalesced_batches_and_obeys_its_message
         made = got[-1][2]
         cmd.send(("ping", 3))
         assert _until(out, "pong")[-1][2] == made      # paused: none of the owed steps runs
+        cmd.send(("threads", 1))                       # the window's share of the cores, mid-run
+        cmd.send(("ping", 4))
+        assert _until(out, "pong")[-1][3] == 1
         cmd.send(("lr", 0.2))
         cmd.send(("stop",))
         got = _until(out, "ended")

@@ -9,7 +9,10 @@ Four nets (issue 9, item 7; the goal of each in brackets):
 - a conv net with BatchNorm (tests/bench/conv_bn_net.py, a user's module traced by
   the engine: 3 conv + BatchNorm2d + ReLU, 16 x 16 images, batch 64) [<= 1.3].
 - an LSTM over 100 time steps (the memory task, 64 units, batch 64, unrolled: the
-  gradient of every h_t) [<= 1.3].
+  gradient of every h_t) [<= 1.3]. Both sides run the spec's LSTMCell loop.
+- the same LSTM as a user writes it, a fused nn.LSTM (tests/bench/lstm_fused_net.py): the
+  bare loop runs PyTorch's fused kernel, the Trainer the same kernel with the time-gradient
+  taps of engine/tracer.py [<= 1.3].
 The two sides of a net take turns, round after round; each side's median time per
 step is reported, and their ratio. One table at the end.
 Run: make bench  (or .venv/bin/python tests/bench/bench_probe_overhead.py [steps] [rounds])
@@ -41,6 +44,9 @@ CONV_SPEC = {"name": "conv-bn", "data": {"kind": "gaussian", "n": 64, "classes":
 LSTM_SPEC = {"name": "lstm-100", "data": {"kind": "memory", "n": 64, "length": 100, "features": 1, "test_fraction": 0},
              "model": {"layers": [{"type": "lstm", "units": 64}]},
              "train": {"batch_size": None, "steps": 10_000, "eval_every": 10_000, "optimizer": "sgd", "lr": 0.1}}
+
+LSTM_FUSED_SPEC = {"name": "lstm-fused-100", "data": LSTM_SPEC["data"],
+                   "model": {"python": "lstm_fused_net.py", "class": "FusedLSTM"}, "train": LSTM_SPEC["train"]}
 
 
 def small_spec() -> dict:
@@ -96,7 +102,8 @@ def ratio(spec, n, rounds, label, base_dir=None):
 NETS = [("20 x 256 sigmoid MLP, batch 256", lambda: SPEC, 1, 1.10),
         ("deep sigmoid preset, 10 x 30, batch 64", small_spec, 10, 2.0),
         ("conv + BatchNorm (3 conv, 16 x 16, batch 64)", lambda: CONV_SPEC, 2, 1.3),
-        ("LSTM, 100 time steps, 64 units, batch 64", lambda: LSTM_SPEC, 1, 1.3)]
+        ("LSTM, 100 time steps, 64 units, batch 64", lambda: LSTM_SPEC, 1, 1.3),
+        ("fused nn.LSTM (user's module), 100 steps, 64 units, batch 64", lambda: LSTM_FUSED_SPEC, 2, 1.3)]
 
 
 def main(n=30, rounds=5):

@@ -6,6 +6,7 @@ from PySide6.QtWidgets import (QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel,
                                QVBoxLayout, QWidget)
 
 from backprop_lab.widgets import theme
+from backprop_lab.widgets.flow_layout import FlowLayout
 
 VIEW_MIN_HEIGHT = 300
 
@@ -51,8 +52,7 @@ class TheoryPanel(QWidget):
         self.export_button.clicked.connect(self._on_export_clicked)
         head.addWidget(self.export_button)
         self._lay.addLayout(head)
-        self.controls = QHBoxLayout()
-        self.controls.setSpacing(10)
+        self.controls = FlowLayout(spacing=10)   # wraps rather than squeezes (presentation mode)
         self._lay.addLayout(self.controls)
         self.body = QVBoxLayout()
         self._lay.addLayout(self.body, 1)
@@ -78,7 +78,7 @@ class TheoryPanel(QWidget):
         self.controls.addWidget(widget)
 
     def finish_controls(self) -> None:
-        self.controls.addStretch(1)
+        """The controls are all added (a flow layout needs no closing stretch)."""
 
     def _style_texts(self) -> None:
         self.title.setFont(theme.font(4, bold=True))
