@@ -203,6 +203,9 @@ class Watch:
                                  "grads": grads + ", before clipping, unscaled",
                                  "deltas": "the first forward pass after begin() (its micro-batch)"
                                            + (f", rank {self.rank}'s batch" if distributed else "")}}
+        recurrent = getattr(self.model, "recurrent", None)
+        if recurrent is not None and hasattr(recurrent, "description"):
+            self.spec["watched"]["time_grad"] = recurrent.description
         self._extra = {"grads": grads, "deltas": self.spec["watched"]["deltas"]}
         if distributed:
             self._extra.update(rank=self.rank, world_size=self.world_size)
