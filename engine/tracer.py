@@ -245,6 +245,7 @@ class Unrolled:
     def __init__(self, module: nn.RNNBase, tracer: Tracer):
         self.module, self.tracer = module, tracer
         self.on_hidden = None
+        self.measure = True       # False: this watched step keeps the plain fused kernel (no time gradient)
         self.time_steps = 0       # the sequence length of the last unrolled call
         self._fused = module.forward
         module.forward = self.forward
@@ -262,7 +263,7 @@ class Unrolled:
                 f"through every later step, on every recorded step: {how}")
 
     def forward(self, input, hx=None):
-        if not self.tracer.recording or isinstance(input, PackedSequence):
+        if not (self.tracer.recording and self.measure) or isinstance(input, PackedSequence):
             return self._fused(input, hx)
         self.tracer.muted += 1
         try:
