@@ -174,3 +174,28 @@ def test_one_item_draws_every_layer_line_clicks_pick_the_nearest_and_the_legend_
     x, y = w.curves[3].getData()
     np.testing.assert_allclose(y, -6.0)          # drawn in log10 coordinates
     np.testing.assert_array_equal(x, h.steps)
+
+
+def test_compare_layer_lines_are_log10_of_every_stored_row_with_gaps(qtbot):
+    """The compare view's layer lines (one LayerLines per run, grown column by column) show log10 of
+    each stored value; zero, negative, infinite and NaN values are gaps, never an infinite y range."""
+    from backprop_lab.widgets.compare_view import CompareView
+    a, b = history(layers=3, steps=200, seed=1), history(layers=3, steps=200, seed=2)
+    v = CompareView()
+    qtbot.addWidget(v)
+    v.set_histories(a, b)
+    more = rows(3, 2, 200, 20, np.random.default_rng(9))
+    for k in PER_LAYER:
+        more[k] = more[k].copy()
+        more[k][4, 1] = np.inf
+        more[k][6, 2] = -1.0
+    a.extend_packed(more)
+    v.refresh()
+    for h, item in zip((a, b), v._flow_curves):
+        values = h.series(v.statistic).T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            expected = np.log10(values)
+        expected[~np.isfinite(expected)] = np.nan
+        np.testing.assert_allclose(item.logs, expected, rtol=1e-6, equal_nan=True)
+        np.testing.assert_array_equal(item.x, h.steps)
+        assert np.isfinite(item.hi).all() and np.isfinite(item.lo).all()

@@ -317,7 +317,8 @@ class CompareView(QWidget):
                 continue
             cols = self._flow_columns[k]
             logs = cols.update((id(h), self.statistic), h.steps, h.series(self.statistic))
-            logs = np.where(logs > ZERO_LOG, logs, np.nan)   # zero or undefined: a gap on the log axis
+            # zero, overflowed or undefined: a gap on the log axis (and no infinite bound for the range)
+            logs = np.where(np.isfinite(logs) & (logs > ZERO_LOG), logs, np.nan)
             lo, hi = np.fmin.reduce(logs, axis=1, initial=np.inf), np.fmax.reduce(logs, axis=1, initial=-np.inf)
             none = ~np.isfinite(lo)
             item.set_data(h.steps, None, logs, np.where(none, np.nan, lo), np.where(none, np.nan, hi))
