@@ -215,6 +215,31 @@ def test_export_and_presentation(qtbot, tmp_path, cls):
         v.close()
 
 
+def test_a_theory_view_full_screen_and_back(qtbot):
+    from PySide6.QtTest import QTest
+    from backprop_lab.widgets.theory.theory_tab import TheoryTab
+    t = TheoryTab()
+    qtbot.addWidget(t)
+    t.show()
+    v = t.chain
+    qtbot.mouseClick(v.full_button, Qt.LeftButton)
+    assert v.isWindow() and v.isVisible() and t.indexOf(v) == -1 and t.count() == 4
+    assert v.geometry() == t.screen().geometry()   # (the offscreen platform keeps no full-screen state)
+    assert "full screen" in t.widget(0).text() and v.full_button.text() == "Back to the tab"
+    v.depth.setValue(7)                       # still alive and recomputing out there
+    assert len(v.result.w) == 7
+    QTest.keyClick(v.depth, Qt.Key_Escape)    # Esc from any control of the view
+    assert t.widget(0) is v and not v.isWindow() and t.currentIndex() == 0
+    assert v.full_button.text() == "Full screen"
+    t.toggle_full_screen(t.phase)
+    t.phase.close()                           # closing its window brings it back, nothing cancelled
+    assert t.widget(2) is t.phase and not t.phase.isWindow()
+    t.toggle_full_screen(t.paths)
+    t.shutdown()                              # no full-screen window outlives the tab
+    assert t.widget(1) is t.paths and not t.paths.isWindow()
+    t.close()
+
+
 def test_theory_views_do_not_import_torch():
     code = ("import sys; import backprop_lab.widgets.theory.theory_tab, backprop_lab.engine.theory.cells; "
             "assert 'torch' not in sys.modules, 'torch imported'")
