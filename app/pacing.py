@@ -36,15 +36,22 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+GUI_CORES = 0   # cores kept from the workers' threads for the GUI thread (BACKPROP_LAB_GUI_CORES overrides)
+
+
 def worker_threads(workers: int, n_cores: int | None = None) -> int | None:
     """torch threads for each of ``workers`` training processes running at once beside the window.
 
-    One core is left to the window's GUI thread and the rest shared evenly: on 2 cores each
-    worker gets 1 thread. Two threads per worker there (torch's default) had the GUI thread
-    and a second worker fight the OpenMP team for the same two cores (docs/performance.md).
-    None when the user chose a thread count (OMP_NUM_THREADS): theirs is kept.
+    The cores are shared evenly (on 2 cores: 2 threads for the window's run, 1 each for the two
+    runs of a compare window): two workers with torch's default of one thread per core were two
+    OpenMP teams fighting for the same two cores (each compare run got 0.11x its headless speed).
+    The GUI thread is not kept a core of its own: the workers run niced (engine.worker) and
+    their idle OpenMP threads sleep, so the GUI thread takes a core when it draws and the
+    trainer has both the rest of the time. None when the user chose a thread count
+    (OMP_NUM_THREADS): theirs is kept.
     """
     if os.environ.get("OMP_NUM_THREADS"):
         return None
     n_cores = n_cores or cores()
-    return max(1, (n_cores - 1) // max(1, workers))
+    spare = int(os.environ.get("BACKPROP_LAB_GUI_CORES", GUI_CORES))
+    return max(1, (n_cores - spare) // max(1, workers))

@@ -44,6 +44,8 @@ import traceback
 
 EMIT_INTERVAL = 1 / 30   # seconds between two batches sent to the window
 CONTROL = ("pause", "resume", "step", "stop", "lr")
+WORKER_NICE = 5   # added to the training process's niceness (BACKPROP_LAB_WORKER_NICE overrides): the
+                  # window's GUI thread gets ~3/4 of a core it shares with a training thread
 
 
 def main_fds(cmd_fd: int, out_fd: int) -> None:
@@ -57,6 +59,7 @@ def main(cmd, out) -> None:
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in the terminal is the window's to handle
     passive_openmp()
+    _lower_priority()
     import torch  # noqa: F401  (the slow part of start-up, while the window is already drawn)
     from . import trainer  # noqa: F401
     out = _Out(out)
@@ -77,6 +80,14 @@ def passive_openmp() -> None:
     process, 2 spinning threads ran the deep sigmoid preset at 10-28 steps/s against
     140-240 with 1 thread, and 2 passive threads at 155-246 (docs/performance.md)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _lower_priority() -> None:
+    """The window's GUI thread goes first when both want a core (the trainer takes the rest)."""
+    try:
+        os.nice(int(os.environ.get("BACKPROP_LAB_WORKER_NICE", WORKER_NICE)))
+    except (OSError, ValueError, AttributeError):   # pragma: no cover  (not allowed, or not POSIX)
+        pass
 
 
 def set_threads(n) -> None:
