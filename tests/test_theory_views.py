@@ -145,6 +145,9 @@ def test_phase_map_background_cancel_and_cell(qtbot):
         v.compute()
     r = v.result
     assert r["sigma_w2"] == [0.5, 1.75, 3.0] and np.asarray(r["log10_ratio"]).shape == (2, 3)
+    assert r["inputs"] == "fixed-point" and "fixed point q*" in v.readout.text()
+    v.inputs.setCurrentIndex(1)
+    assert v.arguments()[-2:] == ["--inputs", "standard"]
     assert v.progress.value() == 6
     assert v.cell_at(1.8, 0.45) == (1, 1)
     with qtbot.waitSignal(v.cell_requested) as sig:
