@@ -41,8 +41,9 @@ from backprop_lab.widgets.property_editor import PropertyEditor
 from backprop_lab.widgets.settings_panel import SettingsPanel
 from backprop_lab.widgets.undo_commands import EditSettings, ReplaceStack
 
-REFRESH_MS = 100         # views redraw at most 10 times a second (slower where drawing is costly: app.pacing)
-DIAGNOSE_EVERY = 3       # ... and the diagnosis every 3rd refresh (~3 Hz)
+REFRESH_MS = 25          # one live panel redraws per tick: each of ~4 on screen ~10 times a second
+                         # (slower where drawing is costly: app.pacing)
+DIAGNOSE_EVERY = 3       # the diagnosis every 3rd round of the panels (~3 Hz)
 MAX_RECENT = 8
 # the views of docks hidden behind another dock's tab in the first frame: built when their
 # dock is first shown (its tab chosen, View menu, a restored layout) or reached, or in an idle
@@ -89,8 +90,9 @@ class MainWindow(QMainWindow):
         from backprop_lab.app.autosave import Autosave, folder_for
         self.autosave = Autosave(self, folder_for(self.settings))
         self._timer = QTimer(self)
-        self._timer.timeout.connect(self._refresh)
-        self._pacer = RedrawPacer(min_ms=REFRESH_MS)
+        self._timer.timeout.connect(self._tick)
+        self._slot = self._rounds = 0
+        self._pacer = RedrawPacer(min_ms=REFRESH_MS, max_ms=5 * REFRESH_MS)
         self._cpu_mark = time.thread_time()
         self._timer.start(REFRESH_MS)
         self._on_spec_changed()
@@ -336,6 +338,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(message, 15000)
 
     def _refresh(self, force_diagnosis: bool = False) -> None:
+        """Redraw every panel on screen now (and the diagnosis if asked or due)."""
         h = self.session.history
         if h is None:
             return
@@ -343,9 +346,32 @@ class MainWindow(QMainWindow):
             if view.isVisible():
                 view.refresh()
         self._refreshes += 1
-        if h.version != self._shown_version and (force_diagnosis or self._refreshes % DIAGNOSE_EVERY == 0):
-            self._shown_version = h.version
-            self.diagnosis.set_findings(_diagnose(h, self.session.spec) if len(h) else [], len(h))
+        if force_diagnosis or self._refreshes % DIAGNOSE_EVERY == 0:
+            self._show_diagnosis(h)
+        self._update_status(h)
+
+    def _tick(self) -> None:
+        """The live redraw, one piece per timer tick: the next panel on screen whose History moved
+        (round robin), or at the end of a round every DIAGNOSE_EVERY-th time the diagnosis. Its
+        paint comes in an event-loop pass of its own, so the GUI thread never stops for longer
+        than one panel takes to draw (all of them at once were 100-250 ms pauses, issue 9)."""
+        h = self.session.history
+        if h is None:
+            return
+        views = [v for v in self._live_views() if v.isVisible()]
+        for _ in range(len(views) + 1):
+            k = self._slot % (len(views) + 1)
+            self._slot += 1
+            if k < len(views):
+                if views[k].stale:
+                    views[k].refresh()
+                    break
+                continue
+            self._rounds += 1
+            if h.version != self._shown_version and self._rounds % DIAGNOSE_EVERY == 0:
+                self._show_diagnosis(h)
+                break
+        self._refreshes += 1
         self._update_status(h)
         cpu = time.thread_time()  # this thread's CPU since the last tick: the redraw, its paint, events
         if self.session.state == "running":
@@ -353,6 +379,11 @@ class MainWindow(QMainWindow):
         elif self._timer.interval() != REFRESH_MS:
             self._timer.setInterval(REFRESH_MS)
         self._cpu_mark = cpu
+
+    def _show_diagnosis(self, h) -> None:
+        if h.version != self._shown_version:
+            self._shown_version = h.version
+            self.diagnosis.set_findings(_diagnose(h, self.session.spec) if len(h) else [], len(h))
 
     def _live_views(self) -> tuple:
         return tuple(v for v in (self.heatmap, self._built.get("neurons"), self.activation, self._built.get("time"),

@@ -10,6 +10,8 @@ time per redraw cycle and stretches the interval so that drawing takes at most
 """
 from __future__ import annotations
 
+import os
+
 
 class RedrawPacer:
     """Next redraw interval (ms) from the GUI thread's CPU seconds over the last cycle."""
@@ -24,3 +26,32 @@ class RedrawPacer:
         ms = 0.5 * self.interval_ms + 0.5 * want
         self.interval_ms = int(min(self.max_ms, max(self.min_ms, ms)))
         return self.interval_ms
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):   # pragma: no cover  (not Linux)
+        return os.cpu_count() or 1
+
+
+GUI_CORES = 0   # cores kept from the workers' threads for the GUI thread (BACKPROP_LAB_GUI_CORES overrides)
+
+
+def worker_threads(workers: int, n_cores: int | None = None) -> int | None:
+    """torch threads for each of ``workers`` training processes running at once beside the window.
+
+    The cores are shared evenly (on 2 cores: 2 threads for the window's run, 1 each for the two
+    runs of a compare window): two workers with torch's default of one thread per core were two
+    OpenMP teams fighting for the same two cores (each compare run got 0.11x its headless speed).
+    The GUI thread is not kept a core of its own: the workers run niced (engine.worker) and
+    their idle OpenMP threads sleep, so the GUI thread takes a core when it draws and the
+    trainer has both the rest of the time. None when the user chose a thread count
+    (OMP_NUM_THREADS): theirs is kept.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    n_cores = n_cores or cores()
+    spare = int(os.environ.get("BACKPROP_LAB_GUI_CORES", GUI_CORES))
+    return max(1, (n_cores - spare) // max(1, workers))

@@ -24,6 +24,7 @@ import copy
 import json
 import logging
 import math
+import weakref
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -34,6 +35,7 @@ from backprop_lab.engine.data import make_dataset
 from backprop_lab.engine.history import History
 from backprop_lab.engine.plan import Layout, layout, plan
 from backprop_lab.engine.run_end import STOPPED, EndKind, RunEnd
+from backprop_lab.app.pacing import worker_threads
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ QUIT_GRACE = 0.5    # ... and quitting
 
 class Session(QObject):
     """Spec + plan + training process + History; every control is a message to the worker."""
+
+    _running: "weakref.WeakSet[Session]" = weakref.WeakSet()   # sessions with a run going on (any window)
 
     spec_changed = Signal()           # a new or edited spec (its plan is known)
     history_reset = Signal()          # a new, empty History (or a loaded record)
@@ -80,6 +84,7 @@ class Session(QObject):
         self._needs_build = True            # the worker's model is not the spec's (an edit, a reset)
         self._run_active = False            # a run was sent and has not ended
         self._client = None
+        self._threads_sent = None           # the torch thread count this session's worker was told
         self._plan_token = 0
         self._data_cache: tuple | None = None
         self._replan()
@@ -102,6 +107,7 @@ class Session(QObject):
             self._client.received.connect(self._on_message)
             self._client.died.connect(self._on_worker_died)
             self._needs_build = True  # a new process has no model yet
+            self._threads_sent = None
         return self._client
 
     def _drop_client(self) -> None:
@@ -114,6 +120,22 @@ class Session(QObject):
                 pass
             c.close(QUIT_GRACE)
             c.deleteLater()
+
+    @classmethod
+    def _share_cores(cls) -> None:
+        """Tell every running worker its share of the cores (when the number of runs changed)."""
+        running = [s for s in cls._running if s._run_active and s._client is not None and s._client.alive]
+        n = worker_threads(len(running))
+        for s in running:
+            if n is not None and s._threads_sent != n and s._client.send(("threads", n)):
+                s._threads_sent = n
+
+    def _running_changed(self) -> None:
+        if self._run_active:
+            Session._running.add(self)
+        else:
+            Session._running.discard(self)
+        Session._share_cores()
 
     def _send(self, msg: tuple) -> None:
         self._worker().send(msg)
@@ -331,6 +353,7 @@ class Session(QObject):
             build = (self.copy_spec(), self.base_dir, HIST_EVERY)
             self._needs_build = False
         self._run_active = True
+        self._running_changed()   # before "start": the run begins with its share of the cores
         self.steps_per_second = 0.0
         c.send(("start", build, self.spec["train"]["steps"], paused, steps or 1, self.spec["train"]["lr"]))
         self._set_state("paused" if paused else "running")
@@ -391,6 +414,7 @@ class Session(QObject):
 
     def _end_run(self, reason: str) -> None:
         self._run_active = False
+        self._running_changed()
         if self.history is not None:
             self.history.stop_reason = reason
         end = RunEnd.parse(reason)
@@ -477,3 +501,4 @@ class Session(QObject):
             self._client.wait_for(lambda: not self._run_active, min(grace, 0.3))
         self._drop_client()
         self._run_active = False
+        self._running_changed()

@@ -245,6 +245,7 @@ class Unrolled:
     def __init__(self, module: nn.RNNBase, tracer: Tracer):
         self.module, self.tracer = module, tracer
         self.on_hidden = None
+        self.measure = True       # False: this watched step keeps the plain fused kernel (no time gradient)
         self.time_steps = 0       # the sequence length of the last unrolled call
         self._fused = module.forward
         module.forward = self.forward
@@ -253,8 +254,16 @@ class Unrolled:
         if self.module.__dict__.get("forward") == self.forward:
             del self.module.forward
 
+    @property
+    def description(self) -> str:
+        """How time_grad_norm is measured, for the record."""
+        how = ("its fused kernel with a zero tap on each h_t (exact)" if not isinstance(self.module, nn.GRU)
+               else "the layer run one time step at a time with its own weights")
+        return (f"||dL/dh_t|| of the first layer of the {type(self.module).__name__}, the total derivative "
+                f"through every later step, on every recorded step: {how}")
+
     def forward(self, input, hx=None):
-        if not self.tracer.recording or isinstance(input, PackedSequence):
+        if not (self.tracer.recording and self.measure) or isinstance(input, PackedSequence):
             return self._fused(input, hx)
         self.tracer.muted += 1
         try:
@@ -402,6 +411,11 @@ class CellSteps:
 
     def remove(self) -> None:
         self._handle.remove()
+
+    @property
+    def description(self) -> str:
+        return (f"||dL/dh_t|| of the output of the {type(self.module).__name__}'s t-th call in the forward pass, "
+                "the total derivative, on every recorded step")
 
     def _hook(self, m, inputs, output):
         if not self.tracer.recording:

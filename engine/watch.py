@@ -30,7 +30,11 @@ What is measured, whatever the loop does:
   deltas are divided by the scale their backward pass used.
 ``every=N`` records every N-th step (the others cost a few Python calls);
 ``hist_every=M`` (10) adds the histogram of each activation's z (``preact_hist``)
-to every M-th recorded step (0: none).
+to every M-th recorded step (0: none). ``time_every=K`` (1) measures the gradient
+through time of a fused nn.LSTM / nn.RNN / nn.GRU on every K-th recorded step only
+(NaN on the others; the record's ``watched.time_grad`` says so): its exact taps
+widen the first layer's input product (engine/tracer.py), the one cost of Watch
+that grows with the recurrent layer.
 
 The run directory (engine/rundir.py) is append-only: ``backprop-lab watch
 RUN_DIR`` follows it live and ``backprop-lab diagnose RUN_DIR`` reads it at any
@@ -121,16 +125,22 @@ def accuracy(out, target) -> torch.Tensor:
 
 
 def _hits(scores: torch.Tensor, target: torch.Tensor, axis: int) -> torch.Tensor:
-    """``scores.argmax(axis) == target``, about three times faster on the CPU (argmax over a
-    language model's vocabulary costs more than the maximum): the target's score is strictly
-    above the best other score. Ties and NaN, where argmax's choice (the first maximum, a NaN)
-    decides, go to argmax itself."""
-    t = target.clamp(0, scores.shape[axis] - 1).unsqueeze(axis)   # -100 (ignored) rows: any class
-    own = scores.gather(axis, t).squeeze(axis)
-    others = scores.scatter(axis, t, -math.inf).amax(axis)
-    if bool(((own == others) | own.isnan() | others.isnan()).any()):
+    """``scores.argmax(axis) == target``, cheaper on the CPU (argmax over a language model's
+    vocabulary costs several times the maximum): a row whose target score is below the row's
+    maximum is a miss; only the rows where it equals the maximum (where a tie or a NaN, which
+    argmax takes first, could decide) go to argmax, unless they are most rows."""
+    if axis not in (-1, scores.dim() - 1):
         return scores.argmax(axis) == target
-    return own > others
+    classes = scores.shape[-1]
+    flat, t = scores.reshape(-1, classes), target.reshape(-1).clamp(0, classes - 1)   # -100: ignored later
+    best = flat.amax(1)
+    hit = flat.gather(1, t[:, None]).squeeze(1) == best   # NaN in a row: never equal
+    rows = (hit | best.isnan()).nonzero().squeeze(1)
+    if 2 * len(rows) > len(t):
+        return scores.argmax(axis) == target
+    if len(rows):
+        hit[rows] = flat.index_select(0, rows).argmax(1) == t[rows]
+    return hit.reshape(target.shape)
 
 
 def _float(x) -> torch.Tensor:
@@ -145,12 +155,15 @@ def _is_optimizer(x) -> bool:
 
 class Watch:
     def __init__(self, model: torch.nn.Module, run_dir, name: str | None = None, flush_seconds: float = 1.0,
-                 every: int = 1, ranks=0, scaler=None, optimizer=None, hist_every: int = HIST_EVERY):
+                 every: int = 1, ranks=0, scaler=None, optimizer=None, hist_every: int = HIST_EVERY,
+                 time_every: int = 1):
         if int(every) < 1:
             raise ValueError(f"every must be a positive integer, got {every!r}")
         if int(hist_every) < 0:
             raise ValueError(f"hist_every must be 0 (no histograms) or a positive integer, got {hist_every!r}")
-        self.hist_every = int(hist_every)
+        if int(time_every) < 1:
+            raise ValueError(f"time_every must be a positive integer, got {time_every!r}")
+        self.hist_every, self.time_every = int(hist_every), int(time_every)
         if ranks != "all" and not isinstance(ranks, int):
             raise ValueError(f"ranks must be a rank number or 'all', got {ranks!r}")
         self.run_dir = Path(run_dir)
@@ -203,6 +216,15 @@ class Watch:
                                  "grads": grads + ", before clipping, unscaled",
                                  "deltas": "the first forward pass after begin() (its micro-batch)"
                                            + (f", rank {self.rank}'s batch" if distributed else "")}}
+        recurrent = getattr(self.model, "recurrent", None)
+        self._fused_taps = recurrent if hasattr(recurrent, "measure") else None
+        if recurrent is not None and hasattr(recurrent, "description"):
+            how = recurrent.description
+            if self._fused_taps is not None and self.time_every > 1:
+                how = how.replace("on every recorded step", f"on one recorded step in {self.time_every} "
+                                  "(the first, then every time_every-th; NaN on the others)")
+            self.spec["watched"]["time_grad"] = how
+            self.spec["watched"]["time_every"] = self.time_every if self._fused_taps is not None else 1
         self._extra = {"grads": grads, "deltas": self.spec["watched"]["deltas"]}
         if distributed:
             self._extra.update(rank=self.rank, world_size=self.world_size)
@@ -294,7 +316,10 @@ class Watch:
             self._local, self._local_pass, self._reduced_before = None, False, False
             self._local_norms = [None] * len(self._index)
         self._before = self.probe.weights_before()   # the weights before this step's update
-        self.probe.begin(want_hist=self.hist_every > 0 and (self.step_index // self.every) % self.hist_every == 0)
+        j = self.step_index // self.every   # the j-th recorded step
+        if self._fused_taps is not None:     # a fused layer's time gradient: its own cadence
+            self._fused_taps.measure = j % self.time_every == 0
+        self.probe.begin(want_hist=self.hist_every > 0 and j % self.hist_every == 0)
 
     def step(self, *args, optimizer=None, test_loss=None, test_accuracy=None) -> Snapshot | None:
         """Record this step: ``step(loss, outputs=None, targets=None)`` after your optimizer's step,

@@ -11,7 +11,9 @@ Window -> worker (``cmd``), each a tuple:
                                                  to go on with the current model
     ("plan", token, spec, base_dir)              a custom model's plan, without training
     ("pause",) ("resume",) ("step", n) ("stop",) ("lr", value)   while a run goes on
-    ("ping", token)                              answered by ("pong", token, steps made)
+    ("ping", token)                              answered by ("pong", token, steps made, torch threads)
+    ("threads", n)                               torch's intra-op threads (also mid-run, between steps):
+                                                 the window shares the cores among its workers
     ("spectrum", token, inputs)                  the Jacobian spectrum of the model as it is now
                                                  (between two steps, also mid-run)
     ("quit",)
@@ -23,7 +25,7 @@ Worker -> window (``out``):
     ("ended", reason, traceback_or_None, steps, seconds)
     ("plan", token, infos, layout_or_None, data_description, problem_or_None)
     ("fatal", cause, traceback)                  the model called sys.exit; the process ends
-    ("pong", token, step_index)                  after every batch of the steps made before it
+    ("pong", token, step_index, torch_threads)   after every batch of the steps made before it
     ("spectrum", token, result_or_None, problem_or_None)  result: engine.theory.spectrum.summary's
                                                  keys (numpy singular values) and "step", the steps
                                                  the weights have had
@@ -42,6 +44,8 @@ import traceback
 
 EMIT_INTERVAL = 1 / 30   # seconds between two batches sent to the window
 CONTROL = ("pause", "resume", "step", "stop", "lr")
+WORKER_NICE = 5   # added to the training process's niceness (BACKPROP_LAB_WORKER_NICE overrides): the
+                  # window's GUI thread gets ~3/4 of a core it shares with a training thread
 
 
 def main_fds(cmd_fd: int, out_fd: int) -> None:
@@ -54,6 +58,8 @@ def main(cmd, out) -> None:
     """Serve the window on two Connections until it says quit or goes away."""
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in the terminal is the window's to handle
+    passive_openmp()
+    _lower_priority()
     import torch  # noqa: F401  (the slow part of start-up, while the window is already drawn)
     from . import trainer  # noqa: F401
     out = _Out(out)
@@ -62,6 +68,38 @@ def main(cmd, out) -> None:
         _Worker(cmd, out).serve()
     except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
         pass  # the window went away: nothing left to do
+
+
+def passive_openmp() -> None:
+    """Idle OpenMP threads sleep instead of spinning (unless the user's environment says otherwise).
+
+    Must run before torch is imported (libgomp reads it once). With GNU OpenMP's default
+    (spin, then sleep), a team's idle thread burns the core that the window's GUI thread, a
+    second worker or any other program wants, and a team whose second thread is descheduled
+    waits a whole time slice at every barrier: on a 2-core machine with one other busy
+    process, 2 spinning threads ran the deep sigmoid preset at 10-28 steps/s against
+    140-240 with 1 thread, and 2 passive threads at 155-246 (docs/performance.md)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _lower_priority() -> None:
+    """The window's GUI thread goes first when both want a core (the trainer takes the rest)."""
+    try:
+        os.nice(int(os.environ.get("BACKPROP_LAB_WORKER_NICE", WORKER_NICE)))
+    except (OSError, ValueError, AttributeError):   # pragma: no cover  (not allowed, or not POSIX)
+        pass
+
+
+def set_threads(n) -> None:
+    import torch
+    n = max(1, int(n))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def _threads() -> int:
+    import torch
+    return torch.get_num_threads()
 
 
 class _Out:
@@ -93,8 +131,10 @@ class _Worker:
                 self.plan(*msg[1:])
             elif kind == "lr" and self.trainer is not None:
                 self.trainer.set_lr(msg[1])
+            elif kind == "threads":
+                set_threads(msg[1])
             elif kind == "ping":
-                self.out.send(("pong", msg[1], self.trainer.step_index if self.trainer else 0))
+                self.out.send(("pong", msg[1], self.trainer.step_index if self.trainer else 0, _threads()))
             elif kind == "spectrum":
                 self.spectrum(*msg[1:])
             # a pause/stop/step that arrived after its run ended: nothing to do
@@ -251,10 +291,12 @@ def _make_control():
                 self.stop()
             elif kind == "lr":
                 self.set_lr(msg[1])
+            elif kind == "threads":
+                set_threads(msg[1])
             elif kind == "ping":  # every step made so far is sent before the answer
                 if self.flush is not None:
                     self.flush()
-                self.worker.out.send(("pong", msg[1], self.worker.trainer.step_index))
+                self.worker.out.send(("pong", msg[1], self.worker.trainer.step_index, _threads()))
             elif kind == "spectrum":   # between two steps: the weights of the steps made so far
                 if self.flush is not None:
                     self.flush()

@@ -132,3 +132,45 @@ def test_gradient_flow_lines_show_log10_of_every_row_as_the_history_grows_and_th
     check()
     w.set_statistic(next(k for k, _ in STATISTICS if k != w.statistic))
     check()
+
+
+def test_one_item_draws_every_layer_line_clicks_pick_the_nearest_and_the_legend_hides_one(qtbot):
+    """The lines of all layers are one graphics item (issue 9 item 8): a click within a few pixels of a
+    layer's drawn line selects that layer, a click far from every line selects none, and hiding a layer
+    (the legend's eye) takes it out of the drawing and of the y range."""
+    from PySide6.QtCore import QPointF, Qt
+    from backprop_lab.widgets.gradient_flow import GradientFlow
+    layers = 6
+    h = History([f"{2 * i + 1} linear" for i in range(layers)], [f"{2 * i + 2} tanh" for i in range(layers - 1)],
+                [2] * layers, budget_bytes=2**30)
+    b = rows(layers, 2, 0, 200, np.random.default_rng(5))
+    for k in PER_LAYER:   # steady lines two decades apart: layer i at 10^(-2 i)
+        b[k] = np.tile(10.0 ** (-2.0 * np.arange(layers)), (200, 1))
+    h.extend_packed(b)
+    w = GradientFlow()
+    qtbot.addWidget(w)
+    w.resize(1000, 420)
+    w.show()
+    qtbot.waitExposed(w)
+    w.set_history(h)
+    qtbot.waitUntil(lambda: w.lines._paths is not None, timeout=10_000)   # painted once
+    vb = w.line_plot.getViewBox()
+
+    def click(step, log_y):
+        pos = w.view.mapFromScene(vb.mapViewToScene(QPointF(step, log_y)))
+        with qtbot.waitSignal(w.view.scene().sigMouseClicked, timeout=5000):
+            qtbot.mouseClick(w.view.viewport(), Qt.LeftButton, pos=pos)
+
+    _, py = vb.viewPixelSize()
+    click(100, -4.0 + 3 * py)         # 3 px above layer 2's line
+    assert w.selected == 2
+    click(100, -5.0)                  # a decade from the nearest line: no selection change
+    assert w.selected == 2
+    lo = vb.viewRange()[1][0]
+    w.curves[5].setVisible(False)     # the lowest layer hidden: the autorange no longer reaches it
+    assert not w.curves[5].isVisible()
+    vb.updateAutoRange()
+    assert vb.viewRange()[1][0] > lo + 1
+    x, y = w.curves[3].getData()
+    np.testing.assert_allclose(y, -6.0)          # drawn in log10 coordinates
+    np.testing.assert_array_equal(x, h.steps)

@@ -1,5 +1,5 @@
 """The redraw pacer keeps drawing to a share of the GUI thread, within its bounds."""
-from backprop_lab.app.pacing import RedrawPacer
+from backprop_lab.app.pacing import RedrawPacer, worker_threads
 
 
 def test_cheap_redraws_keep_the_fastest_rate():
@@ -22,3 +22,15 @@ def test_one_slow_frame_does_not_stall_the_views():
     p = RedrawPacer(min_ms=100, max_ms=500, duty=0.3)
     assert p.next_interval(0.12) == 250     # halfway from 100 toward 400
     assert p.next_interval(0.0) == 125      # and back toward 100 at once
+
+
+def test_workers_share_the_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("BACKPROP_LAB_GUI_CORES", raising=False)
+    assert worker_threads(1, 2) == 2 and worker_threads(2, 2) == 1     # never two teams of 2 on 2 cores
+    assert worker_threads(1, 16) == 16 and worker_threads(3, 16) == 5
+    assert worker_threads(3, 1) == 1
+    monkeypatch.setenv("BACKPROP_LAB_GUI_CORES", "1")                   # a core kept for the window
+    assert worker_threads(1, 2) == 1 and worker_threads(2, 16) == 7
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert worker_threads(1, 16) is None                                # the user's own choice is kept

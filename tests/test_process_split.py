@@ -99,6 +99,9 @@ def test_the_window_trains_shows_every_panel_and_compares_without_importing_torc
             dock.show(); dock.raise_()
             app.processEvents()
             w._refresh(force_diagnosis=True)
+        w.central_tabs.setCurrentWidget(w.theory_area)   # and the Theory tab (built when first shown)
+        app.processEvents()
+        assert w._theory is not None and sorted(w._built) == ["neurons", "time"]
         assert len(s.history) == 30 and w.diagnosis.cards
         pids = [s.worker_pid]
         w.apply_remedy_and_compare("relu_he")

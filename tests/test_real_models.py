@@ -400,6 +400,9 @@ def test_watch_measures_real_models_like_autograd(name, tmp_path):
     assert h.act_names == act_names and h.layer_names == layer_names
     if case["ref"] in (lm_ref, cell_ref):
         assert h.series("time_grad_norm").shape == (1, T)
+        how = w.spec["watched"]["time_grad"]   # the record says how dL/dh_t was measured
+        assert "every recorded step" in how and ("zero tap" in how) == (case["kwargs"].get("rnn_type") in
+                                                                       ("LSTM", "RNN"))
     # the watched module is left as it was: no hooks, its own fused forward
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
     assert "forward" not in net.__dict__ and all("forward" not in m.__dict__ for m in net.modules())

@@ -14,6 +14,7 @@ from PySide6.QtCore import QSettings
 
 from backprop_lab.engine.history import History
 from backprop_lab.engine.snapshot import PER_ACT, PER_LAYER, SCALARS
+from tests.conftest import PRESETS
 
 LAZY_MODULES = ("backprop_lab.widgets.theory.theory_tab", "backprop_lab.engine.theory.meanfield",
                 "backprop_lab.engine.theory.overlay", "backprop_lab.widgets.neuron_heatmap",
@@ -171,3 +172,11 @@ def test_a_history_reads_nan_where_no_value_was_written_however_far_it_filled():
     np.testing.assert_array_equal(h.steps, np.arange(n))
     # rows written directly (a loaded record) see the whole capacity filled
     assert np.isnan(h._data["loss"][n:]).all() and (h._data["step"][n:] == 0).all()
+
+
+def test_a_built_in_stacks_plan_needs_no_worker_and_the_window_starts_none(window):
+    assert window.open_spec_file(PRESETS / "deep_sigmoid_vanishing.json")
+    s = window.session
+    assert s._client is None                      # no training process for a plan
+    assert s.infos and not s.problem and s.history is not None
+    assert s.history.layer_names[0].startswith("1 ") and len(s.history.layer_names) == len(s.history.units)

@@ -325,3 +325,40 @@ def test_probe_and_tracer_public_pause_and_grad_norms_of_given_norms(tmp_path):
         norms = [torch.tensor(3.0), torch.tensor(1.0), torch.tensor(4.0), None]
         wg, bg = w.probe.grad_norms(norms)
         assert wg.tolist() == [3.0, 1.0] and bg[0] == 4.0 and math.isnan(bg[1])
+
+
+def test_time_every_measures_a_fused_lstms_time_gradient_on_every_kth_recorded_step_and_says_so(tmp_path):
+    class LM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.rnn, self.out = nn.Embedding(20, 6), nn.LSTM(6, 7, 2), nn.Linear(7, 20)
+
+        def forward(self, ids):
+            return self.out(self.rnn(self.emb(ids))[0])
+
+    torch.manual_seed(0)
+    models = [LM(), None]
+    models[1] = copy.deepcopy(models[0])
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randint(0, 20, (9, 4), generator=g), torch.randint(0, 20, (9, 4), generator=g))
+               for _ in range(6)]
+    got = []
+    for model, k in zip(models, (1, 3)):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with Watch(model, tmp_path / f"run{k}", flush_seconds=0, time_every=k) as w:
+            for x, y in batches:
+                w.begin()
+                out = model(x)
+                loss = F.cross_entropy(out.reshape(-1, 20), y.reshape(-1))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                w.step(loss, out, y)
+            spec = w.spec
+        got.append(record.load(tmp_path / f"run{k}")[0].series("time_grad_norm"))
+        assert spec["watched"]["time_every"] == k and ("one recorded step in 3" in spec["watched"]["time_grad"]) == (k == 3)
+    every, sparse = got
+    assert every.shape == sparse.shape == (6, 9) and np.isfinite(every).all()
+    measured = [0, 3]
+    assert np.isfinite(sparse[measured]).all() and np.isnan(np.delete(sparse, measured, axis=0)).all()
+    np.testing.assert_allclose(sparse[measured], every[measured], rtol=1e-4)

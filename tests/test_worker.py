@@ -1,6 +1,7 @@
 """The training process's engine side: the torch-free plan, packed batches, Control, the protocol."""
 import math
 import multiprocessing as mp
+import os
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from backprop_lab.engine.data import make_dataset
 from backprop_lab.engine.history import History
 from backprop_lab.engine.plan import layout, plan
 from backprop_lab.engine.snapshot import pack
+from backprop_lab.engine.worker import WORKER_NICE
 from tests.conftest import PRESETS, load_preset, train
 
 PRESET_NAMES = sorted(p.stem for p in PRESETS.glob("*.json"))
@@ -139,6 +141,11 @@ def test_the_worker_trains_every_step_in_coalesced_batches_and_obeys_its_message
         made = got[-1][2]
         cmd.send(("ping", 3))
         assert _until(out, "pong")[-1][2] == made      # paused: none of the owed steps runs
+        mine = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, p.pid) == min(mine + WORKER_NICE, 19)   # the GUI thread goes first
+        cmd.send(("threads", 1))                       # the window's share of the cores, mid-run
+        cmd.send(("ping", 4))
+        assert _until(out, "pong")[-1][3] == 1
         cmd.send(("lr", 0.2))
         cmd.send(("stop",))
         got = _until(out, "ended")

@@ -172,6 +172,17 @@ class DecadeAxis(pg.AxisItem):
         self.setLogMode(*((False, True) if orientation in ("left", "right") else (True, False)))
         self.enableAutoSIPrefix(False)  # the labels carry the scale; a "(x0.001)" would contradict them
 
+    MINOR_MIN_PX = 40   # pixels a decade needs before its 2..9 minor ticks (and grid lines) are drawn
+
+    def logTickValues(self, minVal, maxVal, size, stdTicks):
+        """pyqtgraph's levels, without the minor one (2..9 x 10^k) where a decade is under MINOR_MIN_PX
+        pixels: there it drew ~110 grid lines on a 10-decade flow plot, so faint (pyqtgraph scales a
+        level's alpha down with its density) that they read as a grey wash, and 4 ms of every paint."""
+        levels = super().logTickValues(minVal, maxVal, size, stdTicks)
+        if maxVal > minVal and size / (maxVal - minVal) < self.MINOR_MIN_PX:
+            levels = [lv for lv in levels if lv[0] is not None] or levels[:1]
+        return levels
+
     def logTickStrings(self, values, scale, spacing):
         ints = [v for v in values if abs(v - round(v)) < 1e-6]
         if len(ints) == len(values) and values:

@@ -27,6 +27,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGraphicsRectItem, 
 from backprop_lab.engine import compare
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.axes import NameAxis
+from backprop_lab.widgets.layer_lines import LayerLines
+from backprop_lab.widgets.loss_plot import MAX_MARKERS
 from backprop_lab.widgets.log_image import ZERO_LOG, LogColumns, log10_positive, widen  # noqa: F401  (compare's levels)
 from backprop_lab.widgets.statistics import LABELS, SHORT
 
@@ -79,7 +81,8 @@ class CompareView(QWidget):
         self.alignment = None
         self.ratio = np.zeros((0, 0), np.float32)             # [matched layers, common steps]
         self.rows: list[dict] = []                            # the table's rows
-        self._flow_curves: list = []
+        self._flow_curves: list = []                          # a LayerLines per run
+        self._flow_columns = (LogColumns((-6.0, 0.0)), LogColumns((-6.0, 0.0)))   # their log10, grown
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
@@ -292,29 +295,32 @@ class CompareView(QWidget):
 
     # ------------------------------------------------------------------ lines, losses, table
     def _make_flow_curves(self) -> None:
-        for c in self._flow_curves:
-            self.flow_plot.removeItem(c)
+        """One LayerLines item per run: every layer's line, drawn in one paint (widgets.layer_lines)."""
+        for item in self._flow_curves:
+            self.flow_plot.removeItem(item)
         self._flow_curves = []
-        for k, (h, colour) in enumerate(zip((self.a, self.b), RUN_COLOURS)):
-            if h is None:
-                continue
-            for i, _ in enumerate(h.layer_names):
+        for c in self._flow_columns:
+            c.reset()
+        for h, colour in zip((self.a, self.b), RUN_COLOURS):
+            item = LayerLines()
+            if h is not None:
                 # input layer thick: on a vanishing run it is the lowest line, decades below the rest
-                pen = pg.mkPen(colour, width=4 if i == 0 else 1.6)
-                c = pg.PlotDataItem(pen=pen)
-                c.setDownsampling(auto=True, method="peak")
-                c.setClipToView(True)
-                self.flow_plot.addItem(c)
-                self._flow_curves.append((k, i, c))
+                item.set_layers([pg.mkPen(colour, width=4 if i == 0 else 1.6) for i in range(len(h.layer_names))])
+            self.flow_plot.addItem(item)
+            self._flow_curves.append(item)
 
     def _refresh_lines(self) -> None:
-        for k, i, c in self._flow_curves:
+        for k, item in enumerate(self._flow_curves):
             h = (self.a, self.b)[k]
             if h is None or len(h) == 0:
-                c.setData([], [])
+                item.set_layers(item.pens)
                 continue
-            v = h.series(self.statistic)[:, i]
-            c.setData(h.steps.astype(float), np.where(v > 0, v, np.nan))
+            cols = self._flow_columns[k]
+            logs = cols.update((id(h), self.statistic), h.steps, h.series(self.statistic))
+            logs = np.where(logs > ZERO_LOG, logs, np.nan)   # zero or undefined: a gap on the log axis
+            lo, hi = np.fmin.reduce(logs, axis=1, initial=np.inf), np.fmax.reduce(logs, axis=1, initial=-np.inf)
+            none = ~np.isfinite(lo)
+            item.set_data(h.steps, None, logs, np.where(none, np.nan, lo), np.where(none, np.nan, hi))
         for h, (train, test) in zip((self.a, self.b), self.loss_curves):
             if h is None or len(h) == 0:
                 train.setData([], [])
@@ -323,8 +329,10 @@ class CompareView(QWidget):
             x = h.steps.astype(float)
             train.setData(x, np.where(np.isfinite(h.series("loss")), h.series("loss"), np.nan))
             t = h.series("test_loss")
-            ok = np.isfinite(t)
-            test.setData(x[ok], t[ok])
+            idx = np.flatnonzero(np.isfinite(t))
+            if len(idx) > MAX_MARKERS:  # markers are drawn one by one: evenly thinned, the newest kept
+                idx = idx[np.unique(np.linspace(0, len(idx) - 1, MAX_MARKERS).astype(int))]
+            test.setData(x[idx], t[idx])
         self._loss_scale()
 
     def _loss_scale(self) -> None:

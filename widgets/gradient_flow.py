@@ -12,12 +12,13 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout
 
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.axes import DecadeAxis, NameAxis
 from backprop_lab.widgets.gradient_heatmap import statistic_combo, with_blocked
+from backprop_lab.widgets.layer_lines import LayerLine, LayerLines
 from backprop_lab.widgets.log_image import log10_positive
 from backprop_lab.widgets.statistics import DEFAULT, LABELS, SHORT, STATISTICS
 from backprop_lab.widgets.panel import HistoryPanel
@@ -26,31 +27,6 @@ LEGEND_ENTRIES = 8   # the legend names at most this many layers (first, last, e
 LEGEND_MIN_WIDTH = 680   # pixels of panel width below which the legend is left out
 THIN_LINES_ABOVE = 24   # more layers than this: their lines are drawn 1 px wide
 SIDE_BY_SIDE_MIN_WIDTH = 360   # narrower than this, the lines go below the bars instead of beside them
-
-try:   # pyqtgraph's mapped-data holder (0.13+); without it each curve takes its own log10, as before
-    from pyqtgraph.graphicsItems.PlotDataItem import PlotDataset as _PlotDataset
-except ImportError:   # pragma: no cover
-    _PlotDataset = None
-
-
-class LayerCurve(pg.PlotDataItem):
-    """A layer's line: keeps every stored step (getOriginalDataset), but takes the log10 of its
-    values from the panel, which computes it once for all layers and only for new rows, instead of
-    each of ~100 curves taking the log of its whole history every frame."""
-
-    premapped = None   # (log10 of the y values given to the next setData, their finite min and max), or None
-
-    def _getDisplayDataset(self):
-        ds, pre = self._dataset, self.premapped
-        if (_PlotDataset is not None and pre is not None and ds is not None and self._datasetMapped is None
-                and self.opts["logMode"] == [False, True] and len(pre[0]) == len(ds.y) and len(ds.x)):
-            logs, lo, hi = pre
-            mapped = _PlotDataset(ds.x, logs, ds.xAllFinite, False)
-            # the bounds pyqtgraph would find with two passes over every value, from the panel's running ones
-            mapped._dataRect = QRectF(QPointF(float(np.min(ds.x[[0, -1]])), lo), QPointF(float(np.max(ds.x[[0, -1]])), hi))
-            self._datasetMapped = mapped
-        return super()._getDisplayDataset()
-
 
 def short_name(name: str) -> str:
     """'13 linear' -> '13'; 'out linear' -> 'out'; custom names are kept."""
@@ -71,9 +47,11 @@ class GradientFlow(HistoryPanel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.statistic = DEFAULT
-        self.curves: list[pg.PlotDataItem] = []
+        self.curves: list[LayerLine] = []   # one per layer, all drawn by self.lines
         self._bar_title, self._bar_style_key, self._bar_style = None, None, ([], [])
-        self._log_cache = None   # (history, statistic, steps, positive values [n, L], their log10 [L, n])
+        # (history, statistic, steps, positive values [n, L], their log10 [L, n], shown and running bounds,
+        #  and the two buffers those views are of)
+        self._log_cache = None
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
@@ -110,10 +88,10 @@ class GradientFlow(HistoryPanel):
         self.line_plot = self.view.addPlot(row=0, col=1, axisItems={"left": DecadeAxis()})
         lp = self.line_plot
         lp.setLogMode(y=True)
-        # PlotItem.addItem gives each new curve the plot's own downsampling and clip-to-view modes
-        # (replacing what the curve had): set them here, on the plot, or every stored row is drawn
-        lp.setDownsampling(auto=True, mode="peak")
-        lp.setClipToView(True)
+        # every layer's line in one item (clipped to the view, one (min, max) pair per pixel column):
+        # it is given log10 values, the coordinates of the log axis
+        self.lines = LayerLines()
+        lp.addItem(self.lines)
         theme.style_plot(lp, bottom="training step", left=SHORT[self.statistic])
         lp.setTitle("over training", size=f"{theme.font_size()}pt", color=theme.FOREGROUND)
         self.legend = theme.legend(colCount=1)
@@ -129,21 +107,12 @@ class GradientFlow(HistoryPanel):
 
     # ------------------------------------------------------------------ API
     def _history_set(self, history) -> None:
-        for c in self.curves:
-            self.line_plot.removeItem(c)
-        self.curves = []
         self._log_cache = None
         names = list(history.layer_names) if history is not None else []
         n = len(names)
-        for i in range(n):
-            c = LayerCurve(pen=self._pen(i, n), connect="finite")
-            c.setCurveClickable(True, width=8)
-            c.sigClicked.connect(lambda _item, _ev=None, i=i: self._on_curve_clicked(i))
-            self.line_plot.addItem(c)   # after this, not before: addItem sets the two modes below
-            c.setDownsampling(auto=True, method="peak")
-            c.opts["autoDownsampleFactor"] = 1.0   # about one (min, max) pair per pixel, not five
-            c.setClipToView(True)
-            self.curves.append(c)
+        pens = [self._pen(i, n) for i in range(n)]
+        self.lines.set_layers(pens)
+        self.curves = [LayerLine(self.lines, i, pen) for i, pen in enumerate(pens)]
         self.name_axis.set_names([short_name(s) for s in names])
         if not 0 <= self.selected < n:
             self.selected = -1
@@ -187,8 +156,7 @@ class GradientFlow(HistoryPanel):
     def _draw(self, h) -> None:
         if len(h) == 0:
             self.bars.setOpts(x=[], height=[])
-            for c in self.curves:
-                c.setData([], [])
+            self.lines.set_layers(self.lines.pens)
             return
         logs, floor = self.bar_heights()
         n = len(logs)
@@ -211,11 +179,7 @@ class GradientFlow(HistoryPanel):
             self.bar_plot.setTitle(title, size=f"{theme.font_size()}pt", color=theme.FOREGROUND)
         steps = h.steps
         positive, logs = self._positive_and_logs(h, steps)
-        lo, hi = self._log_cache[5], self._log_cache[6]
-        for i, c in enumerate(self.curves):
-            c.premapped = (logs[i], float(lo[i]), float(hi[i]))
-            c.setData(steps, positive[:, i])
-            c.premapped = None
+        self.lines.set_data(steps, positive, logs, self._log_cache[5], self._log_cache[6])
 
     def _positive_and_logs(self, h, steps) -> tuple[np.ndarray, np.ndarray]:
         """The statistic where > 0 (NaN elsewhere: the log axis leaves a gap) [n, L] and its log10 [L, n].
@@ -232,15 +196,24 @@ class GradientFlow(HistoryPanel):
         new_logs[~np.isfinite(new_logs)] = np.nan   # as pyqtgraph's own log mapping: inf is a gap too
         lo = np.fmin.reduce(new_logs, axis=1, initial=np.inf)    # NaN ignored; a layer with no finite
         hi = np.fmax.reduce(new_logs, axis=1, initial=-np.inf)   # value keeps +-inf (NaN bounds below)
+        n = old + len(new_pos)
         if old:
-            positive = np.concatenate([c[3], new_pos]) if len(new_pos) else c[3]
-            logs = np.concatenate([c[4], new_logs], axis=1) if len(new_pos) else c[4]
             lo, hi = np.fmin(lo, c[7]), np.fmax(hi, c[8])
-        else:
-            positive, logs = new_pos, np.ascontiguousarray(new_logs)
+        pos_buf, log_buf = (c[9], c[10]) if old else (None, None)
+        if pos_buf is None or pos_buf.shape[0] < n or pos_buf.shape[1] != new_pos.shape[1]:
+            cap = max(64, 1 << (n - 1).bit_length())   # grown by doubling: no copy of every row per frame
+            grown_pos = np.empty((cap, new_pos.shape[1]))
+            grown_log = np.empty((new_pos.shape[1], cap))
+            if old:
+                grown_pos[:old], grown_log[:, :old] = pos_buf[:old], log_buf[:, :old]
+            pos_buf, log_buf = grown_pos, grown_log
+        pos_buf[old:n] = new_pos
+        log_buf[:, old:n] = new_logs
+        positive, logs = pos_buf[:n], log_buf[:, :n]
         none = np.isinf(lo)
         lo_shown, hi_shown = np.where(none, np.nan, lo), np.where(none, np.nan, hi)
-        self._log_cache = (h, self.statistic, np.array(steps), positive, logs, lo_shown, hi_shown, lo, hi)
+        self._log_cache = (h, self.statistic, np.array(steps), positive, logs, lo_shown, hi_shown, lo, hi,
+                           pos_buf, log_buf)
         return positive, logs
 
     # ------------------------------------------------------------------ internals
@@ -348,6 +321,14 @@ class GradientFlow(HistoryPanel):
 
     def _on_mouse_clicked(self, ev) -> None:
         if ev.button() != Qt.LeftButton or self.history is None:
+            return
+        lv = self.line_plot.getViewBox()
+        if lv.sceneBoundingRect().contains(ev.scenePos()):   # a click on (within 8 px of) a line
+            pt = lv.mapSceneToView(ev.scenePos())
+            px, py = lv.viewPixelSize()
+            i = self.lines.nearest(pt.x(), pt.y(), px, py)
+            if i >= 0:
+                self._on_curve_clicked(i)
             return
         vb = self.bar_plot.getViewBox()
         if not vb.sceneBoundingRect().contains(ev.scenePos()):

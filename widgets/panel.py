@@ -34,6 +34,12 @@ class HistoryPanel(QWidget):
         """Redraw at the next refresh even if the History did not change."""
         self._version = -1
 
+    @property
+    def stale(self) -> bool:
+        """The History moved since the last drawing (``refresh`` would redraw)."""
+        h = self.history
+        return h is not None and h.version != self._version and self._ready(h)
+
     def refresh(self) -> None:
         """Redraw from the History if it changed since the last call (cheap otherwise)."""
         h = self.history

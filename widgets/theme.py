@@ -185,6 +185,9 @@ def set_presentation_mode(on: bool) -> None:
                     style_colour_bar(item)
                 elif isinstance(item, pg.LegendItem):
                     item.setLabelTextSize(f"{font_size(-1)}pt")
+                    for _, label in item.items:   # setLabelTextSize only stores the size: redraw
+                        label.setText(label.text)
+                    item.updateSize()
                 elif isinstance(item, pg.TextItem) and item in _texts:
                     item.setFont(font(*_texts[item]))
         hook = getattr(w, "_on_theme_changed", None)

@@ -128,7 +128,9 @@ def loop(model, opt, batch, call, steps, watch=None):
     return [one_step(model, opt, *batch(), call, watch) for _ in range(steps)]
 
 
-LOOPS = (("bare", None), ("every step", 1), ("every 10th", 10))
+# (name, Watch's keyword arguments or None for the bare loop)
+LOOPS = (("bare", None), ("every step", {"every": 1}), ("every 10th", {"every": 10}),
+         ("every step, time gradient every 10th", {"every": 1, "time_every": 10}))
 
 
 def main() -> None:
@@ -142,19 +144,20 @@ def main() -> None:
         for name, model, batch, call in cases():
             if only and not any(o.lower() in name.lower() for o in only):
                 continue
+            loops = LOOPS if name.startswith("LSTM") else LOOPS[:3]   # time_every: recurrent nets only
             # three copies of one model, one per loop; the loops take turns step by step (the same
             # batch), so that a shared machine's changing load falls on all three alike
-            nets = [copy.deepcopy(model) for _ in LOOPS]
+            nets = [copy.deepcopy(model) for _ in loops]
             opts = [torch.optim.SGD(m.parameters(), lr=0.01) for m in nets]
-            got = {k: [] for k, _ in LOOPS}
+            got = {k: [] for k, _ in loops}
             for r in range(rounds):
-                watches = [None if every is None else Watch(m, f"{d}/{name}-{every}-{r}", every=every)
-                           for m, (_, every) in zip(nets, LOOPS)]
+                watches = [None if kw is None else Watch(m, f"{d}/{name}-{i}-{r}", **kw)
+                           for i, (m, (_, kw)) in enumerate(zip(nets, loops))]
                 for m, o, w in zip(nets, opts, watches):
                     loop(m, o, batch, call, 2, w)   # warm-up; a watch's first step finds the call sites
                 for _ in range(steps):
                     x, y = batch()
-                    for (k, _), m, o, w in zip(LOOPS, nets, opts, watches):
+                    for (k, _), m, o, w in zip(loops, nets, opts, watches):
                         got[k].append(one_step(m, o, x, y, call, w))
                 for w in watches:
                     if w is not None:

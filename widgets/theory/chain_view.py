@@ -138,7 +138,7 @@ class ChainExplorer(TheoryPanel):
         self.product_curve = self.product_plot.plot([], [], pen=pg.mkPen(theme.SERIES[2], width=3), symbol="o",
                                                     symbolSize=9, symbolBrush=theme.SERIES[2])
         self.bound_curve = self.product_plot.plot([], [], pen=pg.mkPen(theme.MUTED, width=2, style=Qt.DashLine))
-        self.legend = theme.legend(self.product_plot.vb, offset=(10, 10))
+        self.legend = theme.legend(self.product_plot.vb, offset=(-10, -10))   # bottom right: clear of both lessons' curves
         self.legend.addItem(self.product_curve, "|∂a_L/∂b_l|")
         self.legend.addItem(self.bound_curve, "0.25^(L−l+1): sigmoid bound, |w| ≤ 1")
         self.add_view(self.view)

@@ -57,6 +57,7 @@ class PhaseMap(TheoryPanel):
         self.result: dict | None = None
         self.activation = QComboBox()
         self.activation.addItems(ACTIVATIONS)
+        self.activation.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.width_spin = _int_spin(8, 1024, 256, 16)
         self.depth_spin = _int_spin(2, 100, 20)
         self.seeds = _int_spin(1, 20, 3)
@@ -65,6 +66,7 @@ class PhaseMap(TheoryPanel):
         self.sb_hi = spin(0.0, 5, 1.0, 0.1, 2, "largest sigma_b^2")
         self.sb_n = _int_spin(1, 40, 6)
         self.inputs = QComboBox()
+        self.inputs.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.inputs.addItem("at q*", "fixed-point")
         self.inputs.addItem("N(0, 1)", "standard")
         self.inputs.setToolTip("at q*: every input starts the length map at its fixed point (as the theory "
@@ -77,8 +79,8 @@ class PhaseMap(TheoryPanel):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
-        self.progress.setMaximumWidth(220)
         self.progress.setFormat("%v / %m cells")
+        self._style_texts()
         for w in (self.compute_button, self.cancel_button, self.progress):
             self.add_control(w)
         self.finish_controls()
@@ -91,6 +93,12 @@ class PhaseMap(TheoryPanel):
         self.process.failed.connect(self._on_failed)
         self.compute_button.clicked.connect(self.compute)
         self.cancel_button.clicked.connect(self.cancel)
+
+    def _style_texts(self) -> None:
+        super()._style_texts()
+        if hasattr(self, "progress"):   # wide enough for its text in the current font, on one line
+            from PySide6.QtGui import QFontMetrics
+            self.progress.setMinimumWidth(QFontMetrics(self.font()).horizontalAdvance("0000 / 0000 cells") + 30)
 
     def _make_plot(self) -> None:
         self.view = pg.GraphicsLayoutWidget()

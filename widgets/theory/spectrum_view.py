@@ -68,6 +68,7 @@ class JacobianSpectrum(TheoryPanel):
         self.plot.setMenuEnabled(False)
         theme.style_plot(self.plot, bottom="log10 singular value", left="share of singular values")
         self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)   # decades, never "(x0.001)"
         self.plot_title(self.plot, "singular values of ∂output/∂input, pooled over inputs")
         self.plot.addLine(x=0, pen=pg.mkPen(theme.FOREGROUND, width=2, style=Qt.DashLine))
         self.hist = self.plot.plot([0, 1], [0], stepMode="center", fillLevel=0,

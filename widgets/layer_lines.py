@@ -1,0 +1,236 @@
+"""Every layer's line over training in one graphics item (the gradient-flow panel's line plot).
+
+One pyqtgraph PlotDataItem per layer cost ~0.25 ms of Python per frame each in
+``setData`` (clip, downsample, bounds, signals) and a paint each: 100 layers
+were ~30 ms a frame before anything was drawn. ``LayerLines`` holds the panel's
+[layers, steps] log10 array and, when the data or the view changed, clips it
+to the visible steps and peak-downsamples every layer at once (one (min, max)
+pair per pixel column, numpy over the whole array), makes one path per layer
+and paints them all in one ``paint``, each with its layer's pen; the selected
+layer last (on top).
+
+``LayerLine`` is one layer as the rest of the program sees it (``curves[i]``):
+its original data (every stored step), what is drawn of it, its pen,
+visibility (the legend's eye) and the pyqtgraph-like ``opts`` the legend reads.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF
+from PySide6.QtGui import QPen
+
+
+def brush(width: float) -> tuple:
+    """Pixel offsets at which a 1 px line is drawn to look ``width`` px wide."""
+    if width <= 1.25:
+        return ((0, 0),)
+    if width <= 2.5:
+        return ((0, 0), (1, 0), (0, 1))
+    return ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
+
+
+class LayerLines(pg.GraphicsObject):
+    """Lines of log10 values [layers, steps] against steps, in view coordinates of a log-y plot."""
+
+    def __init__(self):
+        super().__init__()
+        self.x = np.zeros(0)
+        self.values = np.zeros((0, 0))   # [steps, layers] the statistic where > 0 (NaN elsewhere)
+        self.logs = np.zeros((0, 0))     # [layers, steps] its log10
+        self.lo = self.hi = np.zeros(0)  # per layer finite min / max of logs (NaN: none)
+        self.pens: list = []
+        self.visible: list[bool] = []
+        self.z = np.zeros(0)
+        self._paths = None               # per layer QPainterPath of what is drawn, or None: to make
+        self._shown = None               # (x drawn, y drawn [layers, points]) behind the paths
+        self._bounds = None              # (x0, x1, y0, y1) of the visible layers' data, or None
+
+    # ------------------------------------------------------------------ data
+    def set_layers(self, pens: list) -> None:
+        n = len(pens)
+        self.pens, self.visible, self.z = list(pens), [True] * n, np.zeros(n)
+        self.set_data(np.zeros(0), np.zeros((0, n)), np.zeros((n, 0)), np.full(n, np.nan), np.full(n, np.nan))
+
+    def set_data(self, x, values, logs, lo, hi) -> None:
+        self.x, self.values, self.logs = np.asarray(x, dtype=np.float64), values, logs
+        self.lo, self.hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+        self._changed()
+
+    def set_pen(self, i: int, pen) -> None:
+        self.pens[i] = pen
+        self.update()
+
+    def set_z(self, i: int, z: float) -> None:
+        self.z[i] = z
+        self.update()
+
+    def set_visible(self, i: int, on: bool) -> None:
+        if self.visible[i] != bool(on):
+            self.visible[i] = bool(on)
+            self._changed()
+
+    def _changed(self) -> None:
+        self._paths = self._shown = None
+        bounds = self._data_bounds()
+        if bounds != self._bounds:
+            self.prepareGeometryChange()
+            self._bounds = bounds
+            self.informViewBoundsChanged()
+        self.update()
+
+    def _data_bounds(self):
+        on = np.asarray(self.visible, dtype=bool)
+        if not len(self.x) or not on.any() or not np.isfinite(self.lo[on]).any():
+            return None
+        return (float(self.x[0]), float(self.x[-1]), float(np.nanmin(self.lo[on])), float(np.nanmax(self.hi[on])))
+
+    # ------------------------------------------------------------------ what pyqtgraph asks
+    def dataBounds(self, ax, frac=1.0, orthoRange=None):
+        b = self._bounds
+        if b is None:
+            return None, None
+        return b[0:2] if ax == 0 else b[2:4]
+
+    def pixelPadding(self) -> float:
+        return 2.0
+
+    def boundingRect(self) -> QRectF:
+        b = self._bounds
+        if b is None:
+            return QRectF()
+        r = QRectF(QPointF(b[0], b[2]), QPointF(b[1], b[3]))
+        vb = self.getViewBox()
+        px, py = (vb.viewPixelSize() if vb is not None else (0.0, 0.0))
+        return r.adjusted(-4 * px, -4 * py, 4 * px, 4 * py)   # room for the selected line's 3.5 px pen
+
+    def viewRangeChanged(self) -> None:
+        self._paths = self._shown = None
+        self.update()
+
+    def viewTransformChanged(self) -> None:
+        self._paths = self._shown = None
+        self.update()
+
+    # ------------------------------------------------------------------ drawing
+    def shown(self) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y [layers, points]) drawn: the visible steps, one (min, max) pair per pixel column."""
+        if self._shown is None:
+            self._shown = self._clip_and_downsample()
+        return self._shown
+
+    def _clip_and_downsample(self):
+        x, logs = self.x, self.logs
+        n = len(x)
+        if n == 0:
+            return x, logs
+        i0, i1, pixels = 0, n, 1000.0
+        vb = self.getViewBox()
+        if vb is not None:
+            pixels = max(vb.boundingRect().width(), 1.0)
+            if not vb.autoRangeEnabled()[0]:   # zoomed or panned by hand (auto range shows every step)
+                (v0, v1), _ = vb.viewRange()
+                i0 = max(int(np.searchsorted(x, v0, side="left")) - 1, 0)     # one step beyond each edge:
+                i1 = min(int(np.searchsorted(x, v1, side="right")) + 1, n)    # the line runs off the plot
+        m = i1 - i0
+        ds = int(m // pixels)
+        if ds < 2:
+            return x[i0:i1], logs[:, i0:i1]
+        k = m // ds                                       # whole blocks of ds steps ...
+        body = logs[:, i0:i0 + k * ds].reshape(len(logs), k, ds)
+        y = np.empty((len(logs), 2 * k + (m - k * ds)))
+        y[:, 0:2 * k:2] = np.fmax.reduce(body, axis=2)    # NaN-ignoring; an all-NaN block stays a gap
+        y[:, 1:2 * k:2] = np.fmin.reduce(body, axis=2)
+        y[:, 2 * k:] = logs[:, i0 + k * ds:i1]            # ... and the newest steps as they are
+        xs = np.concatenate([np.repeat(x[i0:i0 + k * ds:ds], 2), x[i0 + k * ds:i1]])
+        return xs, y
+
+    def paint(self, p, *args) -> None:
+        t = p.transform()
+        if t.m12() or t.m21():   # pragma: no cover  (a ViewBox only scales and shifts)
+            return
+        key = (t.m11(), t.m22(), t.m31(), t.m32())
+        if self._paths is None or self._paths[0] != key:
+            xs, ys = self.shown()
+            # in device pixels: drawn with the painter's transform reset, 1 px cosmetic pens are Qt's
+            # fast path (a pen of 1.5 px or more went through the general stroker: ~20x the time)
+            dx, dy = xs * key[0] + key[2], ys * key[1] + key[3]
+            self._paths = (key, [pg.arrayToQPath(dx, dy[i], connect="finite") if self.visible[i] and len(xs) else None
+                                 for i in range(len(ys))])
+        paths = self._paths[1]
+        p.save()
+        p.resetTransform()
+        for i in np.argsort(self.z, kind="stable"):
+            path = paths[i] if i < len(paths) else None
+            if path is None:
+                continue
+            pen = self.pens[i]
+            thin = QPen(pen.color())
+            thin.setWidth(1)
+            thin.setCosmetic(True)
+            p.setPen(thin)
+            for ox, oy in brush(pen.widthF()):   # a wider line: the 1 px line drawn at a few offsets
+                p.translate(ox, oy)
+                p.drawPath(path)
+                p.translate(-ox, -oy)
+        p.restore()
+
+    def nearest(self, x: float, y: float, px: float, py: float, within: float = 8.0) -> int:
+        """The visible layer whose drawn line passes within ``within`` pixels of view point (x, y)
+        (``px``, ``py``: view units per pixel), or -1."""
+        xs, ys = self.shown()
+        if len(xs) == 0:
+            return -1
+        j0 = max(int(np.searchsorted(xs, x - within * px)) - 1, 0)
+        j1 = min(int(np.searchsorted(xs, x + within * px, side="right")) + 1, len(xs))
+        sx, sy = (xs[j0:j1] - x) / px, (ys[:, j0:j1] - y) / py        # in pixels, the click at 0
+        if sx.size == 1:
+            d = np.hypot(sx[0], sy[:, 0])
+        else:
+            ax, bx = sx[:-1], sx[1:]
+            ay, by = sy[:, :-1], sy[:, 1:]
+            dx, dy = bx - ax, by - ay
+            with np.errstate(invalid="ignore", divide="ignore"):
+                t = np.clip(-(ax * dx + ay * dy) / (dx * dx + dy * dy), 0.0, 1.0)
+            t = np.where(np.isfinite(t), t, 0.0)
+            d = np.hypot(ax + t * dx, ay + t * dy)
+            d = np.where(np.isfinite(d), d, np.inf).min(axis=1)
+        d = np.where(np.isfinite(d) & np.asarray(self.visible, dtype=bool), d, np.inf)
+        i = int(np.argmin(d)) if d.size else -1
+        return i if i >= 0 and d[i] <= within else -1
+
+
+class LayerLine:
+    """Layer ``i`` of a LayerLines, with the parts of a PlotDataItem's API the panel, the legend and
+    the tests use."""
+
+    def __init__(self, lines: LayerLines, i: int, pen):
+        self._lines, self.i = lines, i
+        # what a legend sample reads; the modes say what LayerLines does with every line
+        self.opts = {"pen": pen, "symbol": None, "antialias": False,
+                     "autoDownsample": True, "downsampleMethod": "peak", "clipToView": True}
+
+    def getOriginalDataset(self):
+        """(steps, the statistic where > 0, NaN elsewhere): every stored step."""
+        ln = self._lines
+        if not len(ln.x):
+            return None, None
+        return ln.x, ln.values[:, self.i]
+
+    def getData(self):
+        """(x, log10 y) as drawn: clipped to the view and downsampled."""
+        xs, ys = self._lines.shown()
+        return xs, ys[self.i] if len(ys) else ys
+
+    def setPen(self, pen) -> None:
+        self.opts["pen"] = pen
+        self._lines.set_pen(self.i, pen)
+
+    def setZValue(self, z: float) -> None:
+        self._lines.set_z(self.i, z)
+
+    def isVisible(self) -> bool:
+        return self._lines.visible[self.i]
+
+    def setVisible(self, on: bool) -> None:
+        self._lines.set_visible(self.i, on)
