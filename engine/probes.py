@@ -25,6 +25,25 @@ hook), one at a time, while the tensor is still in cache (keeping them would
 also keep the allocator from reusing their memory). Everything stays on the
 device until ``collect`` makes one host copy per step.
 
+Where the time goes (profiled 2026-12-01, docs/performance.md "Probe cost"): on
+large layers every pass over a tensor, 20-40 us for 256 x 256 float32 in the running
+net, however cheap its kernel; on small ones every torch call (2-5 us) and the
+Python around it. So: f' = 0 implies saturation, and a unit is dead only if f' = 0
+on all its samples, so the per-unit dead pass of sigmoid/tanh runs only where a
+layer has at least as many saturated entries as a unit has samples; squared norms
+come from one BLAS dot (one layer) or one vector_norm over [layers, entries] (a
+stack: a batched bmm was 10-25x slower), with no sqrt / float64 / square round
+trips; with ``begin(step_follows=True)`` (the Trainer) the weights' ||W||^2 at the
+step's start come from the gradient norms' own calls; ``collect`` places the results of
+every group at once (finish_activation once per kind of activation). What is left
+on large layers is the passes themselves: 7 per activation layer (sum z, z.z,
+|z|, > z*, their sum, f', its sum), 3 per delta (g.g, |g|, its per-unit sum), 5 per
+weight (g.g, W.W, the copy of W, W - W', its dot). A fused kernel
+(one read of z and a for all five moments) would need a compiler (torch.compile)
+or a C++ extension; torch has no fused ``||b - a||`` (``dist``, ``mse_loss`` write
+b - a into a fresh tensor) and no cheap count of |z| > t (a bool tensor and its
+count are 10-30x a float pass, ``histc`` 40x).
+
 A kept tensor that something changes in place between its hook and ``collect``
 (its version counter moved: ``nn.ReLU(inplace=True)`` after a linear layer, a
 user's ``h += skip`` after an activation) cannot be measured from it: that
@@ -152,19 +171,16 @@ def _dot_path(t: torch.Tensor) -> bool:
     return t.dtype == torch.float32 and t.numel() >= DOT_MIN and not t.is_cuda
 
 
-def square_norms(ts: list, done: dict | None = None) -> tuple:
+def square_norms(ts: list) -> tuple:
     """(||t||^2 of the tensors of a list as one float64 tensor, the list indices in its order).
 
     Finite wherever the tensor is (as ``safe_norms``); a None tensor (no gradient) gives NaN.
-    ``done`` maps indices to squared norms already taken (in the backward pass). On the CPU a
-    large float32 tensor is one BLAS dot, the others one ``_foreach_norm``; the float32 values
-    are checked together (one host read) and taken again in float64 only if one is not finite."""
+    On the CPU a large float32 tensor is one BLAS dot, the others one ``_foreach_norm``; the
+    float32 values are checked together (one host read) and taken again in float64 only if
+    one is not finite."""
     first, sq, rest, absent = [], [], [], []
     for i, t in enumerate(ts):
-        if done and i in done:
-            first.append(i)
-            sq.append(done[i])
-        elif t is None:
+        if t is None:
             absent.append(i)
         elif _dot_path(t):
             f = t.reshape(-1)
@@ -460,11 +476,7 @@ class Probe:
         self._layer_hooks = [self._layer_hook(i) for i in range(L)]
         for i, (_, m) in enumerate(model.weight_layers):
             self._handles.append(m.register_forward_hook(self._layer_hooks[i]))
-        # large weights: their norms and the copy for the update ratio in the backward pass
-        self._weights_in_backward = False
-        for k, p in enumerate(self.weights):
-            if p.numel() >= DOT_MIN and hasattr(p, "register_post_accumulate_grad_hook"):
-                self._handles.append(p.register_post_accumulate_grad_hook(self._weight_hook(k)))
+        self._step_follows = False   # begin(step_follows=True): see begin
         if self._tracer is not None:
             self._tracer.on_act = self._on_traced_act
         else:
@@ -527,7 +539,6 @@ class Probe:
         self._act_shift = [0.0] * len(self.act_names)   # shift of this step's moments
         self._hist = [None] * len(self.act_names)
         self._time = {}                                 # t -> (dL/dh_t, its version)
-        self._bw_grad, self._bw_weight = {}, {}          # weight k -> ||dL/dW||^2, ||W||^2 (backward pass)
         self._start_sq = None                            # [L] ||W||^2 at the step's start (grad_norms)
 
     def _on(self, t: torch.Tensor, device) -> torch.Tensor:
@@ -612,13 +623,16 @@ class Probe:
             h.register_hook(lambda g, t=t: self._time.__setitem__(t, (g.detach(), g._version)))
 
     # ------------------------------------------------------------------ per step
-    def begin(self, want_hist: bool = False, weights_in_backward: bool = False) -> None:
-        """Measure the next forward and backward pass. ``weights_in_backward``: the caller takes
-        ``grad_norms``, ``weights_before`` and ``update_ratio`` after this backward pass and
-        before the next forward (the Trainer), so the large weights' share of them can be done
-        inside the backward pass; the weights must not change in between but by the step."""
+    def begin(self, want_hist: bool = False, step_follows: bool = False) -> None:
+        """Measure the next forward and backward pass. ``step_follows``: the caller takes
+        ``grad_norms`` before the optimiser step and ``update_ratio`` after it, and nothing but
+        the step changes the weights in between (the Trainer): the weights' squared norms at the
+        step's start are then taken in the gradient norms' own calls.
+
+        (Taking a large weight's norms and its copy in a post-accumulate-grad hook, while W and
+        dL/dW are in cache, was measured: no gain on the 20 x 256 net, 1.00-1.03x; not kept.)"""
         self._reset()
-        self._weights_in_backward = weights_in_backward
+        self._step_follows = step_follows
         self.want_hist = want_hist
         self.active = True    # (re)starts the tracer of a user's module: call ordinals from 1
 
@@ -646,17 +660,14 @@ class Probe:
             return torch.zeros(L), torch.full((L,), math.nan)
         dev = self._params[0].device
         owner, slots = self._owner_list, 2 * L
-        if norms is None and self._weights_in_backward:
+        if norms is None and self._step_follows:
             # the weights are as they were at the step's start (the step comes after): their
             # squared norms, update_ratio's denominator, are taken in the same calls (slots 2L..3L-1)
-            P = len(self._params)
-            done = dict(self._bw_grad)
-            done.update((P + k, v) for k, v in self._bw_weight.items())
             with torch.no_grad():   # the weights themselves: no graph, no detach calls
-                sq, order = square_norms([p.grad for p in self._params] + self.weights, done)
+                sq, order = square_norms([p.grad for p in self._params] + self.weights)
             owner, slots = self._owner_ext, 3 * L
         elif norms is None:
-            sq, order = square_norms([p.grad for p in self._params], self._bw_grad)
+            sq, order = square_norms([p.grad for p in self._params])
         else:
             nan = torch.tensor(math.nan, device=dev)
             sq = torch.stack([nan if n is None else n for n in norms]).double().square()
@@ -682,34 +693,11 @@ class Probe:
             self._before = [torch.empty_like(w, memory_format=torch.contiguous_format) for w in ws]
         return self._before
 
-    def _weight_hook(self, k: int):
-        """A large weight's gradient is complete (backward pass, ``begin(weights_in_backward=True)``):
-        ||dL/dW||^2, ||W||^2 and the copy of W for the update ratio, while W (just read by the
-        backward product) and its gradient (just written) are in cache; after the step each is a
-        pass over memory (a third of the weight side's cost on the 20 x 256 net)."""
-        def hook(p):
-            g = p.grad
-            if not self._weights_in_backward or p.is_cuda or g is None or g.is_sparse \
-                    or p.dtype not in (torch.float32, torch.float64):
-                return
-            with torch.no_grad():
-                before = self._before_buffers()[k]
-                before.copy_(p)
-                gf, wf = g.detach().reshape(-1), before.view(-1)
-                self._bw_grad[k], self._bw_weight[k] = torch.dot(gf, gf), torch.dot(wf, wf)
-        return hook
-
     def weights_before(self):
-        """A copy of every weight, into buffers kept from step to step (no allocation); the large
-        weights the backward pass already copied (``_weight_hook``) are not copied again."""
+        """A copy of every weight, into buffers kept from step to step (no allocation)."""
         with torch.no_grad():
             before = self._before_buffers()
-            done = self._bw_weight
-            if done:
-                rest = [k for k in range(len(before)) if k not in done]
-                if rest:
-                    torch._foreach_copy_([before[k] for k in rest], [self.weights[k] for k in rest])
-            elif before:
+            if before:
                 torch._foreach_copy_(before, self.weights)   # under no_grad: no detach needed
             return before
 
@@ -723,7 +711,7 @@ class Probe:
             owner = self._weight_owner_list
             den = self._start_sq   # ||W||^2 at the step's start, taken by grad_norms (Trainer)
             if den is None:
-                den, den_order = square_norms(before, self._bw_weight)
+                den, den_order = square_norms(before)
                 den = self._slots(den, den_order, owner, L, dev)
             num, num_order = diff_squares(before, ws)                # ||W - W'||^2 (before is overwritten)
             num = self._slots(num, num_order, owner, L, dev)

@@ -192,7 +192,7 @@ class Trainer:
             self.module.train()
         x, y = self._layout(*self._next_batch())
         want_hist = self.hist_every > 0 and k % self.hist_every == 0
-        self.probe.begin(want_hist, weights_in_backward=True)   # the weights change only by the step below
+        self.probe.begin(want_hist, step_follows=True)   # the weights change only by the step below
         self.optimizer.zero_grad(set_to_none=True)
         out = self.exp.model(x)
         loss = self.loss_fn(out, y)

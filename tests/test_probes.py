@@ -338,8 +338,8 @@ def adam_first_update(lr):
 ], ids=["sgd", "sgd_weight_decay", "momentum", "adam"])
 @pytest.mark.parametrize("widths", [(8, 6), (80, 64)], ids=["small", "large"])
 def test_update_ratio_equals_the_update_done_by_hand(optimizer, wd, make_update, dtype, widths):
-    # large: a 64 x 80 weight (>= DOT_MIN entries) is measured in the backward pass and by a fused
-    # pass after the step, the small ones beside it by foreach calls
+    # large: a 64 x 80 weight (>= DOT_MIN entries) is measured by BLAS dots, the small ones beside
+    # it by foreach calls, in one list
     layers = [{"type": "linear", "units": widths[0]}, {"type": "tanh"},
               {"type": "linear", "units": widths[1], "bias": False}, {"type": "relu"}]
     lr = 0.05

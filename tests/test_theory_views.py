@@ -145,6 +145,9 @@ def test_phase_map_background_cancel_and_cell(qtbot):
         v.compute()
     r = v.result
     assert r["sigma_w2"] == [0.5, 1.75, 3.0] and np.asarray(r["log10_ratio"]).shape == (2, 3)
+    assert r["inputs"] == "fixed-point" and "fixed point q*" in v.readout.text()
+    v.inputs.setCurrentIndex(1)
+    assert v.arguments()[-2:] == ["--inputs", "standard"]
     assert v.progress.value() == 6
     assert v.cell_at(1.8, 0.45) == (1, 1)
     with qtbot.waitSignal(v.cell_requested) as sig:
@@ -168,9 +171,13 @@ def test_spectrum_view_orthogonal(qtbot):
 
 def _delete_other_windows():
     import gc
+
+    import shiboken6
     from PySide6.QtWidgets import QApplication
     app = QApplication.instance()
     for w in app.topLevelWidgets():
+        if not shiboken6.isValid(w):   # a menu of a window an earlier test deleted
+            continue
         w.close()
         w.deleteLater()
     app.sendPostedEvents(None, 0)   # 0: QEvent.DeferredDelete is among the posted events
@@ -213,6 +220,31 @@ def test_export_and_presentation(qtbot, tmp_path, cls):
     finally:
         theme.set_presentation_mode(False)
         v.close()
+
+
+def test_a_theory_view_full_screen_and_back(qtbot):
+    from PySide6.QtTest import QTest
+    from backprop_lab.widgets.theory.theory_tab import TheoryTab
+    t = TheoryTab()
+    qtbot.addWidget(t)
+    t.show()
+    v = t.chain
+    qtbot.mouseClick(v.full_button, Qt.LeftButton)
+    assert v.isWindow() and v.isVisible() and t.indexOf(v) == -1 and t.count() == 4
+    assert v.geometry() == t.screen().geometry()   # (the offscreen platform keeps no full-screen state)
+    assert "full screen" in t.widget(0).text() and v.full_button.text() == "Back to the tab"
+    v.depth.setValue(7)                       # still alive and recomputing out there
+    assert len(v.result.w) == 7
+    QTest.keyClick(v.depth, Qt.Key_Escape)    # Esc from any control of the view
+    assert t.widget(0) is v and not v.isWindow() and t.currentIndex() == 0
+    assert v.full_button.text() == "Full screen"
+    t.toggle_full_screen(t.phase)
+    t.phase.close()                           # closing its window brings it back, nothing cancelled
+    assert t.widget(2) is t.phase and not t.phase.isWindow()
+    t.toggle_full_screen(t.paths)
+    t.shutdown()                              # no full-screen window outlives the tab
+    assert t.widget(1) is t.paths and not t.paths.isWindow()
+    t.close()
 
 
 def test_theory_views_do_not_import_torch():

@@ -27,17 +27,18 @@ from backprop_lab.engine.watch import HIST_EVERY, Watch
 
 class BackpropLabCallback(Callback):
     def __init__(self, run_dir, every: int = 1, ranks=0, flush_seconds: float = 1.0, name: str | None = None,
-                 hist_every: int = HIST_EVERY):
+                 hist_every: int = HIST_EVERY, time_every: int = 1):
         super().__init__()
         self.run_dir, self.every, self.ranks = run_dir, every, ranks
-        self.flush_seconds, self.name, self.hist_every = flush_seconds, name, hist_every
+        self.flush_seconds, self.name, self.hist_every, self.time_every = flush_seconds, name, hist_every, time_every
         self.watch: Watch | None = None
         self._optimizer = None
 
     def on_fit_start(self, trainer, pl_module) -> None:
         scaler = getattr(trainer.precision_plugin, "scaler", None)
         self.watch = Watch(pl_module, self.run_dir, name=self.name, flush_seconds=self.flush_seconds,
-                           every=self.every, ranks=self.ranks, hist_every=self.hist_every, scaler=scaler)
+                           every=self.every, ranks=self.ranks, hist_every=self.hist_every,
+                           time_every=self.time_every, scaler=scaler)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.watch is not None:

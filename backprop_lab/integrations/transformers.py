@@ -27,9 +27,9 @@ from backprop_lab.engine.watch import HIST_EVERY, Watch
 
 class BackpropLabCallback(TrainerCallback):
     def __init__(self, run_dir, every: int = 1, ranks=0, flush_seconds: float = 1.0, name: str | None = None,
-                 hist_every: int = HIST_EVERY):
+                 hist_every: int = HIST_EVERY, time_every: int = 1):
         self.run_dir, self.every, self.ranks = run_dir, every, ranks
-        self.flush_seconds, self.name, self.hist_every = flush_seconds, name, hist_every
+        self.flush_seconds, self.name, self.hist_every, self.time_every = flush_seconds, name, hist_every, time_every
         self.watch: Watch | None = None
         self._hook = None
         self._seen = None      # (loss, logits, labels) of the step's first forward pass
@@ -41,7 +41,8 @@ class BackpropLabCallback(TrainerCallback):
         # fp16: accelerate's optimizer wrapper holds the GradScaler whose scale the backward used
         scaler = getattr(optimizer, "scaler", None)
         self.watch = Watch(model, self.run_dir, name=self.name, flush_seconds=self.flush_seconds,
-                           every=self.every, ranks=self.ranks, hist_every=self.hist_every, optimizer=optimizer,
+                           every=self.every, ranks=self.ranks, hist_every=self.hist_every,
+                           time_every=self.time_every, optimizer=optimizer,
                            scaler=scaler)
         self._hook = model.register_forward_hook(self._on_forward, with_kwargs=True)
 

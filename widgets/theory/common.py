@@ -1,7 +1,7 @@
 """What every theory view shares: a title, a paragraph to read aloud, PNG/SVG export, theme fonts."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy,
                                QVBoxLayout, QWidget)
 
@@ -39,6 +39,8 @@ class TheoryPanel(QWidget):
     TITLE = ""
     PARAGRAPH = ""
 
+    full_screen_requested = Signal()   # the Full screen / Back button (TheoryTab moves the panel)
+
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setWindowTitle(self.TITLE)
@@ -48,6 +50,10 @@ class TheoryPanel(QWidget):
         head = QHBoxLayout()
         self.title = QLabel(self.TITLE)
         head.addWidget(self.title, 1)
+        self.full_button = QPushButton("Full screen")
+        self.full_button.setToolTip("this view alone on the whole screen, for a projector (Esc: back)")
+        self.full_button.clicked.connect(self.full_screen_requested)
+        head.addWidget(self.full_button)
         self.export_button = QPushButton("Export PNG/SVG…")
         self.export_button.clicked.connect(self._on_export_clicked)
         head.addWidget(self.export_button)
@@ -88,6 +94,13 @@ class TheoryPanel(QWidget):
 
     def _on_theme_changed(self) -> None:
         self._style_texts()
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        """Esc in a view shown full screen (a window of its own) puts it back in its tab."""
+        if event.key() == Qt.Key_Escape and self.isWindow():
+            self.full_screen_requested.emit()
+            return
+        super().keyPressEvent(event)
 
     def export(self, path) -> None:
         from backprop_lab.widgets.export import export_widget
