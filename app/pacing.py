@@ -36,19 +36,19 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-GUI_CORES = 0   # cores kept from the workers' threads for the GUI thread (BACKPROP_LAB_GUI_CORES overrides)
+GUI_CORES = 1   # cores kept from the workers' threads for the GUI thread (BACKPROP_LAB_GUI_CORES overrides)
 
 
 def worker_threads(workers: int, n_cores: int | None = None) -> int | None:
     """torch threads for each of ``workers`` training processes running at once beside the window.
 
-    The cores are shared evenly (on 2 cores: 2 threads for the window's run, 1 each for the two
-    runs of a compare window): two workers with torch's default of one thread per core were two
-    OpenMP teams fighting for the same two cores (each compare run got 0.11x its headless speed).
-    The GUI thread is not kept a core of its own: the workers run niced (engine.worker) and
-    their idle OpenMP threads sleep, so the GUI thread takes a core when it draws and the
-    trainer has both the rest of the time. None when the user chose a thread count
-    (OMP_NUM_THREADS): theirs is kept.
+    One core is left to the window's GUI thread and the rest shared evenly: on 2 cores each
+    worker gets 1 thread. Two workers with torch's default of one thread per core were two
+    OpenMP teams fighting for the same two cores (each compare run got 0.11x its headless
+    speed), and a team of two beside the GUI thread loses a thread whenever the GUI draws:
+    measured at load ~1, window / headless was 0.93 (20 x 256 net) and 1.19 (deep sigmoid
+    preset) with 1 thread against 0.78 and 0.89 with 2 (docs/performance.md). None when the
+    user chose a thread count (OMP_NUM_THREADS): theirs is kept.
     """
     if os.environ.get("OMP_NUM_THREADS"):
         return None

@@ -24,13 +24,13 @@ def test_one_slow_frame_does_not_stall_the_views():
     assert p.next_interval(0.0) == 125      # and back toward 100 at once
 
 
-def test_workers_share_the_cores(monkeypatch):
+def test_workers_share_the_cores_but_one_left_to_the_window(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("BACKPROP_LAB_GUI_CORES", raising=False)
-    assert worker_threads(1, 2) == 2 and worker_threads(2, 2) == 1     # never two teams of 2 on 2 cores
-    assert worker_threads(1, 16) == 16 and worker_threads(3, 16) == 5
+    assert worker_threads(1, 2) == 1 and worker_threads(2, 2) == 1     # never two teams on 2 cores
+    assert worker_threads(1, 16) == 15 and worker_threads(2, 16) == 7
     assert worker_threads(3, 1) == 1
-    monkeypatch.setenv("BACKPROP_LAB_GUI_CORES", "1")                   # a core kept for the window
-    assert worker_threads(1, 2) == 1 and worker_threads(2, 16) == 7
+    monkeypatch.setenv("BACKPROP_LAB_GUI_CORES", "0")                   # no core kept for the window
+    assert worker_threads(1, 2) == 2 and worker_threads(3, 16) == 5
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert worker_threads(1, 16) is None                                # the user's own choice is kept
