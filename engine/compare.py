@@ -50,15 +50,50 @@ def align(a, b) -> Alignment:
     return Alignment(steps, ia, ib, layers)
 
 
-def ratio_matrix(a, b, key: str = "bias_grad_norm", al: Alignment | None = None) -> np.ndarray:
-    """log10(B / A) of a per-layer statistic: [common steps, matched layers] (NaN where undefined)."""
+def ratio_matrix(a, b, key: str = "bias_grad_norm", al: Alignment | None = None, start: int = 0) -> np.ndarray:
+    """log10(B / A) of a per-layer statistic: [common steps, matched layers] (NaN where undefined).
+
+    ``start``: only the common steps from that index on (the rows new since an earlier call)."""
     al = al or align(a, b)
-    va = a.series(key)[al.rows_a][:, [l[2] for l in al.layers]]
-    vb = b.series(key)[al.rows_b][:, [l[3] for l in al.layers]]
+    va = a.series(key)[al.rows_a[start:]][:, [l[2] for l in al.layers]]
+    vb = b.series(key)[al.rows_b[start:]][:, [l[3] for l in al.layers]]
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.log10(vb / va)
     r[~np.isfinite(r)] = np.nan
     return r
+
+
+class RatioColumns:
+    """The [matched layers, common steps] float32 image of ``ratio_matrix``, grown column by column.
+
+    Two live runs only append steps, so a refresh takes log10(B / A) of the common steps
+    new since the last one; anything else (other runs, statistic or layers, or steps that
+    are no longer a prefix of the new ones, as after a History thins itself) starts over.
+    ``new`` is the index of the first column the last ``update`` computed."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self._key, self._steps, self.new = None, np.zeros(0, np.int64), 0
+        self._buf = np.zeros((0, 0), np.float32)
+
+    def update(self, a, b, key: str, al: Alignment) -> np.ndarray:
+        ident = (id(a), id(b), key, tuple((l[2], l[3]) for l in al.layers))
+        n, T = len(self._steps), len(al.steps)
+        if not (ident == self._key and T >= n and np.array_equal(al.steps[:n], self._steps)):
+            self._key, n = ident, 0
+        rows = len(al.layers)
+        if self._buf.shape[0] != rows or self._buf.shape[1] < T:
+            cap = max(64, 1 << int(np.ceil(np.log2(max(T, 1)))))   # grow by doubling
+            buf = np.full((rows, cap), np.nan, np.float32)
+            if n:
+                buf[:, :n] = self._buf[:, :n]
+            self._buf = buf
+        if T > n:
+            self._buf[:, n:T] = ratio_matrix(a, b, key, al, start=n).T
+        self._steps, self.new = np.array(al.steps), n
+        return self._buf[:, :T]
 
 
 def layer_table(a, b, key: str = "bias_grad_norm", window: int = 20) -> list[dict]:

@@ -159,3 +159,45 @@ def test_align_pairs_linear_layers_in_order_when_a_remedy_changed_the_stack():
     c = History(["fc1", "fc2", "head"], [], [4, 4, 2])
     d = History(["fc0", "fc1", "fc2", "head"], [], [4, 4, 4, 2])  # custom modules: by name
     assert [(i, j) for _, _, i, j in align(c, d).layers] == [(0, 1), (1, 2), (2, 3)]
+
+
+def _history(rows: int, seed: int, capacity: int):
+    from backprop_lab.engine.history import History
+    from backprop_lab.engine.snapshot import PER_ACT, PER_LAYER, SCALARS
+    h = History(["1 linear", "3 linear", "out"], ["2 sigmoid", "4 sigmoid"], [4, 4, 3], budget_bytes=1,
+                min_capacity=capacity)
+    rng = np.random.default_rng(seed)
+
+    def batch(first, n):
+        b = {"step": np.arange(first, first + n), "neuron_grad": rng.random((n, 11)).astype(np.float32)}
+        b.update({k: rng.random(n) for k in SCALARS})
+        b.update({k: 10.0 ** rng.uniform(-6, 0, (n, 3)) for k in PER_LAYER})
+        b.update({k: rng.random((n, 2)) for k in PER_ACT})
+        b["bias_grad_norm"][rng.random((n, 3)) < 0.05] = 0.0   # log10(B / A) undefined there
+        return b
+    return h, batch
+
+
+def test_ratio_columns_grow_as_the_runs_go_and_equal_the_whole_ratio():
+    """The compare view's log10(B / A) takes only the new common steps; it equals ratio_matrix on the
+    whole Histories after every refresh, also once a History has thinned itself (steps no longer a prefix)."""
+    from backprop_lab.engine import compare
+    (a, batch_a), (b, batch_b) = _history(0, 1, 64), _history(0, 2, 64)
+    cols, at_a, at_b, news = compare.RatioColumns(), 0, 0, []
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        na, nb = (int(n) for n in rng.integers(0, 9, 2))   # the two runs go at their own pace
+        a.extend_packed(batch_a(at_a, na)) if na else None
+        b.extend_packed(batch_b(at_b, nb)) if nb else None
+        at_a, at_b = at_a + na, at_b + nb
+        if not (len(a) and len(b)):
+            continue
+        al = compare.align(a, b)
+        got = cols.update(a, b, "bias_grad_norm", al)
+        news.append(cols.new)
+        np.testing.assert_array_equal(got, compare.ratio_matrix(a, b, "bias_grad_norm", al).T.astype(np.float32))
+    assert max(at_a, at_b) > 64 and a.steps[1] - a.steps[0] > 1   # the Histories did thin themselves
+    assert any(n > 0 for n in news) and 0 in news[1:]              # grown in place, and started over
+    got = cols.update(a, b, "weight_grad_norm", compare.align(a, b))   # another statistic: from scratch
+    assert cols.new == 0
+    np.testing.assert_array_equal(got, compare.ratio_matrix(a, b, "weight_grad_norm").T.astype(np.float32))

@@ -80,6 +80,7 @@ class CompareView(QWidget):
         self.ratio_levels: tuple[float, float] | None = None  # symmetric about 0
         self.alignment = None
         self.ratio = np.zeros((0, 0), np.float32)             # [matched layers, common steps]
+        self._ratio_columns = compare.RatioColumns()          # its columns, grown as both runs go
         self.rows: list[dict] = []                            # the table's rows
         self._flow_curves: list = []                          # a LayerLines per run
         self._flow_columns = (LogColumns((-6.0, 0.0)), LogColumns((-6.0, 0.0)))   # their log10, grown
@@ -195,6 +196,7 @@ class CompareView(QWidget):
         self._column_keys = [None, None]
         for c in self._columns:
             c.reset()
+        self._ratio_columns.reset()
         self.axes[0].set_names(a.layer_names if a is not None else [])
         self.axes[1].set_names(b.layer_names if b is not None else [])
         for img in (self.image_a, self.image_b, self.ratio_item):
@@ -282,8 +284,9 @@ class CompareView(QWidget):
             self.axes[2].set_names([na if na == nb else f"{na} / {nb}" for na, nb, _, _ in al.layers])
             self._fit_axes()
         self.alignment = al
-        self.ratio = np.ascontiguousarray(compare.ratio_matrix(a, b, self.statistic, al).T, dtype=np.float32)
-        finite = np.abs(self.ratio[np.isfinite(self.ratio)])
+        self.ratio = self._ratio_columns.update(a, b, self.statistic, al)
+        fresh = self.ratio[:, self._ratio_columns.new:]   # the levels only widen: the new columns set them
+        finite = np.abs(fresh[np.isfinite(fresh)])
         if finite.size:
             m = max(1.0, float(np.percentile(finite, 99)))
             self.ratio_levels = widen(self.ratio_levels, -m, m)
