@@ -795,6 +795,38 @@ class Probe:
             return ts, over_layers(lambda s, _: _norms(s[0]), (gs,), ts)[0]
         return ts, torch.cat([safe_norms(g[None]) for g in gs])
 
+    def _placement(self, deltas: list, acts: list) -> dict:
+        """Where ``collect`` puts the results of this step's groups: numpy index arrays, cached by
+        the groups' layout (after the first step the same every step), so that placing them is a
+        few fancy-indexed assignments with no per-layer Python."""
+        key = ("place", tuple(tuple(idx) for idx, *_ in deltas), tuple(bool(s.shape[1]) for _, _, s, _ in deltas),
+               tuple(tuple(idx) for idx, _ in acts),
+               tuple(self._act_sizes[i] for idx, _ in acts for i in idx))
+        plan = self._on_device.get(key)
+        if plan is not None:
+            return plan
+        d_idx = [i for idx, *_ in deltas for i in idx]
+        u_idx = [i for idx, _, group_sums, _ in deltas if group_sums.shape[1] for i in idx]
+        a_idx = [i for idx, _ in acts for i in idx]
+        gather, at = [], 0
+        for idx, _ in acts:   # each group's five stats are [5, k], stat after stat
+            k = len(idx)
+            gather.append(at + np.arange(5)[None, :] * k + np.arange(k)[:, None])
+            at += 5 * k
+        sizes = np.array([self._act_sizes[i] for i in a_idx], dtype=np.float64).reshape(-1, 2)
+        layers, kinds = self.model.act_layers, {}
+        for k, i in enumerate(a_idx):
+            kinds.setdefault(_act_key(layers[i][2]), []).append(k)
+        plan = self._on_device[key] = {
+            "d_idx": np.array(d_idx, dtype=np.intp),
+            "u_idx": self._neuron_index(u_idx) if u_idx else None,
+            "a_idx": np.array(a_idx, dtype=np.intp),
+            "gather": np.concatenate(gather) if gather else np.zeros((0, 5), dtype=np.intp),
+            "entries": sizes[:, 0], "unit_n": sizes[:, 1],
+            "kinds": [(np.array([a_idx[k] for k in ks]), np.array(ks), layers[a_idx[ks[0]]][2])
+                      for ks in kinds.values()]}
+        return plan
+
     def collect(self, head: torch.Tensor, wg, bg, ur) -> dict:
         """Reduce what the hooks kept, then one host copy of everything, split into numpy arrays."""
         self.active = False
@@ -822,33 +854,23 @@ class Probe:
         out = {"head": head, "weight_grad_norm": wg, "bias_grad_norm": bg, "update_ratio": ur}
         # layers and units with nothing measured (no gradient reached them) stay NaN; every group
         # at once (a large layer is a group of its own: per-group numpy calls cost 50-100 us a layer)
+        plan = self._placement(deltas, acts)
         delta, neuron = np.full(L, np.nan, dtype=host.dtype), np.full(sum(self.units), np.nan)
         count = np.ones(L)
-        d_idx = [i for idx, *_ in deltas for i in idx]
-        if d_idx:
-            delta[d_idx] = norms
-            count[d_idx] = [c for *_, counts in deltas for c in counts]
-            u_idx = [i for idx, _, group_sums, _ in deltas if group_sums.shape[1] for i in idx]
-            if u_idx:   # the groups' [layers, units] sums, layer after layer
-                neuron[self._neuron_index(u_idx)] = sums
+        if plan["d_idx"].size:
+            delta[plan["d_idx"]] = norms
+            count[plan["d_idx"]] = [c for *_, counts in deltas for c in counts]   # entries per unit: per step
+            if plan["u_idx"] is not None:   # the groups' [layers, units] sums, layer after layer
+                neuron[plan["u_idx"]] = sums
         act = np.full((A, 5), np.nan)
-        a_idx = [i for idx, _ in acts for i in idx]
-        if a_idx:
-            rows, at = [], 0
-            for idx, _ in acts:   # five stats, each over the group
-                rows.append(raws[at:at + 5 * len(idx)].reshape(5, len(idx)).T)
-                at += 5 * len(idx)
-            rows = np.concatenate(rows) if len(rows) > 1 else rows[0]
-            sizes = np.array([self._act_sizes[i] for i in a_idx], dtype=np.float64)
-            shifts = np.array([self._act_shift[i] for i in a_idx], dtype=np.float64)
-            layers = self.model.act_layers
-            kinds = {}
-            for k, i in enumerate(a_idx):   # one numpy pass per kind of activation
-                kinds.setdefault(_act_key(layers[i][2]), []).append(k)
-            for ks in kinds.values():
-                at_i = [a_idx[k] for k in ks]
-                act[at_i] = finish_activation(layers[at_i[0]][2], rows[ks], sizes[ks, 0], sizes[ks, 1], shifts[ks])
-            for i, shift in zip(a_idx, _shifts_for(act[a_idx, 0], act[a_idx, 1])):
+        a_idx = plan["a_idx"]
+        if a_idx.size:
+            rows = raws[plan["gather"]]   # [activation layers, 5], in a_idx's order
+            shifts = np.array([self._act_shift[i] for i in a_idx.tolist()], dtype=np.float64)
+            for at_i, ks, kind in plan["kinds"]:   # one numpy pass per kind of activation
+                act[at_i] = finish_activation(kind, rows[ks], plan["entries"][ks], plan["unit_n"][ks],
+                                              shifts[ks])
+            for i, shift in zip(a_idx.tolist(), _shifts_for(act[a_idx, 0], act[a_idx, 1])):
                 self._shift[i] = shift
         # ||dL/dh_t|| of each time step t; a bidirectional layer's two directions together
         position = {t: k for k, t in enumerate(sorted({_time_step(key) for key in self._time}))}
