@@ -20,6 +20,8 @@ import shiboken6
 from PySide6.QtGui import QColor, QFont, QFontMetricsF
 from PySide6.QtWidgets import QApplication
 
+from . import pg_speedups  # noqa: F401  (lazy ViewBox menus, axis labels set when changed)
+
 BACKGROUND = "#ffffff"
 FOREGROUND = "#1f2328"       # axes, ticks, labels
 MUTED = "#5f6670"            # secondary text, reference lines

@@ -1,0 +1,86 @@
+"""The plots' right-click menus are built on first use (widgets/pg_speedups.py) and still work.
+
+A right-click through Qt's real mouse path on a plot pops up pyqtgraph's ViewBox menu
+(with its "View All" action and the plot's own options); a plot whose menu is disabled
+never builds one; re-enabling it makes it work again; the "link axis to view" list of a
+menu built late names the other views, as an eagerly built one does.
+"""
+import pyqtgraph as pg
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QApplication, QMenu
+
+import backprop_lab.widgets.theme  # noqa: F401  (installs the lazy menus, as every panel does)
+from backprop_lab.widgets.pg_speedups import _KEY, _PENDING
+
+
+def _plot(qtbot, name=None):
+    w = pg.PlotWidget(name=name)
+    qtbot.addWidget(w)
+    w.resize(300, 200)
+    w.plot([1, 2, 3], [3, 1, 2])
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+def _open_menus():
+    return [m for m in QApplication.topLevelWidgets() if isinstance(m, QMenu) and m.isVisible()]
+
+
+def test_right_click_builds_and_pops_up_the_menu(qtbot):
+    w = _plot(qtbot)
+    vb = w.getViewBox()
+    assert vb.__dict__[_KEY] is _PENDING            # not built with the plot
+    centre = w.viewport().rect().center()
+    qtbot.mouseClick(w.viewport(), Qt.RightButton, pos=centre)
+    qtbot.waitUntil(lambda: vb.__dict__[_KEY] is not _PENDING and vb.__dict__[_KEY].isVisible())
+    menu = vb.menu
+    texts = [a.text() for a in menu.actions()]
+    assert "View All" in texts
+    assert "Plot Options" in texts                  # the PlotItem's menu, added as a parent's
+    menu.viewAll.trigger()                          # its actions still drive the view
+    menu.hide()
+    assert vb.menu is menu                          # built once
+    w.close()
+
+
+def test_a_disabled_menu_is_never_built_and_can_be_enabled_again(qtbot):
+    w = _plot(qtbot)
+    vb = w.getViewBox()
+    w.getPlotItem().setMenuEnabled(False)
+    assert vb.__dict__[_KEY] is None and vb.menu is None
+    qtbot.mouseClick(w.viewport(), Qt.RightButton, pos=w.viewport().rect().center())
+    assert not [m for m in _open_menus() if m is vb.menu]
+    w.getPlotItem().setMenuEnabled(True)
+    assert vb.menu is not None and "View All" in [a.text() for a in vb.menu.actions()]
+    w.close()
+
+
+def test_a_late_menu_lists_the_views_it_can_link_to(qtbot):
+    a, b = _plot(qtbot, "lazy-a"), _plot(qtbot, "lazy-b")
+    combo = a.getViewBox().menu.ctrl[0].linkCombo   # built now, after b exists
+    names = [combo.itemText(i) for i in range(combo.count())]
+    assert "lazy-b" in names and "lazy-a" not in names
+    a.close()
+    b.close()
+
+
+def test_an_axis_label_follows_its_text_units_and_si_prefix(qtbot):
+    """The label's HTML is set only when it changes, but every change still shows."""
+    w = _plot(qtbot)
+    ax = w.getPlotItem().getAxis("left")
+    w.setLabel("left", "loss")
+    assert "loss" in ax.label.toPlainText()
+    w.setLabel("left", "gradient", units="V")
+    w.setYRange(0, 0.002, padding=0)            # milli: the prefix appears in the label
+    qtbot.waitUntil(lambda: "(mV)" in ax.label.toPlainText())
+    assert "gradient" in ax.label.toPlainText()
+    w.setYRange(0, 2000, padding=0)
+    qtbot.waitUntil(lambda: "(kV)" in ax.label.toPlainText())
+    calls = []
+    real = ax.label.setHtml
+    ax.label.setHtml = lambda html: (calls.append(html), real(html))
+    for top in (2100, 2200, 2300):              # same prefix: the same text, not set again
+        w.setYRange(0, top, padding=0)
+    assert calls == [] and "(kV)" in ax.label.toPlainText()
+    w.close()
