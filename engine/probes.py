@@ -753,9 +753,8 @@ class Probe:
         """The kept tensors that nothing changed in place since their hook; the others' layers
         go to ``lost`` (measured in their hooks from now on)."""
         ok = {}
-        for i, k in kept.items():
-            n = len(k) // 2   # (tensors..., versions...)
-            if all(t._version == v for t, v in zip(k[:n], k[n:])):
+        for i, k in kept.items():   # (tensor, version) or (z, a, version, version): no generator a layer
+            if k[0]._version == k[1] if len(k) == 2 else (k[0]._version == k[2] and k[1]._version == k[3]):
                 ok[i] = k
             else:
                 lost.add(i)
