@@ -683,7 +683,8 @@ class Probe:
         return per_layer[:L], torch.where(self._on(self._has_bias, dev), per_layer[L:], math.nan)
 
     def _split_of(self, ts: list):
-        """``norm_split(ts)``, cached by the tensors' layout (None while one is None: not cached)."""
+        """``norm_split(ts)``, cached by the list's length and first dtype and device (the parameters'
+        shapes are fixed); a list with a None tensor (a gradient missing) gets a fresh split."""
         t0 = ts[0]
         key = ("split", len(ts), t0.dtype, t0.device) if t0 is not None else None
         split = self._on_device.get(key)
@@ -730,7 +731,7 @@ class Probe:
             if den is None:
                 den, den_order = square_norms(before)
                 den = self._slots(den, den_order, owner, L, dev)
-            num, num_order = diff_squares(before, ws, self._split_of(before))                # ||W - W'||^2 (before is overwritten)
+            num, num_order = diff_squares(before, ws, self._split_of(before))   # ||W - W'||^2 (before overwritten)
             num = self._slots(num, num_order, owner, L, dev)
             self.weight_norm = den.sqrt()   # ||W|| before the step, for weight_rms
             return num.div_(den).sqrt_()
