@@ -171,23 +171,26 @@ def _dot_path(t: torch.Tensor) -> bool:
     return t.dtype == torch.float32 and t.numel() >= DOT_MIN and not t.is_cuda
 
 
-def square_norms(ts: list) -> tuple:
+def norm_split(ts: list) -> tuple:
+    """(indices of the tensors that take a BLAS dot, of those that take ``_foreach_norm``, of the
+    None ones): what ``square_norms`` decides for each tensor of the list."""
+    first, rest, absent = [], [], []
+    for i, t in enumerate(ts):
+        (absent if t is None else first if _dot_path(t) else rest).append(i)
+    return first, rest, absent
+
+
+def square_norms(ts: list, split: tuple | None = None) -> tuple:
     """(||t||^2 of the tensors of a list as one float64 tensor, the list indices in its order).
 
     Finite wherever the tensor is (as ``safe_norms``); a None tensor (no gradient) gives NaN.
     On the CPU a large float32 tensor is one BLAS dot, the others one ``_foreach_norm``; the
     float32 values are checked together (one host read) and taken again in float64 only if
-    one is not finite."""
-    first, sq, rest, absent = [], [], [], []
-    for i, t in enumerate(ts):
-        if t is None:
-            absent.append(i)
-        elif _dot_path(t):
-            f = t.reshape(-1)
-            first.append(i)
-            sq.append(torch.dot(f, f))
-        else:
-            rest.append(i)
+    one is not finite. ``split``: ``norm_split(ts)`` taken before for tensors of the same shapes,
+    dtypes and devices (a caller's cache: the per-tensor decisions cost more than the norms on a
+    small net)."""
+    first, rest, absent = norm_split(ts) if split is None else split
+    sq = [torch.dot(f, f) for f in (ts[i].reshape(-1) for i in first)]
     parts = [torch.stack(sq).double()] if sq else []
     if rest:
         rs = [ts[i] for i in rest]
@@ -206,7 +209,7 @@ def square_norms(ts: list) -> tuple:
     return out, order
 
 
-def diff_squares(before: list, after: list) -> tuple:
+def diff_squares(before: list, after: list, split: tuple | None = None) -> tuple:
     """(||b - a||^2 of each pair of the lists as one float64 tensor, the indices in its order),
     finite wherever b - a is. ``before`` is overwritten with b - a.
 
@@ -216,7 +219,7 @@ def diff_squares(before: list, after: list) -> tuple:
     if not before:
         return torch.zeros(0, dtype=torch.float64), []
     torch._foreach_sub_(before, after)   # now b - a
-    return square_norms(before)
+    return square_norms(before, split)
 
 
 def _per_unit_axes(x: torch.Tensor) -> tuple:
@@ -664,7 +667,8 @@ class Probe:
             # the weights are as they were at the step's start (the step comes after): their
             # squared norms, update_ratio's denominator, are taken in the same calls (slots 2L..3L-1)
             with torch.no_grad():   # the weights themselves: no graph, no detach calls
-                sq, order = square_norms([p.grad for p in self._params] + self.weights)
+                ts = [p.grad for p in self._params] + self.weights
+                sq, order = square_norms(ts, self._split_of(ts))
             owner, slots = self._owner_ext, 3 * L
         elif norms is None:
             sq, order = square_norms([p.grad for p in self._params])
@@ -677,6 +681,19 @@ class Probe:
         self._start_sq = per_slot[2 * L:] if slots > 2 * L else None
         per_layer = per_slot[:2 * L].sqrt()
         return per_layer[:L], torch.where(self._on(self._has_bias, dev), per_layer[L:], math.nan)
+
+    def _split_of(self, ts: list):
+        """``norm_split(ts)``, cached by the tensors' layout (None while one is None: not cached)."""
+        t0 = ts[0]
+        key = ("split", len(ts), t0.dtype, t0.device) if t0 is not None else None
+        split = self._on_device.get(key)
+        if split is None:   # (checked once: every tensor of the layout, no gradient missing)
+            split = norm_split(ts)
+            if key is not None and not split[2]:
+                self._on_device[key] = split
+        elif any(t is None for t in ts):
+            split = norm_split(ts)
+        return split
 
     def _slots(self, sq: torch.Tensor, order: list, owner: list, slots: int, dev) -> torch.Tensor:
         """The per-slot sums of squared norms ``sq`` (of the tensors ``order``, each owned by a slot)."""
@@ -713,7 +730,7 @@ class Probe:
             if den is None:
                 den, den_order = square_norms(before)
                 den = self._slots(den, den_order, owner, L, dev)
-            num, num_order = diff_squares(before, ws)                # ||W - W'||^2 (before is overwritten)
+            num, num_order = diff_squares(before, ws, self._split_of(before))                # ||W - W'||^2 (before is overwritten)
             num = self._slots(num, num_order, owner, L, dev)
             self.weight_norm = den.sqrt()   # ||W|| before the step, for weight_rms
             return num.div_(den).sqrt_()
@@ -736,9 +753,8 @@ class Probe:
         """The kept tensors that nothing changed in place since their hook; the others' layers
         go to ``lost`` (measured in their hooks from now on)."""
         ok = {}
-        for i, k in kept.items():
-            n = len(k) // 2   # (tensors..., versions...)
-            if all(t._version == v for t, v in zip(k[:n], k[n:])):
+        for i, k in kept.items():   # (tensor, version) or (z, a, version, version): no generator a layer
+            if k[0]._version == k[1] if len(k) == 2 else (k[0]._version == k[2] and k[1]._version == k[3]):
                 ok[i] = k
             else:
                 lost.add(i)
@@ -840,14 +856,15 @@ class Probe:
             if not ts:
                 return torch.zeros(0, device=dev)
             return torch.cat(ts if one_axis else [t.reshape(-1) for t in ts])
-        # norms in float64 (finite wherever the tensors are: see safe_norms); the cat promotes
-        parts = [head.float(), wg.double(), bg.double(), ur.double(),
-                 flat([norms for _, norms, _, _ in deltas], True).double(),
-                 flat([sums for _, _, sums, _ in deltas]).float(),
+        # norms in float64 (finite wherever the tensors are: see safe_norms): wg is cast, and the cat
+        # promotes everything to it (no cast call per part); every part is one axis already
+        hist = torch.cat(hist).float() if len(hist) == len(self._hist) and hist else torch.zeros(0, device=dev)
+        parts = [head, wg.to(dev, torch.float64), bg.to(dev), ur.to(dev),   # (CPU zeros with no parameters)
+                 flat([norms for _, norms, _, _ in deltas], True),
+                 flat([sums for _, _, sums, _ in deltas]),
                  flat([t for _, raw in acts for t in raw], True),  # in z's own dtype (the cat promotes)
-                 time_norms.double(),
-                 torch.cat(hist).float() if len(hist) == len(self._hist) and hist else torch.zeros(0)]
-        host = torch.cat([p.reshape(-1).to(dev) for p in parts]).cpu().numpy()
+                 time_norms.reshape(-1).to(dev), hist]
+        host = torch.cat(parts).cpu().numpy()
         ends = np.cumsum([p.numel() for p in parts]).tolist()
         (head, wg, bg, ur, norms, sums, raws, time_norms, hist_np) = (
             host[a:b] for a, b in zip([0] + ends, ends))
@@ -873,14 +890,16 @@ class Probe:
             for i, shift in zip(a_idx.tolist(), _shifts_for(act[a_idx, 0], act[a_idx, 1])):
                 self._shift[i] = shift
         # ||dL/dh_t|| of each time step t; a bidirectional layer's two directions together
-        position = {t: k for k, t in enumerate(sorted({_time_step(key) for key in self._time}))}
-        measured = dict(zip(ts, time_norms.astype(np.float64)))
-        times = np.zeros(len(position))
-        for key in self._time:   # NaN where one was changed in place
-            times[position[_time_step(key)]] += measured.get(key, np.nan) ** 2
-        times = np.sqrt(times)
+        times = None
+        if self.model.recurrent is not None:
+            position = {t: k for k, t in enumerate(sorted({_time_step(key) for key in self._time}))}
+            measured = dict(zip(ts, time_norms.astype(np.float64)))
+            times = np.zeros(len(position))
+            for key in self._time:   # NaN where one was changed in place
+                times[position[_time_step(key)]] += measured.get(key, np.nan) ** 2
+            times = np.sqrt(times)
         out.update({"delta_norm": delta, "neuron_grad": (neuron / np.repeat(count, self.units)).astype(np.float32),
-                    "time_grad_norm": times if self.model.recurrent is not None else None,
+                    "time_grad_norm": times,
                     "preact_hist": hist_np.reshape(A, HIST_BINS) if hist_np.size else None})
         for k, name in enumerate(ACT_STATS):
             out[name] = act[:, k].copy()
