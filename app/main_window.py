@@ -258,7 +258,9 @@ class MainWindow(QMainWindow):
         if not self._sized:
             self._sized = True
             if not self._restored:
-                QTimer.singleShot(0, self.default_dock_sizes)
+                # now, not in a later turn of the loop: the first layout pass uses these
+                # sizes, so the plots are not laid out (and their axes re-ranged) twice
+                self.default_dock_sizes()
 
     def _make_menus(self) -> None:
         from backprop_lab.app.menus import build_menus

@@ -377,6 +377,16 @@ def test_gradient_flow_bars_and_lines_match_the_history(qtbot, run):
     np.testing.assert_allclose(w.curves[2].getOriginalDataset()[1], h.series("weight_grad_norm")[:, 2])
 
 
+def test_an_empty_flow_panel_names_its_layer_axis_without_a_scale_prefix(qtbot):
+    """Before any run the bar plot's range is tiny: pyqtgraph would add "(x0.001)" to the label of
+    an axis whose ticks are layer names."""
+    from backprop_lab.widgets.gradient_flow import GradientFlow
+    w = shown(qtbot, GradientFlow(), (900, 380))
+    w.bar_plot.setXRange(0, 0.004)
+    qtbot.waitUntil(lambda: "layer" in w.name_axis.label.toPlainText())
+    assert w.name_axis.label.toPlainText().strip() == "layer (input → output)"
+
+
 def test_heatmap_and_flow_keep_one_statistic(qtbot, run):
     from backprop_lab.widgets.gradient_flow import GradientFlow
     from backprop_lab.widgets.gradient_heatmap import GradientHeatmap

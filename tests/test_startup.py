@@ -180,3 +180,14 @@ def test_a_built_in_stacks_plan_needs_no_worker_and_the_window_starts_none(windo
     assert s._client is None                      # no training process for a plan
     assert s.infos and not s.problem and s.history is not None
     assert s.history.layer_names[0].startswith("1 ") and len(s.history.layer_names) == len(s.history.units)
+
+
+def test_a_fresh_window_gets_the_default_dock_proportions(qtbot, window):
+    """Asked for in showEvent itself (so the first layout pass uses them and the plots are
+    not laid out twice), they are in place once the window is on screen."""
+    qtbot.waitExposed(window)
+    w, h = max(window.width(), 1200), max(window.height(), 760)
+    d = window.docks
+    qtbot.waitUntil(lambda: abs(d["palette"].width() - 0.16 * w) < 0.03 * w)
+    assert abs(d["diagnosis"].width() - 0.22 * w) < 0.03 * w
+    assert abs(d["palette"].height() - 0.25 * h) < 0.05 * h

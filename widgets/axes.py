@@ -87,6 +87,7 @@ class NameAxis(pg.AxisItem):
     def __init__(self, orientation: str, offset: float = 0.5):
         super().__init__(orientation)
         self.setStyle(hideOverlappingLabels=False)   # labels are thinned here; the ends may overhang
+        self.enableAutoSIPrefix(False)   # ticks are names: "(x0.001)" on an empty, tiny range means nothing
         self.names: list[str] = []
         self.offset = offset
         self.emphasised = -1   # a row whose label is always written (the selected layer)
