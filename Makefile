@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PYC)
 	OMP_NUM_THREADS=1 $(BIN)/python tests/bench/bench_probe_overhead.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tests/bench/bench_window.py
+	OMP_NUM_THREADS=1 $(BIN)/python tests/bench/bench_watch_overhead.py
 
 screenshot: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tools/screenshot.py docs/screenshot.png

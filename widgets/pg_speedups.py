@@ -30,6 +30,14 @@ _KEY = "_lazy_menu"
 _HTML = "_label_html"        # the HTML an axis's label holds
 
 
+def _fits() -> bool:
+    """Whether this pyqtgraph has the internals both patches replace (0.13.7 and 0.14 do); another
+    version keeps its own behaviour, only slower to build."""
+    return (all(hasattr(AxisItem, n) for n in ("_updateLabel", "labelString", "_adjustSize"))
+            and all(hasattr(ViewBox, n) for n in ("updateViewLists", "_applyMenuEnabled"))
+            and hasattr(_module, "ViewBoxMenu"))
+
+
 def _install_axis_labels() -> None:
     if getattr(AxisItem, "_label_is_cached", False):
         return
@@ -90,5 +98,6 @@ def _install() -> None:
     ViewBox._menu_is_lazy = True
 
 
-_install()
-_install_axis_labels()
+if _fits():
+    _install()
+    _install_axis_labels()
