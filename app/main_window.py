@@ -360,7 +360,7 @@ class MainWindow(QMainWindow):
         h = self.session.history
         if h is None:
             return
-        views = [v for v in self._live_views() if v.isVisible()]
+        views = [v for v in self._live_views() if _on_screen(v)]
         for _ in range(len(views) + 1):
             k = self._slot % (len(views) + 1)
             self._slot += 1
@@ -722,6 +722,12 @@ class _Placeholder(QWidget):
         d = self._dock
         if d.isVisible() and (d.isFloating() or not d.visibleRegion().isEmpty()):
             self._window.build_view(self._name)
+
+
+def _on_screen(view: QWidget) -> bool:
+    """Whether any of ``view`` can be seen: Qt keeps the docks behind a tab shown, off screen, so
+    ``isVisible`` alone would redraw them on every round of the live timer."""
+    return view.isVisible() and not view.visibleRegion().isEmpty()
 
 
 def _diagnose(history, spec) -> list:

@@ -62,8 +62,15 @@ def small_history(layers=4, steps=12, time_steps=0) -> History:
     names = [f"{2 * i + 1} linear" for i in range(layers)]
     acts = [f"{2 * i + 2} sigmoid" for i in range(layers - 1)]
     h = History(names, acts, [3] * layers, time_steps)
-    rng = np.random.default_rng(0)
-    b = {"step": np.arange(steps), "neuron_grad": rng.random((steps, 3 * layers)).astype(np.float32)}
+    more_rows(h, steps, time_steps)
+    return h
+
+
+def more_rows(h: History, steps: int, time_steps=0, seed=0) -> None:
+    """``steps`` more random rows after the History's last step."""
+    layers, first = len(h.layer_names), len(h)
+    rng = np.random.default_rng(seed)
+    b = {"step": np.arange(first, first + steps), "neuron_grad": rng.random((steps, 3 * layers)).astype(np.float32)}
     for k in SCALARS:
         b[k] = rng.random(steps)
     for k in PER_LAYER:
@@ -73,7 +80,6 @@ def small_history(layers=4, steps=12, time_steps=0) -> History:
     if time_steps:
         b["time_grad_norm"] = 10.0 ** -rng.random((steps, time_steps))
     h.extend_packed(b)
-    return h
 
 
 def test_a_hidden_dock_builds_its_view_when_shown_with_the_history_and_selection(qtbot, window):
@@ -100,6 +106,23 @@ def test_a_recurrent_history_raises_and_builds_the_time_dock(qtbot, window):
     assert view.available and not window.docks["time"].visibleRegion().isEmpty()
     x, _ = view.curve.getOriginalDataset()
     assert list(x) == list(range(7))
+
+
+def test_the_live_timer_redraws_the_views_on_screen_not_those_behind_a_tab(qtbot, window):
+    window.session.show_history(small_history(), {"name": "live"})
+    neurons = window.build_view("neurons")           # built, but its dock is behind the flow dock's tab
+    window.docks["flow"].raise_()
+    qtbot.waitUntil(lambda: neurons.visibleRegion().isEmpty() and not window.flow.visibleRegion().isEmpty())
+    h = window.session.history
+    more_rows(h, 5, seed=1)
+    for _ in range(3 * len(window._live_views())):   # several rounds of the timer
+        window._tick()
+    assert not window.flow.stale and neurons.stale   # the one behind the tab was left alone
+    window.docks["neurons"].raise_()
+    qtbot.waitUntil(lambda: not neurons.visibleRegion().isEmpty())
+    for _ in range(len(window._live_views()) + 1):
+        window._tick()
+    assert not neurons.stale                         # its tab chosen: drawn at the next round
 
 
 def test_reaching_a_deferred_part_builds_it(window):
