@@ -91,12 +91,6 @@ def _unit_axis_of(ndim: int) -> int:
     return 1 if ndim >= 4 else ndim - 1
 
 
-def _other_axes(t: torch.Tensor) -> tuple:
-    """Every axis but the unit axis: reducing over them gives one number per unit."""
-    u = _unit_axis(t)
-    return tuple(i for i in range(t.dim()) if i != u)
-
-
 def _layer_axes(x: torch.Tensor) -> tuple:
     """Every axis of a stack [layers, ...] but the layer axis: a reduction over them is per layer."""
     return tuple(range(1, x.dim()))
@@ -336,10 +330,6 @@ def saturation_root(name: str, dtype: torch.dtype) -> float:
                 t = torch.nextafter(t, torch.tensor(-math.inf, dtype=dtype))
             x = float(t)
     return x
-    x = ftype(root)
-    if float(x) > root:
-        x = np.nextafter(x, ftype(-np.inf))
-    return float(x)
 
 
 def _count_above(x: torch.Tensor, t: float, scratch: dict, absolute: bool = False) -> torch.Tensor:
@@ -403,15 +393,9 @@ def _act_key(act):
     return (act.name, act.slope, act.max_derivative) if act.name in CLOSED_FORM else id(act)
 
 
-def _shift_for(mean: float, std: float) -> float:
-    """The shift of a layer's next moments: its mean where |mean| > 2 std, else 0 (no extra pass).
-
-    A float32 number, so that z - shift is exact in z's own precision."""
-    return float(np.float32(mean)) if math.isfinite(mean) and abs(mean) > 2 * std else 0.0
-
-
 def _shifts_for(mean: np.ndarray, std: np.ndarray) -> list:
-    """``_shift_for`` of each layer of a group (numpy over the group)."""
+    """The shift of each layer's next moments: its mean where |mean| > 2 std, else 0 (no extra
+    pass). A float32 number, so that z - shift is exact in z's own precision."""
     with np.errstate(invalid="ignore"):
         far = np.isfinite(mean) & (np.abs(mean) > 2 * std)
     return np.where(far, mean.astype(np.float32), np.float32(0)).astype(np.float64).tolist()
@@ -615,7 +599,7 @@ class Probe:
             self._act_done.pop(i, None)
             return
         if shift is None:  # the first step decides from z itself (one host copy, once)
-            shift = _shift_for(float(z.mean()), float(z.std(correction=0))) if z.numel() else 0.0
+            shift = _shifts_for(*np.array([[float(z.mean())], [float(z.std(correction=0))]]))[0] if z.numel() else 0.0
             self._act_check[i] = kept     # and collect checks that z, a stay as they are
         self._act_sizes[i], self._act_shift[i] = _sizes(z), shift
         self._act_done[i] = activation_moments(act, z[None], a[None], self._scratch, [shift])
