@@ -65,6 +65,7 @@ import math
 import numpy as np
 import torch
 
+from . import fused
 from .activations import SATURATION_FRACTION
 from .build import Model
 from .snapshot import HIST_BINS, HIST_RANGE  # noqa: F401  (histogram of z)
@@ -106,34 +107,55 @@ def _per_layer(reduce, x: torch.Tensor) -> torch.Tensor:
 
 
 _NORM64 = functools.partial(torch.linalg.vector_norm, dtype=torch.float64)
+# A float32 squared norm below this may have lost its precision: its entries are then all below
+# 1e-15, and a square below 1.2e-38 is a float32 subnormal (about 1e-45 absolute precision; at
+# |g| ~ 1e-23 a float32 norm is 70 % low, at 1e-25 it is 0). Above it the subnormal squares add
+# at most n * 1.4e-45, under 1e-7 relative for n <= 1e8 entries. Such a norm is taken again in
+# float64: a vanishing gradient is the very thing the app shows, it must not read as 0.
+TINY_SQ = 1e-30
+
+
+def _untrusted(sq: torch.Tensor) -> torch.Tensor | None:
+    """The positions of float32-computed squared norms [k] to take again in float64 (not finite:
+    NaN, inf or an overflow; or below TINY_SQ), or None when every one is good (one host read)."""
+    lo, hi = torch.aminmax(sq)
+    if math.isfinite(float(hi)) and float(lo) >= TINY_SQ:   # (NaN fails both tests)
+        return None
+    return (~(torch.isfinite(sq) & (sq >= TINY_SQ))).nonzero().flatten()
+
+
+def _retake64(sq: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Squared norms [layers] of the stack x, float32 ones checked: the untrusted taken in float64."""
+    bad = _untrusted(sq)
+    sq = sq.double()
+    if bad is not None:
+        sq[bad] = _per_layer(_NORM64, x[bad]).square()
+    return sq
 
 
 def safe_norms(x: torch.Tensor) -> torch.Tensor:
     """||x|| of each layer of a stack [layers, ...], in float64, finite wherever x is.
 
     A float32 norm squares in float32, which overflows above ~1.8e19 (an exploding layer's
-    gradient would be stored as inf). On a CUDA device the reduction accumulates in float64
-    directly (it casts as it loads, no copy); on the CPU, where that cast makes a copy (3-10x
-    slower), the float32 result is checked and only a non-finite one is taken again in float64."""
+    gradient would be stored as inf) and loses its precision below ~1e-19 (a vanishing one as
+    0). On a CUDA device the reduction accumulates in float64 directly (it casts as it loads, no
+    copy); on the CPU, where that cast makes a copy (3-10x slower), the float32 result is
+    checked and only a layer that overflowed or is tiny is taken again in float64."""
     if x.dtype == torch.float64 or x.is_cuda:
         return _per_layer(_NORM64, x)
-    n = _sum_squares(x).sqrt_() if x.dtype == torch.float32 else _per_layer(torch.linalg.vector_norm, x)
-    if not math.isfinite(float(n.sum())):   # NaN or inf anywhere (a sum of norms <= 1.8e19 is finite)
-        n = _per_layer(_NORM64, x)
-    return n.double()
+    if x.dtype != torch.float32:
+        return _per_layer(torch.linalg.vector_norm, x).double()
+    return _retake64(_sum_squares(x), x).sqrt_()
 
 
 def safe_sum_squares(x: torch.Tensor) -> torch.Tensor:
-    """||x||^2 of each layer of a stack [layers, ...], finite wherever x is (as ``safe_norms``).
-
-    On the CPU one BLAS dot a layer in x's dtype, taken again in float64 only where a float32
-    sum overflowed (or x holds NaN or inf); no square root and no float64 cast on the way."""
+    """||x||^2 of each layer of a stack [layers, ...], finite and precise wherever x is (as
+    ``safe_norms``): on the CPU one BLAS dot a layer in x's dtype, taken again in float64 only
+    where the float32 sum is not finite or tiny; no square root on the way."""
     if x.is_cuda or x.dtype not in (torch.float32, torch.float64):
         return safe_norms(x).square()
     s = _sum_squares(x)
-    if x.dtype == torch.float32 and not math.isfinite(float(s.sum())):
-        s = _per_layer(_NORM64, x).square()
-    return s
+    return _retake64(s, x) if x.dtype == torch.float32 else s
 
 
 def _sum_squares(x: torch.Tensor) -> torch.Tensor:
@@ -177,26 +199,42 @@ def norm_split(ts: list) -> tuple:
 def square_norms(ts: list, split: tuple | None = None) -> tuple:
     """(||t||^2 of the tensors of a list as one float64 tensor, the list indices in its order).
 
-    Finite wherever the tensor is (as ``safe_norms``); a None tensor (no gradient) gives NaN.
-    On the CPU a large float32 tensor is one BLAS dot, the others one ``_foreach_norm``; the
-    float32 values are checked together (one host read) and taken again in float64 only if
-    one is not finite. ``split``: ``norm_split(ts)`` taken before for tensors of the same shapes,
-    dtypes and devices (a caller's cache: the per-tensor decisions cost more than the norms on a
-    small net)."""
+    Finite and precise wherever the tensor is (as ``safe_norms``); a None tensor (no gradient)
+    gives NaN. On the CPU a large float32 tensor is one float64 pass of ``fused.sum_square``
+    (without numba: a BLAS dot), the others one ``_foreach_norm``; the float32 values are
+    checked together (one host read) and only those not finite or tiny are taken again in
+    float64. ``split``: ``norm_split(ts)`` taken before for tensors of the same shapes, dtypes and
+    devices (a caller's cache: the per-tensor decisions cost more than the norms on a small net)."""
     first, rest, absent = norm_split(ts) if split is None else split
-    sq = [torch.dot(f, f) for f in (ts[i].reshape(-1) for i in first)]
-    parts = [torch.stack(sq).double()] if sq else []
+    exact, checked = [], []   # float64 results; float32 ones to check, with their list indices
+    if first and fused.available():
+        # float64 sums where the kernels take the tensor (a vanishing gradient's float32 squares
+        # are subnormals: precision lost, and a BLAS dot ~30x slower on them)
+        fits = [i for i in first if fused.fits(ts[i])]
+        if fits:
+            exact.append((torch.tensor([fused.sum_square(ts[i]) for i in fits], dtype=torch.float64), fits))
+        first = [i for i in first if i not in set(fits)] if len(fits) < len(first) else []
+    if first:
+        checked.append((torch.stack([torch.dot(f, f) for f in (ts[i].reshape(-1) for i in first)]), first))
     if rest:
         rs = [ts[i] for i in rest]
-        cuda = rs[0].is_cuda
-        norms = torch._foreach_norm(rs, 2, dtype=torch.float64) if cuda else torch._foreach_norm(rs)
-        parts.append(torch.stack(norms).double().square())
-    order = first + rest
+        if rs[0].is_cuda or rs[0].dtype == torch.float64:
+            exact.append((torch.stack(torch._foreach_norm(rs, 2, dtype=torch.float64)).square(), rest))
+        else:
+            checked.append((torch.stack(torch._foreach_norm(rs)).double().square(), rest))
+    if checked:
+        sq, idx = (torch.cat([c for c, _ in checked]), [i for _, ix in checked for i in ix]) if len(checked) > 1 \
+            else checked[0]
+        bad = _untrusted(sq) if not sq.is_cuda else None
+        sq = sq.double()
+        if bad is not None:   # overflow, NaN / inf in a tensor, or a tiny norm: in float64
+            for k in bad.tolist():
+                sq[k] = torch.linalg.vector_norm(ts[idx[k]], dtype=torch.float64).square()
+        exact.append((sq, idx))
+    order = [i for _, ix in exact for i in ix]
     dev = next((t.device for t in ts if t is not None), torch.device("cpu"))
-    out = (torch.cat(parts) if len(parts) > 1 else parts[0]) if parts else torch.zeros(0, dtype=torch.float64,
-                                                                                       device=dev)
-    if parts and not out.is_cuda and not math.isfinite(float(out.sum())):   # overflow, or NaN / inf in a tensor
-        out = torch.stack([torch.linalg.vector_norm(ts[i], dtype=torch.float64) for i in order]).square()
+    out = (torch.cat([v for v, _ in exact]) if len(exact) > 1 else exact[0][0]) if exact else \
+        torch.zeros(0, dtype=torch.float64, device=dev)
     if absent:
         out = torch.cat([out, torch.full((len(absent),), math.nan, dtype=torch.float64, device=out.device)])
         order = order + absent
@@ -205,15 +243,32 @@ def square_norms(ts: list, split: tuple | None = None) -> tuple:
 
 def diff_squares(before: list, after: list, split: tuple | None = None) -> tuple:
     """(||b - a||^2 of each pair of the lists as one float64 tensor, the indices in its order),
-    finite wherever b - a is. ``before`` is overwritten with b - a.
+    finite wherever b - a is. ``before`` may be overwritten with b - a.
 
-    One ``_foreach_sub_``, then ``square_norms`` (a BLAS dot for each large float32 tensor on the
-    CPU). A fused kernel that writes nothing would save a pass, but torch has none: ``mse_loss``
-    and ``dist`` write (b - a) into a fresh tensor (measured slower)."""
+    A large CPU pair: one fused read of both, nothing written (``fused.diff_square``). The others:
+    one ``_foreach_sub_``, then ``square_norms`` (a BLAS dot for each large float32 tensor on the
+    CPU); torch has no fused kernel that writes nothing (``mse_loss`` and ``dist`` write (b - a)
+    into a fresh tensor, measured slower)."""
     if not before:
         return torch.zeros(0, dtype=torch.float64), []
+    done, rest = {}, []
+    for i, (b, a) in enumerate(zip(before, after)):
+        got = fused.diff_square(b, a) if fused.fits(b, a) else None
+        if got is None:
+            rest.append(i)
+        else:
+            done[i] = got
+    if not rest:
+        return torch.tensor(list(done.values()), dtype=torch.float64), list(done)
+    if done:   # (the split cached for the whole list does not hold for a part of it)
+        split = None
+        before, after = [before[i] for i in rest], [after[i] for i in rest]
     torch._foreach_sub_(before, after)   # now b - a
-    return square_norms(before, split)
+    sq, order = square_norms(before, split)
+    if not done:
+        return sq, order
+    return (torch.cat([torch.tensor(list(done.values()), dtype=torch.float64), sq]),
+            list(done) + [rest[k] for k in order])
 
 
 def _per_unit_axes(x: torch.Tensor) -> tuple:
@@ -248,6 +303,13 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shi
     is piecewise constant (ReLU, LeakyReLU, identity), and a reused buffer for
     sigmoid/tanh, whose f' comes from the output a (a - a^2, 1 - a^2).
     """
+    if z.shape[0] == 1 and act.name in CLOSED_FORM and fused.fits(z, a):   # one large CPU layer: one pass
+        smooth = act.name in ("sigmoid", "tanh")
+        kind = act.name if smooth or act.name == "identity" else "relu" if act.slope == 0 else "leaky_relu"
+        raw = fused.activation_sums(kind, z[0], a[0], shifts[0], saturation_root(act.name, z.dtype) if smooth else 0.0,
+                                    _unit_axis(z[0]))
+        if raw is not None:   # (None: not finite somewhere, the torch path below says where)
+            return torch.tensor(raw, dtype=torch.float64).reshape(5, 1).unbind()
     # sum z and ||z||^2 (torch.var_mean is several times slower on the CPU). The
     # float32 sums are about 1e-7 relative, so E[z^2] - E[z]^2 loses precision when
     # |mean| >> std (1e-2 relative at mean/std = 500): such a layer's moments are
@@ -357,6 +419,12 @@ def delta_stats(g: torch.Tensor, per_unit: bool, scratch: dict | None = None) ->
     The second only where the layer's unit axis holds its units (else an empty [layers, 0]).
     |dL/dz| goes into a buffer of ``scratch`` reused from step to step: a fresh large tensor
     costs the allocator's page faults each time."""
+    if g.shape[0] == 1 and fused.fits(g):   # one large CPU layer: one pass
+        got = fused.delta_sums(g[0], _unit_axis(g[0]))
+        if got is not None:
+            sq, sums = got
+            return (torch.tensor([math.sqrt(sq)], dtype=torch.float64),
+                    torch.from_numpy(sums)[None] if per_unit else g.new_empty((1, 0)))
     norms = safe_norms(g)
     if not per_unit:
         return norms, g.new_empty((g.shape[0], 0))
