@@ -194,7 +194,24 @@ def _kernels():
             s += p
         return s
 
-    return {"smooth": smooth_moments, "smooth_rows": smooth_moments_rows, "relu": relu_moments,
+    @jit
+    def diff_copy(b, a):
+        """(sum (a - b)^2, sum a^2) of two [rows, columns] arrays in float64, and b := a: the
+        change of a weight across a step, its norm after it, and the copy for the next step."""
+        s, q = 0.0, 0.0
+        for i in range(b.shape[0]):
+            p, r = 0.0, 0.0
+            for j in range(b.shape[1]):
+                av = a[i, j]
+                d = np.float64(av) - np.float64(b[i, j])
+                p += d * d
+                r += np.float64(av) * np.float64(av)
+                b[i, j] = av
+            s += p
+            q += r
+        return s, q
+
+    return {"diff_copy": diff_copy, "smooth": smooth_moments, "smooth_rows": smooth_moments_rows, "relu": relu_moments,
             "relu_rows": relu_moments_rows, "delta": delta_sums, "delta_rows": delta_sums_rows,
             "diff_sq": diff_sq, "sum_sq": sum_sq}
 
@@ -236,8 +253,7 @@ def activation_sums(name: str, z, a, shift: float, root: float, unit_axis: int) 
     ``name``: sigmoid or tanh (saturated: |z| > root), relu (a unit is dead where z <= 0 on
     every sample), leaky_relu (none is dead) or identity (counts 0)."""
     k = _kernels()
-    zn = z.detach().numpy()
-    z3 = _rows(zn, unit_axis)
+    z3 = _rows(z.detach().numpy(), unit_axis)
     units = z3.shape[1]
     alive = np.zeros(units, dtype=np.uint8)
     two = z3.ndim == 2
@@ -272,6 +288,12 @@ def _matrix(x: np.ndarray) -> np.ndarray:
 def sum_square(t) -> float:
     """||t||^2 of a contiguous tensor in float64 (finite for any finite float32 tensor)."""
     return _kernels()["sum_sq"](_matrix(t.detach().numpy()))
+
+
+def diff_copy(before, after) -> tuple:
+    """(||after - before||^2, ||after||^2) in float64 in one read of each, and before := after."""
+    b = _matrix(before.detach().numpy())
+    return _kernels()["diff_copy"](b, after.detach().numpy().reshape(b.shape))
 
 
 def diff_square(before, after) -> float | None:

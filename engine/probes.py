@@ -303,13 +303,10 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shi
     is piecewise constant (ReLU, LeakyReLU, identity), and a reused buffer for
     sigmoid/tanh, whose f' comes from the output a (a - a^2, 1 - a^2).
     """
-    if z.shape[0] == 1 and act.name in CLOSED_FORM and fused.fits(z, a):   # one large CPU layer: one pass
-        smooth = act.name in ("sigmoid", "tanh")
-        kind = act.name if smooth or act.name == "identity" else "relu" if act.slope == 0 else "leaky_relu"
-        raw = fused.activation_sums(kind, z[0], a[0], shifts[0], saturation_root(act.name, z.dtype) if smooth else 0.0,
-                                    _unit_axis(z[0]))
-        if raw is not None:   # (None: not finite somewhere, the torch path below says where)
-            return torch.tensor(raw, dtype=torch.float64).reshape(5, 1).unbind()
+    if z.shape[0] == 1:
+        raw = fused_moments(act, z[0], a[0], shifts[0])
+        if raw is not None:
+            return raw.reshape(5, 1).unbind()
     # sum z and ||z||^2 (torch.var_mean is several times slower on the CPU). The
     # float32 sums are about 1e-7 relative, so E[z^2] - E[z]^2 loses precision when
     # |mean| >> std (1e-2 relative at mean/std = 500): such a layer's moments are
@@ -363,6 +360,19 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shi
             total = _per_layer(torch.sum, alive if size is d else d)
             counts = [total, saturated, _per_layer(torch.count_nonzero, alive == 0)]
     return tuple(moments + counts)
+
+
+def fused_moments(act, z: torch.Tensor, a: torch.Tensor, shift: float) -> torch.Tensor | None:
+    """One layer's five raw moments (as ``activation_moments``) as one float64 tensor [5], in one
+    pass of ``fused.activation_sums``; None where the kernels do not take z and a (small, not on
+    the CPU, no closed form of f', numba missing) or a sum is not finite (the torch path says where)."""
+    if act.name not in CLOSED_FORM or not fused.fits(z, a):
+        return None
+    smooth = act.name in ("sigmoid", "tanh")
+    kind = act.name if smooth or act.name == "identity" else "relu" if act.slope == 0 else "leaky_relu"
+    raw = fused.activation_sums(kind, z, a, shift, saturation_root(act.name, z.dtype) if smooth else 0.0,
+                                _unit_axis(z))
+    return None if raw is None else torch.tensor(raw, dtype=torch.float64)
 
 
 def _units_of_stack(x: torch.Tensor) -> int:
@@ -419,12 +429,10 @@ def delta_stats(g: torch.Tensor, per_unit: bool, scratch: dict | None = None) ->
     The second only where the layer's unit axis holds its units (else an empty [layers, 0]).
     |dL/dz| goes into a buffer of ``scratch`` reused from step to step: a fresh large tensor
     costs the allocator's page faults each time."""
-    if g.shape[0] == 1 and fused.fits(g):   # one large CPU layer: one pass
-        got = fused.delta_sums(g[0], _unit_axis(g[0]))
+    if g.shape[0] == 1:
+        got = fused_delta(g[0], per_unit)
         if got is not None:
-            sq, sums = got
-            return (torch.tensor([math.sqrt(sq)], dtype=torch.float64),
-                    torch.from_numpy(sums)[None] if per_unit else g.new_empty((1, 0)))
+            return got
     norms = safe_norms(g)
     if not per_unit:
         return norms, g.new_empty((g.shape[0], 0))
@@ -435,6 +443,19 @@ def delta_stats(g: torch.Tensor, per_unit: bool, scratch: dict | None = None) ->
     if buf is None:
         buf = scratch[key] = torch.empty_like(g, memory_format=torch.contiguous_format)
     return norms, torch.abs(g, out=buf).sum(dim=_per_unit_axes(g))
+
+
+def fused_delta(g: torch.Tensor, per_unit: bool) -> tuple | None:
+    """``delta_stats`` of one layer's dL/dz in one pass of ``fused.delta_sums`` (as [1] and [1, units]
+    or [1, 0]); None where the kernels do not take g or its squares are not finite."""
+    if not fused.fits(g):
+        return None
+    got = fused.delta_sums(g, _unit_axis(g))
+    if got is None:
+        return None
+    sq, sums = got
+    return (torch.tensor([math.sqrt(sq)], dtype=torch.float64),
+            torch.from_numpy(sums)[None] if per_unit else g.new_empty((1, 0)))
 
 
 def _norms(g: torch.Tensor) -> tuple:
@@ -528,6 +549,7 @@ class Probe:
         self.units = [self._units_of(m) for _, m in model.weight_layers]
         self._unit_start = np.cumsum([0] + self.units)[:-1]
         self._handles, self._scratch, self._before = [], {}, None
+        self._carry = {}   # weight index -> (version, storage, ||W||^2) of a buffer that holds it
         self._layer_hooks = [self._layer_hook(i) for i in range(L)]
         for i, (_, m) in enumerate(model.weight_layers):
             self._handles.append(m.register_forward_hook(self._layer_hooks[i]))
@@ -612,7 +634,8 @@ class Probe:
     def _layer_hook(self, i):
         def on_grad(g):
             g, per_unit, count = self._delta_input(i, g.detach())
-            self._delta_done[i] = (delta_stats(g[None], per_unit, self._scratch), count)
+            got = fused_delta(g, per_unit)
+            self._delta_done[i] = (got if got is not None else delta_stats(g[None], per_unit, self._scratch), count)
             return None
 
         also = self.model.outputs_of.get(i, ())
@@ -670,7 +693,9 @@ class Probe:
             shift = _shifts_for(*np.array([[float(z.mean())], [float(z.std(correction=0))]]))[0] if z.numel() else 0.0
             self._act_check[i] = kept     # and collect checks that z, a stay as they are
         self._act_sizes[i], self._act_shift[i] = _sizes(z), shift
-        self._act_done[i] = activation_moments(act, z[None], a[None], self._scratch, [shift])
+        raw = fused_moments(act, z, a, shift)   # (collect takes the five moments as one [5] tensor)
+        self._act_done[i] = (raw,) if raw is not None else activation_moments(act, z[None], a[None],
+                                                                              self._scratch, [shift])
         self._act_kept.pop(i, None)
 
     def _on_hidden(self, t, h):
@@ -717,11 +742,19 @@ class Probe:
         owner, slots = self._owner_list, 2 * L
         if norms is None and self._step_follows:
             # the weights are as they were at the step's start (the step comes after): their
-            # squared norms, update_ratio's denominator, are taken in the same calls (slots 2L..3L-1)
+            # squared norms, update_ratio's denominator, are taken in the same calls (slots 2L..3L-1),
+            # but for those the last step's update_ratio carried (``_carried``)
+            carried = self._carried()
             with torch.no_grad():   # the weights themselves: no graph, no detach calls
-                ts = [p.grad for p in self._params] + self.weights
-                sq, order = square_norms(ts, self._split_of(ts))
+                ws = self.weights if not carried else [w for k, w in enumerate(self.weights) if k not in carried]
+                ts = [p.grad for p in self._params] + ws
+                sq, order = square_norms(ts, self._split_of(ts, bool(carried)))
             owner, slots = self._owner_ext, 3 * L
+            if carried:
+                owner = self._carry_owner(tuple(carried))
+                n = len(ts)
+                sq = torch.cat([sq, torch.tensor([self._carry[k][2] for k in carried], dtype=torch.float64)])
+                order = order + list(range(n, n + len(carried)))
         elif norms is None:
             sq, order = square_norms([p.grad for p in self._params])
         else:
@@ -734,11 +767,12 @@ class Probe:
         per_layer = per_slot[:2 * L].sqrt()
         return per_layer[:L], torch.where(self._on(self._has_bias, dev), per_layer[L:], math.nan)
 
-    def _split_of(self, ts: list):
+    def _split_of(self, ts: list, tag=None):
         """``norm_split(ts)``, cached by the list's length and first dtype and device (the parameters'
-        shapes are fixed); a list with a None tensor (a gradient missing) gets a fresh split."""
+        shapes are fixed) and ``tag`` (lists of other makeups); a list with a None tensor (a gradient
+        missing) gets a fresh split."""
         t0 = ts[0]
-        key = ("split", len(ts), t0.dtype, t0.device) if t0 is not None else None
+        key = ("split", len(ts), t0.dtype, t0.device, tag) if t0 is not None else None
         split = self._on_device.get(key)
         if split is None:   # (checked once: every tensor of the layout, no gradient missing)
             split = norm_split(ts)
@@ -756,20 +790,76 @@ class Probe:
             index = self._on_device[key] = torch.tensor([owner[i] for i in order], dtype=torch.long, device=dev)
         return torch.zeros(slots, device=dev, dtype=torch.float64).index_add_(0, index, sq)
 
+    # ------------------------------------------------------------------ the weights' change
+    # With ``begin(step_follows=True)`` (the Trainer: only its optimiser step changes the weights)
+    # update_ratio takes each large CPU weight's change in one fused pass that also copies W' into
+    # its buffer and takes ||W'||^2 (``fused.diff_copy``). The next step then neither copies W nor
+    # takes ||W||^2 again: 3 passes over W instead of 5. A weight is carried only while its version
+    # counter and storage are those the pass saw; anything else that changed it in place since
+    # (a load, a reset, a user's edit under no_grad) makes it copied and measured afresh.
+    def _carried(self) -> list:
+        """Indices of the weights whose buffer still holds them (see above), with ||W||^2 known."""
+        if not self._carry:
+            return []
+        return [k for k, c in self._carry.items()
+                if c[0] == self.weights[k]._version and c[1] == self.weights[k].data_ptr()]
+
+    def _carry_owner(self, carried: tuple) -> list:
+        """The slot of each tensor of grad_norms' list when the weights ``carried`` are not in it
+        (their ||W||^2 appended at its end), cached per set of carried weights."""
+        key = ("carry owner", carried)
+        got = self._on_device.get(key)
+        if got is None:
+            w_owner, L = self._weight_owner_list, len(self.layer_names)
+            rest = [2 * L + w_owner[k] for k in range(len(self.weights)) if k not in carried]
+            got = self._on_device[key] = self._owner_list + rest + [2 * L + w_owner[k] for k in carried]
+        return got
+
     def _before_buffers(self) -> list:
         ws = self.weights
         if self._before is None or any(b.shape != w.shape or b.device != w.device or b.dtype != w.dtype
                                        for b, w in zip(self._before, ws)):
             self._before = [torch.empty_like(w, memory_format=torch.contiguous_format) for w in ws]
+            self._carry = {}
         return self._before
 
     def weights_before(self):
-        """A copy of every weight, into buffers kept from step to step (no allocation)."""
+        """A copy of every weight, into buffers kept from step to step (no allocation); a weight
+        that the last step's update_ratio carried is in its buffer already."""
         with torch.no_grad():
             before = self._before_buffers()
-            if before:
+            carried = set(self._carried()) if self._step_follows else ()
+            if not self._step_follows:
+                self._carry = {}
+            if carried:
+                todo = [k for k in range(len(before)) if k not in carried]
+                if todo:
+                    torch._foreach_copy_([before[k] for k in todo], [self.weights[k] for k in todo])
+            elif before:
                 torch._foreach_copy_(before, self.weights)   # under no_grad: no detach needed
             return before
+
+    def _diff_carry(self, before: list, ws: list) -> tuple:
+        """``diff_squares(before, ws)``, the large CPU weights by ``fused.diff_copy``: their buffers
+        then hold W', and ``_carry`` its version, storage and ||W'||^2 for the next step."""
+        fits = self._on_device.get(("carry fits", len(ws)))
+        if fits is None:
+            fits = self._on_device[("carry fits", len(ws))] = [
+                k for k, (b, w) in enumerate(zip(before, ws)) if b.dtype == w.dtype and fused.fits(b, w)]
+        if not fits:
+            return diff_squares(before, ws, self._split_of(before))
+        self._carry = {}
+        num = []
+        for k in fits:
+            d, q = fused.diff_copy(before[k], ws[k])
+            num.append(d)
+            self._carry[k] = (ws[k]._version, ws[k].data_ptr(), q)
+        out, order = torch.tensor(num, dtype=torch.float64), list(fits)
+        rest = [k for k in range(len(ws)) if k not in set(fits)]
+        if rest:
+            sq, sub = diff_squares([before[k] for k in rest], [ws[k] for k in rest])
+            out, order = torch.cat([out, sq]), order + [rest[j] for j in sub]
+        return out, order
 
     def update_ratio(self, before):
         L = len(self.layer_names)
@@ -783,7 +873,10 @@ class Probe:
             if den is None:
                 den, den_order = square_norms(before)
                 den = self._slots(den, den_order, owner, L, dev)
-            num, num_order = diff_squares(before, ws, self._split_of(before))   # ||W - W'||^2 (before overwritten)
+            if self._step_follows and self._start_sq is not None and fused.available() and before is self._before:
+                num, num_order = self._diff_carry(before, ws)   # ||W - W'||^2, and W' into the buffers
+            else:
+                num, num_order = diff_squares(before, ws, self._split_of(before))   # (before overwritten)
             num = self._slots(num, num_order, owner, L, dev)
             self.weight_norm = den.sqrt()   # ||W|| before the step, for weight_rms
             return num.div_(den).sqrt_()
