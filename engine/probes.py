@@ -213,7 +213,8 @@ def square_norms(ts: list, split: tuple | None = None) -> tuple:
         fits = [i for i in first if fused.fits(ts[i])]
         if fits:
             exact.append((torch.tensor([fused.sum_square(ts[i]) for i in fits], dtype=torch.float64), fits))
-        first = [i for i in first if i not in set(fits)] if len(fits) < len(first) else []
+        taken = set(fits)
+        first = [i for i in first if i not in taken] if len(fits) < len(first) else []
     if first:
         checked.append((torch.stack([torch.dot(f, f) for f in (ts[i].reshape(-1) for i in first)]), first))
     if rest:
@@ -855,7 +856,8 @@ class Probe:
             num.append(d)
             self._carry[k] = (ws[k]._version, ws[k].data_ptr(), q)
         out, order = torch.tensor(num, dtype=torch.float64), list(fits)
-        rest = [k for k in range(len(ws)) if k not in set(fits)]
+        taken = set(fits)
+        rest = [k for k in range(len(ws)) if k not in taken]
         if rest:
             sq, sub = diff_squares([before[k] for k in rest], [ws[k] for k in rest])
             out, order = torch.cat([out, sq]), order + [rest[j] for j in sub]
