@@ -1019,8 +1019,8 @@ class Probe:
         (float64): per-layer sums by one reduceat; a layer whose float sums are not finite (overflow,
         NaN or inf in its tensors) is taken again by the per-layer reductions."""
         A, cz, B = len(self.act_names), layout["cz"], layout["B"]
-        R = np.add.reduceat(S, layout["starts"], axis=1)    # [4, activation layers (in order), layers]
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):   # inf - inf: NaN, taken again below
+            R = np.add.reduceat(S, layout["starts"], axis=1)    # [4, activation layers (in order), layers]
             delta = np.sqrt(R[1, A:])
         neuron = S[3, cz:] / B
         for i in np.flatnonzero(~np.isfinite(R[1, A:])).tolist():   # overflow (or NaN / inf in dL/dz)
