@@ -559,6 +559,7 @@ class Probe:
         self._act_shift = [0.0] * len(self.act_names)   # shift of this step's moments
         self._hist = [None] * len(self.act_names)
         self._time = {}                                 # t -> (dL/dh_t, its version)
+        self._time_rows = {}                            # (t, ...) -> ([dL/dh_t of each t], its version)
         self._start_sq = None                            # [L] ||W||^2 at the step's start (grad_norms)
         self._raw_grad = self._raw_update = None         # take_grad_norms, take_update_ratio: (squares, order)
         self._flat_live = False                          # zero_grad made this step's gradients flat
@@ -655,8 +656,12 @@ class Probe:
         self._act_kept.pop(i, None)
 
     def _on_hidden(self, t, h):
+        """h_t of time step t (its gradient is dL/dh_t), or, t a list of steps, h holds theirs on its first axis."""
         if self.active and h.requires_grad:
-            h.register_hook(lambda g, t=t: self._time.__setitem__(t, (g.detach(), g._version)))
+            if isinstance(t, list):
+                h.register_hook(lambda g, t=tuple(t): self._time_rows.__setitem__(t, (g.detach(), g._version)))
+            else:
+                h.register_hook(lambda g, t=t: self._time.__setitem__(t, (g.detach(), g._version)))
 
     # ------------------------------------------------------------------ per step
     def begin(self, want_hist: bool = False, step_follows: bool = False) -> None:
@@ -847,13 +852,17 @@ class Probe:
     def _reduce_times(self) -> tuple:
         """(the time steps t, ||dL/dh_t|| of each that nothing changed in place)."""
         kept = self._unchanged(self._time, set())
+        rows = self._unchanged(self._time_rows, set())   # (a fused layer's: one tensor a direction)
         ts = sorted(kept, key=_time_order)
-        if not ts:
+        if not ts and not rows:
             return ts, torch.zeros(0)
         gs = [kept[t][0] for t in ts]
+        norms = [safe_norms(g) for g, _ in rows.values()]
         if len({g.shape for g in gs}) == 1:
-            return ts, over_layers(lambda s, _: _norms(s[0]), (gs,), ts)[0]
-        return ts, torch.cat([safe_norms(g[None]) for g in gs])
+            norms.append(over_layers(lambda s, _: _norms(s[0]), (gs,), ts)[0])
+        else:
+            norms += [safe_norms(g[None]) for g in gs]
+        return [t for keys in rows for t in keys] + ts, torch.cat(norms)
 
     def _placement(self, deltas: list, acts: list) -> dict:
         """Where ``collect`` puts the results of this step's groups: numpy index arrays, cached by
@@ -914,10 +923,11 @@ class Probe:
         # ||dL/dh_t|| of each time step t; a bidirectional layer's two directions together
         times = None
         if self.model.recurrent is not None:
-            position = {t: k for k, t in enumerate(sorted({_time_step(key) for key in self._time}))}
+            keys = [*self._time, *(t for steps in self._time_rows for t in steps)]
+            position = {t: k for k, t in enumerate(sorted({_time_step(key) for key in keys}))}
             measured = dict(zip(ts, time_norms.astype(np.float64)))
             times = np.zeros(len(position))
-            for key in self._time:   # NaN where one was changed in place
+            for key in keys:   # NaN where one was changed in place
                 times[position[_time_step(key)]] += measured.get(key, np.nan) ** 2
             times = np.sqrt(times)
         out.update({"delta_norm": delta, "neuron_grad": (neuron / np.repeat(count, self.units)).astype(np.float32),
