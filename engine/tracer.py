@@ -33,6 +33,7 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
+from . import lstm_steps
 from .activations import activation
 from .catalog import EXTRA_TORCH_CLASSES, TORCH_CLASS_TYPES
 
@@ -223,10 +224,16 @@ class Unrolled:
     (Contract 2's time_grad_norm) cannot be read from its output gradient, which holds only
     the direct (readout) part. While the tracer records, ``on_hidden(key, s)`` gets, for each
     time step of the first layer (key t for the forward direction, (t, 1) for the reverse one
-    of a bidirectional layer), a zero tensor s_t whose gradient is exactly that total derivative:
+    of a bidirectional layer), a tensor s_t whose gradient is exactly that total derivative (a
+    fused layer's: ``on_hidden([keys], s)``, one tensor whose first axis holds these steps):
 
-    * nn.LSTM, nn.RNN: still the fused kernels. s_t is added to the first layer's output h_t
-      and to its final state, and enters step t+1's gates through an extra input column block
+    * nn.LSTM on the CPU (float32 / float64, no autocast): the first layer (each direction) is
+      engine/lstm_steps.py's autograd function, whose backward computes every dL/dh_t anyway and
+      hands them out as the gradient of one tap tensor (T, batch, H) a direction; the other
+      layers stay fused. Cost: about the fused layer's (see that module).
+    * nn.RNN, and nn.LSTM elsewhere (a GPU, autocast): still the fused kernels. A zero tap
+      s_t (one leaf (T, batch, H) a direction) is added to the first layer's output h_t and
+      to its final state, and enters step t+1's gates through an extra input column block
       whose input weight is W_hh (the layer's own recurrent weight): the fused backward then
       gives dL/ds_t = dL/dout_t (direct) + W_hh^T dL/dgates_(t+1) (through the recurrence)
       [+ dL/dh_n at the last step], the total derivative, with no step-by-step re-run. The
@@ -257,8 +264,15 @@ class Unrolled:
     @property
     def description(self) -> str:
         """How time_grad_norm is measured, for the record."""
-        how = ("its fused kernel with a zero tap on each h_t (exact)" if not isinstance(self.module, nn.GRU)
-               else "the layer run one time step at a time with its own weights")
+        m = self.module
+        weights = list(m.parameters())
+        if isinstance(m, nn.GRU):
+            how = "the layer run one time step at a time with its own weights"
+        elif isinstance(m, nn.LSTM) and weights and lstm_steps.usable(weights[0], weights):
+            how = ("its first layer as an autograd function of its own, one time step at a time, whose "
+                   "backward hands out every dL/dh_t (exact)")
+        else:
+            how = "its fused kernel with a zero tap on each h_t (exact)"
         return (f"||dL/dh_t|| of the first layer of the {type(self.module).__name__}, the total derivative "
                 f"through every later step, on every recorded step: {how}")
 
@@ -318,19 +332,55 @@ class Unrolled:
 
     def _fused_with_taps(self, x, h0, c0):
         """nn.LSTM / nn.RNN: the first layer fused with its time-gradient taps s_t (see the class
-        doc), the other layers fused as they are."""
+        doc), or (an LSTM on the CPU) run by engine/lstm_steps.py, the other layers fused as they are."""
         m = self.module
         lstm = isinstance(m, nn.LSTM)
-        steps, b, dirs, H = x.shape[0], x.shape[1], 2 if m.bidirectional else 1, m.hidden_size
+        dirs = 2 if m.bidirectional else 1
         per = len(m._flat_weights_names) // (m.num_layers * dirs)   # w_ih, w_hh[, b_ih, b_hh]
         weights = [getattr(m, n) for n in m._flat_weights_names]
+        if lstm and lstm_steps.usable(x, weights[:dirs * per] + [h0, c0]):
+            out, h_n, c_n = self._first_lstm_layer(x, h0, c0, weights[:dirs * per], per)
+        else:
+            out, h_n, c_n = self._first_layer_with_taps(x, h0, c0, weights[:dirs * per], per)
+        if m.num_layers > 1:
+            if m.dropout and m.training:
+                out = F.dropout(out, m.dropout, True)
+            out, h_rest, c_rest = self._call(out, h0[dirs:], None if c0 is None else c0[dirs:],
+                                             weights[dirs * per:], m.num_layers - 1, m.dropout)
+            h_n = torch.cat([h_n, h_rest])
+            c_n = torch.cat([c_n, c_rest]) if lstm else None
+        return out, h_n, c_n
+
+    def _first_lstm_layer(self, x, h0, c0, weights, per):
+        """An LSTM's first layer by engine/lstm_steps.py (each direction; the reverse one on the
+        time-reversed sequence): the gradient of its tap holds every dL/dh_t."""
+        m = self.module
+        steps, b, dirs, H = x.shape[0], x.shape[1], 2 if m.bidirectional else 1, m.hidden_size
+        outs, hs, cs = [], [], []
+        for d in range(dirs):
+            w_ih, w_hh, *bias = weights[d * per:(d + 1) * per]
+            tap = None
+            if self.on_hidden is not None and torch.is_grad_enabled():
+                tap = x.new_empty(steps, b, H).requires_grad_()   # its values are never read
+                # row s of the reverse direction's tap is time step T-1-s
+                self.on_hidden([t if d == 0 else (steps - 1 - t, 1) for t in range(steps)], tap)
+            xd = x if d == 0 else x.flip(0)
+            out, h, c = lstm_steps.lstm_layer(xd, h0[d], c0[d], w_ih, w_hh, *(bias or (None, None)), tap)
+            outs.append(out if d == 0 else out.flip(0))
+            hs.append(h)
+            cs.append(c)
+        out = outs[0] if dirs == 1 else torch.cat(outs, 2)
+        return out, torch.stack(hs), torch.stack(cs)
+
+    def _first_layer_with_taps(self, x, h0, c0, weights, per):
+        """The first layer fused, with its time-gradient taps s_t (see the class doc)."""
+        m = self.module
+        steps, b, dirs, H = x.shape[0], x.shape[1], 2 if m.bidirectional else 1, m.hidden_size
         taps, extra, first = [], [], []
         for d in range(dirs):
-            s = [x.new_zeros(b, H).requires_grad_() for _ in range(steps)]
+            seq = x.new_zeros(steps, b, H).requires_grad_()   # s_t = seq[t]
             if self.on_hidden is not None:
-                for t in range(steps):
-                    self.on_hidden(t if d == 0 else (t, 1), s[t])
-            seq = torch.stack(s)
+                self.on_hidden([t if d == 0 else (t, 1) for t in range(steps)], seq)
             taps.append(seq)
             zero = x.new_zeros(1, b, H)
             # step t's gates see h_(t-1) (forward) or h_(t+1) (reverse): that step's tap enters them
@@ -343,15 +393,7 @@ class Unrolled:
                                    first, 1, 0.0)
         out = out + (taps[0] if dirs == 1 else torch.cat(taps, 2))   # the direct (readout) part
         last = [taps[0][-1]] + ([taps[1][0]] if dirs == 2 else [])    # h_n: h_(T-1), reverse h_0
-        h_n = h_n + torch.stack(last)
-        if m.num_layers > 1:
-            if m.dropout and m.training:
-                out = F.dropout(out, m.dropout, True)
-            out, h_rest, c_rest = self._call(out, h0[dirs:], None if c0 is None else c0[dirs:],
-                                             weights[dirs * per:], m.num_layers - 1, m.dropout)
-            h_n = torch.cat([h_n, h_rest])
-            c_n = torch.cat([c_n, c_rest]) if lstm else None
-        return out, h_n, c_n
+        return out, h_n + torch.stack(last), c_n
 
     def _step_by_step(self, x, h0, c0):
         """The recurrence as torch ops, one time step at a time (nn.GRU): (output, h_n, c_n)."""

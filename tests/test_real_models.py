@@ -401,8 +401,9 @@ def test_watch_measures_real_models_like_autograd(name, tmp_path):
     if case["ref"] in (lm_ref, cell_ref):
         assert h.series("time_grad_norm").shape == (1, T)
         how = w.spec["watched"]["time_grad"]   # the record says how dL/dh_t was measured
-        assert "every recorded step" in how and ("zero tap" in how) == (case["kwargs"].get("rnn_type") in
-                                                                       ("LSTM", "RNN"))
+        kind = case["kwargs"].get("rnn_type")
+        assert "every recorded step" in how and ("zero tap" in how) == (kind == "RNN")
+        assert ("backward hands out every dL/dh_t" in how) == (kind == "LSTM")
     # the watched module is left as it was: no hooks, its own fused forward
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
     assert "forward" not in net.__dict__ and all("forward" not in m.__dict__ for m in net.modules())

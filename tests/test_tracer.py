@@ -155,13 +155,19 @@ def cell_reference(net, x, hx):
     return seq, torch.stack(h_n), torch.stack(c_n) if lstm else None, hs
 
 
-@pytest.mark.parametrize("cls,bidirectional,layers", [(nn.LSTM, False, 2), (nn.LSTM, True, 2), (nn.LSTM, True, 1),
-                                                      (nn.RNN, False, 3), (nn.RNN, True, 2)])
-def test_the_fused_time_taps_get_the_total_derivative_of_every_h_t(cls, bidirectional, layers):
-    """The first layer's taps s_t of a fused nn.LSTM / nn.RNN receive dL/dh_t through the readout, every
+@pytest.mark.parametrize("cls,bidirectional,layers,path", [
+    (nn.LSTM, False, 2, "steps"), (nn.LSTM, True, 2, "steps"), (nn.LSTM, True, 1, "steps"),
+    (nn.LSTM, False, 2, "taps"), (nn.LSTM, True, 2, "taps"), (nn.RNN, False, 3, "taps"), (nn.RNN, True, 2, "taps")])
+def test_the_fused_time_taps_get_the_total_derivative_of_every_h_t(cls, bidirectional, layers, path, monkeypatch):
+    """The first layer's taps of a fused nn.LSTM / nn.RNN receive dL/dh_t through the readout, every
     later step and the final state (h_n and c_n in the loss too), as float64 cells unrolled by hand; and
-    the weights' gradients are those of the plain fused layer."""
+    the weights' gradients are those of the plain fused layer. ``path``: an LSTM on the CPU goes through
+    engine/lstm_steps.py ("steps"); "taps" is the fused kernel with zero taps (what an LSTM gets on a GPU
+    or under autocast), forced here by saying the other path cannot take the call."""
+    from backprop_lab.engine import lstm_steps
     from backprop_lab.engine.custom import instrument
+    if path == "taps":
+        monkeypatch.setattr(lstm_steps, "usable", lambda x, weights: False)
     torch.manual_seed(0)
     net = cls(5, 6, layers, bidirectional=bidirectional)
     dirs = 2 if bidirectional else 1
@@ -178,8 +184,8 @@ def test_the_fused_time_taps_get_the_total_derivative_of_every_h_t(cls, bidirect
     plain = copy.deepcopy(net)
     loss_of(*plain(x, hx)).backward()
     model = instrument(net)
-    taps = {}
-    model.recurrent.on_hidden = taps.__setitem__   # the taps are leaves: their .grad is kept
+    seen = []   # (the time steps, a leaf tensor whose gradient holds theirs on its first axis)
+    model.recurrent.on_hidden = lambda keys, s: seen.append((keys, s))
     model.tracer.start()
     try:
         out, h = net(x, hx)
@@ -191,10 +197,13 @@ def test_the_fused_time_taps_get_the_total_derivative_of_every_h_t(cls, bidirect
     hx64 = tuple(t.to(F64) for t in hx) if cls is nn.LSTM else hx.to(F64)
     out64, h_n64, c_n64, hs = cell_reference(net, x.to(F64), hx64)
     loss_of(out64, (h_n64, c_n64) if cls is nn.LSTM else h_n64).backward()
+    assert len(seen) == dirs and all(s.is_leaf and s.shape == (7, 4, 6) for _, s in seen)
+    if path == "taps":   # zeros: the outputs are the fused ones
+        assert not any(s.detach().any() for _, s in seen)
+    taps = {key: s.grad[row] for keys, s in seen for row, key in enumerate(keys)}
     assert sorted(taps, key=str) == sorted(hs, key=str) and len(taps) == 7 * dirs
-    for key, s in taps.items():
-        assert not s.detach().any()
-        torch.testing.assert_close(s.grad.to(F64), hs[key].grad, rtol=1e-5, atol=1e-6)
+    for key, g in taps.items():
+        torch.testing.assert_close(g.to(F64), hs[key].grad, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out.to(F64), out64, rtol=1e-5, atol=1e-6)
     for (n, p), q in zip(net.named_parameters(), plain.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=n)

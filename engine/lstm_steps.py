@@ -1,0 +1,115 @@
+"""One nn.LSTM layer (one direction) whose backward pass hands out dL/dh_t of every time step.
+
+PyTorch's fused LSTM hides h_t of the inner steps, so the total derivative dL/dh_t (through
+every later step: Contract 2's time_grad_norm) cannot be read from its output gradient. The
+zero taps of engine/tracer.py get it through the fused kernel by widening the layer's input
+by H columns, which costs three extra products of the input's size (the forward product
+with zeros, the taps' gradient, and a weight gradient that is zero), 1.3-1.8x the layer.
+
+``lstm_layer`` is the layer as a ``torch.autograd.Function`` of its own: the forward is the
+recurrence one time step at a time (one product h_(t-1) W_hh^T, a bias add and seven
+element-wise calls a step, on preallocated buffers, in place), the backward the textbook
+LSTM backward, one step at a time, in which dL/dh_t = dL/dout_t + W_hh^T dL/dgates_(t+1)
+[+ dL/dh_n at the last step] is a buffer row it has to compute anyway: that buffer is the
+gradient of the ``tap`` input (a tensor whose values are never read), so one hook on the tap
+sees all of them, with nothing computed that the plain backward does not need. The products
+of the whole sequence (x W_ih^T, and the weight and input gradients) are one matrix product
+each. Cost against the fused kernel's forward and backward (CPU, float32, 1 thread,
+2026-12-01): 1.15-1.2x on 35 steps x batch 20 x 256 units (the taps: 1.5x), 1.7x on 100
+steps x batch 64 x 64 units with 1 input feature, where the ~24 small torch calls a step
+are what costs (the taps: 1.75x). The values equal the fused ones to float rounding.
+"""
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+
+class _LSTMLayer(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, tap):
+        T, B, I = x.shape
+        H = w_hh.shape[1]
+        whT = w_hh.t().contiguous()
+        gates = x.new_empty(T, B, 4 * H)   # rows (i, f, g, o) as PyTorch's weights
+        torch.mm(x.reshape(T * B, I), w_ih.t(), out=gates.view(T * B, 4 * H))
+        bias = None if b_ih is None else b_ih + b_hh   # added a step at a time (no pass of its own)
+        hs, cs, tc = x.new_empty(T + 1, B, H), x.new_empty(T + 1, B, H), x.new_empty(T, B, H)
+        hs[0], cs[0] = h0, c0
+        G, if_, o_ = gates.unbind(0), gates[..., :2 * H].unbind(0), gates[..., 3 * H:].unbind(0)
+        i, f, g, o = (gates[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
+        hu, cu, tu = hs.unbind(0), cs.unbind(0), tc.unbind(0)
+        for t in range(T):
+            if bias is not None:
+                G[t].add_(bias)
+            G[t].addmm_(hu[t], whT)
+            if_[t].sigmoid_()
+            g[t].tanh_()
+            o_[t].sigmoid_()
+            torch.mul(f[t], cu[t], out=cu[t + 1])
+            cu[t + 1].addcmul_(i[t], g[t])
+            torch.tanh(cu[t + 1], out=tu[t])
+            torch.mul(o[t], tu[t], out=hu[t + 1])
+        ctx.save_for_backward(x, w_ih, w_hh, gates, hs, cs, tc)
+        return hs[1:], hs[T].clone(), cs[T].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, dhn, dcn):
+        x, w_ih, w_hh, gates, hs, cs, tc = ctx.saved_tensors
+        T, B, H = tc.shape
+        need = ctx.needs_input_grad
+        dh = torch.empty_like(tc)          # row t: the total dL/dh_t
+        dc = dcn.contiguous().clone()      # dL/dc_t, one step at a time
+        dc3 = dc[:, None]
+        grads = torch.empty_like(gates)    # dL/dgates (pre-activation), rows (i, f, g, o)
+        G, Gif, Go = grads.unbind(0), grads[..., :2 * H].unbind(0), grads[..., 3 * H:].unbind(0)
+        Gi, Gf, Gg = (grads[..., k * H:(k + 1) * H].unbind(0) for k in range(3))
+        Gifg = grads[..., :3 * H].view(T, B, 3, H).unbind(0)
+        if_, o_ = gates[..., :2 * H].unbind(0), gates[..., 3 * H:].unbind(0)
+        i, f, g, o = (gates[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
+        du, dout, cu, tu = dh.unbind(0), dout.unbind(0), cs.unbind(0), tc.unbind(0)
+        ones, tmp = tc.new_ones(B, H), tc.new_empty(B, H)
+        db = torch.zeros_like(gates[0]) if need[5] or need[6] else None   # summed over the steps
+        for t in range(T - 1, -1, -1):
+            if t < T - 1:
+                torch.addmm(dout[t], G[t + 1], w_hh, out=du[t])   # direct part + W_hh^T dL/dgates_(t+1)
+                dc.mul_(f[t + 1])
+            else:
+                torch.add(dout[t], dhn, out=du[t])
+            torch.addcmul(ones, tu[t], tu[t], value=-1, out=tmp)  # dL/dc_t += dL/dh_t o (1 - tanh^2 c_t)
+            tmp.mul_(o[t])
+            dc.addcmul_(du[t], tmp)
+            torch.addcmul(if_[t], if_[t], if_[t], value=-1, out=Gif[t])   # sigmoid' = s (1 - s)
+            torch.addcmul(o_[t], o_[t], o_[t], value=-1, out=Go[t])
+            torch.addcmul(ones, g[t], g[t], value=-1, out=Gg[t])          # tanh' = 1 - g^2
+            Gifg[t].mul_(dc3)
+            Gi[t].mul_(g[t])
+            Gf[t].mul_(cu[t])
+            Gg[t].mul_(i[t])
+            Go[t].mul_(du[t]).mul_(tu[t])
+            if db is not None:
+                db.add_(G[t])
+        flat = grads.view(T * B, 4 * H)
+        dx = (flat @ w_ih).view(x.shape) if need[0] else None
+        dh0 = G[0] @ w_hh if need[1] else None
+        dc0 = dc * f[0] if need[2] else None
+        dw_ih = flat.t() @ x.reshape(T * B, -1) if need[3] else None
+        dw_hh = flat.t() @ hs[:-1].reshape(T * B, H) if need[4] else None
+        db = db.sum(0) if db is not None else None
+        return dx, dh0, dc0, dw_ih, dw_hh, db, db, dh if need[7] else None
+
+
+def usable(x: torch.Tensor, weights: list) -> bool:
+    """Whether ``lstm_layer`` takes this call: a CPU float32 / float64 input and weights of its
+    dtype, no autocast (elsewhere the tracer keeps the fused kernel with its taps)."""
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and all(w.dtype == x.dtype and w.device == x.device for w in weights)
+            and not torch.is_autocast_enabled("cpu"))
+
+
+def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, tap=None):
+    """One LSTM layer, one direction, on (time, batch, features) x with states (batch, H):
+    (output (T, B, H), h_n, c_n). ``tap``: a tensor (T, B, H) that requires grad (its values
+    are not read); its gradient is dL/dh_t, row t the total derivative at time step t."""
+    return _LSTMLayer.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, tap)
