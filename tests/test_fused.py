@@ -163,8 +163,8 @@ def _trainer(seed=0):
     from backprop_lab.engine import experiment
     from backprop_lab.engine.trainer import Trainer
     spec = {"data": {"kind": "gaussian", "n": 128, "dim": 64, "classes": 3, "test_fraction": 0, "seed": 1},
-            "model": {"layers": [{"type": "linear", "units": 96}, {"type": "tanh"},
-                                 {"type": "linear", "units": 96}, {"type": "tanh"}]},
+            "model": {"layers": [{"type": "linear", "units": 256}, {"type": "tanh"},   # (above FLAT_MAX)
+                                 {"type": "linear", "units": 256}, {"type": "tanh"}]},
             "train": {"batch_size": None, "optimizer": "sgd", "lr": 0.5, "momentum": 0.9, "seed": seed}}
     return Trainer(experiment.build(spec))
 
