@@ -34,8 +34,13 @@ class Model:
     outputs_of: dict = field(default_factory=dict)
     forward: object = None
     auxiliary: list = field(default_factory=list)   # [(Auxiliary, loss weight)] side heads
+    # a probe's own forward of a plain stack (engine/probes.py): taps(module, x) runs the layers
+    # one by one and keeps what the probe measures, with no module hooks; None: module(x)
+    taps: object = None
 
     def __call__(self, x):
+        if self.taps is not None:
+            return self.taps(self.module, x)
         return self.module(x) if self.forward is None else self.forward(self.module, x)
 
 

@@ -65,8 +65,10 @@ import math
 import numpy as np
 import torch
 
+from . import fused
 from .activations import SATURATION_FRACTION
 from .build import Model
+from .flat_params import FlatParams
 from .snapshot import HIST_BINS, HIST_RANGE  # noqa: F401  (histogram of z)
 
 ACT_STATS = ("preact_mean", "preact_std", "mean_derivative", "saturated_frac", "dead_frac")
@@ -76,6 +78,8 @@ LAYER_STATS = ("weight_grad_norm", "bias_grad_norm", "delta_norm", "update_ratio
 STACK_MAX = 1 << 14
 DOT_MIN = 1 << 12   # a float32 tensor of at least this many entries: its norm by a BLAS dot (CPU)
 CLOSED_FORM = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")  # f' known from (name, slope)
+FLAT = "flat"   # the order of squares that come per slot from FlatParams
+CAT_KINDS = CLOSED_FORM   # activations that Probe._cat_sums reduces with every other small layer at once
 
 
 def _first_tensor(out):
@@ -106,34 +110,55 @@ def _per_layer(reduce, x: torch.Tensor) -> torch.Tensor:
 
 
 _NORM64 = functools.partial(torch.linalg.vector_norm, dtype=torch.float64)
+# A float32 squared norm below this may have lost its precision: its entries are then all below
+# 1e-15, and a square below 1.2e-38 is a float32 subnormal (about 1e-45 absolute precision; at
+# |g| ~ 1e-23 a float32 norm is 70 % low, at 1e-25 it is 0). Above it the subnormal squares add
+# at most n * 1.4e-45, under 1e-7 relative for n <= 1e8 entries. Such a norm is taken again in
+# float64: a vanishing gradient is the very thing the app shows, it must not read as 0.
+TINY_SQ = 1e-30
+
+
+def _untrusted(sq: torch.Tensor) -> torch.Tensor | None:
+    """The positions of float32-computed squared norms [k] to take again in float64 (not finite:
+    NaN, inf or an overflow; or below TINY_SQ), or None when every one is good (one host read)."""
+    lo, hi = torch.aminmax(sq)
+    if math.isfinite(float(hi)) and float(lo) >= TINY_SQ:   # (NaN fails both tests)
+        return None
+    return (~(torch.isfinite(sq) & (sq >= TINY_SQ))).nonzero().flatten()
+
+
+def _retake64(sq: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Squared norms [layers] of the stack x, float32 ones checked: the untrusted taken in float64."""
+    bad = _untrusted(sq)
+    sq = sq.double()
+    if bad is not None:
+        sq[bad] = _per_layer(_NORM64, x[bad]).square()
+    return sq
 
 
 def safe_norms(x: torch.Tensor) -> torch.Tensor:
     """||x|| of each layer of a stack [layers, ...], in float64, finite wherever x is.
 
     A float32 norm squares in float32, which overflows above ~1.8e19 (an exploding layer's
-    gradient would be stored as inf). On a CUDA device the reduction accumulates in float64
-    directly (it casts as it loads, no copy); on the CPU, where that cast makes a copy (3-10x
-    slower), the float32 result is checked and only a non-finite one is taken again in float64."""
+    gradient would be stored as inf) and loses its precision below ~1e-19 (a vanishing one as
+    0). On a CUDA device the reduction accumulates in float64 directly (it casts as it loads, no
+    copy); on the CPU, where that cast makes a copy (3-10x slower), the float32 result is
+    checked and only a layer that overflowed or is tiny is taken again in float64."""
     if x.dtype == torch.float64 or x.is_cuda:
         return _per_layer(_NORM64, x)
-    n = _sum_squares(x).sqrt_() if x.dtype == torch.float32 else _per_layer(torch.linalg.vector_norm, x)
-    if not math.isfinite(float(n.sum())):   # NaN or inf anywhere (a sum of norms <= 1.8e19 is finite)
-        n = _per_layer(_NORM64, x)
-    return n.double()
+    if x.dtype != torch.float32:
+        return _per_layer(torch.linalg.vector_norm, x).double()
+    return _retake64(_sum_squares(x), x).sqrt_()
 
 
 def safe_sum_squares(x: torch.Tensor) -> torch.Tensor:
-    """||x||^2 of each layer of a stack [layers, ...], finite wherever x is (as ``safe_norms``).
-
-    On the CPU one BLAS dot a layer in x's dtype, taken again in float64 only where a float32
-    sum overflowed (or x holds NaN or inf); no square root and no float64 cast on the way."""
+    """||x||^2 of each layer of a stack [layers, ...], finite and precise wherever x is (as
+    ``safe_norms``): on the CPU one BLAS dot a layer in x's dtype, taken again in float64 only
+    where the float32 sum is not finite or tiny; no square root on the way."""
     if x.is_cuda or x.dtype not in (torch.float32, torch.float64):
         return safe_norms(x).square()
     s = _sum_squares(x)
-    if x.dtype == torch.float32 and not math.isfinite(float(s.sum())):
-        s = _per_layer(_NORM64, x).square()
-    return s
+    return _retake64(s, x) if x.dtype == torch.float32 else s
 
 
 def _sum_squares(x: torch.Tensor) -> torch.Tensor:
@@ -177,26 +202,43 @@ def norm_split(ts: list) -> tuple:
 def square_norms(ts: list, split: tuple | None = None) -> tuple:
     """(||t||^2 of the tensors of a list as one float64 tensor, the list indices in its order).
 
-    Finite wherever the tensor is (as ``safe_norms``); a None tensor (no gradient) gives NaN.
-    On the CPU a large float32 tensor is one BLAS dot, the others one ``_foreach_norm``; the
-    float32 values are checked together (one host read) and taken again in float64 only if
-    one is not finite. ``split``: ``norm_split(ts)`` taken before for tensors of the same shapes,
-    dtypes and devices (a caller's cache: the per-tensor decisions cost more than the norms on a
-    small net)."""
+    Finite and precise wherever the tensor is (as ``safe_norms``); a None tensor (no gradient)
+    gives NaN. On the CPU a large float32 tensor is one float64 pass of ``fused.sum_square``
+    (without numba: a BLAS dot), the others one ``_foreach_norm``; the float32 values are
+    checked together (one host read) and only those not finite or tiny are taken again in
+    float64. ``split``: ``norm_split(ts)`` taken before for tensors of the same shapes, dtypes and
+    devices (a caller's cache: the per-tensor decisions cost more than the norms on a small net)."""
     first, rest, absent = norm_split(ts) if split is None else split
-    sq = [torch.dot(f, f) for f in (ts[i].reshape(-1) for i in first)]
-    parts = [torch.stack(sq).double()] if sq else []
+    exact, checked = [], []   # float64 results; float32 ones to check, with their list indices
+    if first and fused.available():
+        # float64 sums where the kernels take the tensor (a vanishing gradient's float32 squares
+        # are subnormals: precision lost, and a BLAS dot ~30x slower on them)
+        fits = [i for i in first if fused.fits(ts[i])]
+        if fits:
+            exact.append((torch.tensor([fused.sum_square(ts[i]) for i in fits], dtype=torch.float64), fits))
+        taken = set(fits)
+        first = [i for i in first if i not in taken] if len(fits) < len(first) else []
+    if first:
+        checked.append((torch.stack([torch.dot(f, f) for f in (ts[i].reshape(-1) for i in first)]), first))
     if rest:
         rs = [ts[i] for i in rest]
-        cuda = rs[0].is_cuda
-        norms = torch._foreach_norm(rs, 2, dtype=torch.float64) if cuda else torch._foreach_norm(rs)
-        parts.append(torch.stack(norms).double().square())
-    order = first + rest
+        if rs[0].is_cuda or rs[0].dtype == torch.float64:
+            exact.append((torch.stack(torch._foreach_norm(rs, 2, dtype=torch.float64)).square(), rest))
+        else:
+            checked.append((torch.stack(torch._foreach_norm(rs)).double().square(), rest))
+    if checked:
+        sq, idx = (torch.cat([c for c, _ in checked]), [i for _, ix in checked for i in ix]) if len(checked) > 1 \
+            else checked[0]
+        bad = _untrusted(sq) if not sq.is_cuda else None
+        sq = sq.double()
+        if bad is not None:   # overflow, NaN / inf in a tensor, or a tiny norm: in float64
+            for k in bad.tolist():
+                sq[k] = torch.linalg.vector_norm(ts[idx[k]], dtype=torch.float64).square()
+        exact.append((sq, idx))
+    order = [i for _, ix in exact for i in ix]
     dev = next((t.device for t in ts if t is not None), torch.device("cpu"))
-    out = (torch.cat(parts) if len(parts) > 1 else parts[0]) if parts else torch.zeros(0, dtype=torch.float64,
-                                                                                       device=dev)
-    if parts and not out.is_cuda and not math.isfinite(float(out.sum())):   # overflow, or NaN / inf in a tensor
-        out = torch.stack([torch.linalg.vector_norm(ts[i], dtype=torch.float64) for i in order]).square()
+    out = (torch.cat([v for v, _ in exact]) if len(exact) > 1 else exact[0][0]) if exact else \
+        torch.zeros(0, dtype=torch.float64, device=dev)
     if absent:
         out = torch.cat([out, torch.full((len(absent),), math.nan, dtype=torch.float64, device=out.device)])
         order = order + absent
@@ -205,15 +247,32 @@ def square_norms(ts: list, split: tuple | None = None) -> tuple:
 
 def diff_squares(before: list, after: list, split: tuple | None = None) -> tuple:
     """(||b - a||^2 of each pair of the lists as one float64 tensor, the indices in its order),
-    finite wherever b - a is. ``before`` is overwritten with b - a.
+    finite wherever b - a is. ``before`` may be overwritten with b - a.
 
-    One ``_foreach_sub_``, then ``square_norms`` (a BLAS dot for each large float32 tensor on the
-    CPU). A fused kernel that writes nothing would save a pass, but torch has none: ``mse_loss``
-    and ``dist`` write (b - a) into a fresh tensor (measured slower)."""
+    A large CPU pair: one fused read of both, nothing written (``fused.diff_square``). The others:
+    one ``_foreach_sub_``, then ``square_norms`` (a BLAS dot for each large float32 tensor on the
+    CPU); torch has no fused kernel that writes nothing (``mse_loss`` and ``dist`` write (b - a)
+    into a fresh tensor, measured slower)."""
     if not before:
         return torch.zeros(0, dtype=torch.float64), []
+    done, rest = {}, []
+    for i, (b, a) in enumerate(zip(before, after)):
+        got = fused.diff_square(b, a) if fused.fits(b, a) else None
+        if got is None:
+            rest.append(i)
+        else:
+            done[i] = got
+    if not rest:
+        return torch.tensor(list(done.values()), dtype=torch.float64), list(done)
+    if done:   # (the split cached for the whole list does not hold for a part of it)
+        split = None
+        before, after = [before[i] for i in rest], [after[i] for i in rest]
     torch._foreach_sub_(before, after)   # now b - a
-    return square_norms(before, split)
+    sq, order = square_norms(before, split)
+    if not done:
+        return sq, order
+    return (torch.cat([torch.tensor(list(done.values()), dtype=torch.float64), sq]),
+            list(done) + [rest[k] for k in order])
 
 
 def _per_unit_axes(x: torch.Tensor) -> tuple:
@@ -248,6 +307,10 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shi
     is piecewise constant (ReLU, LeakyReLU, identity), and a reused buffer for
     sigmoid/tanh, whose f' comes from the output a (a - a^2, 1 - a^2).
     """
+    if z.shape[0] == 1:
+        raw = fused_moments(act, z[0], a[0], shifts[0])
+        if raw is not None:
+            return raw.reshape(5, 1).unbind()
     # sum z and ||z||^2 (torch.var_mean is several times slower on the CPU). The
     # float32 sums are about 1e-7 relative, so E[z^2] - E[z]^2 loses precision when
     # |mean| >> std (1e-2 relative at mean/std = 500): such a layer's moments are
@@ -301,6 +364,19 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shi
             total = _per_layer(torch.sum, alive if size is d else d)
             counts = [total, saturated, _per_layer(torch.count_nonzero, alive == 0)]
     return tuple(moments + counts)
+
+
+def fused_moments(act, z: torch.Tensor, a: torch.Tensor, shift: float) -> torch.Tensor | None:
+    """One layer's five raw moments (as ``activation_moments``) as one float64 tensor [5], in one
+    pass of ``fused.activation_sums``; None where the kernels do not take z and a (small, not on
+    the CPU, no closed form of f', numba missing) or a sum is not finite (the torch path says where)."""
+    if act.name not in CLOSED_FORM or not fused.fits(z, a):
+        return None
+    smooth = act.name in ("sigmoid", "tanh")
+    kind = act.name if smooth or act.name == "identity" else "relu" if act.slope == 0 else "leaky_relu"
+    raw = fused.activation_sums(kind, z, a, shift, saturation_root(act.name, z.dtype) if smooth else 0.0,
+                                _unit_axis(z))
+    return None if raw is None else torch.tensor(raw, dtype=torch.float64)
 
 
 def _units_of_stack(x: torch.Tensor) -> int:
@@ -357,6 +433,10 @@ def delta_stats(g: torch.Tensor, per_unit: bool, scratch: dict | None = None) ->
     The second only where the layer's unit axis holds its units (else an empty [layers, 0]).
     |dL/dz| goes into a buffer of ``scratch`` reused from step to step: a fresh large tensor
     costs the allocator's page faults each time."""
+    if g.shape[0] == 1:
+        got = fused_delta(g[0], per_unit)
+        if got is not None:
+            return got
     norms = safe_norms(g)
     if not per_unit:
         return norms, g.new_empty((g.shape[0], 0))
@@ -367,6 +447,19 @@ def delta_stats(g: torch.Tensor, per_unit: bool, scratch: dict | None = None) ->
     if buf is None:
         buf = scratch[key] = torch.empty_like(g, memory_format=torch.contiguous_format)
     return norms, torch.abs(g, out=buf).sum(dim=_per_unit_axes(g))
+
+
+def fused_delta(g: torch.Tensor, per_unit: bool) -> tuple | None:
+    """``delta_stats`` of one layer's dL/dz in one pass of ``fused.delta_sums`` (as [1] and [1, units]
+    or [1, 0]); None where the kernels do not take g or its squares are not finite."""
+    if not fused.fits(g):
+        return None
+    got = fused.delta_sums(g, _unit_axis(g))
+    if got is None:
+        return None
+    sq, sums = got
+    return (torch.tensor([math.sqrt(sq)], dtype=torch.float64),
+            torch.from_numpy(sums)[None] if per_unit else g.new_empty((1, 0)))
 
 
 def _norms(g: torch.Tensor) -> tuple:
@@ -427,6 +520,27 @@ def finish_activation(act, raw, n, units, shift=0.0) -> np.ndarray:
     return out[0] if single else out
 
 
+def _tap_plan(model: Model) -> list | None:
+    """[(child, weight-layer index or None, activation-layer index or None, its Activation)] of a
+    plain nn.Sequential the engine built whose children are its measured layers themselves (no
+    block holding measured layers inside, no in-place module), or None: hooks measure then."""
+    if (model.tracer is not None or model.forward is not None or model.recurrent is not None
+            or model.outputs_of or model.auxiliary or type(model.module) is not torch.nn.Sequential):
+        return None
+    weights = {id(m): i for i, (_, m) in enumerate(model.weight_layers)}
+    acts = {id(m): (j, act) for j, (_, m, act) in enumerate(model.act_layers)}
+    plan, seen = [], set()
+    for m in model.module:
+        inner = any(id(c) in weights or id(c) in acts for c in m.modules() if c is not m)
+        if id(m) in seen or inner or getattr(m, "inplace", False):
+            return None
+        seen.add(id(m))
+        plan.append((m, weights.get(id(m)), *acts.get(id(m), (None, None))))
+    if sum(i is not None for _, i, _, _ in plan) != len(weights) or sum(j is not None for *_, j, _ in plan) != len(acts):
+        return None
+    return plan
+
+
 class Probe:
     """Hooks on a Model; ``collect`` returns one step's statistics as numpy arrays."""
 
@@ -460,13 +574,21 @@ class Probe:
         self.units = [self._units_of(m) for _, m in model.weight_layers]
         self._unit_start = np.cumsum([0] + self.units)[:-1]
         self._handles, self._scratch, self._before = [], {}, None
+        self._carry = {}   # weight index -> (version, storage, ||W||^2) of a buffer that holds it
         self._layer_hooks = [self._layer_hook(i) for i in range(L)]
-        for i, (_, m) in enumerate(model.weight_layers):
-            self._handles.append(m.register_forward_hook(self._layer_hooks[i]))
+        # a plain stack the engine built: the probe's own forward keeps what the hooks would (a
+        # module hook costs more Python than the layer it watches on a small net); else hooks
+        self._taps = _tap_plan(model)
+        if self._taps is not None:
+            model.taps = self._tapped_forward
+        else:
+            for i, (_, m) in enumerate(model.weight_layers):
+                self._handles.append(m.register_forward_hook(self._layer_hooks[i]))
         self._step_follows = False   # begin(step_follows=True): see begin
+        self._flat_params, self._flat_builds = None, 0   # zero_grad: flat parameter buffers (small plain stacks)
         if self._tracer is not None:
             self._tracer.on_act = self._on_traced_act
-        else:
+        elif self._taps is None:
             for i, (_, m, act) in enumerate(model.act_layers):
                 self._handles.append(m.register_forward_hook(self._act_hook(i, act)))
         if model.recurrent is not None:
@@ -508,6 +630,8 @@ class Probe:
         self.active = False
         for h in self._handles:
             h.remove()
+        if self.model.taps == self._tapped_forward:
+            self.model.taps = None
         if self.model.recurrent is not None:
             self.model.recurrent.on_hidden = None
             if hasattr(self.model.recurrent, "remove"):   # an unrolled fused layer: its own forward back
@@ -528,6 +652,8 @@ class Probe:
         self._time = {}                                 # t -> (dL/dh_t, its version)
         self._time_rows = {}                            # (t, ...) -> ([dL/dh_t of each t], its version)
         self._start_sq = None                            # [L] ||W||^2 at the step's start (grad_norms)
+        self._raw_grad = self._raw_update = None         # take_grad_norms, take_update_ratio: (squares, order)
+        self._flat_live = False                          # zero_grad made this step's gradients flat
 
     def _on(self, t: torch.Tensor, device) -> torch.Tensor:
         got = self._on_device.get((id(t), device))
@@ -545,7 +671,8 @@ class Probe:
     def _layer_hook(self, i):
         def on_grad(g):
             g, per_unit, count = self._delta_input(i, g.detach())
-            self._delta_done[i] = (delta_stats(g[None], per_unit, self._scratch), count)
+            got = fused_delta(g, per_unit)
+            self._delta_done[i] = (got if got is not None else delta_stats(g[None], per_unit, self._scratch), count)
             return None
 
         also = self.model.outputs_of.get(i, ())
@@ -572,8 +699,22 @@ class Probe:
     def _act_hook(self, i, act):
         def hook(module, inputs, output):
             if self.active:
-                self._act_seen(i, act, inputs[0].detach(), _first_tensor(output).detach())
+                self._act_seen(i, act, inputs[0], _first_tensor(output))
         return hook
+
+    def _tapped_forward(self, module, x):
+        """``module(x)`` of a plain stack, layer by layer, keeping what the hooks would keep."""
+        if not self._active:
+            return module(x)
+        hooks, act_seen = self._layer_hooks, self._act_seen
+        for m, i, j, act in self._taps:
+            y = m(x)
+            if i is not None:
+                hooks[i](m, (x,), y)
+            elif j is not None:
+                act_seen(j, act, x, y)
+            x = y
+        return x
 
     def _on_traced_act(self, i, z, a):
         """A call site of a user's module (engine/tracer.py): z taken before the call."""
@@ -588,22 +729,24 @@ class Probe:
         self._act_seen(i, self.model.act_layers[i][2], z, a)
 
     def _act_seen(self, i, act, z, a):
-        # z and a are detached: no graph from here on
         if z.dim() == 0:
             z, a = z.reshape(1), a.reshape(1)
         if self.want_hist:
-            self._hist[i] = torch.histc(z.float().clamp(*HIST_RANGE), HIST_BINS, *HIST_RANGE)
-        kept = (z, a, z._version, a._version)
+            self._hist[i] = torch.histc(z.detach().float().clamp(*HIST_RANGE), HIST_BINS, *HIST_RANGE)
         shift = self._shift[i]
         if shift is not None and i not in self._eager_act and z.numel() <= STACK_MAX:
-            self._act_kept[i] = kept      # reduced in collect
+            self._act_kept[i] = (z, a, z._version, a._version)   # reduced in collect (under no_grad)
             self._act_done.pop(i, None)
             return
+        z, a = z.detach(), a.detach()   # reduced here, in the forward pass: no graph
+        kept = (z, a, z._version, a._version)
         if shift is None:  # the first step decides from z itself (one host copy, once)
             shift = _shifts_for(*np.array([[float(z.mean())], [float(z.std(correction=0))]]))[0] if z.numel() else 0.0
             self._act_check[i] = kept     # and collect checks that z, a stay as they are
         self._act_sizes[i], self._act_shift[i] = _sizes(z), shift
-        self._act_done[i] = activation_moments(act, z[None], a[None], self._scratch, [shift])
+        raw = fused_moments(act, z, a, shift)   # (collect takes the five moments as one [5] tensor)
+        self._act_done[i] = (raw,) if raw is not None else activation_moments(act, z[None], a[None],
+                                                                              self._scratch, [shift])
         self._act_kept.pop(i, None)
 
     def _on_hidden(self, t, h):
@@ -671,11 +814,12 @@ class Probe:
         per_layer = per_slot[:2 * L].sqrt()
         return per_layer[:L], torch.where(self._on(self._has_bias, dev), per_layer[L:], math.nan)
 
-    def _split_of(self, ts: list):
+    def _split_of(self, ts: list, tag=None):
         """``norm_split(ts)``, cached by the list's length and first dtype and device (the parameters'
-        shapes are fixed); a list with a None tensor (a gradient missing) gets a fresh split."""
+        shapes are fixed) and ``tag`` (lists of other makeups); a list with a None tensor (a gradient
+        missing) gets a fresh split."""
         t0 = ts[0]
-        key = ("split", len(ts), t0.dtype, t0.device) if t0 is not None else None
+        key = ("split", len(ts), t0.dtype, t0.device, tag) if t0 is not None else None
         split = self._on_device.get(key)
         if split is None:   # (checked once: every tensor of the layout, no gradient missing)
             split = norm_split(ts)
@@ -693,20 +837,69 @@ class Probe:
             index = self._on_device[key] = torch.tensor([owner[i] for i in order], dtype=torch.long, device=dev)
         return torch.zeros(slots, device=dev, dtype=torch.float64).index_add_(0, index, sq)
 
+    # ------------------------------------------------------------------ the weights' change
+    # With ``begin(step_follows=True)`` (the Trainer: only its optimiser step changes the weights)
+    # take_update_ratio takes each large CPU weight's change in one fused pass that also copies W' into
+    # its buffer and takes ||W'||^2 (``fused.diff_copy``). The next step then neither copies W nor
+    # takes ||W||^2 again: 3 passes over W instead of 5. A weight is carried only while its version
+    # counter and storage are those the pass saw; anything else that changed it in place since
+    # (a load, a reset, a user's edit under no_grad) makes it copied and measured afresh.
+    def _carried(self) -> list:
+        """Indices of the weights whose buffer still holds them (see above), with ||W||^2 known."""
+        if not self._carry:
+            return []
+        return [k for k, c in self._carry.items()
+                if c[0] == self.weights[k]._version and c[1] == self.weights[k].data_ptr()]
+
     def _before_buffers(self) -> list:
         ws = self.weights
         if self._before is None or any(b.shape != w.shape or b.device != w.device or b.dtype != w.dtype
                                        for b, w in zip(self._before, ws)):
             self._before = [torch.empty_like(w, memory_format=torch.contiguous_format) for w in ws]
+            self._carry = {}
         return self._before
 
     def weights_before(self):
-        """A copy of every weight, into buffers kept from step to step (no allocation)."""
+        """A copy of every weight, into buffers kept from step to step (no allocation); a weight
+        that the last step's update_ratio carried is in its buffer already."""
+        if self._flat_live:   # one copy of the flat buffer (take_update_ratio knows it)
+            self._flat_params.copy_weights()
+            return self._flat_params.before
         with torch.no_grad():
             before = self._before_buffers()
-            if before:
+            carried = set(self._carried()) if self._step_follows else ()
+            if not self._step_follows:
+                self._carry = {}
+            if carried:
+                todo = [k for k in range(len(before)) if k not in carried]
+                if todo:
+                    torch._foreach_copy_([before[k] for k in todo], [self.weights[k] for k in todo])
+            elif before:
                 torch._foreach_copy_(before, self.weights)   # under no_grad: no detach needed
             return before
+
+    def _diff_carry(self, before: list, ws: list) -> tuple:
+        """``diff_squares(before, ws)``, the large CPU weights by ``fused.diff_copy``: their buffers
+        then hold W', and ``_carry`` its version, storage and ||W'||^2 for the next step."""
+        fits = self._on_device.get(("carry fits", len(ws)))
+        if fits is None:
+            fits = self._on_device[("carry fits", len(ws))] = [
+                k for k, (b, w) in enumerate(zip(before, ws)) if b.dtype == w.dtype and fused.fits(b, w)]
+        if not fits:
+            return diff_squares(before, ws, self._split_of(before))
+        self._carry = {}
+        num = []
+        for k in fits:
+            d, q = fused.diff_copy(before[k], ws[k])
+            num.append(d)
+            self._carry[k] = (ws[k]._version, ws[k].data_ptr(), q)
+        out, order = torch.tensor(num, dtype=torch.float64), list(fits)
+        taken = set(fits)
+        rest = [k for k in range(len(ws)) if k not in taken]
+        if rest:
+            sq, sub = diff_squares([before[k] for k in rest], [ws[k] for k in rest])
+            out, order = torch.cat([out, sq]), order + [rest[j] for j in sub]
+        return out, order
 
     def update_ratio(self, before):
         L = len(self.layer_names)
@@ -728,15 +921,22 @@ class Probe:
     def weight_rms(self) -> np.ndarray:
         """||W|| / sqrt(number of weight entries) per layer at the step's start (NaN before update_ratio)."""
         L = len(self.layer_names)
+        rms, self._rms = getattr(self, "_rms", None), None
+        if rms is not None:   # collect placed it (take_update_ratio)
+            return rms
         norm = getattr(self, "weight_norm", None)
         if norm is None:
             return np.full(L, np.nan)
+        self.weight_norm = None
+        return norm.detach().cpu().double().numpy() / np.sqrt(self._weight_sizes_np())
+
+    def _weight_sizes_np(self) -> np.ndarray:
+        """Weight entries per layer (NaN for a layer without weights), cached."""
         if getattr(self, "_weight_sizes", None) is None:
-            sizes = np.zeros(L)
+            sizes = np.zeros(len(self.layer_names))
             np.add.at(sizes, self._ratio_owner[: len(self.weights)].numpy(), [p.numel() for p in self.weights])
             self._weight_sizes = np.where(sizes > 0, sizes, np.nan)
-        self.weight_norm = None
-        return norm.detach().cpu().double().numpy() / np.sqrt(self._weight_sizes)
+        return self._weight_sizes
 
     # ------------------------------------------------------------------ after the step
     def _unchanged(self, kept: dict, lost: set) -> dict:
@@ -837,32 +1037,10 @@ class Probe:
                       for ks in kinds.values()]}
         return plan
 
-    def collect(self, head: torch.Tensor, wg, bg, ur) -> dict:
-        """Reduce what the hooks kept, then one host copy of everything, split into numpy arrays."""
-        self.active = False
-        dev = head.device
+    def _generic_finish(self, out, host, deltas, acts, norms, sums, raws, ts, time_norms, hist_np) -> np.ndarray:
+        """``collect``'s placement of the per-group reductions: delta_norm, neuron_grad, time_grad_norm and
+        preact_hist into ``out``; returns the activation statistics [A, 5]."""
         L, A = len(self.layer_names), len(self.act_names)
-        with torch.no_grad():
-            deltas, acts, (ts, time_norms) = self._reduce_deltas(), self._reduce_acts(), self._reduce_times()
-        hist = [h for h in self._hist if h is not None]
-
-        def flat(ts, one_axis=False):   # one_axis: every tensor is [k] already (a reshape call each saved)
-            if not ts:
-                return torch.zeros(0, device=dev)
-            return torch.cat(ts if one_axis else [t.reshape(-1) for t in ts])
-        # norms in float64 (finite wherever the tensors are: see safe_norms): wg is cast, and the cat
-        # promotes everything to it (no cast call per part); every part is one axis already
-        hist = torch.cat(hist).float() if len(hist) == len(self._hist) and hist else torch.zeros(0, device=dev)
-        parts = [head, wg.to(dev, torch.float64), bg.to(dev), ur.to(dev),   # (CPU zeros with no parameters)
-                 flat([norms for _, norms, _, _ in deltas], True),
-                 flat([sums for _, _, sums, _ in deltas]),
-                 flat([t for _, raw in acts for t in raw], True),  # in z's own dtype (the cat promotes)
-                 time_norms.reshape(-1).to(dev), hist]
-        host = torch.cat(parts).cpu().numpy()
-        ends = np.cumsum([p.numel() for p in parts]).tolist()
-        (head, wg, bg, ur, norms, sums, raws, time_norms, hist_np) = (
-            host[a:b] for a, b in zip([0] + ends, ends))
-        out = {"head": head, "weight_grad_norm": wg, "bias_grad_norm": bg, "update_ratio": ur}
         # layers and units with nothing measured (no gradient reached them) stay NaN; every group
         # at once (a large layer is a group of its own: per-group numpy calls cost 50-100 us a layer)
         plan = self._placement(deltas, acts)
@@ -896,6 +1074,262 @@ class Probe:
         out.update({"delta_norm": delta, "neuron_grad": (neuron / np.repeat(count, self.units)).astype(np.float32),
                     "time_grad_norm": times,
                     "preact_hist": hist_np.reshape(A, HIST_BINS) if hist_np.size else None})
+        return act
+
+    # ------------------------------------------------------------------ small layers: one buffer
+    def _cat_sums(self):
+        """The step's kept tensors reduced together, where every layer is small and [batch, units]
+        (a plain stack of linear layers and activations): (layout, per-column sums [4, columns],
+        shifts), or None (the per-group reductions run instead).
+
+        One buffer Q [4, batch, columns] holds z of every activation layer (grouped by kind) and
+        dL/dz of every layer with a weight, side by side: row 0 z - shift and dL/dz, row 1 their
+        squares, row 2 f'(z) (sigmoid, tanh: from a) or z > 0 (ReLU, LeakyReLU), row 3 |z| > z*
+        and |dL/dz|. One cat, a few elementwise calls over all layers at once and one sum over
+        the batch: about ten torch calls a step whatever the depth (a module call or a reduction
+        costs 2-5 us on a small layer, more than its arithmetic). ``_cat_finish`` makes the
+        statistics from the column sums in numpy, in float64."""
+        L, A = len(self.layer_names), len(self.act_names)
+        if (self._delta_done or self._act_done or self._time or len(self._out) != L or len(self._act_kept) != A
+                or self.want_hist or not L):
+            return None
+        outs = self._unchanged(self._out, self._hooked)
+        acts = self._unchanged(self._act_kept, self._eager_act)
+        if len(outs) != L or len(acts) != A:
+            return None
+        gs = [outs[i][0].grad for i in range(L)]
+        if any(g is None for g in gs):
+            return None
+        zs = [acts[j][0] for j in range(A)]
+        key = ("cat", tuple(g.shape for g in gs), tuple(z.shape for z in zs), gs[0].dtype, gs[0].device)
+        layout = self._on_device.get(key)
+        if layout is None:
+            layout = self._on_device[key] = self._cat_layout(gs, [acts[j] for j in range(A)])
+        if not layout:
+            return None
+        Q, (q0, q1, q2, q3), q0z = layout["Q"], layout["rows"], layout["q0z"]
+        torch.cat([zs[j] for j in layout["order"]] + gs, dim=1, out=q0)
+        torch.abs(q0, out=q3)
+        for name, idx, v0, v2, v3, root in layout["groups"]:
+            if root is not None:               # sigmoid, tanh: saturated where |z| > z*
+                torch.gt(v3, root, out=v3)
+            elif name in ("relu", "leaky_relu"):   # f' = 1 where z > 0 (of z itself, before any shift)
+                torch.gt(v0, 0, out=v2)
+        shifts = [self._shift[j] for j in layout["order"]]
+        if any(shifts):   # moments about a shift near the mean (see activation_moments)
+            row = np.repeat(np.asarray(shifts, dtype=np.float32), layout["act_units"])   # float32: exact in z's dtype
+            q0z.sub_(torch.from_numpy(row).to(q0.device, q0.dtype))
+        torch.mul(q0, q0, out=q1)
+        for name, idx, v0, v2, v3, root in layout["groups"]:
+            if root is not None:               # f' from a: a - a^2, or 1 - a^2
+                torch.cat([acts[j][1] for j in idx], dim=1, out=v2)
+                torch.addcmul(v2 if name == "sigmoid" else layout["one"], v2, v2, value=-1, out=v2)
+        return layout, Q.sum(dim=1), shifts
+
+    def _cat_layout(self, gs: list, acts: list):
+        """The columns of ``_cat_sums``'s buffer for these tensors (cached by their shapes), or False."""
+        ts = gs + [t for z, a, *_ in acts for t in (z, a)]
+        B, dtype, dev = gs[0].shape[0], gs[0].dtype, gs[0].device
+        layers = self.model.act_layers
+        if (any(t.dim() != 2 or t.shape[0] != B or t.dtype != dtype or t.device != dev for t in ts)
+                or dtype not in (torch.float32, torch.float64)
+                or any(g.shape[1] != u for g, u in zip(gs, self.units))
+                or any(z.shape != a.shape for z, a, *_ in acts)
+                or any(layers[j][2].name not in CAT_KINDS for j in range(len(acts)))):
+            return False
+        kinds = {}
+        for j in range(len(acts)):
+            kinds.setdefault(_act_key(layers[j][2]), []).append(j)
+        order = [j for idx in kinds.values() for j in idx]
+        act_units = [acts[j][0].shape[1] for j in order]
+        cz = sum(act_units)
+        Q = torch.zeros(4, B, cz + sum(self.units), dtype=dtype, device=dev)
+        rows = tuple(Q[r] for r in range(4))
+        groups, at = [], 0
+        for idx in kinds.values():
+            act = layers[idx[0]][2]
+            width = sum(acts[j][0].shape[1] for j in idx)
+            cols = slice(at, at + width)
+            root = saturation_root(act.name, dtype) if act.name in ("sigmoid", "tanh") else None
+            groups.append((act.name, idx, rows[0][:, cols], rows[2][:, cols], rows[3][:, cols], root))
+            at += width
+        starts = np.cumsum([0] + act_units + self.units)[:-1]
+        pos = {j: k for k, j in enumerate(order)}
+        finish = [(np.array([pos[j] for j in idx]), layers[idx[0]][2]) for idx in kinds.values()]
+        kind_of = [layers[j][2] for j in order]
+        return {"Q": Q, "rows": rows, "q0z": rows[0][:, :cz], "order": order, "act_units": act_units, "cz": cz,
+                "groups": groups, "one": Q.new_ones(()), "starts": starts, "B": B, "finish": finish,
+                "order_np": np.array(order, dtype=np.intp),
+                "copy_a": np.array([k for k, a in enumerate(kind_of) if a.name in ("relu", "leaky_relu")], dtype=np.intp),
+                "no_dead": np.array([k for k, a in enumerate(kind_of) if a.name == "identity"
+                                     or (a.name == "leaky_relu" and a.slope != 0)], dtype=np.intp),
+                "ident": np.array([k for k, a in enumerate(kind_of) if a.name == "identity"], dtype=np.intp)}
+
+    def _cat_finish(self, layout: dict, S: np.ndarray, shifts: list) -> dict:
+        """Contract 2's delta and activation statistics from ``_cat_sums``'s column sums [4, columns]
+        (float64): per-layer sums by one reduceat; a layer whose float sums are not finite (overflow,
+        NaN or inf in its tensors) is taken again by the per-layer reductions."""
+        A, cz, B = len(self.act_names), layout["cz"], layout["B"]
+        with np.errstate(invalid="ignore", over="ignore"):   # inf - inf: NaN, taken again below
+            R = np.add.reduceat(S, layout["starts"], axis=1)    # [4, activation layers (in order), layers]
+            delta = np.sqrt(R[1, A:])
+        neuron = S[3, cz:] / B
+        for i in np.flatnonzero(~np.isfinite(R[1, A:])).tolist():   # overflow (or NaN / inf in dL/dz)
+            norm, sums = delta_stats(self._out[i][0].grad[None], True, self._scratch)
+            delta[i] = float(norm[0])
+            neuron[self._unit_start[i]:self._unit_start[i] + self.units[i]] = sums[0].double().cpu().numpy() / B
+        raw = np.empty((A, 5))
+        raw[:, :4] = R[:4, :A].T
+        raw[:, 4] = np.add.reduceat(S[2, :cz] == 0, layout["starts"][:A])   # units with f' = 0 (or no z > 0) on every sample
+        raw[layout["copy_a"], 3] = raw[layout["copy_a"], 2]
+        raw[layout["no_dead"], 4] = 0.0
+        raw[layout["ident"], 2:4] = 0.0
+        order = layout["order_np"]
+        for k in np.flatnonzero(~np.isfinite(raw[:, :3]).all(axis=1)).tolist():   # the per-layer path
+            j = layout["order"][k]
+            z, a, *_ = self._act_kept[j]
+            raw[k] = [float(t) for t in activation_moments(self.model.act_layers[j][2], z[None], a[None],
+                                                           self._scratch, [shifts[k]])]
+        units = np.asarray(layout["act_units"], dtype=np.float64)
+        shift = np.asarray(shifts, dtype=np.float64)
+        act = np.empty((A, 5))
+        for ks, kind in layout["finish"]:   # one numpy pass per kind of activation
+            act[order[ks]] = finish_activation(kind, raw[ks], B * units[ks], units[ks], shift[ks])
+        for j, s in zip(layout["order"], _shifts_for(act[order, 0], act[order, 1])):
+            self._shift[j] = s
+        return {"delta_norm": delta, "neuron_grad": neuron.astype(np.float32), "act": act}
+
+    # ------------------------------------------------------------------ the Trainer's norms
+    def zero_grad(self, optimizer) -> None:
+        """``optimizer.zero_grad(set_to_none=True)``; a small plain stack's parameters are made views
+        of one flat buffer instead (engine/flat_params.py), and its gradients one zero_ call."""
+        fp = self._flat_params
+        if fp is not None and not fp.intact():   # moved, or its gradients set to None: build them again
+            fp = self._flat_params = None
+            self._flat_builds += 1
+        if fp is None and self._taps is not None and self._flat_builds < 3 \
+                and FlatParams.fits(self.model.module, self._params):
+            L = len(self.layer_names)
+            fp = self._flat_params = FlatParams(self._params, self._owner_list,
+                                                self._weight_owner_list + [None] * len(self.biases), 2 * L, L)
+        if fp is None:
+            optimizer.zero_grad(set_to_none=True)
+        else:
+            fp.zero_grad()
+            self._flat_live = True   # this step's gradients accumulate into the flat buffer
+
+    def take_grad_norms(self) -> None:
+        """``grad_norms`` for a caller that steps right after (``begin(step_follows=True)``, the
+        Trainer): the squared norms of every gradient and of every weight stay one tensor, and
+        ``collect`` (called without wg, bg, ur) places them per layer in numpy."""
+        with torch.no_grad():
+            if self._flat_live:
+                self._raw_grad = (self._flat_params.squares(), FLAT)
+                return
+            carried = self._carried()
+            if not carried:
+                ts = [p.grad for p in self._params] + self.weights
+                self._raw_grad = square_norms(ts, self._split_of(ts))
+                return
+            # the weights the last step carried: their ||W||^2 is known (see ``_carried``)
+            held = set(carried)
+            P, rest = len(self._params), [k for k in range(len(self.weights)) if k not in held]
+            ts = [p.grad for p in self._params] + [self.weights[k] for k in rest]
+            sq, order = square_norms(ts, self._split_of(ts, "carried"))
+            sq = torch.cat([sq, torch.tensor([self._carry[k][2] for k in carried], dtype=torch.float64)])
+            # positions in the list of every gradient and then every weight (as without a carry)
+            self._raw_grad = sq, [i if i < P else P + rest[i - P] for i in order] + [P + k for k in carried]
+
+    def take_update_ratio(self, before) -> None:
+        """``update_ratio`` after ``take_grad_norms``: ||W' - W||^2 kept for ``collect``."""
+        with torch.no_grad():
+            if self._flat_live and before is self._flat_params.before:
+                self._raw_update = (self._flat_params.diff_squares(), FLAT)
+                return
+            if before is self._before and fused.available():   # the large weights: W' into their buffers
+                self._raw_update = self._diff_carry(before, self.weights)
+            else:
+                self._raw_update = diff_squares(before, self.weights, self._split_of(before))
+
+    def _raw_finish(self, sq: np.ndarray, num) -> dict:
+        """weight_grad_norm, bias_grad_norm, update_ratio and weight_rms from the squared norms that
+        ``take_grad_norms`` and ``take_update_ratio`` kept (``num`` None: no update, NaN)."""
+        L = len(self.layer_names)
+        order, num_order = self._raw_grad[1], (None if num is None else self._raw_update[1])
+        key = ("raw", order if order is FLAT else tuple(order),
+               num_order if num_order is None or num_order is FLAT else tuple(num_order))
+        index = self._on_device.get(key)
+        if index is None:   # (the flat buffers' squares come per slot already)
+            index = self._on_device[key] = (
+                None if order is FLAT else np.array([self._owner_ext[i] for i in order], dtype=np.intp),
+                None if num_order in (None, FLAT) else np.array([self._weight_owner_list[i] for i in num_order],
+                                                                dtype=np.intp),
+                self._has_bias.numpy().copy())
+        slots = sq if index[0] is None else np.bincount(index[0], weights=sq, minlength=3 * L)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_layer = np.sqrt(slots[:2 * L])
+            den = slots[2 * L:3 * L]
+            if num is None:
+                ur, rms = np.full(L, np.nan), np.full(L, np.nan)
+            else:
+                num = num[:L] if index[1] is None else np.bincount(index[1], weights=num, minlength=L)
+                ur = np.sqrt(num / den)
+                rms = np.sqrt(den) / np.sqrt(self._weight_sizes_np())
+        self._rms = rms
+        return {"weight_grad_norm": per_layer[:L], "bias_grad_norm": np.where(index[2], per_layer[L:], np.nan),
+                "update_ratio": ur}
+
+    def collect(self, head: torch.Tensor, wg=None, bg=None, ur=None) -> dict:
+        """Reduce what the hooks kept, then one host copy of everything, split into numpy arrays.
+
+        wg, bg, ur None: the norms that ``take_grad_norms`` / ``take_update_ratio`` kept."""
+        self.active = False
+        dev = head.device
+        L, A = len(self.layer_names), len(self.act_names)
+        raw = wg is None
+        with torch.no_grad():
+            cat = self._cat_sums()
+            if cat is None:
+                deltas, acts, (ts, time_norms) = self._reduce_deltas(), self._reduce_acts(), self._reduce_times()
+        if raw:
+            sq = self._raw_grad[0]
+            num = self._raw_update[0] if self._raw_update is not None else None
+            norm_parts = [sq.to(dev)] + ([] if num is None else [num.to(dev)])
+        else:   # norms in float64 (finite wherever the tensors are: see safe_norms): wg is cast, and the cat
+            # promotes everything to it (no cast call per part); every part is one axis already
+            norm_parts = [wg.to(dev, torch.float64), bg.to(dev), ur.to(dev)]   # (CPU zeros with no parameters)
+        if cat is not None:
+            layout, sums, shifts = cat
+            parts = [head, *norm_parts, sums.reshape(-1)]
+        else:
+            hist = [h for h in self._hist if h is not None]
+
+            def flat(ts, one_axis=False):   # one_axis: every tensor is [k] already (a reshape call each saved)
+                if not ts:
+                    return torch.zeros(0, device=dev)
+                return torch.cat(ts if one_axis else [t.reshape(-1) for t in ts])
+            hist = torch.cat(hist).float() if len(hist) == len(self._hist) and hist else torch.zeros(0, device=dev)
+            parts = [head, *norm_parts,
+                     flat([norms for _, norms, _, _ in deltas], True),
+                     flat([sums for _, _, sums, _ in deltas]),
+                     flat([t for _, raw_ in acts for t in raw_], True),  # in z's own dtype (the cat promotes)
+                     time_norms.reshape(-1).to(dev), hist]
+        host = torch.cat(parts).cpu().numpy()
+        ends = np.cumsum([p.numel() for p in parts]).tolist()
+        pieces = [host[a:b] for a, b in zip([0] + ends, ends)]
+        out = {"head": pieces[0]}
+        if raw:
+            out.update(self._raw_finish(pieces[1], pieces[2] if len(norm_parts) > 1 else None))
+        else:
+            out.update({"weight_grad_norm": pieces[1], "bias_grad_norm": pieces[2], "update_ratio": pieces[3]})
+        if cat is not None:
+            with torch.no_grad():   # (a layer whose sums are not finite is taken again in torch)
+                got = self._cat_finish(layout, pieces[-1].reshape(4, -1).astype(np.float64), shifts)
+            act = got.pop("act")
+            out.update(got, time_grad_norm=None, preact_hist=None)
+        else:
+            norms, sums, raws, time_norms, hist_np = pieces[1 + len(norm_parts):]
+            act = self._generic_finish(out, host, deltas, acts, norms, sums, raws, ts, time_norms, hist_np)
         for k, name in enumerate(ACT_STATS):
             out[name] = act[:, k].copy()
         self._checked = True

@@ -27,6 +27,9 @@ from .snapshot import Snapshot
 from .run_end import FINISHED, STOPPED, RunEnd  # noqa: F401  (FINISHED, STOPPED: the trainer's ends)
 
 
+EPOCH_COPY_MAX = 64 << 20   # bytes: a training set up to this size is copied in each epoch's order
+
+
 class Control:
     """Thread-safe commands for a running Trainer: pause, resume, step, stop, set_lr."""
 
@@ -125,6 +128,7 @@ class Trainer:
         self.batch = n if bs is None or bs >= n else bs
         self._rng = np.random.default_rng(self.t["seed"])
         self._order, self._pos = np.arange(n), n  # reshuffled at the first batch
+        self._epoch = None   # (x, y) of the epoch in its order (a small training set)
         self.step_index = 0
         self.stop_reason = None
         torch.manual_seed(self.t["seed"])  # dropout draws
@@ -144,8 +148,17 @@ class Trainer:
             return self.x, self.y
         if self._pos + self.batch > n:  # a new epoch; the short tail is dropped
             self._order, self._pos = self._rng.permutation(n), 0
-        idx = torch.as_tensor(self._order[self._pos:self._pos + self.batch], device=self.device)
-        self._pos += self.batch
+            if self.x.numel() * self.x.element_size() <= EPOCH_COPY_MAX:
+                # the epoch's samples in its order, once: each batch is then a slice (no index call)
+                idx = torch.as_tensor(self._order, device=self.device)
+                self._epoch = (self.x[idx], self.y[idx])
+            else:
+                self._epoch = None
+        a, b = self._pos, self._pos + self.batch
+        self._pos = b
+        if self._epoch is not None:
+            return self._epoch[0][a:b], self._epoch[1][a:b]
+        idx = torch.as_tensor(self._order[a:b], device=self.device)
         return self.x[idx], self.y[idx]
 
     def _layout(self, x, y):
@@ -193,7 +206,7 @@ class Trainer:
         x, y = self._layout(*self._next_batch())
         want_hist = self.hist_every > 0 and k % self.hist_every == 0
         self.probe.begin(want_hist, step_follows=True)   # the weights change only by the step below
-        self.optimizer.zero_grad(set_to_none=True)
+        self.probe.zero_grad(self.optimizer)   # (a small plain stack: its gradients are one flat buffer)
         out = self.exp.model(x)
         loss = self.loss_fn(out, y)
         total = loss   # the recorded loss is the output's; auxiliary heads add theirs to what is minimised
@@ -205,8 +218,8 @@ class Trainer:
         # TorchFunctionMode would see every torch call of the hooks in the backward pass)
         self.probe.active = False
         total.backward()
-        wg, bg = self.probe.grad_norms()
-        finite = bool(torch.isfinite(total))
+        self.probe.take_grad_norms()   # (placed per layer by collect, in numpy)
+        finite = math.isfinite(total.item())
         before = self.probe.weights_before()
         if finite:
             if self.t["clip_norm"] is not None or self.t["clip_value"] is not None:
@@ -216,11 +229,9 @@ class Trainer:
                 if self.t["clip_value"] is not None:
                     nn.utils.clip_grad_value_(params, self.t["clip_value"])
             self.optimizer.step()
-            ur = self.probe.update_ratio(before)
-        else:
-            ur = torch.full_like(wg, math.nan)
+            self.probe.take_update_ratio(before)   # (none on a non-finite loss: NaN)
         head = torch.stack([loss.detach().float(), self._accuracy(out.detach(), y).float()])
-        s = self.probe.collect(head, wg, bg, ur)
+        s = self.probe.collect(head)
         test_loss = test_acc = math.nan
         if finite and (k % self.t["eval_every"] == 0):
             test_loss, test_acc = self.evaluate()

@@ -147,10 +147,11 @@ def assert_mean_close(got, mean, std, rtol=RTOL):
     assert not bad.any(), f"preact_mean {got[bad]} != {mean[bad]} (std {std[bad]})"
 
 
-def check_step_statistics(exp):
-    """Run one step and compare every statistic with the references; returns the snapshot."""
+def check_step_statistics(exp, tr=None):
+    """Run one step (of ``tr``, else of a new Trainer: its first step) and compare every statistic
+    with the references of the module as it is; returns the snapshot."""
     r64, rown = references(exp)
-    tr = Trainer(exp)
+    tr = tr or Trainer(exp)
     snap = tr.train_step()
     assert_rel(snap.loss, r64.loss, "loss")
     assert_rel(snap.weight_grad_norm, r64.weight_grad_norm, "weight_grad_norm")

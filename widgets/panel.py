@@ -10,9 +10,15 @@ layer (``set_selected_layer``; -1: none). A subclass fills in:
 - ``_ready(history)``: whether there is anything to draw (default: always);
 - ``_draw(history)``: draw from it (called with a version not drawn yet);
 - ``_selected_set(i)``: show the selection (default: nothing more).
+
+After a drawing, the panel's plots are made ready to paint at once (their auto ranges and view
+transforms updated, as pyqtgraph does at the start of a paint). Left to the paint, those updates
+marked every item dirty again while it was being painted, and Qt painted each plot a second
+time right after: two paints of every changed plot per frame (issue 9, item 8).
 """
 from __future__ import annotations
 
+import pyqtgraph as pg
 from PySide6.QtWidgets import QWidget
 
 
@@ -47,6 +53,14 @@ class HistoryPanel(QWidget):
             return
         self._version = h.version
         self._draw(h)
+        self.prepare_for_paint()
+
+    def prepare_for_paint(self) -> None:
+        """Update the plots' ranges and transforms now (pyqtgraph's ``prepareForPaint``), so that
+        the next paint draws each item once."""
+        for view in self.findChildren(pg.GraphicsView):
+            if view.isVisible():
+                view.scene().prepareForPaint()
 
     def set_selected_layer(self, i: int) -> None:
         """Mark layer ``i`` (-1: none). Emits nothing."""

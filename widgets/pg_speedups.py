@@ -1,4 +1,4 @@
-"""Two pyqtgraph costs the first frame (and every live redraw) paid for nothing.
+"""pyqtgraph costs the first frame (and every live redraw) paid for nothing.
 
 1. Each ViewBox's right-click menu is built when it is first asked for, not with the plot.
 
@@ -16,13 +16,25 @@ list of views to link, as ``setMenuEnabled(True)`` does. A disabled menu is neve
 every pan, zoom and auto-range re-parsed the same HTML into the label's QTextDocument:
 422 ``setHtml`` calls, ~21 ms, before the first frame. The size, the tick picture and
 the repaint are still updated on every call, as before.
+
+3. A curve with a wide pen is drawn as a 1 px line at a few pixel offsets. Qt strokes a
+pen wider than 1 px through its general stroker (an outline polygon, then filled), ~20x
+the time of its 1 px cosmetic line: the loss curves (1.5 px), the activation curves (2 and
+3 px) and the test-set line (2 px) were most of their panels' paint (issue 9, item 8).
+``PlotCurveItem.paint`` now draws an opaque, solid, cosmetic, not antialiased pen wider
+than 1.25 px as its 1 px line at the offsets of ``pixel_offsets`` (the layer lines do the
+same); anything else (a fill, a shadow pen, a dash, antialiasing, an export) is drawn as
+pyqtgraph draws it.
 """
 from __future__ import annotations
 
 import sys
 
 from pyqtgraph.graphicsItems.AxisItem import AxisItem
+from pyqtgraph.graphicsItems.PlotCurveItem import PlotCurveItem
 from pyqtgraph.graphicsItems.ViewBox import ViewBox
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPen, QTransform
 
 _module = sys.modules[ViewBox.__module__]
 _PENDING = object()          # "enabled, not built yet"
@@ -36,6 +48,60 @@ def _fits() -> bool:
     return (all(hasattr(AxisItem, n) for n in ("_updateLabel", "labelString", "_adjustSize"))
             and all(hasattr(ViewBox, n) for n in ("updateViewLists", "_applyMenuEnabled"))
             and hasattr(_module, "ViewBoxMenu"))
+
+
+def pixel_offsets(width: float) -> tuple:
+    """Pixel offsets at which a 1 px line is drawn to look ``width`` px wide."""
+    if width <= 1.25:
+        return ((0, 0),)
+    if width <= 2.5:
+        return ((0, 0), (1, 0), (0, 1))
+    return ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
+
+
+def draw_wide(p, path, pen) -> None:
+    """Draw ``path`` (in the painter's coordinates) with ``pen``'s colour as a 1 px cosmetic line at
+    ``pixel_offsets(pen.widthF())``, each offset a shift in device pixels."""
+    thin = QPen(pen.color())
+    thin.setWidth(1)
+    thin.setCosmetic(True)
+    p.setPen(thin)
+    t = p.transform()
+    for ox, oy in pixel_offsets(pen.widthF()):
+        p.setTransform(t * QTransform.fromTranslate(ox, oy))
+        p.drawPath(path)
+    p.setTransform(t)
+
+
+def _wide_fast(curve, pen) -> bool:
+    """Whether ``curve``'s ``pen`` may be drawn by ``draw_wide``: wider than 1.25 px, solid, opaque,
+    cosmetic, not antialiased, no fill, no shadow, no composition mode, not an export."""
+    o = curve.opts
+    return (pen is not None and pen.widthF() > 1.25 and pen.style() == Qt.PenStyle.SolidLine and pen.isSolid()
+            and pen.isCosmetic() and pen.color().alpha() == 255 and not o.get("antialias")
+            and o.get("fillLevel") is None and o.get("compositionMode") is None
+            and getattr(curve, "_exportOpts", False) is False
+            and not o.get("stepMode") and (o.get("shadowPen") is None
+                                           or o["shadowPen"].style() == Qt.PenStyle.NoPen))
+
+
+def _install_wide_pens() -> None:
+    if getattr(PlotCurveItem, "_wide_pens_fast", False):
+        return
+    paint = PlotCurveItem.paint
+
+    gl = getattr(getattr(sys.modules[PlotCurveItem.__module__], "OpenGLHelpers", None), "GraphicsViewGLWidget", ())
+
+    def wide_paint(self, p, opt, widget):
+        pen = self.opts.get("pen")
+        if (self.xData is None or len(self.xData) == 0 or isinstance(widget, gl)
+                or not _wide_fast(self, pen)):
+            return paint(self, p, opt, widget)
+        p.setRenderHint(p.RenderHint.Antialiasing, False)
+        draw_wide(p, self.getPath(), pen)
+
+    PlotCurveItem.paint = wide_paint
+    PlotCurveItem._wide_pens_fast = True
 
 
 def _install_axis_labels() -> None:
@@ -101,3 +167,5 @@ def _install() -> None:
 if _fits():
     _install()
     _install_axis_labels()
+if all(hasattr(PlotCurveItem, n) for n in ("paint", "getPath", "_shouldUseDrawLineSegments")):
+    _install_wide_pens()

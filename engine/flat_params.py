@@ -1,0 +1,92 @@
+"""A small model's parameters and gradients as views of two flat buffers (the probes' fast path).
+
+On a small net every per-parameter torch call (a norm, a copy, setting a gradient to None)
+costs 2-5 us of dispatch, more than its arithmetic: 22 parameters of the deep sigmoid preset
+took ~350 us a step for their gradient norms, the weights' norms, the copy before the step
+and the norm of the change. With every parameter a view of one buffer P and its gradient a
+view of one buffer G (autograd accumulates into an existing ``.grad`` in place, so the views
+stay), each of those is one call over all parameters at once:
+
+- zero_grad: G.zero_() (instead of setting 22 gradients to None);
+- squared norms per layer slot: [G, P] in float64, squared, summed by one index_add_ (float64
+  sums: no float32 overflow to check, and as exact as the per-tensor norms);
+- the copy before the step and ||W' - W||^2: one copy_, one sub_, one index_add_.
+
+Only where every parameter of the module is measured, needs a gradient, and all are of one
+dtype and device, with at most FLAT_MAX entries in all (a large model's norms are BLAS dots,
+one per tensor: engine/probes.py). ``intact()`` checks every step that the views are still in
+place (``module.to()``, ``p.data = ...`` or an optimizer that sets gradients to None break
+them); the caller then takes the per-tensor path or builds the views again.
+"""
+from __future__ import annotations
+
+import torch
+
+FLAT_MAX = 1 << 16   # parameter entries in all
+
+
+class FlatParams:
+    """``params`` as views of one buffer; ``slot[k]`` is where parameter k's squared gradient norm adds
+    up (0 .. n_slots-1) and ``weight_slot[k]`` where its squared weight norm (and update) does, or None
+    (not a weight: its entries go to a slot that is dropped)."""
+
+    def __init__(self, params: list, slot: list, weight_slot: list, n_slots: int, n_weight_slots: int):
+        self.params = params
+        p0 = params[0]
+        sizes = [p.numel() for p in params]
+        with torch.no_grad():
+            self.P = torch.cat([p.detach().reshape(-1) for p in params])
+        self.G = torch.zeros_like(self.P)
+        self.before = torch.empty_like(self.P)
+        self.views, at = [], 0
+        for p, n in zip(params, sizes):
+            p.data = self.P[at:at + n].view_as(p)
+            g = self.G[at:at + n].view_as(p)
+            p.grad = g
+            self.views.append(g)
+            at += n
+        self.ptrs = [p.data_ptr() for p in params]
+        L = n_weight_slots
+        # index of each entry of cat([G, P]): its gradient slot, then (weights) n_slots + its layer
+        ws = [n_slots + L if w is None else n_slots + w for w in weight_slot]
+        self.norm_index = self._index(sizes * 2, slot + ws, p0.device)
+        self.n_norm = n_slots + L + 1
+        self.diff_index = self._index(sizes, [L if w is None else w for w in weight_slot], p0.device)
+        self.n_diff = L + 1
+
+    @staticmethod
+    def _index(sizes: list, slots: list, device) -> torch.Tensor:
+        return torch.cat([torch.full((n,), s, dtype=torch.long) for n, s in zip(sizes, slots)]).to(device)
+
+    @staticmethod
+    def fits(module, params: list) -> bool:
+        """Whether a module's parameters can be flat: every one measured (``params``), needing a
+        gradient, of one dtype and device, FLAT_MAX entries at most in all."""
+        if not params or len({id(p) for p in module.parameters()} ^ {id(p) for p in params}):
+            return False
+        p0 = params[0]
+        return (all(p.requires_grad and p.dtype == p0.dtype and p.device == p0.device for p in params)
+                and p0.dtype in (torch.float32, torch.float64) and sum(p.numel() for p in params) <= FLAT_MAX
+                and len({id(p) for p in params}) == len(params))
+
+    def intact(self) -> bool:
+        """Every parameter still a view of P (same memory) with its gradient the view of G."""
+        return all(p.grad is g for p, g in zip(self.params, self.views)) and \
+            [p.data_ptr() for p in self.params] == self.ptrs
+
+    def zero_grad(self) -> None:
+        self.G.zero_()
+
+    def squares(self) -> torch.Tensor:
+        """Float64 [n_slots + layers + 1]: squared gradient norms per slot, then squared weight norms
+        per layer (the last entry collects what is dropped)."""
+        x = torch.cat([self.G, self.P]).double().square_()
+        return torch.zeros(self.n_norm, dtype=torch.float64, device=x.device).index_add_(0, self.norm_index, x)
+
+    def copy_weights(self) -> None:
+        self.before.copy_(self.P)
+
+    def diff_squares(self) -> torch.Tensor:
+        """Float64 [layers + 1]: ||W' - W||^2 per layer since ``copy_weights`` (the last entry dropped)."""
+        d = self.before.sub_(self.P).double().square_()
+        return torch.zeros(self.n_diff, dtype=torch.float64, device=d.device).index_add_(0, self.diff_index, d)
