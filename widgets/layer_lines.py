@@ -25,9 +25,17 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF
-from PySide6.QtGui import QPen
+from PySide6.QtGui import QPen, QPolygonF
 
 from backprop_lab.widgets.pg_speedups import pixel_offsets as brush   # noqa: F401  (the old name)
+
+
+def _shape(x: np.ndarray, y: np.ndarray, finite: bool):
+    """What draws one line through (x, y) in device pixels: a polyline where every point is finite (no
+    path to build), else a path broken at the gaps."""
+    if finite:
+        return pg.functions.arrayToQPolygonF(x, y)
+    return pg.arrayToQPath(x, y, connect="finite")
 
 
 class PeakColumns:
@@ -199,7 +207,8 @@ class LayerLines(pg.GraphicsObject):
             # in device pixels: drawn with the painter's transform reset, 1 px cosmetic pens are Qt's
             # fast path (a pen of 1.5 px or more went through the general stroker: ~20x the time)
             dx, dy = xs * key[0] + key[2], ys * key[1] + key[3]
-            self._paths = (key, [pg.arrayToQPath(dx, dy[i], connect="finite") if self.visible[i] and len(xs) else None
+            finite = np.isfinite(dy).all(axis=1) & bool(np.isfinite(dx).all()) if len(xs) else ()
+            self._paths = (key, [_shape(dx, dy[i], finite[i]) if self.visible[i] and len(xs) else None
                                  for i in range(len(ys))])
         paths = self._paths[1]
         p.save()
@@ -213,9 +222,10 @@ class LayerLines(pg.GraphicsObject):
             thin.setWidth(1)
             thin.setCosmetic(True)
             p.setPen(thin)
+            draw = p.drawPolyline if isinstance(path, QPolygonF) else p.drawPath
             for ox, oy in brush(pen.widthF()):   # a wider line: the 1 px line drawn at a few offsets
                 p.translate(ox, oy)
-                p.drawPath(path)
+                draw(path)
                 p.translate(-ox, -oy)
         p.restore()
 
