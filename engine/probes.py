@@ -35,14 +35,17 @@ come from one BLAS dot (one layer) or one vector_norm over [layers, entries] (a
 stack: a batched bmm was 10-25x slower), with no sqrt / float64 / square round
 trips; with ``begin(step_follows=True)`` (the Trainer) the weights' ||W||^2 at the
 step's start come from the gradient norms' own calls; ``collect`` places the results of
-every group at once (finish_activation once per kind of activation). What is left
-on large layers is the passes themselves: 7 per activation layer (sum z, z.z,
-|z|, > z*, their sum, f', its sum), 3 per delta (g.g, |g|, its per-unit sum), 5 per
-weight (g.g, W.W, the copy of W, W - W', its dot). A fused kernel
-(one read of z and a for all five moments) would need a compiler (torch.compile)
-or a C++ extension; torch has no fused ``||b - a||`` (``dist``, ``mse_loss`` write
-b - a into a fresh tensor) and no cheap count of |z| > t (a bool tensor and its
-count are 10-30x a float pass, ``histc`` 40x).
+every group at once (finish_activation once per kind of activation). On large layers
+the torch path makes 7 passes per activation layer (sum z, z.z, |z|, > z*, their sum,
+f', its sum), 3 per delta (g.g, |g|, its per-unit sum) and 5 per weight (g.g, W.W, the
+copy of W, W - W', its dot); torch has no fused ``||b - a||`` and no cheap count of
+|z| > t (a bool tensor and its count are 10-30x a float pass, ``histc`` 40x). So a
+large CPU tensor takes engine/onepass.py instead (numba loops, where numba is
+installed): one read of z and a for all five moments, one of a delta, one of a
+gradient, and for the Trainer one pass over W and W' for the change, ||W'||^2 and the
+copy the next step starts from (a weight is "carried": 3 passes instead of 5). Their
+sums are float64, as every float32 norm here is checked to be: a vanishing layer's
+float32 squares are subnormal (a norm of 1e-23 entries read 70 % low, of 1e-25 as 0).
 
 A kept tensor that something changes in place between its hook and ``collect``
 (its version counter moved: ``nn.ReLU(inplace=True)`` after a linear layer, a
@@ -65,7 +68,7 @@ import math
 import numpy as np
 import torch
 
-from . import fused
+from . import onepass
 from .activations import SATURATION_FRACTION
 from .build import Model
 from .flat_params import FlatParams
@@ -203,19 +206,19 @@ def square_norms(ts: list, split: tuple | None = None) -> tuple:
     """(||t||^2 of the tensors of a list as one float64 tensor, the list indices in its order).
 
     Finite and precise wherever the tensor is (as ``safe_norms``); a None tensor (no gradient)
-    gives NaN. On the CPU a large float32 tensor is one float64 pass of ``fused.sum_square``
+    gives NaN. On the CPU a large float32 tensor is one float64 pass of ``onepass.sum_square``
     (without numba: a BLAS dot), the others one ``_foreach_norm``; the float32 values are
     checked together (one host read) and only those not finite or tiny are taken again in
     float64. ``split``: ``norm_split(ts)`` taken before for tensors of the same shapes, dtypes and
     devices (a caller's cache: the per-tensor decisions cost more than the norms on a small net)."""
     first, rest, absent = norm_split(ts) if split is None else split
     exact, checked = [], []   # float64 results; float32 ones to check, with their list indices
-    if first and fused.available():
+    if first and onepass.available():
         # float64 sums where the kernels take the tensor (a vanishing gradient's float32 squares
         # are subnormals: precision lost, and a BLAS dot ~30x slower on them)
-        fits = [i for i in first if fused.fits(ts[i])]
+        fits = [i for i in first if onepass.fits(ts[i])]
         if fits:
-            exact.append((torch.tensor([fused.sum_square(ts[i]) for i in fits], dtype=torch.float64), fits))
+            exact.append((torch.tensor([onepass.sum_square(ts[i]) for i in fits], dtype=torch.float64), fits))
         taken = set(fits)
         first = [i for i in first if i not in taken] if len(fits) < len(first) else []
     if first:
@@ -249,7 +252,7 @@ def diff_squares(before: list, after: list, split: tuple | None = None) -> tuple
     """(||b - a||^2 of each pair of the lists as one float64 tensor, the indices in its order),
     finite wherever b - a is. ``before`` may be overwritten with b - a.
 
-    A large CPU pair: one fused read of both, nothing written (``fused.diff_square``). The others:
+    A large CPU pair: one fused read of both, nothing written (``onepass.diff_square``). The others:
     one ``_foreach_sub_``, then ``square_norms`` (a BLAS dot for each large float32 tensor on the
     CPU); torch has no fused kernel that writes nothing (``mse_loss`` and ``dist`` write (b - a)
     into a fresh tensor, measured slower)."""
@@ -257,7 +260,7 @@ def diff_squares(before: list, after: list, split: tuple | None = None) -> tuple
         return torch.zeros(0, dtype=torch.float64), []
     done, rest = {}, []
     for i, (b, a) in enumerate(zip(before, after)):
-        got = fused.diff_square(b, a) if fused.fits(b, a) else None
+        got = onepass.diff_square(b, a) if onepass.fits(b, a) else None
         if got is None:
             rest.append(i)
         else:
@@ -308,7 +311,7 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shi
     sigmoid/tanh, whose f' comes from the output a (a - a^2, 1 - a^2).
     """
     if z.shape[0] == 1:
-        raw = fused_moments(act, z[0], a[0], shifts[0])
+        raw = onepass_moments(act, z[0], a[0], shifts[0])
         if raw is not None:
             return raw.reshape(5, 1).unbind()
     # sum z and ||z||^2 (torch.var_mean is several times slower on the CPU). The
@@ -366,15 +369,15 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shi
     return tuple(moments + counts)
 
 
-def fused_moments(act, z: torch.Tensor, a: torch.Tensor, shift: float) -> torch.Tensor | None:
+def onepass_moments(act, z: torch.Tensor, a: torch.Tensor, shift: float) -> torch.Tensor | None:
     """One layer's five raw moments (as ``activation_moments``) as one float64 tensor [5], in one
-    pass of ``fused.activation_sums``; None where the kernels do not take z and a (small, not on
+    pass of ``onepass.activation_sums``; None where the kernels do not take z and a (small, not on
     the CPU, no closed form of f', numba missing) or a sum is not finite (the torch path says where)."""
-    if act.name not in CLOSED_FORM or not fused.fits(z, a):
+    if act.name not in CLOSED_FORM or not onepass.fits(z, a):
         return None
     smooth = act.name in ("sigmoid", "tanh")
     kind = act.name if smooth or act.name == "identity" else "relu" if act.slope == 0 else "leaky_relu"
-    raw = fused.activation_sums(kind, z, a, shift, saturation_root(act.name, z.dtype) if smooth else 0.0,
+    raw = onepass.activation_sums(kind, z, a, shift, saturation_root(act.name, z.dtype) if smooth else 0.0,
                                 _unit_axis(z))
     return None if raw is None else torch.tensor(raw, dtype=torch.float64)
 
@@ -434,7 +437,7 @@ def delta_stats(g: torch.Tensor, per_unit: bool, scratch: dict | None = None) ->
     |dL/dz| goes into a buffer of ``scratch`` reused from step to step: a fresh large tensor
     costs the allocator's page faults each time."""
     if g.shape[0] == 1:
-        got = fused_delta(g[0], per_unit)
+        got = onepass_delta(g[0], per_unit)
         if got is not None:
             return got
     norms = safe_norms(g)
@@ -449,12 +452,12 @@ def delta_stats(g: torch.Tensor, per_unit: bool, scratch: dict | None = None) ->
     return norms, torch.abs(g, out=buf).sum(dim=_per_unit_axes(g))
 
 
-def fused_delta(g: torch.Tensor, per_unit: bool) -> tuple | None:
-    """``delta_stats`` of one layer's dL/dz in one pass of ``fused.delta_sums`` (as [1] and [1, units]
+def onepass_delta(g: torch.Tensor, per_unit: bool) -> tuple | None:
+    """``delta_stats`` of one layer's dL/dz in one pass of ``onepass.delta_sums`` (as [1] and [1, units]
     or [1, 0]); None where the kernels do not take g or its squares are not finite."""
-    if not fused.fits(g):
+    if not onepass.fits(g):
         return None
-    got = fused.delta_sums(g, _unit_axis(g))
+    got = onepass.delta_sums(g, _unit_axis(g))
     if got is None:
         return None
     sq, sums = got
@@ -671,7 +674,7 @@ class Probe:
     def _layer_hook(self, i):
         def on_grad(g):
             g, per_unit, count = self._delta_input(i, g.detach())
-            got = fused_delta(g, per_unit)
+            got = onepass_delta(g, per_unit)
             self._delta_done[i] = (got if got is not None else delta_stats(g[None], per_unit, self._scratch), count)
             return None
 
@@ -744,7 +747,7 @@ class Probe:
             shift = _shifts_for(*np.array([[float(z.mean())], [float(z.std(correction=0))]]))[0] if z.numel() else 0.0
             self._act_check[i] = kept     # and collect checks that z, a stay as they are
         self._act_sizes[i], self._act_shift[i] = _sizes(z), shift
-        raw = fused_moments(act, z, a, shift)   # (collect takes the five moments as one [5] tensor)
+        raw = onepass_moments(act, z, a, shift)   # (collect takes the five moments as one [5] tensor)
         self._act_done[i] = (raw,) if raw is not None else activation_moments(act, z[None], a[None],
                                                                               self._scratch, [shift])
         self._act_kept.pop(i, None)
@@ -840,7 +843,7 @@ class Probe:
     # ------------------------------------------------------------------ the weights' change
     # With ``begin(step_follows=True)`` (the Trainer: only its optimiser step changes the weights)
     # take_update_ratio takes each large CPU weight's change in one fused pass that also copies W' into
-    # its buffer and takes ||W'||^2 (``fused.diff_copy``). The next step then neither copies W nor
+    # its buffer and takes ||W'||^2 (``onepass.diff_copy``). The next step then neither copies W nor
     # takes ||W||^2 again: 3 passes over W instead of 5. A weight is carried only while its version
     # counter and storage are those the pass saw; anything else that changed it in place since
     # (a load, a reset, a user's edit under no_grad) makes it copied and measured afresh.
@@ -879,18 +882,18 @@ class Probe:
             return before
 
     def _diff_carry(self, before: list, ws: list) -> tuple:
-        """``diff_squares(before, ws)``, the large CPU weights by ``fused.diff_copy``: their buffers
+        """``diff_squares(before, ws)``, the large CPU weights by ``onepass.diff_copy``: their buffers
         then hold W', and ``_carry`` its version, storage and ||W'||^2 for the next step."""
         fits = self._on_device.get(("carry fits", len(ws)))
         if fits is None:
             fits = self._on_device[("carry fits", len(ws))] = [
-                k for k, (b, w) in enumerate(zip(before, ws)) if b.dtype == w.dtype and fused.fits(b, w)]
+                k for k, (b, w) in enumerate(zip(before, ws)) if b.dtype == w.dtype and onepass.fits(b, w)]
         if not fits:
             return diff_squares(before, ws, self._split_of(before))
         self._carry = {}
         num = []
         for k in fits:
-            d, q = fused.diff_copy(before[k], ws[k])
+            d, q = onepass.diff_copy(before[k], ws[k])
             num.append(d)
             self._carry[k] = (ws[k]._version, ws[k].data_ptr(), q)
         out, order = torch.tensor(num, dtype=torch.float64), list(fits)
@@ -1246,7 +1249,7 @@ class Probe:
             if self._flat_live and before is self._flat_params.before:
                 self._raw_update = (self._flat_params.diff_squares(), FLAT)
                 return
-            if before is self._before and fused.available():   # the large weights: W' into their buffers
+            if before is self._before and onepass.available():   # the large weights: W' into their buffers
                 self._raw_update = self._diff_carry(before, self.weights)
             else:
                 self._raw_update = diff_squares(before, self.weights, self._split_of(before))

@@ -360,3 +360,43 @@ def test_a_refresh_paints_each_changed_plot_once(qtbot, monkeypatch):
         for _ in range(5):
             QApplication.sendPostedEvents()
         assert painted.count(w.lines) == before + 1
+
+
+def test_a_readout_takes_new_figures_without_a_new_layout_and_grows_when_it_wraps(qtbot):
+    """The activation panel's read-out (ReadoutLabel) changes its text every frame: a text of the same
+    height asks no layout of the panel (a QLabel's asked the panel, its dock and the main window to lay
+    out again every frame); a text that wraps to more lines gets the height to show all of them."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
+    from backprop_lab.widgets.panel import ReadoutLabel
+    box = QWidget()
+    qtbot.addWidget(box)
+    lay = QVBoxLayout(box)
+    readout = ReadoutLabel("step 1: mean 0.25")
+    lay.addWidget(readout)
+    lay.addStretch(1)
+    box.resize(220, 300)
+    box.show()
+    qtbot.waitExposed(box)
+    for _ in range(5):                              # the layout of the first show
+        QApplication.processEvents()
+    one_line = readout.height()
+    asked = []
+
+    class Watch(QObject):
+        def eventFilter(self, obj, ev):
+            if obj is box and ev.type() == QEvent.LayoutRequest:
+                asked.append(ev)
+            return False
+    watch = Watch()
+    box.installEventFilter(watch)
+    for step in range(2, 30):                       # new figures, one line each
+        readout.setText(f"step {step}: mean 0.{step:02d}")
+        QApplication.processEvents()
+    assert asked == [] and readout.text() == "step 29: mean 0.29" and readout.height() == one_line
+    long = "step 30: mean f′(z) = 0.37 (148 % of max) · saturated 39.6 % · dead units 42.5 % · z = 0.63 ± 0.16"
+    readout.setText(long)
+    qtbot.waitUntil(lambda: readout.height() > 2 * one_line)
+    assert readout.label.heightForWidth(readout.width()) <= readout.height()
+    assert readout.label.geometry() == readout.rect() and readout.label.text() == long
+    box.removeEventFilter(watch)

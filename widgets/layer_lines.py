@@ -192,6 +192,12 @@ class LayerLines(pg.GraphicsObject):
                 (v0, v1), _ = vb.viewRange()
                 i0 = max(int(np.searchsorted(x, v0, side="left")) - 1, 0)     # one step beyond each edge:
                 i1 = min(int(np.searchsorted(x, v1, side="right")) + 1, n)    # the line runs off the plot
+            # the pixel columns the drawn steps span (the auto range leaves up to a tenth of the plot
+            # empty on each side): one block per column, not two sharing one, each drawn in full
+            (v0, v1), _ = vb.viewRange()
+            if v1 > v0 and i1 - i0 > 1:
+                span = (x[i1 - 1] - x[i0]) / (v1 - v0) * pixels
+                pixels = min(max(span, 1.0), pixels)
         ds = int((i1 - i0) // pixels)
         if ds < 2:
             return x[i0:i1], logs[:, i0:i1]

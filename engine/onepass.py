@@ -1,4 +1,4 @@
-"""Fused statistics kernels: one read of a large CPU tensor for all the sums a probe takes of it.
+"""One-pass statistics kernels: one read of a large CPU tensor for all the sums a probe takes of it.
 
 On a large layer every pass over a tensor costs the same 20-40 us (256 x 256 float32),
 however cheap its arithmetic: the torch path of ``engine/probes.py`` makes 7 passes over
@@ -33,10 +33,10 @@ FUSED_MIN = 1 << 12   # entries: below this the torch path's few calls cost abou
 
 @functools.lru_cache(maxsize=1)
 def _kernels():
-    """The compiled kernels (engine/fused_kernels.py: compiled on first use, cached on disk by
+    """The compiled kernels (engine/onepass_loops.py: compiled on first use, cached on disk by
     numba), or None where numba is missing or broken."""
     try:
-        from . import fused_kernels as k
+        from . import onepass_loops as k
     except Exception:   # not installed, or a broken install: the torch path
         return None
     return {"diff_copy": k.diff_copy, "smooth": k.smooth_moments, "smooth_rows": k.smooth_moments_rows,

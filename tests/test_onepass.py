@@ -1,8 +1,8 @@
-"""The fused one-pass kernels (engine/fused.py) give the numbers their definitions give.
+"""The one-pass kernels (engine/onepass.py) give the numbers their definitions give.
 
 Each kernel is compared with the definition computed here in float64 numpy, on the layouts a
 probe meets ((batch, units), (batch, time, units), (batch, channels, h, w)), with units that
-are dead, entries that saturate, a shift, NaN and inf; then the probes' two paths (fused and
+are dead, entries that saturate, a shift, NaN and inf; then the probes' two paths (one-pass and
 torch) against each other and a vanishing net's norms against float64 autograd, which a
 float32 norm gets wrong (its squares are subnormal).
 """
@@ -13,11 +13,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from backprop_lab.engine import fused, probes
+from backprop_lab.engine import onepass, probes
 from backprop_lab.engine.activations import activation
 from backprop_lab.engine.watch import Watch
 
-pytestmark = pytest.mark.skipif(not fused.available(), reason="numba is not installed")
+pytestmark = pytest.mark.skipif(not onepass.available(), reason="numba is not installed")
 
 # (shape, unit axis) of one layer's tensor, as probes._unit_axis gives it
 LAYOUTS = [((96, 64), 1), ((12, 9, 48), 2), ((6, 8, 7, 9), 1)]
@@ -58,7 +58,7 @@ def test_activation_sums_equal_their_definitions(kind, shape, unit_axis, shift):
          "leaky_relu": lambda v: torch.where(v > 0, v, 0.2 * v), "identity": lambda v: v}[kind]
     a = f(z)
     root = probes.saturation_root(kind, torch.float32) if kind in ("sigmoid", "tanh") else 0.0
-    got = fused.activation_sums(kind, z, a, shift, root, unit_axis)
+    got = onepass.activation_sums(kind, z, a, shift, root, unit_axis)
     want = reference_moments(kind, z, a, shift, root, unit_axis)
     np.testing.assert_allclose(got[:3], want[:3], rtol=1e-12, atol=1e-9)
     assert got[3:] == want[3:]      # counts: exactly
@@ -70,7 +70,7 @@ def test_activation_sums_equal_their_definitions(kind, shape, unit_axis, shift):
 def test_activation_sums_leave_non_finite_layers_to_the_torch_path(bad):
     z = layer((64, 80), 2)
     z[3, 5] = bad
-    assert fused.activation_sums("tanh", z, torch.tanh(z), 0.0, 3.0, 1) is None
+    assert onepass.activation_sums("tanh", z, torch.tanh(z), 0.0, 3.0, 1) is None
     act = activation({"type": "tanh"})
     moments = probes.activation_moments(act, z[None], torch.tanh(z)[None], {}, [0.0])
     assert not math.isfinite(float(moments[0][0]))   # the torch path's NaN / inf, as before
@@ -80,7 +80,7 @@ def test_activation_sums_leave_non_finite_layers_to_the_torch_path(bad):
 @pytest.mark.parametrize("scale", [1.0, 1e-25])
 def test_delta_sums_are_float64_exact_also_for_a_vanishing_gradient(shape, unit_axis, scale):
     g = layer(shape, 3, scale).double().mul(1).float()
-    sq, per_unit = fused.delta_sums(g, unit_axis)
+    sq, per_unit = onepass.delta_sums(g, unit_axis)
     g64 = g.double().numpy()
     assert sq == pytest.approx(float((g64 ** 2).sum()), rel=1e-12, abs=0)
     want = np.abs(np.moveaxis(g64, unit_axis, 0)).reshape(shape[unit_axis], -1).sum(1)
@@ -92,31 +92,31 @@ def test_sum_and_difference_of_squares_are_exact_in_float64():
     step = layer((128, 64), 5, 1e-24)        # an update far below w's float32 spacing...
     after = w + step * 1e18                  # ...and one that is not
     want = float(((after.double() - w.double()) ** 2).sum())
-    assert fused.diff_square(w, after) == pytest.approx(want, rel=1e-12, abs=0)
-    assert fused.sum_square(step) == pytest.approx(float((step.double() ** 2).sum()), rel=1e-12, abs=0)
-    assert fused.diff_square(w, w.clone()) == 0.0
+    assert onepass.diff_square(w, after) == pytest.approx(want, rel=1e-12, abs=0)
+    assert onepass.sum_square(step) == pytest.approx(float((step.double() ** 2).sum()), rel=1e-12, abs=0)
+    assert onepass.diff_square(w, w.clone()) == 0.0
     inf = w.clone()
     inf[0, 0] = math.inf
-    assert fused.diff_square(w, inf) is None
+    assert onepass.diff_square(w, inf) is None
 
 
 def test_kernels_take_only_large_contiguous_cpu_float_tensors():
     big = torch.zeros(64, 128)
-    assert fused.fits(big) and fused.fits(big.double())
-    assert not fused.fits(torch.zeros(8, 8))                 # small: the torch path's few calls
-    assert not fused.fits(big.t())                           # not contiguous
-    assert not fused.fits(big.half())
+    assert onepass.fits(big) and onepass.fits(big.double())
+    assert not onepass.fits(torch.zeros(8, 8))                 # small: the torch path's few calls
+    assert not onepass.fits(big.t())                           # not contiguous
+    assert not onepass.fits(big.half())
 
 
 @pytest.mark.parametrize("kind", ["sigmoid", "tanh", "relu"])
-def test_the_probes_fused_and_torch_paths_agree(kind, monkeypatch):
+def test_the_probes_one_pass_and_torch_paths_agree(kind, monkeypatch):
     act = activation({"type": kind})
     z = layer((256, 64), 6)
     a = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}[kind](z)
     g = layer((256, 64), 7, 1e-3)
     fast = [float(t) for t in probes.activation_moments(act, z[None], a[None], {}, [0.5])]
     fast_d = probes.delta_stats(g[None], True, {})
-    monkeypatch.setattr(fused, "available", lambda: False)
+    monkeypatch.setattr(onepass, "available", lambda: False)
     slow = [float(t) for t in probes.activation_moments(act, z[None], a[None], {}, [0.5])]
     slow_d = probes.delta_stats(g[None], True, {})
     np.testing.assert_allclose(fast, slow, rtol=1e-6)
@@ -124,14 +124,14 @@ def test_the_probes_fused_and_torch_paths_agree(kind, monkeypatch):
     np.testing.assert_allclose(fast_d[1].numpy(), slow_d[1].double().numpy(), rtol=1e-5)
 
 
-@pytest.mark.parametrize("path", ["fused", "torch"])
+@pytest.mark.parametrize("path", ["one-pass", "torch"])
 def test_a_vanishing_layer_reads_its_true_norms_not_zero(path, tmp_path, monkeypatch):
     """Gradients of ~1e-24: their float32 squares are subnormal, so a float32 norm reads ~0.
 
-    The probes take such a norm in float64 (the fused kernels always, the torch path when the
+    The probes take such a norm in float64 (the one-pass kernels always, the torch path when the
     float32 norm is tiny); weight, bias and delta norms and the update equal float64 autograd."""
     if path == "torch":
-        monkeypatch.setattr(fused, "available", lambda: False)
+        monkeypatch.setattr(onepass, "available", lambda: False)
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(32, 128), nn.Sigmoid(), nn.Linear(128, 10))
     x = torch.randn(256, 32)

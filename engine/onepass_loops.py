@@ -1,7 +1,7 @@
-"""The compiled loops of engine/fused.py (numba, imported only where numba is installed).
+"""The compiled loops of engine/onepass.py (numba, imported only where numba is installed).
 
 Module-level functions, so that numba caches their machine code on disk (a function defined
-inside another is compiled again in every process). See engine/fused.py for what they compute
+inside another is compiled again in every process). See engine/onepass.py for what they compute
 and why every sum is float64.
 """
 import numba
