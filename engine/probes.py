@@ -430,6 +430,17 @@ def finish_activation(act, raw, n, units, shift=0.0) -> np.ndarray:
     return out[0] if single else out
 
 
+def _has_hooks(m: torch.nn.Module) -> bool:
+    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
+
+
+def _global_hooks() -> bool:
+    """Whether any global module hook is registered (``Module.__call__`` must then run them)."""
+    g = torch.nn.modules.module
+    return any(getattr(g, name, None) for name in ("_global_forward_hooks", "_global_forward_pre_hooks",
+                                                    "_global_backward_hooks", "_global_backward_pre_hooks"))
+
+
 def _tap_plan(model: Model) -> list | None:
     """[(child, weight-layer index or None, activation-layer index or None, its Activation)] of a
     plain nn.Sequential the engine built whose children are its measured layers themselves (no
@@ -611,16 +622,31 @@ class Probe:
         return hook
 
     def _tapped_forward(self, module, x):
-        """``module(x)`` of a plain stack, layer by layer, keeping what the hooks would keep."""
+        """``module(x)`` of a plain stack, layer by layer, keeping what the hooks would keep.
+
+        Each layer's own ``forward`` is called where no module has hooks (``Module.__call__``
+        costs more than a small layer's arithmetic); after the first step a small layer's
+        output is kept (retaining its grad) and an activation's z and a here, without a call."""
         if not self._active:
             return module(x)
-        hooks, act_seen = self._layer_hooks, self._act_seen
-        for m, i, j, act in self._taps:
-            y = m(x)
+        taps = self._taps
+        direct = not (_global_hooks() or any(_has_hooks(m) for m, *_ in taps))
+        hooks, act_seen, out, kept = self._layer_hooks, self._act_seen, self._out, self._act_kept
+        keep = self._checked and not self.want_hist
+        hooked, eager, shift = self._hooked, self._eager_act, self._shift
+        for m, i, j, act in taps:
+            y = m.forward(x) if direct else m(x)
             if i is not None:
-                hooks[i](m, (x,), y)
+                if keep and i not in hooked and y.grad_fn is not None and y.numel() <= STACK_MAX and i not in out:
+                    y.retain_grad()   # (what the layer hook does for a small layer after the first step)
+                    out[i] = (y, y._version)
+                else:
+                    hooks[i](m, (x,), y)
             elif j is not None:
-                act_seen(j, act, x, y)
+                if keep and shift[j] is not None and j not in eager and x.numel() <= STACK_MAX and x.dim():
+                    kept[j] = (x, y, x._version, y._version)   # (as _act_seen)
+                else:
+                    act_seen(j, act, x, y)
             x = y
         return x
 
@@ -1016,13 +1042,22 @@ class Probe:
         pos = {j: k for k, j in enumerate(order)}
         finish = [(np.array([pos[j] for j in idx]), layers[idx[0]][2]) for idx in kinds.values()]
         kind_of = [layers[j][2] for j in order]
+        relu = np.array([k for k, a in enumerate(kind_of) if a.name in ("relu", "leaky_relu")], dtype=np.intp)
+        no_dead = np.array([k for k, a in enumerate(kind_of) if a.name == "identity"
+                            or (a.name == "leaky_relu" and a.slope != 0)], dtype=np.intp)
+        ident = np.array([k for k, a in enumerate(kind_of) if a.name == "identity"], dtype=np.intp)
+        # raw rows [sum z', sum z'^2, x, y, dead] as finish_activation takes them, from the column sums:
+        # ReLU's y is its x (the active count), no dead units for identity and a leaky slope, no x, y
+        # for identity (each fix: (rows, cols) to set, and where from, or None for 0)
+        fixes = [fix for fix, idx in [(((relu, 3), (relu, 2)), relu), (((no_dead, 4), None), no_dead),
+                                      (((ident, slice(2, 4)), None), ident)] if idx.size]
+        units_np = np.asarray(act_units, dtype=np.float64)
+        in_order = order == sorted(order)
         return {"Q": Q, "rows": rows, "q0z": rows[0][:, :cz], "order": order, "act_units": act_units, "cz": cz,
                 "groups": groups, "one": Q.new_ones(()), "starts": starts, "B": B, "finish": finish,
-                "order_np": np.array(order, dtype=np.intp),
-                "copy_a": np.array([k for k, a in enumerate(kind_of) if a.name in ("relu", "leaky_relu")], dtype=np.intp),
-                "no_dead": np.array([k for k, a in enumerate(kind_of) if a.name == "identity"
-                                     or (a.name == "leaky_relu" and a.slope != 0)], dtype=np.intp),
-                "ident": np.array([k for k, a in enumerate(kind_of) if a.name == "identity"], dtype=np.intp)}
+                "fixes": fixes, "units_np": units_np, "entries": B * units_np,
+                "order_np": None if in_order else np.array(order, dtype=np.intp),
+                "inverse": None if in_order else np.argsort(np.array(order, dtype=np.intp))}
 
     def _cat_finish(self, layout: dict, S: np.ndarray, shifts: list) -> dict:
         """Contract 2's delta and activation statistics from ``_cat_sums``'s column sums [4, columns]
@@ -1031,31 +1066,35 @@ class Probe:
         A, cz, B = len(self.act_names), layout["cz"], layout["B"]
         with np.errstate(invalid="ignore", over="ignore"):   # inf - inf: NaN, taken again below
             R = np.add.reduceat(S, layout["starts"], axis=1)    # [4, activation layers (in order), layers]
+            finite = np.isfinite(R).all()
             delta = np.sqrt(R[1, A:])
-        neuron = S[3, cz:] / B
-        for i in np.flatnonzero(~np.isfinite(R[1, A:])).tolist():   # overflow (or NaN / inf in dL/dz)
+        neuron = S[3, cz:] * (1.0 / B)
+        for i in [] if finite else np.flatnonzero(~np.isfinite(R[1, A:])).tolist():   # overflow, NaN or inf
             norm, sums = delta_stats(self._out[i][0].grad[None], True, self._scratch)
             delta[i] = float(norm[0])
             neuron[self._unit_start[i]:self._unit_start[i] + self.units[i]] = sums[0].double().cpu().numpy() / B
         raw = np.empty((A, 5))
-        raw[:, :4] = R[:4, :A].T
+        raw[:, :4] = R[:, :A].T
         raw[:, 4] = np.add.reduceat(S[2, :cz] == 0, layout["starts"][:A])   # units with f' = 0 (or no z > 0) on every sample
-        raw[layout["copy_a"], 3] = raw[layout["copy_a"], 2]
-        raw[layout["no_dead"], 4] = 0.0
-        raw[layout["ident"], 2:4] = 0.0
-        order = layout["order_np"]
-        for k in np.flatnonzero(~np.isfinite(raw[:, :3]).all(axis=1)).tolist():   # the per-layer path
-            j = layout["order"][k]
+        for cols, fix in layout["fixes"]:   # ReLU: saturated = active count (finish_activation's x and y)
+            raw[cols] = raw[fix] if fix is not None else 0.0
+        for k in [] if finite else np.flatnonzero(~np.isfinite(raw[:, :3]).all(axis=1)).tolist():
+            j = layout["order"][k]   # the per-layer path
             z, a, *_ = self._act_kept[j]
             raw[k] = [float(t) for t in activation_moments(self.model.act_layers[j][2], z[None], a[None],
                                                            self._scratch, [shifts[k]])]
-        units = np.asarray(layout["act_units"], dtype=np.float64)
-        shift = np.asarray(shifts, dtype=np.float64)
-        act = np.empty((A, 5))
-        for ks, kind in layout["finish"]:   # one numpy pass per kind of activation
-            act[order[ks]] = finish_activation(kind, raw[ks], B * units[ks], units[ks], shift[ks])
-        for j, s in zip(layout["order"], _shifts_for(act[order, 0], act[order, 1])):
+        shift = np.array(shifts)
+        if len(layout["finish"]) == 1:   # one kind of activation (every layer in order)
+            (ks, kind), = layout["finish"]
+            act = finish_activation(kind, raw, layout["entries"], layout["units_np"], shift)
+        else:
+            act = np.empty((A, 5))
+            for ks, kind in layout["finish"]:   # one numpy pass per kind of activation
+                act[ks] = finish_activation(kind, raw[ks], layout["entries"][ks], layout["units_np"][ks], shift[ks])
+        for j, s in zip(layout["order"], _shifts_for(act[:, 0], act[:, 1])):
             self._shift[j] = s
+        if layout["order_np"] is not None:   # back to the activation layers' own order
+            act = act[layout["inverse"]]
         return {"delta_norm": delta, "neuron_grad": neuron.astype(np.float32), "act": act}
 
     # ------------------------------------------------------------------ the Trainer's norms
@@ -1136,10 +1175,10 @@ class Probe:
             cat = self._cat_sums()
             if cat is None:
                 deltas, acts, (ts, time_norms) = self._reduce_deltas(), self._reduce_acts(), self._reduce_times()
-        if raw:
+        if raw:   # (numpy arrays already where the flat buffers are on the CPU)
             sq = self._raw_grad[0]
             num = self._raw_update[0] if self._raw_update is not None else None
-            norm_parts = [sq.to(dev)] + ([] if num is None else [num.to(dev)])
+            norm_parts = [t.to(dev) for t in (sq, num) if isinstance(t, torch.Tensor)]
         else:   # norms in float64 (finite wherever the tensors are: see safe_norms): wg is cast, and the cat
             # promotes everything to it (no cast call per part); every part is one axis already
             norm_parts = [wg.to(dev, torch.float64), bg.to(dev), ur.to(dev)]   # (CPU zeros with no parameters)
@@ -1164,7 +1203,8 @@ class Probe:
         pieces = [host[a:b] for a, b in zip([0] + ends, ends)]
         out = {"head": pieces[0]}
         if raw:
-            out.update(self._raw_finish(pieces[1], pieces[2] if len(norm_parts) > 1 else None))
+            got = iter(pieces[1:1 + len(norm_parts)])
+            out.update(self._raw_finish(*(next(got) if isinstance(t, torch.Tensor) else t for t in (sq, num))))
         else:
             out.update({"weight_grad_norm": pieces[1], "bias_grad_norm": pieces[2], "update_ratio": pieces[3]})
         if cat is not None:

@@ -161,3 +161,19 @@ def test_units_with_zero_derivative_on_every_sample_are_dead_at_a_later_step(act
     assert_rel(snap.saturated_frac, stats[:, 3], "saturated_frac", rtol=1e-12)
     assert_rel(snap.dead_frac, stats[:, 4], "dead_frac", rtol=1e-12)
     assert 0 < snap.dead_frac[0] < 1
+
+
+MIXED = [["relu", "tanh", "leaky_relu", "relu"], ["identity", "sigmoid", "tanh", "identity"]]
+
+
+@DTYPES
+@pytest.mark.parametrize("acts", MIXED, ids=lambda a: "-".join(a))
+def test_mixed_activations_reduced_together_keep_each_layer_in_its_place(acts, dtype):
+    # the one buffer groups z by kind of activation (relu, relu, tanh, ...): the statistics must
+    # come back to their own layers
+    layers = []
+    for k, act in enumerate(acts):
+        layers += [{"type": "linear", "units": 6 + 3 * k, "init": {"scheme": "normal", "std": 1.2}},
+                   {"type": act, "slope": 0.2} if act == "leaky_relu" else {"type": act}]
+    tr, snap, _, _ = later_step(build(make_spec(layers), dtype))
+    assert cat_path_taken(tr.probe) and snap.preact_mean.shape == (4,)
