@@ -56,6 +56,7 @@ class FlatParams:
         self.cpu = p0.device.type == "cpu"
         if self.cpu:   # numpy views of the buffers (the same memory) and where each parameter starts
             self.np = tuple(t.numpy() for t in (self.G, self.P, self.before))
+            self.sq = np.empty(self.P.shape[0])   # float64 squares, reused (no allocation a step)
             self.starts = np.cumsum([0] + sizes[:-1])
             self.norm_slots = np.array(slot + ws, dtype=np.intp)
             self.diff_slots = np.array([L if w is None else w for w in weight_slot], dtype=np.intp)
@@ -88,7 +89,7 @@ class FlatParams:
 
     def _per_param(self, x: np.ndarray) -> np.ndarray:
         """sum of x^2 over each parameter's entries of a CPU buffer, in float64."""
-        return np.add.reduceat(np.square(x, dtype=np.float64), self.starts)
+        return np.add.reduceat(np.square(x, out=self.sq, dtype=np.float64), self.starts)   # (float64 loop)
 
     def squares(self):
         """Float64 [n_slots + layers + 1]: squared gradient norms per slot, then squared weight norms
