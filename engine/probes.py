@@ -436,10 +436,6 @@ def finish_activation(act, raw, n, units, shift=0.0) -> np.ndarray:
     return out[0] if single else out
 
 
-def _has_hooks(m: torch.nn.Module) -> bool:
-    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks)
-
-
 def _global_hooks() -> bool:
     """Whether any global module hook is registered (``Module.__call__`` must then run them)."""
     g = torch.nn.modules.module
@@ -507,6 +503,7 @@ class Probe:
         self._taps = _tap_plan(model)
         if self._taps is not None:
             model.taps = self._tapped_forward
+            self._tap_modules = [m for m, *_ in self._taps]
         else:
             for i, (_, m) in enumerate(model.weight_layers):
                 self._handles.append(m.register_forward_hook(self._layer_hooks[i]))
@@ -636,7 +633,8 @@ class Probe:
         if not self._active:
             return module(x)
         taps = self._taps
-        direct = not (_global_hooks() or any(_has_hooks(m) for m, *_ in taps))
+        direct = not (_global_hooks() or any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+                                             or m._backward_pre_hooks for m in self._tap_modules))
         hooks, act_seen, out, kept = self._layer_hooks, self._act_seen, self._out, self._act_kept
         keep = self._checked and not self.want_hist
         hooked, eager, shift = self._hooked, self._eager_act, self._shift

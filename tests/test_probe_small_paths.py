@@ -177,3 +177,28 @@ def test_mixed_activations_reduced_together_keep_each_layer_in_its_place(acts, d
                    {"type": act, "slope": 0.2} if act == "leaky_relu" else {"type": act}]
     tr, snap, _, _ = later_step(build(make_spec(layers), dtype))
     assert cat_path_taken(tr.probe) and snap.preact_mean.shape == (4,)
+
+
+def test_hooks_added_to_a_layer_or_globally_between_steps_run_and_the_statistics_stay_right():
+    # the probe's own forward calls a layer's forward directly only while no module hook exists
+    exp = build(make_spec([{"type": "linear", "units": 10}, {"type": "tanh"}, {"type": "linear", "units": 6},
+                           {"type": "sigmoid"}]))
+    tr = Trainer(exp)
+    tr.train_step()
+    tr.train_step()
+    seen = []
+    h = exp.model.module[1].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    tr.train_step()
+    assert seen == [(96, 10)]
+    check_step_statistics(exp, tr)
+    h.remove()
+    g = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: seen.append(type(m).__name__))
+    try:
+        n = len(seen)
+        tr.train_step()
+        assert seen[n:].count("Linear") == 3   # every layer of the stack (the output layer too)
+    finally:
+        g.remove()
+    n = len(seen)
+    check_step_statistics(exp, tr)
+    assert len(seen) == n   # both hooks gone: the layers' own forward again
