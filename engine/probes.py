@@ -25,6 +25,17 @@ hook), one at a time, while the tensor is still in cache (keeping them would
 also keep the allocator from reusing their memory). Everything stays on the
 device until ``collect`` makes one host copy per step.
 
+A plain stack the engine built (an nn.Sequential whose children are its linear layers
+and activations, deep sigmoid preset) goes further, as each call there costs more than
+its arithmetic: no module hooks (``_tapped_forward``, the probe's own forward, keeps the
+same tensors, calling each layer's forward directly while no module hook exists); all
+its small [batch, units] layers reduced together in one buffer (``_cat_sums``: about ten
+torch calls a step, whatever the depth; the statistics from per-unit sums in numpy); its
+parameters and gradients views of two flat buffers (engine/flat_params.py: zero_grad,
+every norm, the copy before the step and the update's norm one call each, numpy on the
+CPU); the Trainer's norms placed per layer in numpy (``take_grad_norms``,
+``take_update_ratio``, ``collect`` without wg, bg, ur).
+
 Where the time goes (profiled 2026-12-01, docs/performance.md "Probe cost"): on
 large layers every pass over a tensor, 20-40 us for 256 x 256 float32 in the running
 net, however cheap its kernel; on small ones every torch call (2-5 us) and the
