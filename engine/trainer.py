@@ -230,7 +230,7 @@ class Trainer:
                     nn.utils.clip_grad_value_(params, self.t["clip_value"])
             self.optimizer.step()
             self.probe.take_update_ratio(before)   # (none on a non-finite loss: NaN)
-        labels = self.classify and out.dim() == 2 and y.dim() == 1 and not y.is_cuda
+        labels = self.classify and out.dim() == 2 and y.dim() == 1 and y.device.type == "cpu"
         if labels:   # the predicted classes go with the step's one host copy; the accuracy is counted there
             head = torch.cat([loss.detach().reshape(1).float(), out.detach().argmax(-1)])
         else:
