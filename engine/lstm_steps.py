@@ -15,9 +15,10 @@ gradient of the ``tap`` input (a tensor whose values are never read), so one hoo
 sees all of them, with nothing computed that the plain backward does not need. The products
 of the whole sequence (x W_ih^T, and the weight and input gradients) are one matrix product
 each. Cost against the fused kernel's forward and backward (CPU, float32, 1 thread,
-2026-12-01): 1.15-1.2x on 35 steps x batch 20 x 256 units (the taps: 1.5x), 1.7x on 100
-steps x batch 64 x 64 units with 1 input feature, where the ~24 small torch calls a step
-are what costs (the taps: 1.75x). The values equal the fused ones to float rounding.
+2026-12-01): 1.15-1.2x on 35 steps x batch 20 x 256 units, less than the taps; 1.7-1.9x
+on 100 steps x batch 64 x 64 units with 1 input feature, where the ~24 small torch calls a
+step are what costs and the taps cost less (``pays`` says which). The values equal the fused
+ones to float rounding.
 """
 from __future__ import annotations
 
@@ -106,6 +107,19 @@ def usable(x: torch.Tensor, weights: list) -> bool:
     return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
             and all(w.dtype == x.dtype and w.device == x.device for w in weights)
             and not torch.is_autocast_enabled("cpu"))
+
+
+# From this batch x hidden^2 on, ``lstm_layer`` costs less than the fused kernel with taps (whose
+# extra products grow as batch x hidden^2 a step, while this layer's extra cost is its ~24 small
+# torch calls a step). Measured 2026-12-01, CPU, 1 thread, in the two benchmarks' loops: the LSTM
+# LM (batch 20, 256 units: 1.3 M) 1.17x the bare step here against 1.30x with taps; the memory
+# task's nn.LSTM (batch 64, 64 units: 0.26 M) 1.8x with taps against 2.0x here.
+STEPS_FROM = 500_000
+
+
+def pays(batch: int, hidden: int) -> bool:
+    """Whether ``lstm_layer`` is the cheaper of the two exact ways for this layer (see STEPS_FROM)."""
+    return batch * hidden * hidden >= STEPS_FROM
 
 
 def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, tap=None):

@@ -46,14 +46,17 @@ come from one BLAS dot (one layer) or one vector_norm over [layers, entries] (a
 stack: a batched bmm was 10-25x slower), with no sqrt / float64 / square round
 trips; with ``begin(step_follows=True)`` (the Trainer) the weights' ||W||^2 at the
 step's start come from the gradient norms' own calls; ``collect`` places the results of
-every group at once (finish_activation once per kind of activation). What is left
-on large layers is the passes themselves: 7 per activation layer (sum z, z.z,
-|z|, > z*, their sum, f', its sum), 3 per delta (g.g, |g|, its per-unit sum), 5 per
-weight (g.g, W.W, the copy of W, W - W', its dot). A fused kernel
-(one read of z and a for all five moments) would need a compiler (torch.compile)
-or a C++ extension; torch has no fused ``||b - a||`` (``dist``, ``mse_loss`` write
-b - a into a fresh tensor) and no cheap count of |z| > t (a bool tensor and its
-count are 10-30x a float pass, ``histc`` 40x).
+every group at once (finish_activation once per kind of activation). On large layers
+the torch path makes 7 passes per activation layer (sum z, z.z, |z|, > z*, their sum,
+f', its sum), 3 per delta (g.g, |g|, its per-unit sum) and 5 per weight (g.g, W.W, the
+copy of W, W - W', its dot); torch has no fused ``||b - a||`` and no cheap count of
+|z| > t (a bool tensor and its count are 10-30x a float pass, ``histc`` 40x). So a
+large CPU tensor takes engine/onepass.py instead (numba loops, where numba is
+installed): one read of z and a for all five moments, one of a delta, one of a
+gradient, and for the Trainer one pass over W and W' for the change, ||W'||^2 and the
+copy the next step starts from (a weight is "carried": 3 passes instead of 5). Their
+sums are float64, as every float32 norm here is checked to be: a vanishing layer's
+float32 squares are subnormal (a norm of 1e-23 entries read 70 % low, of 1e-25 as 0).
 
 A kept tensor that something changes in place between its hook and ``collect``
 (its version counter moved: ``nn.ReLU(inplace=True)`` after a linear layer, a
@@ -77,6 +80,7 @@ import math
 import numpy as np
 import torch
 
+from . import onepass
 from .activations import SATURATION_FRACTION
 from .build import Model
 from .flat_params import FlatParams
@@ -121,34 +125,55 @@ def _per_layer(reduce, x: torch.Tensor) -> torch.Tensor:
 
 
 _NORM64 = functools.partial(torch.linalg.vector_norm, dtype=torch.float64)
+# A float32 squared norm below this may have lost its precision: its entries are then all below
+# 1e-15, and a square below 1.2e-38 is a float32 subnormal (about 1e-45 absolute precision; at
+# |g| ~ 1e-23 a float32 norm is 70 % low, at 1e-25 it is 0). Above it the subnormal squares add
+# at most n * 1.4e-45, under 1e-7 relative for n <= 1e8 entries. Such a norm is taken again in
+# float64: a vanishing gradient is the very thing the app shows, it must not read as 0.
+TINY_SQ = 1e-30
+
+
+def _untrusted(sq: torch.Tensor) -> torch.Tensor | None:
+    """The positions of float32-computed squared norms [k] to take again in float64 (not finite:
+    NaN, inf or an overflow; or below TINY_SQ), or None when every one is good (one host read)."""
+    lo, hi = torch.aminmax(sq)
+    if math.isfinite(float(hi)) and float(lo) >= TINY_SQ:   # (NaN fails both tests)
+        return None
+    return (~(torch.isfinite(sq) & (sq >= TINY_SQ))).nonzero().flatten()
+
+
+def _retake64(sq: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Squared norms [layers] of the stack x, float32 ones checked: the untrusted taken in float64."""
+    bad = _untrusted(sq)
+    sq = sq.double()
+    if bad is not None:
+        sq[bad] = _per_layer(_NORM64, x[bad]).square()
+    return sq
 
 
 def safe_norms(x: torch.Tensor) -> torch.Tensor:
     """||x|| of each layer of a stack [layers, ...], in float64, finite wherever x is.
 
     A float32 norm squares in float32, which overflows above ~1.8e19 (an exploding layer's
-    gradient would be stored as inf). On a CUDA device the reduction accumulates in float64
-    directly (it casts as it loads, no copy); on the CPU, where that cast makes a copy (3-10x
-    slower), the float32 result is checked and only a non-finite one is taken again in float64."""
+    gradient would be stored as inf) and loses its precision below ~1e-19 (a vanishing one as
+    0). On a CUDA device the reduction accumulates in float64 directly (it casts as it loads, no
+    copy); on the CPU, where that cast makes a copy (3-10x slower), the float32 result is
+    checked and only a layer that overflowed or is tiny is taken again in float64."""
     if x.dtype == torch.float64 or x.is_cuda:
         return _per_layer(_NORM64, x)
-    n = _sum_squares(x).sqrt_() if x.dtype == torch.float32 else _per_layer(torch.linalg.vector_norm, x)
-    if not math.isfinite(float(n.sum())):   # NaN or inf anywhere (a sum of norms <= 1.8e19 is finite)
-        n = _per_layer(_NORM64, x)
-    return n.double()
+    if x.dtype != torch.float32:
+        return _per_layer(torch.linalg.vector_norm, x).double()
+    return _retake64(_sum_squares(x), x).sqrt_()
 
 
 def safe_sum_squares(x: torch.Tensor) -> torch.Tensor:
-    """||x||^2 of each layer of a stack [layers, ...], finite wherever x is (as ``safe_norms``).
-
-    On the CPU one BLAS dot a layer in x's dtype, taken again in float64 only where a float32
-    sum overflowed (or x holds NaN or inf); no square root and no float64 cast on the way."""
+    """||x||^2 of each layer of a stack [layers, ...], finite and precise wherever x is (as
+    ``safe_norms``): on the CPU one BLAS dot a layer in x's dtype, taken again in float64 only
+    where the float32 sum is not finite or tiny; no square root on the way."""
     if x.is_cuda or x.dtype not in (torch.float32, torch.float64):
         return safe_norms(x).square()
     s = _sum_squares(x)
-    if x.dtype == torch.float32 and not math.isfinite(float(s.sum())):
-        s = _per_layer(_NORM64, x).square()
-    return s
+    return _retake64(s, x) if x.dtype == torch.float32 else s
 
 
 def _sum_squares(x: torch.Tensor) -> torch.Tensor:
@@ -192,26 +217,43 @@ def norm_split(ts: list) -> tuple:
 def square_norms(ts: list, split: tuple | None = None) -> tuple:
     """(||t||^2 of the tensors of a list as one float64 tensor, the list indices in its order).
 
-    Finite wherever the tensor is (as ``safe_norms``); a None tensor (no gradient) gives NaN.
-    On the CPU a large float32 tensor is one BLAS dot, the others one ``_foreach_norm``; the
-    float32 values are checked together (one host read) and taken again in float64 only if
-    one is not finite. ``split``: ``norm_split(ts)`` taken before for tensors of the same shapes,
-    dtypes and devices (a caller's cache: the per-tensor decisions cost more than the norms on a
-    small net)."""
+    Finite and precise wherever the tensor is (as ``safe_norms``); a None tensor (no gradient)
+    gives NaN. On the CPU a large float32 tensor is one float64 pass of ``onepass.sum_square``
+    (without numba: a BLAS dot), the others one ``_foreach_norm``; the float32 values are
+    checked together (one host read) and only those not finite or tiny are taken again in
+    float64. ``split``: ``norm_split(ts)`` taken before for tensors of the same shapes, dtypes and
+    devices (a caller's cache: the per-tensor decisions cost more than the norms on a small net)."""
     first, rest, absent = norm_split(ts) if split is None else split
-    sq = [torch.dot(f, f) for f in (ts[i].reshape(-1) for i in first)]
-    parts = [torch.stack(sq).double()] if sq else []
+    exact, checked = [], []   # float64 results; float32 ones to check, with their list indices
+    if first and onepass.available():
+        # float64 sums where the kernels take the tensor (a vanishing gradient's float32 squares
+        # are subnormals: precision lost, and a BLAS dot ~30x slower on them)
+        fits = [i for i in first if onepass.fits(ts[i])]
+        if fits:
+            exact.append((torch.tensor([onepass.sum_square(ts[i]) for i in fits], dtype=torch.float64), fits))
+        taken = set(fits)
+        first = [i for i in first if i not in taken] if len(fits) < len(first) else []
+    if first:
+        checked.append((torch.stack([torch.dot(f, f) for f in (ts[i].reshape(-1) for i in first)]), first))
     if rest:
         rs = [ts[i] for i in rest]
-        cuda = rs[0].is_cuda
-        norms = torch._foreach_norm(rs, 2, dtype=torch.float64) if cuda else torch._foreach_norm(rs)
-        parts.append(torch.stack(norms).double().square())
-    order = first + rest
+        if rs[0].is_cuda or rs[0].dtype == torch.float64:
+            exact.append((torch.stack(torch._foreach_norm(rs, 2, dtype=torch.float64)).square(), rest))
+        else:
+            checked.append((torch.stack(torch._foreach_norm(rs)).double().square(), rest))
+    if checked:
+        sq, idx = (torch.cat([c for c, _ in checked]), [i for _, ix in checked for i in ix]) if len(checked) > 1 \
+            else checked[0]
+        bad = _untrusted(sq) if not sq.is_cuda else None
+        sq = sq.double()
+        if bad is not None:   # overflow, NaN / inf in a tensor, or a tiny norm: in float64
+            for k in bad.tolist():
+                sq[k] = torch.linalg.vector_norm(ts[idx[k]], dtype=torch.float64).square()
+        exact.append((sq, idx))
+    order = [i for _, ix in exact for i in ix]
     dev = next((t.device for t in ts if t is not None), torch.device("cpu"))
-    out = (torch.cat(parts) if len(parts) > 1 else parts[0]) if parts else torch.zeros(0, dtype=torch.float64,
-                                                                                       device=dev)
-    if parts and not out.is_cuda and not math.isfinite(float(out.sum())):   # overflow, or NaN / inf in a tensor
-        out = torch.stack([torch.linalg.vector_norm(ts[i], dtype=torch.float64) for i in order]).square()
+    out = (torch.cat([v for v, _ in exact]) if len(exact) > 1 else exact[0][0]) if exact else \
+        torch.zeros(0, dtype=torch.float64, device=dev)
     if absent:
         out = torch.cat([out, torch.full((len(absent),), math.nan, dtype=torch.float64, device=out.device)])
         order = order + absent
@@ -220,15 +262,32 @@ def square_norms(ts: list, split: tuple | None = None) -> tuple:
 
 def diff_squares(before: list, after: list, split: tuple | None = None) -> tuple:
     """(||b - a||^2 of each pair of the lists as one float64 tensor, the indices in its order),
-    finite wherever b - a is. ``before`` is overwritten with b - a.
+    finite wherever b - a is. ``before`` may be overwritten with b - a.
 
-    One ``_foreach_sub_``, then ``square_norms`` (a BLAS dot for each large float32 tensor on the
-    CPU). A fused kernel that writes nothing would save a pass, but torch has none: ``mse_loss``
-    and ``dist`` write (b - a) into a fresh tensor (measured slower)."""
+    A large CPU pair: one fused read of both, nothing written (``onepass.diff_square``). The others:
+    one ``_foreach_sub_``, then ``square_norms`` (a BLAS dot for each large float32 tensor on the
+    CPU); torch has no fused kernel that writes nothing (``mse_loss`` and ``dist`` write (b - a)
+    into a fresh tensor, measured slower)."""
     if not before:
         return torch.zeros(0, dtype=torch.float64), []
+    done, rest = {}, []
+    for i, (b, a) in enumerate(zip(before, after)):
+        got = onepass.diff_square(b, a) if onepass.fits(b, a) else None
+        if got is None:
+            rest.append(i)
+        else:
+            done[i] = got
+    if not rest:
+        return torch.tensor(list(done.values()), dtype=torch.float64), list(done)
+    if done:   # (the split cached for the whole list does not hold for a part of it)
+        split = None
+        before, after = [before[i] for i in rest], [after[i] for i in rest]
     torch._foreach_sub_(before, after)   # now b - a
-    return square_norms(before, split)
+    sq, order = square_norms(before, split)
+    if not done:
+        return sq, order
+    return (torch.cat([torch.tensor(list(done.values()), dtype=torch.float64), sq]),
+            list(done) + [rest[k] for k in order])
 
 
 def _per_unit_axes(x: torch.Tensor) -> tuple:
@@ -263,6 +322,10 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shi
     is piecewise constant (ReLU, LeakyReLU, identity), and a reused buffer for
     sigmoid/tanh, whose f' comes from the output a (a - a^2, 1 - a^2).
     """
+    if z.shape[0] == 1:
+        raw = onepass_moments(act, z[0], a[0], shifts[0])
+        if raw is not None:
+            return raw.reshape(5, 1).unbind()
     # sum z and ||z||^2 (torch.var_mean is several times slower on the CPU). The
     # float32 sums are about 1e-7 relative, so E[z^2] - E[z]^2 loses precision when
     # |mean| >> std (1e-2 relative at mean/std = 500): such a layer's moments are
@@ -316,6 +379,19 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shi
             total = _per_layer(torch.sum, alive if size is d else d)
             counts = [total, saturated, _per_layer(torch.count_nonzero, alive == 0)]
     return tuple(moments + counts)
+
+
+def onepass_moments(act, z: torch.Tensor, a: torch.Tensor, shift: float) -> torch.Tensor | None:
+    """One layer's five raw moments (as ``activation_moments``) as one float64 tensor [5], in one
+    pass of ``onepass.activation_sums``; None where the kernels do not take z and a (small, not on
+    the CPU, no closed form of f', numba missing) or a sum is not finite (the torch path says where)."""
+    if act.name not in CLOSED_FORM or not onepass.fits(z, a):
+        return None
+    smooth = act.name in ("sigmoid", "tanh")
+    kind = act.name if smooth or act.name == "identity" else "relu" if act.slope == 0 else "leaky_relu"
+    raw = onepass.activation_sums(kind, z, a, shift, saturation_root(act.name, z.dtype) if smooth else 0.0,
+                                _unit_axis(z))
+    return None if raw is None else torch.tensor(raw, dtype=torch.float64)
 
 
 def _units_of_stack(x: torch.Tensor) -> int:
@@ -372,6 +448,10 @@ def delta_stats(g: torch.Tensor, per_unit: bool, scratch: dict | None = None) ->
     The second only where the layer's unit axis holds its units (else an empty [layers, 0]).
     |dL/dz| goes into a buffer of ``scratch`` reused from step to step: a fresh large tensor
     costs the allocator's page faults each time."""
+    if g.shape[0] == 1:
+        got = onepass_delta(g[0], per_unit)
+        if got is not None:
+            return got
     norms = safe_norms(g)
     if not per_unit:
         return norms, g.new_empty((g.shape[0], 0))
@@ -382,6 +462,19 @@ def delta_stats(g: torch.Tensor, per_unit: bool, scratch: dict | None = None) ->
     if buf is None:
         buf = scratch[key] = torch.empty_like(g, memory_format=torch.contiguous_format)
     return norms, torch.abs(g, out=buf).sum(dim=_per_unit_axes(g))
+
+
+def onepass_delta(g: torch.Tensor, per_unit: bool) -> tuple | None:
+    """``delta_stats`` of one layer's dL/dz in one pass of ``onepass.delta_sums`` (as [1] and [1, units]
+    or [1, 0]); None where the kernels do not take g or its squares are not finite."""
+    if not onepass.fits(g):
+        return None
+    got = onepass.delta_sums(g, _unit_axis(g))
+    if got is None:
+        return None
+    sq, sums = got
+    return (torch.tensor([math.sqrt(sq)], dtype=torch.float64),
+            torch.from_numpy(sums)[None] if per_unit else g.new_empty((1, 0)))
 
 
 def _norms(g: torch.Tensor) -> tuple:
@@ -508,6 +601,7 @@ class Probe:
         self.units = [self._units_of(m) for _, m in model.weight_layers]
         self._unit_start = np.cumsum([0] + self.units)[:-1]
         self._handles, self._scratch, self._before = [], {}, None
+        self._carry = {}   # weight index -> (version, storage, ||W||^2) of a buffer that holds it
         self._layer_hooks = [self._layer_hook(i) for i in range(L)]
         # a plain stack the engine built: the probe's own forward keeps what the hooks would (a
         # module hook costs more Python than the layer it watches on a small net); else hooks
@@ -605,7 +699,8 @@ class Probe:
     def _layer_hook(self, i):
         def on_grad(g):
             g, per_unit, count = self._delta_input(i, g.detach())
-            self._delta_done[i] = (delta_stats(g[None], per_unit, self._scratch), count)
+            got = onepass_delta(g, per_unit)
+            self._delta_done[i] = (got if got is not None else delta_stats(g[None], per_unit, self._scratch), count)
             return None
 
         also = self.model.outputs_of.get(i, ())
@@ -693,7 +788,9 @@ class Probe:
             shift = _shifts_for(*np.array([[float(z.mean())], [float(z.std(correction=0))]]))[0] if z.numel() else 0.0
             self._act_check[i] = kept     # and collect checks that z, a stay as they are
         self._act_sizes[i], self._act_shift[i] = _sizes(z), shift
-        self._act_done[i] = activation_moments(act, z[None], a[None], self._scratch, [shift])
+        raw = onepass_moments(act, z, a, shift)   # (collect takes the five moments as one [5] tensor)
+        self._act_done[i] = (raw,) if raw is not None else activation_moments(act, z[None], a[None],
+                                                                              self._scratch, [shift])
         self._act_kept.pop(i, None)
 
     def _on_hidden(self, t, h):
@@ -761,11 +858,12 @@ class Probe:
         per_layer = per_slot[:2 * L].sqrt()
         return per_layer[:L], torch.where(self._on(self._has_bias, dev), per_layer[L:], math.nan)
 
-    def _split_of(self, ts: list):
+    def _split_of(self, ts: list, tag=None):
         """``norm_split(ts)``, cached by the list's length and first dtype and device (the parameters'
-        shapes are fixed); a list with a None tensor (a gradient missing) gets a fresh split."""
+        shapes are fixed) and ``tag`` (lists of other makeups); a list with a None tensor (a gradient
+        missing) gets a fresh split."""
         t0 = ts[0]
-        key = ("split", len(ts), t0.dtype, t0.device) if t0 is not None else None
+        key = ("split", len(ts), t0.dtype, t0.device, tag) if t0 is not None else None
         split = self._on_device.get(key)
         if split is None:   # (checked once: every tensor of the layout, no gradient missing)
             split = norm_split(ts)
@@ -783,23 +881,69 @@ class Probe:
             index = self._on_device[key] = torch.tensor([owner[i] for i in order], dtype=torch.long, device=dev)
         return torch.zeros(slots, device=dev, dtype=torch.float64).index_add_(0, index, sq)
 
+    # ------------------------------------------------------------------ the weights' change
+    # With ``begin(step_follows=True)`` (the Trainer: only its optimiser step changes the weights)
+    # take_update_ratio takes each large CPU weight's change in one fused pass that also copies W' into
+    # its buffer and takes ||W'||^2 (``onepass.diff_copy``). The next step then neither copies W nor
+    # takes ||W||^2 again: 3 passes over W instead of 5. A weight is carried only while its version
+    # counter and storage are those the pass saw; anything else that changed it in place since
+    # (a load, a reset, a user's edit under no_grad) makes it copied and measured afresh.
+    def _carried(self) -> list:
+        """Indices of the weights whose buffer still holds them (see above), with ||W||^2 known."""
+        if not self._carry:
+            return []
+        return [k for k, c in self._carry.items()
+                if c[0] == self.weights[k]._version and c[1] == self.weights[k].data_ptr()]
+
     def _before_buffers(self) -> list:
         ws = self.weights
         if self._before is None or any(b.shape != w.shape or b.device != w.device or b.dtype != w.dtype
                                        for b, w in zip(self._before, ws)):
             self._before = [torch.empty_like(w, memory_format=torch.contiguous_format) for w in ws]
+            self._carry = {}
         return self._before
 
     def weights_before(self):
-        """A copy of every weight, into buffers kept from step to step (no allocation)."""
+        """A copy of every weight, into buffers kept from step to step (no allocation); a weight
+        that the last step's update_ratio carried is in its buffer already."""
         if self._flat_live:   # one copy of the flat buffer (take_update_ratio knows it)
             self._flat_params.copy_weights()
             return self._flat_params.before
         with torch.no_grad():
             before = self._before_buffers()
-            if before:
+            carried = set(self._carried()) if self._step_follows else ()
+            if not self._step_follows:
+                self._carry = {}
+            if carried:
+                todo = [k for k in range(len(before)) if k not in carried]
+                if todo:
+                    torch._foreach_copy_([before[k] for k in todo], [self.weights[k] for k in todo])
+            elif before:
                 torch._foreach_copy_(before, self.weights)   # under no_grad: no detach needed
             return before
+
+    def _diff_carry(self, before: list, ws: list) -> tuple:
+        """``diff_squares(before, ws)``, the large CPU weights by ``onepass.diff_copy``: their buffers
+        then hold W', and ``_carry`` its version, storage and ||W'||^2 for the next step."""
+        fits = self._on_device.get(("carry fits", len(ws)))
+        if fits is None:
+            fits = self._on_device[("carry fits", len(ws))] = [
+                k for k, (b, w) in enumerate(zip(before, ws)) if b.dtype == w.dtype and onepass.fits(b, w)]
+        if not fits:
+            return diff_squares(before, ws, self._split_of(before))
+        self._carry = {}
+        num = []
+        for k in fits:
+            d, q = onepass.diff_copy(before[k], ws[k])
+            num.append(d)
+            self._carry[k] = (ws[k]._version, ws[k].data_ptr(), q)
+        out, order = torch.tensor(num, dtype=torch.float64), list(fits)
+        taken = set(fits)
+        rest = [k for k in range(len(ws)) if k not in taken]
+        if rest:
+            sq, sub = diff_squares([before[k] for k in rest], [ws[k] for k in rest])
+            out, order = torch.cat([out, sq]), order + [rest[j] for j in sub]
+        return out, order
 
     def update_ratio(self, before):
         L = len(self.layer_names)
@@ -1150,8 +1294,19 @@ class Probe:
             if self._flat_live:
                 self._raw_grad = (self._flat_params.squares(), FLAT)
                 return
-            ts = [p.grad for p in self._params] + self.weights
-            self._raw_grad = square_norms(ts, self._split_of(ts))
+            carried = self._carried()
+            if not carried:
+                ts = [p.grad for p in self._params] + self.weights
+                self._raw_grad = square_norms(ts, self._split_of(ts))
+                return
+            # the weights the last step carried: their ||W||^2 is known (see ``_carried``)
+            held = set(carried)
+            P, rest = len(self._params), [k for k in range(len(self.weights)) if k not in held]
+            ts = [p.grad for p in self._params] + [self.weights[k] for k in rest]
+            sq, order = square_norms(ts, self._split_of(ts, "carried"))
+            sq = torch.cat([sq, torch.tensor([self._carry[k][2] for k in carried], dtype=torch.float64)])
+            # positions in the list of every gradient and then every weight (as without a carry)
+            self._raw_grad = sq, [i if i < P else P + rest[i - P] for i in order] + [P + k for k in carried]
 
     def take_update_ratio(self, before) -> None:
         """``update_ratio`` after ``take_grad_norms``: ||W' - W||^2 kept for ``collect``."""
@@ -1159,7 +1314,10 @@ class Probe:
             if self._flat_live and before is self._flat_params.before:
                 self._raw_update = (self._flat_params.diff_squares(), FLAT)
                 return
-            self._raw_update = diff_squares(before, self.weights, self._split_of(before))
+            if before is self._before and onepass.available():   # the large weights: W' into their buffers
+                self._raw_update = self._diff_carry(before, self.weights)
+            else:
+                self._raw_update = diff_squares(before, self.weights, self._split_of(before))
 
     def _raw_finish(self, sq: np.ndarray, num) -> dict:
         """weight_grad_norm, bias_grad_norm, update_ratio and weight_rms from the squared norms that

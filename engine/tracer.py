@@ -227,11 +227,11 @@ class Unrolled:
     of a bidirectional layer), a tensor s_t whose gradient is exactly that total derivative (a
     fused layer's: ``on_hidden([keys], s)``, one tensor whose first axis holds these steps):
 
-    * nn.LSTM on the CPU (float32 / float64, no autocast): the first layer (each direction) is
-      engine/lstm_steps.py's autograd function, whose backward computes every dL/dh_t anyway and
-      hands them out as the gradient of one tap tensor (T, batch, H) a direction; the other
-      layers stay fused. Cost: about the fused layer's (see that module).
-    * nn.RNN, and nn.LSTM elsewhere (a GPU, autocast): still the fused kernels. A zero tap
+    * nn.LSTM on the CPU (float32 / float64, no autocast) where that is the cheaper way (batch x
+      H^2 large: lstm_steps.pays): the first layer (each direction) is engine/lstm_steps.py's
+      autograd function, whose backward computes every dL/dh_t anyway and hands them out as the
+      gradient of one tap tensor (T, batch, H) a direction; the other layers stay fused.
+    * nn.RNN, and nn.LSTM otherwise (small, a GPU, autocast): still the fused kernels. A zero tap
       s_t (one leaf (T, batch, H) a direction) is added to the first layer's output h_t and
       to its final state, and enters step t+1's gates through an extra input column block
       whose input weight is W_hh (the layer's own recurrent weight): the fused backward then
@@ -269,8 +269,9 @@ class Unrolled:
         if isinstance(m, nn.GRU):
             how = "the layer run one time step at a time with its own weights"
         elif isinstance(m, nn.LSTM) and weights and lstm_steps.usable(weights[0], weights):
-            how = ("its first layer as an autograd function of its own, one time step at a time, whose "
-                   "backward hands out every dL/dh_t (exact)")
+            how = (f"where the batch x {m.hidden_size}^2 is at least {lstm_steps.STEPS_FROM:,}, its first layer "
+                   "as an autograd function of its own, one time step at a time, whose backward hands out "
+                   "every dL/dh_t; else its fused kernel with a zero tap on each h_t (exact either way)")
         else:
             how = "its fused kernel with a zero tap on each h_t (exact)"
         return (f"||dL/dh_t|| of the first layer of the {type(self.module).__name__}, the total derivative "
@@ -338,7 +339,8 @@ class Unrolled:
         dirs = 2 if m.bidirectional else 1
         per = len(m._flat_weights_names) // (m.num_layers * dirs)   # w_ih, w_hh[, b_ih, b_hh]
         weights = [getattr(m, n) for n in m._flat_weights_names]
-        if lstm and lstm_steps.usable(x, weights[:dirs * per] + [h0, c0]):
+        if lstm and lstm_steps.pays(x.shape[1], m.hidden_size) and lstm_steps.usable(
+                x, weights[:dirs * per] + [h0, c0]):
             out, h_n, c_n = self._first_lstm_layer(x, h0, c0, weights[:dirs * per], per)
         else:
             out, h_n, c_n = self._first_layer_with_taps(x, h0, c0, weights[:dirs * per], per)

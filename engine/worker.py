@@ -64,6 +64,8 @@ def main(cmd, out) -> None:
     from . import trainer  # noqa: F401
     out = _Out(out)
     out.send(("ready", os.getpid()))
+    from . import onepass
+    onepass.warm()   # the probes' kernels, while the user looks at the window (a Run waits in the pipe)
     try:
         _Worker(cmd, out).serve()
     except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+from PySide6.QtCore import QPointF, Qt
 
 from backprop_lab.engine.history import History
 from backprop_lab.engine.snapshot import PER_ACT, PER_LAYER, SCALARS
@@ -199,3 +200,203 @@ def test_compare_layer_lines_are_log10_of_every_stored_row_with_gaps(qtbot):
         np.testing.assert_allclose(item.logs, expected, rtol=1e-6, equal_nan=True)
         np.testing.assert_array_equal(item.x, h.steps)
         assert np.isfinite(item.hi).all() and np.isfinite(item.lo).all()
+
+
+# ----------------------------------------------------------------------------- drawing cost (issue 9, item 8)
+def _naive_peaks(x, y, i0, i1, ds):
+    """One (min, max) pair per whole block of ds steps, the order alternating (max first in even
+    blocks), the steps after the last whole block as they are: computed from scratch."""
+    m = i1 - i0
+    k = m // ds
+    body = y[:, i0:i0 + k * ds].reshape(len(y), k, ds)
+    with np.errstate(invalid="ignore"):
+        hi, lo = np.nanmax(body, axis=2) if k else body[..., 0], np.nanmin(body, axis=2) if k else body[..., 0]
+    even = np.arange(k) % 2 == 0
+    out = np.empty((len(y), 2 * k + m - k * ds))
+    out[:, 0:2 * k:2] = np.where(even, hi, lo)
+    out[:, 1:2 * k:2] = np.where(even, lo, hi)
+    out[:, 2 * k:] = y[:, i0 + k * ds:i1]
+    return np.concatenate([np.repeat(x[i0:i0 + k * ds:ds], 2), x[i0 + k * ds:i1]]), out
+
+
+@pytest.mark.filterwarnings("ignore:All-NaN slice")
+def test_peak_columns_kept_while_a_run_grows_equal_a_full_recomputation():
+    """The blocks already reduced are reused as steps are appended (and redone where told that steps
+    changed); what is drawn is, every time, the alternating (min, max) pairs of the whole data."""
+    from backprop_lab.widgets.layer_lines import PeakColumns
+    rng = np.random.default_rng(4)
+    y = rng.standard_normal((3, 5000))
+    y[1, 100:140] = np.nan                     # a gap: its blocks stay NaN
+    x = np.arange(5000.0)
+    peaks, n = PeakColumns(), 300
+    for i in range(80):
+        grow = int(rng.integers(1, 60))
+        y[:, n:n + grow] = rng.standard_normal((3, grow))
+        n += grow
+        unchanged = n - grow
+        if i == 40:                             # the History thinned: nothing before is kept
+            y[:, :n] = rng.standard_normal((3, n))
+            unchanged = 0
+        peaks.keep(unchanged)
+        ds = max(2, n // 137)
+        i0 = 0 if i % 7 else 50                 # zoomed in now and then: other blocks
+        xs, out = peaks.reduce(x, y, i0, n, ds)
+        ex, ey = _naive_peaks(x, y, i0, n, ds)
+        np.testing.assert_array_equal(xs, ex)
+        np.testing.assert_array_equal(out, ey)
+
+
+def test_column_image_draws_what_pyqtgraph_draws_as_the_image_grows(qtbot):
+    """The heatmap's ColumnImage keeps its block means between renders; its rendered image is, pixel for
+    pixel, pyqtgraph's own auto-downsampled rendering of the whole image, after appends and after a
+    rebuild (a thinned History)."""
+    import pyqtgraph as pg
+    from backprop_lab.widgets import theme
+    from backprop_lab.widgets.log_image import ColumnImage
+    rng = np.random.default_rng(2)
+    full = np.log10(rng.random((7, 4000)).astype(np.float32))
+    full[3, 500:700] = np.nan
+    views = []
+    for cls in (ColumnImage, pg.ImageItem):
+        w = pg.PlotWidget()
+        qtbot.addWidget(w)
+        w.resize(320, 200)
+        item = cls(np.full((1, 1), np.nan, np.float32), levels=(-3, 0), autoDownsample=True)
+        item.setColorMap(theme.sequential_map())
+        w.addItem(item)
+        w.show()
+        views.append((w, item))
+    qtbot.waitExposed(views[0][0])
+    n = 0
+    for step, grow in enumerate((1000, 3, 1, 250, 17, 900, 2)):
+        unchanged = n
+        n += grow
+        if step == 4:
+            full[:, :n] = np.log10(rng.random((7, n)))
+            unchanged = 0
+        images = []
+        for w, item in views:
+            if isinstance(item, ColumnImage):
+                item.keep_columns(unchanged)
+            item.setImage(np.ascontiguousarray(full[:, :n]), autoLevels=False, levels=(-3, 0))
+            item.setRect(0, 0, n, 7)
+            w.getPlotItem().getViewBox().setRange(xRange=(0, n), yRange=(0, 7), padding=0)
+            w.getPlotItem().getViewBox().prepareForPaint()
+            item.render()
+            images.append(item.qimage.copy())
+        assert views[0][1]._lastDownsample[0] > 1 or n < 320   # downsampled once there are many columns
+        assert images[0] == images[1], f"after {n} columns"
+
+
+def test_wide_pens_are_drawn_as_wide_as_pyqtgraph_asks(qtbot):
+    """A curve's 2 px and 3 px pens (drawn as a 1 px line at pixel offsets, widgets.pg_speedups) cover
+    2 and 3 pixels across a horizontal line and a vertical one; a dashed pen is still dashed."""
+    import pyqtgraph as pg
+    from backprop_lab.widgets import theme  # noqa: F401  (installs the fast wide pens)
+    assert pg.PlotCurveItem._wide_pens_fast
+    w = pg.PlotWidget(background="w")
+    qtbot.addWidget(w)
+    w.resize(300, 300)
+    pi = w.getPlotItem()
+    pi.hideAxis("left")
+    pi.hideAxis("bottom")
+    pi.setRange(xRange=(0, 10), yRange=(0, 10), padding=0)
+    pi.plot([1, 9], [3, 3], pen=pg.mkPen((255, 0, 0), width=2))
+    pi.plot([1, 9], [7, 7], pen=pg.mkPen((0, 0, 255), width=3))
+    pi.plot([5, 5], [1, 9], pen=pg.mkPen((0, 160, 0), width=3))
+    pi.plot([1, 9], [5, 5], pen=pg.mkPen((0, 0, 0), width=2, style=Qt.DashLine))
+    w.show()
+    qtbot.waitExposed(w)
+    img = w.grab().toImage()
+
+    def run(colour, xs=None, ys=None):
+        """Longest run of pixels of ``colour`` along column x (or row y)."""
+        from PySide6.QtGui import QColor
+        target = QColor(*colour).rgb()
+        best = cur = 0
+        for p in ((xs, y) for y in range(img.height())) if ys is None else ((x, ys) for x in range(img.width())):
+            cur = cur + 1 if img.pixel(*p) == target else 0
+            best = max(best, cur)
+        return best
+    vb = pi.getViewBox()
+    col = int(vb.mapViewToScene(QPointF(3, 0)).x())
+    row = int(vb.mapViewToScene(QPointF(0, 2)).y())
+    assert run((255, 0, 0), xs=col) == 2                  # across the 2 px horizontal line
+    assert run((0, 0, 255), xs=col) == 3                  # across the 3 px one
+    assert run((0, 160, 0), ys=row) == 3                  # across the 3 px vertical line
+    assert 0 < run((0, 0, 0), ys=int(vb.mapViewToScene(QPointF(0, 5)).y())) < 100   # dashes, not one line
+    w.close()
+
+
+def test_a_refresh_paints_each_changed_plot_once(qtbot, monkeypatch):
+    """A refresh updates the plots' ranges before they are painted (HistoryPanel.prepare_for_paint):
+    pyqtgraph did it at the start of the paint, which marked every item dirty again, and Qt painted
+    every changed plot twice per frame."""
+    from PySide6.QtWidgets import QApplication
+    from backprop_lab.widgets.gradient_flow import GradientFlow
+    from backprop_lab.widgets.layer_lines import LayerLines
+    painted = []
+    paint = LayerLines.paint
+
+    def counting(self, *args):
+        painted.append(self)
+        return paint(self, *args)
+    monkeypatch.setattr(LayerLines, "paint", counting)
+    w = GradientFlow()
+    qtbot.addWidget(w)
+    w.resize(900, 400)
+    w.show()
+    qtbot.waitExposed(w)
+    h = history(layers=5, steps=300)
+    w.set_history(h)
+    qtbot.waitUntil(lambda: bool(painted), timeout=10_000)
+    for _ in range(5):
+        QApplication.sendPostedEvents()
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        before = painted.count(w.lines)
+        h.extend_packed(rows(5, 2, int(h.steps[-1]) + 1, 1, rng))   # one step: the x range grows
+        w.refresh()
+        for _ in range(5):
+            QApplication.sendPostedEvents()
+        assert painted.count(w.lines) == before + 1
+
+
+def test_a_readout_takes_new_figures_without_a_new_layout_and_grows_when_it_wraps(qtbot):
+    """The activation panel's read-out (ReadoutLabel) changes its text every frame: a text of the same
+    height asks no layout of the panel (a QLabel's asked the panel, its dock and the main window to lay
+    out again every frame); a text that wraps to more lines gets the height to show all of them."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
+    from backprop_lab.widgets.panel import ReadoutLabel
+    box = QWidget()
+    qtbot.addWidget(box)
+    lay = QVBoxLayout(box)
+    readout = ReadoutLabel("step 1: mean 0.25")
+    lay.addWidget(readout)
+    lay.addStretch(1)
+    box.resize(220, 300)
+    box.show()
+    qtbot.waitExposed(box)
+    for _ in range(5):                              # the layout of the first show
+        QApplication.processEvents()
+    one_line = readout.height()
+    asked = []
+
+    class Watch(QObject):
+        def eventFilter(self, obj, ev):
+            if obj is box and ev.type() == QEvent.LayoutRequest:
+                asked.append(ev)
+            return False
+    watch = Watch()
+    box.installEventFilter(watch)
+    for step in range(2, 30):                       # new figures, one line each
+        readout.setText(f"step {step}: mean 0.{step:02d}")
+        QApplication.processEvents()
+    assert asked == [] and readout.text() == "step 29: mean 0.29" and readout.height() == one_line
+    long = "step 30: mean f′(z) = 0.37 (148 % of max) · saturated 39.6 % · dead units 42.5 % · z = 0.63 ± 0.16"
+    readout.setText(long)
+    qtbot.waitUntil(lambda: readout.height() > 2 * one_line)
+    assert readout.label.heightForWidth(readout.width()) <= readout.height()
+    assert readout.label.geometry() == readout.rect() and readout.label.text() == long
+    box.removeEventFilter(watch)

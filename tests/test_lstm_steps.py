@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from backprop_lab.engine.lstm_steps import lstm_layer, usable
+from backprop_lab.engine.lstm_steps import lstm_layer, pays, usable
 
 F64 = torch.float64
 
@@ -97,3 +97,9 @@ def test_it_takes_only_what_it_computes_exactly():
     assert not usable(x.half(), [w.half()]) and not usable(x, [w.double()])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not usable(x, [w])
+
+
+def test_the_cheaper_way_is_chosen_by_the_layer_size():
+    """The benchmarks' layers (docs/performance.md): the LSTM LM's (batch 20, 256 units) goes step by
+    step, the memory task's (batch 64, 64 units) keeps the fused kernel with taps."""
+    assert pays(20, 256) and not pays(64, 64)

@@ -84,3 +84,26 @@ def test_an_axis_label_follows_its_text_units_and_si_prefix(qtbot):
         w.setYRange(0, top, padding=0)
     assert calls == [] and "(kV)" in ax.label.toPlainText()
     w.close()
+
+
+def test_an_axis_keeps_its_picture_for_a_sub_pixel_move_and_redraws_for_more(qtbot):
+    """A view following a growing run moves its range a fraction of a pixel per step: the axis keeps
+    the picture it drew (pg_speedups.AXIS_TOLERANCE_PX), and draws a new one, with the new ticks,
+    once the range has moved further than that from the range it was drawn for."""
+    from backprop_lab.widgets.pg_speedups import AXIS_TOLERANCE_PX
+    w = _plot(qtbot)
+    ax = w.getPlotItem().getAxis("bottom")
+    w.setXRange(0, 10_000, padding=0)
+    qtbot.waitUntil(lambda: ax.picture is not None)
+    drawn = ax.picture
+    px = 10_000 / ax.width()                      # range units per pixel
+    for k in range(1, 4):                         # three steps of a tenth of the tolerance each
+        w.setXRange(0, 10_000 + k * 0.1 * AXIS_TOLERANCE_PX * px, padding=0)
+        assert ax.picture is drawn and ax.range[1] > 10_000
+    w.setXRange(0, 10_000 + 2 * AXIS_TOLERANCE_PX * px, padding=0)   # beyond it: drawn anew
+    assert ax.picture is None
+    w.setXRange(0, 25_000, padding=0)
+    qtbot.waitUntil(lambda: ax.picture is not None)
+    ticks = [v for _, values in ax.tickValues(*ax.range, ax.width()) for v in values]
+    assert max(ticks) > 10_000                    # the new range's ticks, not the old picture's
+    w.close()

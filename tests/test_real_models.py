@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backprop_lab.engine import experiment, record
+from backprop_lab.engine import experiment, lstm_steps, record
 from backprop_lab.engine.trainer import Trainer
 from backprop_lab.engine.watch import Watch
 
@@ -237,6 +237,9 @@ CASES = {
     "gru_lm_batch_first_bidirectional": lm("GRU", batch_first=True, bidirectional=True),
     "rnn_lm": lm("RNN"),
     "lstm_lm_batch_first_bidirectional": lm("LSTM", batch_first=True, bidirectional=True),
+    # the first layer by engine/lstm_steps.py (the way of larger layers, forced on this small one)
+    "lstm_lm_steps": dict(lm("LSTM"), steps=True),
+    "lstm_lm_batch_first_bidirectional_steps": dict(lm("LSTM", batch_first=True, bidirectional=True), steps=True),
     "encoder": dict(cls="Encoder", kwargs={}, ref=encoder_ref, loss="cross_entropy", tokens=True, seq=True),
     "gru_cell_loop": dict(cls="CellRNN", kwargs={}, ref=cell_ref, loss="cross_entropy", tokens=True),
 }
@@ -368,10 +371,24 @@ def float64_copy(net):
     return copy.deepcopy(net).to(F64)
 
 
+def _step_path(monkeypatch, case) -> list:
+    """The LSTM's first layer by engine/lstm_steps.py where the case says so, else the taps; the
+    list returned gets one entry per call of lstm_layer (the real one)."""
+    monkeypatch.setattr(lstm_steps, "STEPS_FROM", 0 if case.get("steps") else 10 ** 9)
+    calls, layer = [], lstm_steps.lstm_layer
+
+    def counted(*args):
+        calls.append(1)
+        return layer(*args)
+    monkeypatch.setattr(lstm_steps, "lstm_layer", counted)
+    return calls
+
+
 # ----------------------------------------------------------------------------- the two paths
 @pytest.mark.parametrize("name", CASES)
-def test_watch_measures_real_models_like_autograd(name, tmp_path):
+def test_watch_measures_real_models_like_autograd(name, tmp_path, monkeypatch):
     case = CASES[name]
+    stepped = _step_path(monkeypatch, case)
     torch.manual_seed(0)
     net = NS[case["cls"]](**case["kwargs"])
     net64 = float64_copy(net)
@@ -396,13 +413,14 @@ def test_watch_measures_real_models_like_autograd(name, tmp_path):
         h.remove()
     check(case, snap, layer_names, act_names, net, net64, reference(case, net64, x.to(F64) if
           x.is_floating_point() else x, y, masks), w_before)
+    assert bool(stepped) == bool(case.get("steps"))
     h, _ = record.load(tmp_path / "run")
     assert h.act_names == act_names and h.layer_names == layer_names
     if case["ref"] in (lm_ref, cell_ref):
         assert h.series("time_grad_norm").shape == (1, T)
         how = w.spec["watched"]["time_grad"]   # the record says how dL/dh_t was measured
         kind = case["kwargs"].get("rnn_type")
-        assert "every recorded step" in how and ("zero tap" in how) == (kind == "RNN")
+        assert "every recorded step" in how and ("zero tap" in how) == (kind in ("LSTM", "RNN"))
         assert ("backward hands out every dL/dh_t" in how) == (kind == "LSTM")
     # the watched module is left as it was: no hooks, its own fused forward
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
@@ -410,8 +428,9 @@ def test_watch_measures_real_models_like_autograd(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_spec_path_measures_real_models_like_autograd(name, tmp_path):
+def test_spec_path_measures_real_models_like_autograd(name, tmp_path, monkeypatch):
     case = CASES[name]
+    stepped = _step_path(monkeypatch, case)
     (tmp_path / "models.py").write_text(SOURCE)
     x, y = make_data(case)
     if case.get("time_major"):   # stored as the model takes it: [time, samples]
@@ -445,6 +464,7 @@ def test_spec_path_measures_real_models_like_autograd(name, tmp_path):
         xt, yt = xt.t(), yt.t()
     check(case, snap, tr.probe.layer_names, tr.probe.act_names, net, net64,
           reference(case, net64, xt.to(F64) if xt.is_floating_point() else xt, yt, masks), w_before)
+    assert bool(stepped) == bool(case.get("steps"))
     if case["ref"] in (lm_ref, cell_ref):
         assert experiment.time_steps(exp) == T
     # a second step: the same call sites, still measured

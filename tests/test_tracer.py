@@ -155,6 +155,20 @@ def cell_reference(net, x, hx):
     return seq, torch.stack(h_n), torch.stack(c_n) if lstm else None, hs
 
 
+def _graph_has(fn, name: str) -> bool:
+    """Whether a node named ``name`` is in the autograd graph below ``fn``."""
+    seen, todo = set(), [fn]
+    while todo:
+        f = todo.pop()
+        if f is None or f in seen:
+            continue
+        seen.add(f)
+        if type(f).__name__ == name:
+            return True
+        todo += [g for g, _ in f.next_functions]
+    return False
+
+
 @pytest.mark.parametrize("cls,bidirectional,layers,path", [
     (nn.LSTM, False, 2, "steps"), (nn.LSTM, True, 2, "steps"), (nn.LSTM, True, 1, "steps"),
     (nn.LSTM, False, 2, "taps"), (nn.LSTM, True, 2, "taps"), (nn.RNN, False, 3, "taps"), (nn.RNN, True, 2, "taps")])
@@ -162,12 +176,11 @@ def test_the_fused_time_taps_get_the_total_derivative_of_every_h_t(cls, bidirect
     """The first layer's taps of a fused nn.LSTM / nn.RNN receive dL/dh_t through the readout, every
     later step and the final state (h_n and c_n in the loss too), as float64 cells unrolled by hand; and
     the weights' gradients are those of the plain fused layer. ``path``: an LSTM on the CPU goes through
-    engine/lstm_steps.py ("steps"); "taps" is the fused kernel with zero taps (what an LSTM gets on a GPU
-    or under autocast), forced here by saying the other path cannot take the call."""
+    engine/lstm_steps.py ("steps", forced here on so small a layer) or is the fused kernel with zero taps
+    ("taps": what a small LSTM gets, and any on a GPU or under autocast)."""
     from backprop_lab.engine import lstm_steps
     from backprop_lab.engine.custom import instrument
-    if path == "taps":
-        monkeypatch.setattr(lstm_steps, "usable", lambda x, weights: False)
+    monkeypatch.setattr(lstm_steps, "STEPS_FROM", 0 if path == "steps" else 10 ** 9)
     torch.manual_seed(0)
     net = cls(5, 6, layers, bidirectional=bidirectional)
     dirs = 2 if bidirectional else 1
@@ -198,6 +211,7 @@ def test_the_fused_time_taps_get_the_total_derivative_of_every_h_t(cls, bidirect
     out64, h_n64, c_n64, hs = cell_reference(net, x.to(F64), hx64)
     loss_of(out64, (h_n64, c_n64) if cls is nn.LSTM else h_n64).backward()
     assert len(seen) == dirs and all(s.is_leaf and s.shape == (7, 4, 6) for _, s in seen)
+    assert _graph_has(out.grad_fn, "_LSTMLayerBackward") == (path == "steps")
     if path == "taps":   # zeros: the outputs are the fused ones
         assert not any(s.detach().any() for _, s in seen)
     taps = {key: s.grad[row] for keys, s in seen for row, key in enumerate(keys)}

@@ -13,13 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout
+from PySide6.QtWidgets import QComboBox, QGraphicsItem, QHBoxLayout, QLabel, QVBoxLayout
 
 from backprop_lab.engine.activations import SATURATION_FRACTION, activation_for_name  # noqa: F401  (re-exported)
 from backprop_lab.engine.snapshot import HIST_RANGE
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.gradient_heatmap import with_blocked
-from backprop_lab.widgets.panel import HistoryPanel
+from backprop_lab.widgets.panel import HistoryPanel, ReadoutLabel
 
 # The probes' histogram of z (the number of bins is read from the array itself).
 Z_RANGE = HIST_RANGE
@@ -92,6 +92,10 @@ class ActivationPanel(HistoryPanel):
         pi.addItem(self.hist)
         self.f_curve = pi.plot(pen=pg.mkPen(theme.FUNCTION_COLOUR, width=2))
         self.df_curve = pi.plot(pen=pg.mkPen(theme.DERIVATIVE_COLOUR, width=3))
+        # f and f' change only with the layer shown, the histogram under them with every step: kept as
+        # pixmaps, they are not drawn again each time the histogram is
+        for c in (self.f_curve, self.df_curve):
+            c.curve.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.max_line = pg.InfiniteLine(angle=0, movable=False,
                                         pen=pg.mkPen(theme.DERIVATIVE_COLOUR, width=1, style=Qt.DashLine))
         pi.addItem(self.max_line)
@@ -99,9 +103,7 @@ class ActivationPanel(HistoryPanel):
         pi.addItem(self.max_label)
         self.shades: list = []
         lay.addWidget(self.plot, 1)
-        self.stats = QLabel("")
-        self.stats.setWordWrap(True)
-        self.stats.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.stats = ReadoutLabel("")   # new figures every frame, without a new layout of the window
         lay.addWidget(self.stats)
 
     # ------------------------------------------------------------------ API

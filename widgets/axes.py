@@ -34,10 +34,15 @@ class StepAxis(pg.AxisItem):
         if len(steps) == len(self.steps) and (len(steps) == 0 or (steps[0] == self.steps[0]
                                                                    and steps[-1] == self.steps[-1])):
             return  # same columns: keep the cached picture
+        old = self.steps
+        appended = (0 < len(old) <= len(steps) and steps[0] == old[0] and steps[len(old) - 1] == old[-1])
         self.steps = steps.astype(np.float64)
         self._centres = np.arange(len(steps)) + 0.5
-        self.picture = None
-        self.update()
+        if not appended:
+            self.picture = None
+            self.update()
+        # columns appended: every tick drawn keeps its column; the axis redraws when its range has
+        # moved far enough for a pixel to change (pg_speedups), ticks of the new steps with it
 
     def column_to_step(self, x: float) -> float:
         if len(self.steps) == 0:

@@ -52,6 +52,7 @@ class GradientFlow(HistoryPanel):
         # (history, statistic, steps, positive values [n, L], their log10 [L, n], shown and running bounds,
         #  and the two buffers those views are of)
         self._log_cache = None
+        self._unchanged = 0   # leading rows the last _positive_and_logs reused as they were
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
@@ -179,7 +180,7 @@ class GradientFlow(HistoryPanel):
             self.bar_plot.setTitle(title, size=f"{theme.font_size()}pt", color=theme.FOREGROUND)
         steps = h.steps
         positive, logs = self._positive_and_logs(h, steps)
-        self.lines.set_data(steps, positive, logs, self._log_cache[5], self._log_cache[6])
+        self.lines.set_data(steps, positive, logs, self._log_cache[5], self._log_cache[6], unchanged=self._unchanged)
 
     def _positive_and_logs(self, h, steps) -> tuple[np.ndarray, np.ndarray]:
         """The statistic where > 0 (NaN elsewhere: the log axis leaves a gap) [n, L] and its log10 [L, n].
@@ -189,6 +190,7 @@ class GradientFlow(HistoryPanel):
         if (c is not None and c[0] is h and c[1] == self.statistic and len(c[2])
                 and len(steps) >= len(c[2]) and steps[0] == c[2][0] and steps[len(c[2]) - 1] == c[2][-1]):
             old = len(c[2])
+        self._unchanged = old
         values = h.series(self.statistic)[old:]
         with np.errstate(invalid="ignore", divide="ignore"):
             new_pos = np.where(values > 0, values, np.nan)

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout
 
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.axes import NameAxis, StepAxis
-from backprop_lab.widgets.log_image import LogColumns, log10_image  # noqa: F401  (log10_image: public helper)
+from backprop_lab.widgets.log_image import ColumnImage, LogColumns, log10_image  # noqa: F401  (log10_image: public helper)
 from backprop_lab.widgets.statistics import DEFAULT, DEFAULT_LEVELS, LABELS, SHORT, STATISTICS, UNITS
 from backprop_lab.widgets.panel import HistoryPanel
 
@@ -77,7 +77,7 @@ class GradientHeatmap(HistoryPanel):
         vb.setBackgroundColor(theme.NAN_COLOUR)   # NaN cells are transparent: grey
         # born with a 1x1 NaN image: an ImageItem without data defers the colour bar's levels
         # and re-applies them over the first real setImage (pyqtgraph 0.14)
-        self.image = pg.ImageItem(np.full((1, 1), np.nan, np.float32), levels=(0, 1), autoDownsample=True)
+        self.image = ColumnImage(np.full((1, 1), np.nan, np.float32), levels=(0, 1), autoDownsample=True)
         pi.addItem(self.image)
         self.bar = pg.ColorBarItem(values=self._cache.levels, colorMap=theme.sequential_map(),
                                    interactive=False, width=18)
@@ -192,6 +192,7 @@ class GradientHeatmap(HistoryPanel):
         old_n = self._n
         self._img = self._cache.update(self.statistic, h.steps, h.series(self.statistic))
         self.step_axis.set_steps(h.steps)
+        self.image.keep_columns(self._cache.unchanged)
         self.image.setImage(self._img, autoLevels=False, levels=self._cache.levels)
         if self.bar.levels() != self._cache.levels:   # levels only change when they widen
             theme.set_bar_levels(self.bar, self._cache.levels)

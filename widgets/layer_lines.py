@@ -12,29 +12,86 @@ layer last (on top).
 ``LayerLine`` is one layer as the rest of the program sees it (``curves[i]``):
 its original data (every stored step), what is drawn of it, its pen,
 visibility (the legend's eye) and the pyqtgraph-like ``opts`` the legend reads.
+
+Drawing cost (issue 9, item 8): a dense line is one vertical run per pixel column, so its
+pixels are most of the cost. The (min, max) pairs alternate their order from column to
+column (max, min, min, max, ...): the line joins neighbouring columns at their low or their
+high ends instead of running the full height of the next column again, which halves the
+pixels drawn and fills the same band. While a run grows (``set_data``'s ``unchanged``),
+the (min, max) of the blocks already made are kept: only new blocks are reduced.
 """
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF
-from PySide6.QtGui import QPen
+from PySide6.QtGui import QPen, QPolygonF
+
+from backprop_lab.widgets.pg_speedups import pixel_offsets as brush   # noqa: F401  (the old name)
 
 
-def brush(width: float) -> tuple:
-    """Pixel offsets at which a 1 px line is drawn to look ``width`` px wide."""
-    if width <= 1.25:
-        return ((0, 0),)
-    if width <= 2.5:
-        return ((0, 0), (1, 0), (0, 1))
-    return ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
+def _shape(x: np.ndarray, y: np.ndarray, finite: bool):
+    """What draws one line through (x, y) in device pixels: a polyline where every point is finite (no
+    path to build), else a path broken at the gaps."""
+    if finite:
+        return pg.functions.arrayToQPolygonF(x, y)
+    return pg.arrayToQPath(x, y, connect="finite")
+
+
+class PeakColumns:
+    """One (min, max) pair per block of ``ds`` steps of every row of a [rows, steps] array, the pairs'
+    order alternating from block to block, the blocks already reduced kept while the array only grows."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self._key = None                 # (ds, i0, rows) the blocks below are for
+        self._k = 0                      # blocks reduced
+        self._y = np.zeros((0, 0))       # [rows, 2 * capacity] the alternating pairs
+
+    def keep(self, unchanged: int) -> None:
+        """The first ``unchanged`` steps are as before: blocks within them stay, later ones are redone."""
+        if self._key is not None:
+            ds, i0, _ = self._key
+            self._k = min(self._k, max((unchanged - i0) // ds, 0))
+
+    def reduce(self, x: np.ndarray, y: np.ndarray, i0: int, i1: int, ds: int) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y [rows, points]) of steps i0:i1: whole blocks as alternating (max, min) / (min, max)
+        pairs at each block's first step, the steps after the last whole block as they are."""
+        rows, m = len(y), i1 - i0
+        k = m // ds
+        if self._key != (ds, i0, rows):
+            self._key, self._k = (ds, i0, rows), 0
+        if self._y.shape[0] != rows or self._y.shape[1] < 2 * k:
+            grown = np.empty((rows, 2 * max(k + k // 2, 64)))
+            if self._y.shape[0] == rows:
+                grown[:, :2 * self._k] = self._y[:, :2 * self._k]
+            else:
+                self._k = 0
+            self._y = grown
+        done = min(self._k, k)
+        if done < k:
+            body = y[:, i0 + done * ds:i0 + k * ds].reshape(rows, k - done, ds)
+            hi = np.fmax.reduce(body, axis=2)     # NaN-ignoring; an all-NaN block stays a gap
+            lo = np.fmin.reduce(body, axis=2)
+            first = (np.arange(done, k) % 2 == 0)[None, :]   # even blocks: max first, odd: min first
+            self._y[:, 2 * done:2 * k:2] = np.where(first, hi, lo)
+            self._y[:, 2 * done + 1:2 * k:2] = np.where(first, lo, hi)
+        self._k = k
+        out = np.empty((rows, 2 * k + (m - k * ds)))
+        out[:, :2 * k] = self._y[:, :2 * k]
+        out[:, 2 * k:] = y[:, i0 + k * ds:i1]             # the newest steps as they are
+        xs = np.concatenate([np.repeat(x[i0:i0 + k * ds:ds], 2), x[i0 + k * ds:i1]])
+        return xs, out
 
 
 class LayerLines(pg.GraphicsObject):
     """Lines of log10 values [layers, steps] against steps, in view coordinates of a log-y plot."""
 
-    def __init__(self):
+    def __init__(self, pixel_padding: float = 2.0):
         super().__init__()
+        self.pixel_padding = pixel_padding   # what the auto range leaves around the lines, in pixels
         self.x = np.zeros(0)
         self.values = np.zeros((0, 0))   # [steps, layers] the statistic where > 0 (NaN elsewhere)
         self.logs = np.zeros((0, 0))     # [layers, steps] its log10
@@ -45,6 +102,7 @@ class LayerLines(pg.GraphicsObject):
         self._paths = None               # per layer QPainterPath of what is drawn, or None: to make
         self._shown = None               # (x drawn, y drawn [layers, points]) behind the paths
         self._bounds = None              # (x0, x1, y0, y1) of the visible layers' data, or None
+        self._peaks = PeakColumns()
 
     # ------------------------------------------------------------------ data
     def set_layers(self, pens: list) -> None:
@@ -52,7 +110,9 @@ class LayerLines(pg.GraphicsObject):
         self.pens, self.visible, self.z = list(pens), [True] * n, np.zeros(n)
         self.set_data(np.zeros(0), np.zeros((0, n)), np.zeros((n, 0)), np.full(n, np.nan), np.full(n, np.nan))
 
-    def set_data(self, x, values, logs, lo, hi) -> None:
+    def set_data(self, x, values, logs, lo, hi, unchanged: int = 0) -> None:
+        """``unchanged``: how many leading steps (x and logs) are the same as in the previous call."""
+        self._peaks.keep(unchanged)
         self.x, self.values, self.logs = np.asarray(x, dtype=np.float64), values, logs
         self.lo, self.hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
         self._changed()
@@ -93,7 +153,7 @@ class LayerLines(pg.GraphicsObject):
         return b[0:2] if ax == 0 else b[2:4]
 
     def pixelPadding(self) -> float:
-        return 2.0
+        return self.pixel_padding
 
     def boundingRect(self) -> QRectF:
         b = self._bounds
@@ -132,18 +192,16 @@ class LayerLines(pg.GraphicsObject):
                 (v0, v1), _ = vb.viewRange()
                 i0 = max(int(np.searchsorted(x, v0, side="left")) - 1, 0)     # one step beyond each edge:
                 i1 = min(int(np.searchsorted(x, v1, side="right")) + 1, n)    # the line runs off the plot
-        m = i1 - i0
-        ds = int(m // pixels)
+            # the pixel columns the drawn steps span (the auto range leaves up to a tenth of the plot
+            # empty on each side): one block per column, not two sharing one, each drawn in full
+            (v0, v1), _ = vb.viewRange()
+            if v1 > v0 and i1 - i0 > 1:
+                span = (x[i1 - 1] - x[i0]) / (v1 - v0) * pixels
+                pixels = min(max(span, 1.0), pixels)
+        ds = int((i1 - i0) // pixels)
         if ds < 2:
             return x[i0:i1], logs[:, i0:i1]
-        k = m // ds                                       # whole blocks of ds steps ...
-        body = logs[:, i0:i0 + k * ds].reshape(len(logs), k, ds)
-        y = np.empty((len(logs), 2 * k + (m - k * ds)))
-        y[:, 0:2 * k:2] = np.fmax.reduce(body, axis=2)    # NaN-ignoring; an all-NaN block stays a gap
-        y[:, 1:2 * k:2] = np.fmin.reduce(body, axis=2)
-        y[:, 2 * k:] = logs[:, i0 + k * ds:i1]            # ... and the newest steps as they are
-        xs = np.concatenate([np.repeat(x[i0:i0 + k * ds:ds], 2), x[i0 + k * ds:i1]])
-        return xs, y
+        return self._peaks.reduce(x, logs, i0, i1, ds)
 
     def paint(self, p, *args) -> None:
         t = p.transform()
@@ -155,7 +213,8 @@ class LayerLines(pg.GraphicsObject):
             # in device pixels: drawn with the painter's transform reset, 1 px cosmetic pens are Qt's
             # fast path (a pen of 1.5 px or more went through the general stroker: ~20x the time)
             dx, dy = xs * key[0] + key[2], ys * key[1] + key[3]
-            self._paths = (key, [pg.arrayToQPath(dx, dy[i], connect="finite") if self.visible[i] and len(xs) else None
+            finite = np.isfinite(dy).all(axis=1) & bool(np.isfinite(dx).all()) if len(xs) else ()
+            self._paths = (key, [_shape(dx, dy[i], finite[i]) if self.visible[i] and len(xs) else None
                                  for i in range(len(ys))])
         paths = self._paths[1]
         p.save()
@@ -169,9 +228,10 @@ class LayerLines(pg.GraphicsObject):
             thin.setWidth(1)
             thin.setCosmetic(True)
             p.setPen(thin)
+            draw = p.drawPolyline if isinstance(path, QPolygonF) else p.drawPath
             for ox, oy in brush(pen.widthF()):   # a wider line: the 1 px line drawn at a few offsets
                 p.translate(ox, oy)
-                p.drawPath(path)
+                draw(path)
                 p.translate(-ox, -oy)
         p.restore()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyqtgraph as pg
 
 ZERO_LOG = -45.0      # where log10(0) is drawn: below every level, so the map's bottom colour
 LEVEL_LIMITS = (-30.0, 30.0)
@@ -65,6 +66,7 @@ class LogColumns:
         self._n = 0
         self._ends = (None, None)   # steps of the first and last column already transformed
         self._key = None
+        self.unchanged = 0
         self.levels = self.default_levels
         self._fitted = False
 
@@ -91,6 +93,7 @@ class LogColumns:
             new = log10_image(values[self._n:])
             self._buf[:, self._n:T] = new
             self._widen(new)
+        self.unchanged = min(self._n, T) if same else 0   # leading columns as in the previous image
         self._n = T
         self._ends = (steps[0], steps[T - 1]) if T else (None, None)
         return np.ascontiguousarray(self._buf[:, :T])
@@ -107,3 +110,67 @@ class LogColumns:
             self.levels = (float(lo), float(max(hi, lo + MIN_SPAN)))
             return
         self.levels = (float(min(self.levels[0], lo)), float(max(self.levels[1], hi)))
+
+
+class ColumnImage(pg.ImageItem):
+    """An ImageItem for an image that grows by columns (a heatmap over training steps).
+
+    Auto-downsampled, pyqtgraph averages every block of columns of the whole image on every
+    render (~3 ms for 100 layers x 10,000 steps). This item keeps the block means already made
+    and averages only the new blocks: call ``keep_columns(n)`` before ``setImage`` with how
+    many leading columns are the same as before (0: none). What it draws is pyqtgraph's own
+    downsampled image (the means of whole blocks, the incomplete last block left out).
+    """
+
+    def __init__(self, *args, **kwargs):
+        self._blocks = None      # (ds, rows) the means below are for
+        self._done = 0           # whole blocks averaged
+        self._means = np.zeros((0, 0), np.float32)
+        super().__init__(*args, **kwargs)
+
+    def keep_columns(self, n: int) -> None:
+        if self._blocks is not None:
+            self._done = min(self._done, max(n, 0) // self._blocks[0])
+
+    def column_means(self, ds: int) -> np.ndarray:
+        """[rows, columns // ds] means of whole blocks of ``ds`` columns of the image."""
+        img = self.image
+        rows, k = img.shape[0], img.shape[1] // ds
+        if self._blocks != (ds, rows):
+            self._blocks, self._done = (ds, rows), 0
+        if self._means.shape[0] != rows or self._means.shape[1] < k:
+            grown = np.empty((rows, max(k + k // 2, 64)), np.float32)
+            if self._means.shape[0] == rows:
+                grown[:, :self._done] = self._means[:, :self._done]
+            else:
+                self._done = 0
+            self._means = grown
+        done = min(self._done, k)
+        if done < k:
+            body = np.ascontiguousarray(img[:, done * ds:k * ds]).reshape(rows, k - done, ds)
+            self._means[:, done:k] = body.mean(axis=2)
+        self._done = k
+        return self._means[:, :k]
+
+    def render(self):
+        img = self.image
+        if (not self.autoDownsample or img is None or img.ndim != 2 or img.size == 0 or self.axisOrder != "row-major"
+                or getattr(self, "_nanPolicy", "propagate") != "propagate"
+                or not hasattr(self, "_computeDownsampleFactors")):
+            return super().render()
+        xds, yds = self._computeDownsampleFactors()
+        if xds is None or xds <= 1:
+            return super().render()
+        small = np.ascontiguousarray(pg.functions.downsample(self.column_means(xds), yds, axis=0))
+        if small.size == 0:
+            self._unrenderable = True
+            return None
+        self.image, self.autoDownsample = small, False
+        self._imageHasNans = self._imageNanLocations = None     # found for the drawn image
+        try:
+            super().render()
+        finally:
+            self.image, self.autoDownsample = img, True
+            self._imageHasNans = None
+            self._lastDownsample = (xds, yds)
+        return None

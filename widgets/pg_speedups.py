@@ -1,4 +1,4 @@
-"""Two pyqtgraph costs the first frame (and every live redraw) paid for nothing.
+"""pyqtgraph costs the first frame (and every live redraw) paid for nothing.
 
 1. Each ViewBox's right-click menu is built when it is first asked for, not with the plot.
 
@@ -16,18 +16,45 @@ list of views to link, as ``setMenuEnabled(True)`` does. A disabled menu is neve
 every pan, zoom and auto-range re-parsed the same HTML into the label's QTextDocument:
 422 ``setHtml`` calls, ~21 ms, before the first frame. The size, the tick picture and
 the repaint are still updated on every call, as before.
+
+3. A curve with a wide pen is drawn as a 1 px line at a few pixel offsets. Qt strokes a
+pen wider than 1 px through its general stroker (an outline polygon, then filled), ~20x
+the time of its 1 px cosmetic line: the loss curves (1.5 px), the activation curves (2 and
+3 px) and the test-set line (2 px) were most of their panels' paint (issue 9, item 8).
+``PlotCurveItem.paint`` now draws an opaque, solid, cosmetic, not antialiased pen wider
+than 1.25 px as its 1 px line at the offsets of ``pixel_offsets`` (the layer lines do the
+same); anything else (a fill, a shadow pen, a dash, antialiasing, an export) is drawn as
+pyqtgraph draws it.
+
+4. An axis keeps its picture (ticks, labels, grid) while its range moves by less than
+``AXIS_TOLERANCE_PX`` of a pixel from the range the picture was drawn for. A view that
+follows a growing run moves its x range by a fraction of a pixel per step, and every axis
+regenerated its ticks and grid on every step (~0.5-1.5 ms each, a dozen axes); the
+picture drawn now differs from the exact one by less than that fraction of a pixel.
+
+5. An axis is kept as a pixmap of what it drew (Qt's ``DeviceCoordinateCache``). Every
+change in a plot repainted each axis over it (its grid lies over the whole plot), and a
+picture's text is laid out again on every replay (~0.4 ms an axis); the pixmap is drawn
+again only when the axis changes. Qt's pixmap cache is given room for them (64 MiB).
 """
 from __future__ import annotations
 
 import sys
+from math import isfinite
 
 from pyqtgraph.graphicsItems.AxisItem import AxisItem
+from pyqtgraph.graphicsItems.PlotCurveItem import PlotCurveItem
 from pyqtgraph.graphicsItems.ViewBox import ViewBox
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QPen, QPixmapCache, QTransform
+from PySide6.QtWidgets import QGraphicsItem
 
 _module = sys.modules[ViewBox.__module__]
 _PENDING = object()          # "enabled, not built yet"
 _KEY = "_lazy_menu"
 _HTML = "_label_html"        # the HTML an axis's label holds
+_DRAWN = "_picture_range"    # the range an axis's picture was drawn for
+AXIS_TOLERANCE_PX = 0.25
 
 
 def _fits() -> bool:
@@ -36,6 +63,60 @@ def _fits() -> bool:
     return (all(hasattr(AxisItem, n) for n in ("_updateLabel", "labelString", "_adjustSize"))
             and all(hasattr(ViewBox, n) for n in ("updateViewLists", "_applyMenuEnabled"))
             and hasattr(_module, "ViewBoxMenu"))
+
+
+def pixel_offsets(width: float) -> tuple:
+    """Pixel offsets at which a 1 px line is drawn to look ``width`` px wide."""
+    if width <= 1.25:
+        return ((0, 0),)
+    if width <= 2.5:
+        return ((0, 0), (1, 0), (0, 1))
+    return ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
+
+
+def draw_wide(p, path, pen) -> None:
+    """Draw ``path`` (in the painter's coordinates) with ``pen``'s colour as a 1 px cosmetic line at
+    ``pixel_offsets(pen.widthF())``, each offset a shift in device pixels."""
+    thin = QPen(pen.color())
+    thin.setWidth(1)
+    thin.setCosmetic(True)
+    p.setPen(thin)
+    t = p.transform()
+    for ox, oy in pixel_offsets(pen.widthF()):
+        p.setTransform(t * QTransform.fromTranslate(ox, oy))
+        p.drawPath(path)
+    p.setTransform(t)
+
+
+def _wide_fast(curve, pen) -> bool:
+    """Whether ``curve``'s ``pen`` may be drawn by ``draw_wide``: wider than 1.25 px, solid, opaque,
+    cosmetic, not antialiased, no fill, no shadow, no composition mode, not an export."""
+    o = curve.opts
+    return (pen is not None and pen.widthF() > 1.25 and pen.style() == Qt.PenStyle.SolidLine and pen.isSolid()
+            and pen.isCosmetic() and pen.color().alpha() == 255 and not o.get("antialias")
+            and o.get("fillLevel") is None and o.get("compositionMode") is None
+            and getattr(curve, "_exportOpts", False) is False
+            and not o.get("stepMode") and (o.get("shadowPen") is None
+                                           or o["shadowPen"].style() == Qt.PenStyle.NoPen))
+
+
+def _install_wide_pens() -> None:
+    if getattr(PlotCurveItem, "_wide_pens_fast", False):
+        return
+    paint = PlotCurveItem.paint
+
+    gl = getattr(getattr(sys.modules[PlotCurveItem.__module__], "OpenGLHelpers", None), "GraphicsViewGLWidget", ())
+
+    def wide_paint(self, p, opt, widget):
+        pen = self.opts.get("pen")
+        if (self.xData is None or len(self.xData) == 0 or isinstance(widget, gl)
+                or not _wide_fast(self, pen)):
+            return paint(self, p, opt, widget)
+        p.setRenderHint(p.RenderHint.Antialiasing, False)
+        draw_wide(p, self.getPath(), pen)
+
+    PlotCurveItem.paint = wide_paint
+    PlotCurveItem._wide_pens_fast = True
 
 
 def _install_axis_labels() -> None:
@@ -53,6 +134,62 @@ def _install_axis_labels() -> None:
 
     AxisItem._updateLabel = update_label
     AxisItem._label_is_cached = True
+
+
+def _si_scale(axis) -> float:
+    """The SI-prefix scale ``updateAutoSIPrefix`` would choose for the axis's range now."""
+    if not (axis.autoSIPrefix and axis.label.isVisible()):
+        return axis.autoSIPrefixScale
+    r = [10 ** v for v in axis.range] if axis.logMode else axis.range
+    value = max(abs(r[0]), abs(r[1])) * axis.scale
+    if any(low <= value <= high for low, high in axis.getSIPrefixEnableRanges()):
+        return _module_fn.siScale(value, power=axis.unitPower)[0]
+    return 1.0
+
+
+def _install_axis_tolerance() -> None:
+    if getattr(AxisItem, "_range_tolerant", False):
+        return
+    set_range, paint = AxisItem.setRange, AxisItem.paint
+
+    def tolerant_set_range(self, mn, mx):
+        drawn = self.__dict__.get(_DRAWN)
+        if self.picture is not None and drawn is not None and isfinite(mn) and isfinite(mx):
+            length = self.width() if self.orientation in ("top", "bottom") else self.height()
+            span = drawn[1] - drawn[0]
+            if span and length > 0 and max(abs(mn - drawn[0]), abs(mx - drawn[1])) * length / abs(span) < AXIS_TOLERANCE_PX:
+                old = self.range
+                self.range = [mn, mx]
+                if _si_scale(self) == self.autoSIPrefixScale:
+                    return                   # the picture stands: it is this close to exact
+                self.range = old
+        set_range(self, mn, mx)
+
+    def remembering_paint(self, p, opt, widget):
+        if self.picture is None:
+            self.__dict__[_DRAWN] = tuple(self.range)
+        return paint(self, p, opt, widget)
+
+    AxisItem.setRange = tolerant_set_range
+    AxisItem.paint = remembering_paint
+    AxisItem._range_tolerant = True
+
+
+PIXMAP_CACHE_KIB = 64 * 1024
+
+
+def _install_axis_cache() -> None:
+    if getattr(AxisItem, "_cached_as_pixmap", False):
+        return
+    init = AxisItem.__init__
+
+    def cached_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+
+    AxisItem.__init__ = cached_init
+    AxisItem._cached_as_pixmap = True
+    QPixmapCache.setCacheLimit(max(QPixmapCache.cacheLimit(), PIXMAP_CACHE_KIB))
 
 
 def _install() -> None:
@@ -98,6 +235,13 @@ def _install() -> None:
     ViewBox._menu_is_lazy = True
 
 
+_module_fn = getattr(sys.modules[AxisItem.__module__], "fn", None)
+
 if _fits():
     _install()
     _install_axis_labels()
+if _module_fn is not None and all(hasattr(AxisItem, n) for n in ("setRange", "paint", "getSIPrefixEnableRanges")):
+    _install_axis_tolerance()
+_install_axis_cache()
+if all(hasattr(PlotCurveItem, n) for n in ("paint", "getPath", "_shouldUseDrawLineSegments")):
+    _install_wide_pens()

@@ -1,0 +1,191 @@
+"""The compiled loops of engine/onepass.py (numba, imported only where numba is installed).
+
+Module-level functions, so that numba caches their machine code on disk (a function defined
+inside another is compiled again in every process). See engine/onepass.py for what they compute
+and why every sum is float64.
+"""
+import numba
+import numpy as np
+
+# what the reductions may reorder: sums, no assumption about NaN or inf (those must propagate)
+jit = numba.njit(cache=True, fastmath={"reassoc", "contract"}, nogil=True)
+
+
+@jit
+def count(flags):
+    """How many flags are set."""
+    n = 0
+    for f in flags:
+        n += f
+    return n
+
+
+@jit
+def smooth_moments(z, a, shift, root, tanh, alive):
+    """sigmoid / tanh over [outer, units, inner]: (sum z - shift, sum (z - shift)^2, sum f',
+    count |z| > root); alive[j] = 1 where f'(z) != 0 for some sample (NaN counts as alive).
+    f' = a - a^2, or 1 - a^2, in float64 (0 exactly where the float32 a is 0 or 1)."""
+    s1, s2, sd, sat = 0.0, 0.0, 0.0, 0.0
+    for o in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            live = False
+            p1, p2, pd, ps = 0.0, 0.0, 0.0, 0.0
+            for k in range(z.shape[2]):
+                av = np.float64(a[o, j, k])
+                d = (1.0 - av * av) if tanh else (av - av * av)
+                c = np.float64(z[o, j, k]) - shift
+                p1 += c
+                p2 += c * c
+                pd += d
+                ps += 1.0 if abs(z[o, j, k]) > root else 0.0
+                live |= d != 0
+            s1 += p1
+            s2 += p2
+            sd += pd
+            sat += ps
+            if live:
+                alive[j] = 1
+    return s1, s2, sd, sat, count(alive)
+
+
+@jit
+def smooth_moments_rows(z, a, shift, root, tanh, alive):
+    """``smooth_moments`` of [outer, units] ((batch, units) layers): the unit loop innermost."""
+    s1, s2, sd, sat = 0.0, 0.0, 0.0, 0.0
+    for o in range(z.shape[0]):
+        p1, p2, pd, ps = 0.0, 0.0, 0.0, 0.0
+        for j in range(z.shape[1]):
+            av = np.float64(a[o, j])
+            d = (1.0 - av * av) if tanh else (av - av * av)
+            c = np.float64(z[o, j]) - shift
+            p1 += c
+            p2 += c * c
+            pd += d
+            ps += 1.0 if abs(z[o, j]) > root else 0.0
+            alive[j] |= np.uint8(d != 0)
+        s1 += p1
+        s2 += p2
+        sd += pd
+        sat += ps
+    return s1, s2, sd, sat, count(alive)
+
+
+@jit
+def relu_moments(z, shift, alive):
+    """ReLU-like over [outer, units, inner]: (sum z - shift, sum (z - shift)^2, count z > 0);
+    alive[j] = 1 where z > 0 (or NaN) for some sample."""
+    s1, s2, pos = 0.0, 0.0, 0.0
+    for o in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            live = False
+            p1, p2, pp = 0.0, 0.0, 0.0
+            for k in range(z.shape[2]):
+                zv = z[o, j, k]
+                c = np.float64(zv) - shift
+                p1 += c
+                p2 += c * c
+                pp += 1.0 if zv > 0 else 0.0
+                live |= not (zv <= 0)
+            s1 += p1
+            s2 += p2
+            pos += pp
+            if live:
+                alive[j] = 1
+    return s1, s2, pos, count(alive)
+
+
+@jit
+def relu_moments_rows(z, shift, alive):
+    """``relu_moments`` of [outer, units]."""
+    s1, s2, pos = 0.0, 0.0, 0.0
+    for o in range(z.shape[0]):
+        p1, p2, pp = 0.0, 0.0, 0.0
+        for j in range(z.shape[1]):
+            zv = z[o, j]
+            c = np.float64(zv) - shift
+            p1 += c
+            p2 += c * c
+            pp += 1.0 if zv > 0 else 0.0
+            alive[j] |= np.uint8(not (zv <= 0))
+        s1 += p1
+        s2 += p2
+        pos += pp
+    return s1, s2, pos, count(alive)
+
+
+@jit
+def sum_sq(x):
+    """sum x^2 of a [rows, columns] array, in float64."""
+    s = 0.0
+    for i in range(x.shape[0]):
+        p = 0.0
+        for j in range(x.shape[1]):
+            v = np.float64(x[i, j])
+            p += v * v
+        s += p
+    return s
+
+
+@jit
+def delta_sums(g, per_unit):
+    """(sum g^2, per-unit sums of |g| added into per_unit) over [outer, units, inner].
+
+    In float64: a vanishing gradient's entries (1e-20 and below) square to float32
+    denormals, each one ~100x slower to compute than a normal number (and lost)."""
+    s2 = 0.0
+    for o in range(g.shape[0]):
+        for j in range(g.shape[1]):
+            p2, pu = 0.0, 0.0
+            for k in range(g.shape[2]):
+                v = np.float64(g[o, j, k])
+                p2 += v * v
+                pu += abs(v)
+            s2 += p2
+            per_unit[j] += pu
+    return s2
+
+
+@jit
+def delta_sums_rows(g, per_unit):
+    """``delta_sums`` of [outer, units]."""
+    s2 = 0.0
+    for o in range(g.shape[0]):
+        p2 = 0.0
+        for j in range(g.shape[1]):
+            v = np.float64(g[o, j])
+            p2 += v * v
+            per_unit[j] += abs(v)
+        s2 += p2
+    return s2
+
+
+@jit
+def diff_sq(b, a):
+    """sum (b - a)^2 of two [rows, columns] arrays, in float64: the difference of two float32
+    numbers is exact there, and a small update's square (1e-30) no float32 denormal."""
+    s = 0.0
+    for i in range(b.shape[0]):
+        p = 0.0
+        for j in range(b.shape[1]):
+            d = np.float64(b[i, j]) - np.float64(a[i, j])
+            p += d * d
+        s += p
+    return s
+
+
+@jit
+def diff_copy(b, a):
+    """(sum (a - b)^2, sum a^2) of two [rows, columns] arrays in float64, and b := a: the
+    change of a weight across a step, its norm after it, and the copy for the next step."""
+    s, q = 0.0, 0.0
+    for i in range(b.shape[0]):
+        p, r = 0.0, 0.0
+        for j in range(b.shape[1]):
+            av = a[i, j]
+            d = np.float64(av) - np.float64(b[i, j])
+            p += d * d
+            r += np.float64(av) * np.float64(av)
+            b[i, j] = av
+        s += p
+        q += r
+    return s, q
