@@ -1223,7 +1223,7 @@ class Probe:
         return {"Q": Q, "rows": rows, "q0z": rows[0][:, :cz], "order": order, "act_units": act_units, "cz": cz,
                 "a": a_bufs,
                 "groups": groups, "one": Q.new_ones(()), "starts": starts, "B": B, "finish": finish,
-                "fixes": fixes, "units_np": units_np, "entries": B * units_np,
+                "fixes": fixes, "units_np": units_np, "entries": B * units_np, "f32": dtype == torch.float32,
                 "order_np": None if in_order else np.array(order, dtype=np.intp),
                 "inverse": None if in_order else np.argsort(np.array(order, dtype=np.intp))}
 
@@ -1234,10 +1234,13 @@ class Probe:
         A, cz, B = len(self.act_names), layout["cz"], layout["B"]
         with np.errstate(invalid="ignore", over="ignore"):   # inf - inf: NaN, taken again below
             R = np.add.reduceat(S, layout["starts"], axis=1)    # [4, activation layers (in order), layers]
-            finite = np.isfinite(R).all()
+            # a float32 layer's squares that may be subnormal (see TINY_SQ) are taken again too
+            finite = np.isfinite(R).all() and not (layout["f32"] and (R[1] < TINY_SQ).any())
             delta = np.sqrt(R[1, A:])
         neuron = S[3, cz:] * (1.0 / B)
-        for i in [] if finite else np.flatnonzero(~np.isfinite(R[1, A:])).tolist():   # overflow, NaN or inf
+        if not finite:
+            good_sq = np.isfinite(R[1]) & ((R[1] >= TINY_SQ) if layout["f32"] else True)
+        for i in [] if finite else np.flatnonzero(~good_sq[A:]).tolist():   # overflow, NaN, inf or tiny
             with torch.no_grad():
                 norm, sums = delta_stats(self._out[i][0].grad[None], True, self._scratch)
             delta[i] = float(norm[0])
@@ -1247,7 +1250,7 @@ class Probe:
         raw[:, 4] = np.add.reduceat(S[2, :cz] == 0, layout["starts"][:A])   # units with f' = 0 (or no z > 0) on every sample
         for cols, fix in layout["fixes"]:   # ReLU: saturated = active count (finish_activation's x and y)
             raw[cols] = raw[fix] if fix is not None else 0.0
-        for k in [] if finite else np.flatnonzero(~np.isfinite(raw[:, :3]).all(axis=1)).tolist():
+        for k in [] if finite else np.flatnonzero(~(np.isfinite(raw[:, :3]).all(axis=1) & good_sq[:A])).tolist():
             j = layout["order"][k]   # the per-layer path
             z, a, *_ = self._act_kept[j]
             with torch.no_grad():
