@@ -35,29 +35,33 @@ class _LSTMLayer(torch.autograd.Function):
         gates = x.new_empty(T, B, 4 * H)   # rows (i, f, g, o) as PyTorch's weights
         torch.mm(x.reshape(T * B, I), w_ih.t(), out=gates.view(T * B, 4 * H))
         bias = None if b_ih is None else b_ih + b_hh   # added a step at a time (no pass of its own)
-        hs, cs, tc = x.new_empty(T + 1, B, H), x.new_empty(T + 1, B, H), x.new_empty(T, B, H)
-        hs[0], cs[0] = h0, c0
+        # the output is a tensor of its own (not a view), saved as the fused kernel saves its own:
+        # changing it in place before the backward is refused there as with the fused kernel
+        out, cs, tc = x.new_empty(T, B, H), x.new_empty(T + 1, B, H), x.new_empty(T, B, H)
+        h0 = h0.contiguous()
+        cs[0] = c0
         G, if_, o_ = gates.unbind(0), gates[..., :2 * H].unbind(0), gates[..., 3 * H:].unbind(0)
         i, f, g, o = (gates[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
-        hu, cu, tu = hs.unbind(0), cs.unbind(0), tc.unbind(0)
+        hu, cu, tu = out.unbind(0), cs.unbind(0), tc.unbind(0)
+        prev = (h0, *hu[:-1])   # h_(t-1)
         for t in range(T):
             if bias is not None:
                 G[t].add_(bias)
-            G[t].addmm_(hu[t], whT)
+            G[t].addmm_(prev[t], whT)
             if_[t].sigmoid_()
             g[t].tanh_()
             o_[t].sigmoid_()
             torch.mul(f[t], cu[t], out=cu[t + 1])
             cu[t + 1].addcmul_(i[t], g[t])
             torch.tanh(cu[t + 1], out=tu[t])
-            torch.mul(o[t], tu[t], out=hu[t + 1])
-        ctx.save_for_backward(x, w_ih, w_hh, gates, hs, cs, tc)
-        return hs[1:], hs[T].clone(), cs[T].clone()
+            torch.mul(o[t], tu[t], out=hu[t])
+        ctx.save_for_backward(x, h0, w_ih, w_hh, gates, out, cs, tc)
+        return out, out[T - 1].clone(), cs[T].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, dhn, dcn):
-        x, w_ih, w_hh, gates, hs, cs, tc = ctx.saved_tensors
+        x, h0, w_ih, w_hh, gates, out, cs, tc = ctx.saved_tensors
         T, B, H = tc.shape
         need = ctx.needs_input_grad
         dh = torch.empty_like(tc)          # row t: the total dL/dh_t
@@ -96,7 +100,11 @@ class _LSTMLayer(torch.autograd.Function):
         dh0 = G[0] @ w_hh if need[1] else None
         dc0 = dc * f[0] if need[2] else None
         dw_ih = flat.t() @ x.reshape(T * B, -1) if need[3] else None
-        dw_hh = flat.t() @ hs[:-1].reshape(T * B, H) if need[4] else None
+        dw_hh = None
+        if need[4]:   # sum over t of dL/dgates_t^T h_(t-1)
+            dw_hh = torch.mm(G[0].t(), h0)
+            if T > 1:
+                dw_hh.addmm_(flat[B:].t(), out[:-1].reshape((T - 1) * B, H))
         db = db.sum(0) if db is not None else None
         return dx, dh0, dc0, dw_ih, dw_hh, db, db, dh if need[7] else None
 
