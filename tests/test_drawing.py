@@ -328,12 +328,24 @@ def test_wide_pens_are_drawn_as_wide_as_pyqtgraph_asks(qtbot):
     w.close()
 
 
+def _shown_flow(qtbot, layers: int, steps: int):
+    """A GradientFlow panel on screen, showing a History of ``layers`` x ``steps``."""
+    from backprop_lab.widgets.gradient_flow import GradientFlow
+    w = GradientFlow()
+    qtbot.addWidget(w)
+    w.resize(900, 400)
+    w.show()
+    qtbot.waitExposed(w)
+    h = history(layers=layers, steps=steps)
+    w.set_history(h)
+    return w, h
+
+
 def test_a_refresh_paints_each_changed_plot_once(qtbot, monkeypatch):
     """A refresh updates the plots' ranges before they are painted (HistoryPanel.prepare_for_paint):
     pyqtgraph did it at the start of the paint, which marked every item dirty again, and Qt painted
     every changed plot twice per frame."""
     from PySide6.QtWidgets import QApplication
-    from backprop_lab.widgets.gradient_flow import GradientFlow
     from backprop_lab.widgets.layer_lines import LayerLines
     painted = []
     paint = LayerLines.paint
@@ -342,13 +354,7 @@ def test_a_refresh_paints_each_changed_plot_once(qtbot, monkeypatch):
         painted.append(self)
         return paint(self, *args)
     monkeypatch.setattr(LayerLines, "paint", counting)
-    w = GradientFlow()
-    qtbot.addWidget(w)
-    w.resize(900, 400)
-    w.show()
-    qtbot.waitExposed(w)
-    h = history(layers=5, steps=300)
-    w.set_history(h)
+    w, h = _shown_flow(qtbot, layers=5, steps=300)
     qtbot.waitUntil(lambda: bool(painted), timeout=10_000)
     for _ in range(5):
         QApplication.sendPostedEvents()
@@ -400,3 +406,44 @@ def test_a_readout_takes_new_figures_without_a_new_layout_and_grows_when_it_wrap
     assert readout.label.heightForWidth(readout.width()) <= readout.height()
     assert readout.label.geometry() == readout.rect() and readout.label.text() == long
     box.removeEventFilter(watch)
+
+
+def test_layer_lines_drawn_column_by_column_equal_lines_drawn_whole(qtbot, monkeypatch):
+    """While the view moves less than a fraction of a pixel per step, LayerLines draws only the pixel
+    columns from the first changed point into the image it keeps; after many steps (a selected, wide
+    line among them) that image is the one a redraw of every line from scratch makes."""
+    from PySide6.QtWidgets import QApplication
+    from backprop_lab.widgets import layer_lines
+    drawn = []
+    draw_into = layer_lines.LayerLines._draw_into
+
+    def counting(self, r, xs, ys, first):
+        drawn.append(first)
+        return draw_into(self, r, xs, ys, first)
+    monkeypatch.setattr(layer_lines.LayerLines, "_draw_into", counting)
+    w, h = _shown_flow(qtbot, layers=30, steps=3000)
+    w.set_selected_layer(7)                         # a 3.5 px line: drawn at nine offsets
+    qtbot.waitUntil(lambda: w.lines._paths is not None, timeout=10_000)   # painted once
+    rng = np.random.default_rng(1)
+    for k in range(80):
+        more = rows(30, 2, 3000 + k, 1, rng)
+        if k == 40:
+            for key in PER_LAYER:                    # a gap in one line
+                more[key] = more[key].copy()
+                more[key][0, 3] = 0.0
+        h.extend_packed(more)
+        w.refresh()
+        for _ in range(3):
+            QApplication.sendPostedEvents()
+    assert sum(1 for f in drawn if f > 0) > 20, drawn  # most steps drew a few columns only
+
+    def pixels():
+        img = w.view.grab().toImage().convertToFormat(w.view.grab().toImage().Format.Format_RGB32)
+        return np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.width(), 4)[..., :3].copy()
+    kept = pixels()
+    w.lines._raster = None                           # every line drawn again, from scratch
+    w.lines.update()
+    whole = pixels()
+    assert drawn[-1] == 0
+    differ = np.any(kept != whole, axis=2)
+    assert differ.sum() <= 0.001 * differ.size, differ.sum()
