@@ -333,7 +333,8 @@ class Unrolled:
 
     def _fused_with_taps(self, x, h0, c0):
         """nn.LSTM / nn.RNN: the first layer fused with its time-gradient taps s_t (see the class
-        doc), or (an LSTM on the CPU) run by engine/lstm_steps.py, the other layers fused as they are."""
+        doc), or (an LSTM on the CPU where lstm_steps.pays) run by engine/lstm_steps.py, the other layers fused
+        as they are."""
         m = self.module
         lstm = isinstance(m, nn.LSTM)
         dirs = 2 if m.bidirectional else 1
