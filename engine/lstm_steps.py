@@ -9,14 +9,16 @@ with zeros, the taps' gradient, and a weight gradient that is zero), 1.3-1.8x th
 ``lstm_layer`` is the layer as a ``torch.autograd.Function`` of its own: the forward is the
 recurrence one time step at a time (one product h_(t-1) W_hh^T, a bias add and seven
 element-wise calls a step, on preallocated buffers, in place), the backward the textbook
-LSTM backward, one step at a time, in which dL/dh_t = dL/dout_t + W_hh^T dL/dgates_(t+1)
+LSTM backward: the gates' local derivatives, which do not depend on the recurrence, for
+every step at once (nine calls over the whole sequence), then one time step at a time one
+product and four element-wise calls, in which dL/dh_t = dL/dout_t + W_hh^T dL/dgates_(t+1)
 [+ dL/dh_n at the last step] is a buffer row it has to compute anyway: that buffer is the
 gradient of the ``tap`` input (a tensor whose values are never read), so one hook on the tap
 sees all of them, with nothing computed that the plain backward does not need. The products
 of the whole sequence (x W_ih^T, and the weight and input gradients) are one matrix product
 each. Cost against the fused kernel's forward and backward (CPU, float32, 1 thread,
-2026-12-01): 1.15-1.2x on 35 steps x batch 20 x 256 units, less than the taps; 1.7-1.9x
-on 100 steps x batch 64 x 64 units with 1 input feature, where the ~24 small torch calls a
+2026-12-01): 0.93-1.15x on 35 steps x batch 20 x 256 units, less than the taps; 1.5-1.65x
+on 100 steps x batch 64 x 64 units with 1 input feature, where the ~15 small torch calls a
 step are what costs and the taps cost less (``pays`` says which). The values equal the fused
 ones to float rounding.
 """
@@ -35,69 +37,73 @@ class _LSTMLayer(torch.autograd.Function):
         gates = x.new_empty(T, B, 4 * H)   # rows (i, f, g, o) as PyTorch's weights
         torch.mm(x.reshape(T * B, I), w_ih.t(), out=gates.view(T * B, 4 * H))
         bias = None if b_ih is None else b_ih + b_hh   # added a step at a time (no pass of its own)
-        hs, cs, tc = x.new_empty(T + 1, B, H), x.new_empty(T + 1, B, H), x.new_empty(T, B, H)
-        hs[0], cs[0] = h0, c0
+        # the output is a tensor of its own (not a view), saved as the fused kernel saves its own:
+        # changing it in place before the backward is refused there as with the fused kernel
+        out, cs, tc = x.new_empty(T, B, H), x.new_empty(T + 1, B, H), x.new_empty(T, B, H)
+        h0 = h0.contiguous()
+        cs[0] = c0
         G, if_, o_ = gates.unbind(0), gates[..., :2 * H].unbind(0), gates[..., 3 * H:].unbind(0)
         i, f, g, o = (gates[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
-        hu, cu, tu = hs.unbind(0), cs.unbind(0), tc.unbind(0)
+        hu, cu, tu = out.unbind(0), cs.unbind(0), tc.unbind(0)
+        prev = (h0, *hu[:-1])   # h_(t-1)
         for t in range(T):
             if bias is not None:
                 G[t].add_(bias)
-            G[t].addmm_(hu[t], whT)
+            G[t].addmm_(prev[t], whT)
             if_[t].sigmoid_()
             g[t].tanh_()
             o_[t].sigmoid_()
             torch.mul(f[t], cu[t], out=cu[t + 1])
             cu[t + 1].addcmul_(i[t], g[t])
             torch.tanh(cu[t + 1], out=tu[t])
-            torch.mul(o[t], tu[t], out=hu[t + 1])
-        ctx.save_for_backward(x, w_ih, w_hh, gates, hs, cs, tc)
-        return hs[1:], hs[T].clone(), cs[T].clone()
+            torch.mul(o[t], tu[t], out=hu[t])
+        ctx.save_for_backward(x, h0, w_ih, w_hh, gates, out, cs, tc)
+        return out, out[T - 1].clone(), cs[T].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, dhn, dcn):
-        x, w_ih, w_hh, gates, hs, cs, tc = ctx.saved_tensors
+        x, h0, w_ih, w_hh, gates, out, cs, tc = ctx.saved_tensors
         T, B, H = tc.shape
         need = ctx.needs_input_grad
-        dh = torch.empty_like(tc)          # row t: the total dL/dh_t
-        dc = dcn.contiguous().clone()      # dL/dc_t, one step at a time
+        i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
+        # what does not depend on the recurrence, for every step at once: dgates = D * (dc, dc, dc, dh)
+        grads = torch.empty_like(gates)
+        one = tc.new_ones(())
+        torch.addcmul(gates[..., :2 * H], gates[..., :2 * H], gates[..., :2 * H], value=-1, out=grads[..., :2 * H])
+        torch.addcmul(o, o, o, value=-1, out=grads[..., 3 * H:])
+        torch.addcmul(one, g, g, value=-1, out=grads[..., 2 * H:3 * H])
+        grads[..., :H].mul_(g)
+        grads[..., H:2 * H].mul_(cs[:-1])
+        grads[..., 2 * H:3 * H].mul_(i)
+        grads[..., 3 * H:].mul_(tc)
+        A = torch.addcmul(one, tc, tc, value=-1).mul_(o)   # dc_t += dh_t * A_t
+        dh = torch.empty_like(tc)
+        dc = dcn.contiguous().clone()
         dc3 = dc[:, None]
-        grads = torch.empty_like(gates)    # dL/dgates (pre-activation), rows (i, f, g, o)
-        G, Gif, Go = grads.unbind(0), grads[..., :2 * H].unbind(0), grads[..., 3 * H:].unbind(0)
-        Gi, Gf, Gg = (grads[..., k * H:(k + 1) * H].unbind(0) for k in range(3))
+        G, Go = grads.unbind(0), grads[..., 3 * H:].unbind(0)
         Gifg = grads[..., :3 * H].view(T, B, 3, H).unbind(0)
-        if_, o_ = gates[..., :2 * H].unbind(0), gates[..., 3 * H:].unbind(0)
-        i, f, g, o = (gates[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
-        du, dout, cu, tu = dh.unbind(0), dout.unbind(0), cs.unbind(0), tc.unbind(0)
-        ones, tmp = tc.new_ones(B, H), tc.new_empty(B, H)
-        db = torch.zeros_like(gates[0]) if need[5] or need[6] else None   # summed over the steps
+        du, dou, fu, Au = dh.unbind(0), dout.unbind(0), f.unbind(0), A.unbind(0)
         for t in range(T - 1, -1, -1):
             if t < T - 1:
-                torch.addmm(dout[t], G[t + 1], w_hh, out=du[t])   # direct part + W_hh^T dL/dgates_(t+1)
-                dc.mul_(f[t + 1])
+                torch.addmm(dou[t], G[t + 1], w_hh, out=du[t])
+                dc.mul_(fu[t + 1])
             else:
-                torch.add(dout[t], dhn, out=du[t])
-            torch.addcmul(ones, tu[t], tu[t], value=-1, out=tmp)  # dL/dc_t += dL/dh_t o (1 - tanh^2 c_t)
-            tmp.mul_(o[t])
-            dc.addcmul_(du[t], tmp)
-            torch.addcmul(if_[t], if_[t], if_[t], value=-1, out=Gif[t])   # sigmoid' = s (1 - s)
-            torch.addcmul(o_[t], o_[t], o_[t], value=-1, out=Go[t])
-            torch.addcmul(ones, g[t], g[t], value=-1, out=Gg[t])          # tanh' = 1 - g^2
+                torch.add(dou[t], dhn, out=du[t])
+            dc.addcmul_(du[t], Au[t])
             Gifg[t].mul_(dc3)
-            Gi[t].mul_(g[t])
-            Gf[t].mul_(cu[t])
-            Gg[t].mul_(i[t])
-            Go[t].mul_(du[t]).mul_(tu[t])
-            if db is not None:
-                db.add_(G[t])
+            Go[t].mul_(du[t])
         flat = grads.view(T * B, 4 * H)
         dx = (flat @ w_ih).view(x.shape) if need[0] else None
         dh0 = G[0] @ w_hh if need[1] else None
-        dc0 = dc * f[0] if need[2] else None
+        dc0 = dc * fu[0] if need[2] else None
         dw_ih = flat.t() @ x.reshape(T * B, -1) if need[3] else None
-        dw_hh = flat.t() @ hs[:-1].reshape(T * B, H) if need[4] else None
-        db = db.sum(0) if db is not None else None
+        dw_hh = None
+        if need[4]:
+            dw_hh = torch.mm(G[0].t(), h0)
+            if T > 1:
+                dw_hh.addmm_(flat[B:].t(), out[:-1].reshape((T - 1) * B, H))
+        db = flat.sum(0) if need[5] or need[6] else None
         return dx, dh0, dc0, dw_ih, dw_hh, db, db, dh if need[7] else None
 
 
@@ -110,7 +116,7 @@ def usable(x: torch.Tensor, weights: list) -> bool:
 
 
 # From this batch x hidden^2 on, ``lstm_layer`` costs less than the fused kernel with taps (whose
-# extra products grow as batch x hidden^2 a step, while this layer's extra cost is its ~24 small
+# extra products grow as batch x hidden^2 a step, while this layer's extra cost is its ~15 small
 # torch calls a step). Measured 2026-12-01, CPU, 1 thread, in the two benchmarks' loops: the LSTM
 # LM (batch 20, 256 units: 1.3 M) 1.17x the bare step here against 1.30x with taps; the memory
 # task's nn.LSTM (batch 64, 64 units: 0.26 M) 1.8x with taps against 2.0x here.

@@ -25,6 +25,17 @@ hook), one at a time, while the tensor is still in cache (keeping them would
 also keep the allocator from reusing their memory). Everything stays on the
 device until ``collect`` makes one host copy per step.
 
+A plain stack the engine built (an nn.Sequential whose children are its linear layers
+and activations, deep sigmoid preset) goes further, as each call there costs more than
+its arithmetic: no module hooks (``_tapped_forward``, the probe's own forward, keeps the
+same tensors, calling each layer's forward directly while no module hook exists); all
+its small [batch, units] layers reduced together in one buffer (``_cat_sums``: about ten
+torch calls a step, whatever the depth; the statistics from per-unit sums in numpy); its
+parameters and gradients views of two flat buffers (engine/flat_params.py: zero_grad,
+every norm, the copy before the step and the update's norm one call each, numpy on the
+CPU); the Trainer's norms placed per layer in numpy (``take_grad_norms``,
+``take_update_ratio``, ``collect`` without wg, bg, ur).
+
 Where the time goes (profiled 2026-12-01, docs/performance.md "Probe cost"): on
 large layers every pass over a tensor, 20-40 us for 256 x 256 float32 in the running
 net, however cheap its kernel; on small ones every torch call (2-5 us) and the
@@ -63,6 +74,7 @@ from __future__ import annotations
 
 import decimal
 import functools
+import itertools
 import math
 
 import numpy as np
@@ -493,7 +505,10 @@ def _shifts_for(mean: np.ndarray, std: np.ndarray) -> list:
     """The shift of each layer's next moments: its mean where |mean| > 2 std, else 0 (no extra
     pass). A float32 number, so that z - shift is exact in z's own precision."""
     with np.errstate(invalid="ignore"):
-        far = np.isfinite(mean) & (np.abs(mean) > 2 * std)
+        far = np.abs(mean) > 2 * std
+    if not far.any():   # (the common case, in two numpy calls)
+        return [0.0] * len(mean)
+    far &= np.isfinite(mean)
     return np.where(far, mean.astype(np.float32), np.float32(0)).astype(np.float64).tolist()
 
 
@@ -504,23 +519,32 @@ def finish_activation(act, raw, n, units, shift=0.0) -> np.ndarray:
     ``shift`` then one value or k values each): numpy over all k at once."""
     raw = np.asarray(raw, dtype=np.float64)
     single = raw.ndim == 1
-    sum_z, sum_z2, x, y, dead = np.atleast_2d(raw).T
-    n, units, shift = (np.asarray(v, dtype=np.float64) for v in (n, units, shift))
+    raw = np.atleast_2d(raw)
+    n = np.asarray(n, dtype=np.float64)
+    # (few numpy calls: on a small net each costs more than its arithmetic; the columns of one
+    # division are sum z / n (the mean of z - shift), sum z^2 / n, x / n, y / n)
     with np.errstate(all="ignore"):   # NaN and inf pass through, as the float64 sums give them
-        centred = sum_z / n   # mean of z - shift
-        mean = shift + centred
-        std = np.sqrt(np.maximum(sum_z2 / n - centred * centred, 0.0))
+        out = raw / (n[:, None] if n.ndim else n)
+        centred = out[:, 0]
+        var = out[:, 1] - centred * centred
+        np.sqrt(np.maximum(var, 0.0, out=var), out=out[:, 1])
+        out[:, 0] += shift                      # mean
+        out[:, 4] = raw[:, 4] / units           # dead units / units
         if act.name in ("relu", "leaky_relu"):
-            active = x / n
-            mean_d = act.slope + (1.0 - act.slope) * active
+            active = out[:, 2].copy()
             threshold = SATURATION_FRACTION * act.max_derivative
-            saturated = (1.0 - active) * (act.slope < threshold) + active * (1.0 < threshold)
+            out[:, 3] = (1.0 - active) * (act.slope < threshold) + active * (1.0 < threshold)
+            out[:, 2] = act.slope + (1.0 - act.slope) * active
         elif act.name == "identity":
-            mean_d, saturated = np.ones_like(mean), np.zeros_like(mean)
-        else:
-            mean_d, saturated = x / n, y / n
-        out = np.stack([mean, std, mean_d, saturated, dead / units], axis=1)
+            out[:, 2], out[:, 3] = 1.0, 0.0
     return out[0] if single else out
+
+
+def _global_hooks() -> bool:
+    """Whether any global module hook is registered (``Module.__call__`` must then run them)."""
+    g = torch.nn.modules.module
+    return any(getattr(g, name, None) for name in ("_global_forward_hooks", "_global_forward_pre_hooks",
+                                                    "_global_backward_hooks", "_global_backward_pre_hooks"))
 
 
 def _tap_plan(model: Model) -> list | None:
@@ -584,6 +608,7 @@ class Probe:
         self._taps = _tap_plan(model)
         if self._taps is not None:
             model.taps = self._tapped_forward
+            self._tap_modules = [m for m, *_ in self._taps]
         else:
             for i, (_, m) in enumerate(model.weight_layers):
                 self._handles.append(m.register_forward_hook(self._layer_hooks[i]))
@@ -706,16 +731,32 @@ class Probe:
         return hook
 
     def _tapped_forward(self, module, x):
-        """``module(x)`` of a plain stack, layer by layer, keeping what the hooks would keep."""
+        """``module(x)`` of a plain stack, layer by layer, keeping what the hooks would keep.
+
+        Each layer's own ``forward`` is called where no module has hooks (``Module.__call__``
+        costs more than a small layer's arithmetic); after the first step a small layer's
+        output is kept (retaining its grad) and an activation's z and a here, without a call."""
         if not self._active:
             return module(x)
-        hooks, act_seen = self._layer_hooks, self._act_seen
-        for m, i, j, act in self._taps:
-            y = m(x)
+        taps = self._taps
+        direct = not (_global_hooks() or any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+                                             or m._backward_pre_hooks for m in self._tap_modules))
+        hooks, act_seen, out, kept = self._layer_hooks, self._act_seen, self._out, self._act_kept
+        keep = self._checked and not self.want_hist
+        hooked, eager, shift = self._hooked, self._eager_act, self._shift
+        for m, i, j, act in taps:
+            y = m.forward(x) if direct else m(x)
             if i is not None:
-                hooks[i](m, (x,), y)
+                if keep and i not in hooked and y.grad_fn is not None and y.numel() <= STACK_MAX and i not in out:
+                    y.retain_grad()   # (what the layer hook does for a small layer after the first step)
+                    out[i] = (y, y._version)
+                else:
+                    hooks[i](m, (x,), y)
             elif j is not None:
-                act_seen(j, act, x, y)
+                if keep and shift[j] is not None and j not in eager and x.numel() <= STACK_MAX and x.dim():
+                    kept[j] = (x, y, x._version, y._version)   # (as _act_seen)
+                else:
+                    act_seen(j, act, x, y)
             x = y
         return x
 
@@ -1097,14 +1138,20 @@ class Probe:
         if (self._delta_done or self._act_done or self._time or len(self._out) != L or len(self._act_kept) != A
                 or self.want_hist or not L):
             return None
-        outs = self._unchanged(self._out, self._hooked)
-        acts = self._unchanged(self._act_kept, self._eager_act)
-        if len(outs) != L or len(acts) != A:
-            return None
-        gs = [outs[i][0].grad for i in range(L)]
-        if any(g is None for g in gs):
-            return None
-        zs = [acts[j][0] for j in range(A)]
+        outs, acts = self._out, self._act_kept
+        gs = []
+        for i in range(L):   # changed in place since kept (the per-group path marks those), or no gradient
+            o, version = outs[i]
+            g = o.grad
+            if g is None or o._version != version:
+                return None
+            gs.append(g)
+        zs = []
+        for j in range(A):
+            z, a, vz, va = acts[j]
+            if z._version != vz or a._version != va:
+                return None
+            zs.append(z)
         key = ("cat", tuple(g.shape for g in gs), tuple(z.shape for z in zs), gs[0].dtype, gs[0].device)
         layout = self._on_device.get(key)
         if layout is None:
@@ -1124,10 +1171,10 @@ class Probe:
             row = np.repeat(np.asarray(shifts, dtype=np.float32), layout["act_units"])   # float32: exact in z's dtype
             q0z.sub_(torch.from_numpy(row).to(q0.device, q0.dtype))
         torch.mul(q0, q0, out=q1)
-        for name, idx, v0, v2, v3, root in layout["groups"]:
-            if root is not None:               # f' from a: a - a^2, or 1 - a^2
-                torch.cat([acts[j][1] for j in idx], dim=1, out=v2)
-                torch.addcmul(v2 if name == "sigmoid" else layout["one"], v2, v2, value=-1, out=v2)
+        for (name, idx, v0, v2, v3, root), a in zip(layout["groups"], layout["a"]):
+            if root is not None:               # f' from a: a - a^2, or 1 - a^2 (a cat into a
+                torch.cat([acts[j][1] for j in idx], dim=1, out=a)   # contiguous buffer is 2x faster)
+                torch.addcmul(a if name == "sigmoid" else layout["one"], a, a, value=-1, out=v2)
         return layout, Q.sum(dim=1), shifts
 
     def _cat_layout(self, gs: list, acts: list):
@@ -1161,13 +1208,25 @@ class Probe:
         pos = {j: k for k, j in enumerate(order)}
         finish = [(np.array([pos[j] for j in idx]), layers[idx[0]][2]) for idx in kinds.values()]
         kind_of = [layers[j][2] for j in order]
+        relu = np.array([k for k, a in enumerate(kind_of) if a.name in ("relu", "leaky_relu")], dtype=np.intp)
+        no_dead = np.array([k for k, a in enumerate(kind_of) if a.name == "identity"
+                            or (a.name == "leaky_relu" and a.slope != 0)], dtype=np.intp)
+        ident = np.array([k for k, a in enumerate(kind_of) if a.name == "identity"], dtype=np.intp)
+        # raw rows [sum z', sum z'^2, x, y, dead] as finish_activation takes them, from the column sums:
+        # ReLU's y is its x (the active count), no dead units for identity and a leaky slope, no x, y
+        # for identity (each fix: (rows, cols) to set, and where from, or None for 0)
+        fixes = [fix for fix, idx in [(((relu, 3), (relu, 2)), relu), (((no_dead, 4), None), no_dead),
+                                      (((ident, slice(2, 4)), None), ident)] if idx.size]
+        units_np = np.asarray(act_units, dtype=np.float64)
+        in_order = order == sorted(order)
+        a_bufs = [torch.empty(v2.shape, dtype=dtype, device=dev) if root is not None else None
+                  for _, _, _, v2, _, root in groups]
         return {"Q": Q, "rows": rows, "q0z": rows[0][:, :cz], "order": order, "act_units": act_units, "cz": cz,
+                "a": a_bufs,
                 "groups": groups, "one": Q.new_ones(()), "starts": starts, "B": B, "finish": finish,
-                "order_np": np.array(order, dtype=np.intp),
-                "copy_a": np.array([k for k, a in enumerate(kind_of) if a.name in ("relu", "leaky_relu")], dtype=np.intp),
-                "no_dead": np.array([k for k, a in enumerate(kind_of) if a.name == "identity"
-                                     or (a.name == "leaky_relu" and a.slope != 0)], dtype=np.intp),
-                "ident": np.array([k for k, a in enumerate(kind_of) if a.name == "identity"], dtype=np.intp)}
+                "fixes": fixes, "units_np": units_np, "entries": B * units_np, "f32": dtype == torch.float32,
+                "order_np": None if in_order else np.array(order, dtype=np.intp),
+                "inverse": None if in_order else np.argsort(np.array(order, dtype=np.intp))}
 
     def _cat_finish(self, layout: dict, S: np.ndarray, shifts: list) -> dict:
         """Contract 2's delta and activation statistics from ``_cat_sums``'s column sums [4, columns]
@@ -1176,31 +1235,40 @@ class Probe:
         A, cz, B = len(self.act_names), layout["cz"], layout["B"]
         with np.errstate(invalid="ignore", over="ignore"):   # inf - inf: NaN, taken again below
             R = np.add.reduceat(S, layout["starts"], axis=1)    # [4, activation layers (in order), layers]
+            # a float32 layer's squares that may be subnormal (see TINY_SQ) are taken again too
+            finite = np.isfinite(R).all() and not (layout["f32"] and (R[1] < TINY_SQ).any())
             delta = np.sqrt(R[1, A:])
-        neuron = S[3, cz:] / B
-        for i in np.flatnonzero(~np.isfinite(R[1, A:])).tolist():   # overflow (or NaN / inf in dL/dz)
-            norm, sums = delta_stats(self._out[i][0].grad[None], True, self._scratch)
+        neuron = S[3, cz:] * (1.0 / B)
+        if not finite:
+            good_sq = np.isfinite(R[1]) & ((R[1] >= TINY_SQ) if layout["f32"] else True)
+        for i in [] if finite else np.flatnonzero(~good_sq[A:]).tolist():   # overflow, NaN, inf or tiny
+            with torch.no_grad():
+                norm, sums = delta_stats(self._out[i][0].grad[None], True, self._scratch)
             delta[i] = float(norm[0])
             neuron[self._unit_start[i]:self._unit_start[i] + self.units[i]] = sums[0].double().cpu().numpy() / B
         raw = np.empty((A, 5))
-        raw[:, :4] = R[:4, :A].T
+        raw[:, :4] = R[:, :A].T
         raw[:, 4] = np.add.reduceat(S[2, :cz] == 0, layout["starts"][:A])   # units with f' = 0 (or no z > 0) on every sample
-        raw[layout["copy_a"], 3] = raw[layout["copy_a"], 2]
-        raw[layout["no_dead"], 4] = 0.0
-        raw[layout["ident"], 2:4] = 0.0
-        order = layout["order_np"]
-        for k in np.flatnonzero(~np.isfinite(raw[:, :3]).all(axis=1)).tolist():   # the per-layer path
-            j = layout["order"][k]
+        for cols, fix in layout["fixes"]:   # ReLU: saturated = active count (finish_activation's x and y)
+            raw[cols] = raw[fix] if fix is not None else 0.0
+        for k in [] if finite else np.flatnonzero(~(np.isfinite(raw[:, :3]).all(axis=1) & good_sq[:A])).tolist():
+            j = layout["order"][k]   # the per-layer path
             z, a, *_ = self._act_kept[j]
-            raw[k] = [float(t) for t in activation_moments(self.model.act_layers[j][2], z[None], a[None],
-                                                           self._scratch, [shifts[k]])]
-        units = np.asarray(layout["act_units"], dtype=np.float64)
-        shift = np.asarray(shifts, dtype=np.float64)
-        act = np.empty((A, 5))
-        for ks, kind in layout["finish"]:   # one numpy pass per kind of activation
-            act[order[ks]] = finish_activation(kind, raw[ks], B * units[ks], units[ks], shift[ks])
-        for j, s in zip(layout["order"], _shifts_for(act[order, 0], act[order, 1])):
+            with torch.no_grad():
+                raw[k] = [float(t) for t in activation_moments(self.model.act_layers[j][2], z[None], a[None],
+                                                               self._scratch, [shifts[k]])]
+        shift = np.array(shifts)
+        if len(layout["finish"]) == 1:   # one kind of activation (every layer in order)
+            (ks, kind), = layout["finish"]
+            act = finish_activation(kind, raw, layout["entries"], layout["units_np"], shift)
+        else:
+            act = np.empty((A, 5))
+            for ks, kind in layout["finish"]:   # one numpy pass per kind of activation
+                act[ks] = finish_activation(kind, raw[ks], layout["entries"][ks], layout["units_np"][ks], shift[ks])
+        for j, s in zip(layout["order"], _shifts_for(act[:, 0], act[:, 1])):
             self._shift[j] = s
+        if layout["order_np"] is not None:   # back to the activation layers' own order
+            act = act[layout["inverse"]]
         return {"delta_norm": delta, "neuron_grad": neuron.astype(np.float32), "act": act}
 
     # ------------------------------------------------------------------ the Trainer's norms
@@ -1295,10 +1363,10 @@ class Probe:
             cat = self._cat_sums()
             if cat is None:
                 deltas, acts, (ts, time_norms) = self._reduce_deltas(), self._reduce_acts(), self._reduce_times()
-        if raw:
+        if raw:   # (numpy arrays already where the flat buffers are on the CPU)
             sq = self._raw_grad[0]
             num = self._raw_update[0] if self._raw_update is not None else None
-            norm_parts = [sq.to(dev)] + ([] if num is None else [num.to(dev)])
+            norm_parts = [t.to(dev) for t in (sq, num) if isinstance(t, torch.Tensor)]
         else:   # norms in float64 (finite wherever the tensors are: see safe_norms): wg is cast, and the cat
             # promotes everything to it (no cast call per part); every part is one axis already
             norm_parts = [wg.to(dev, torch.float64), bg.to(dev), ur.to(dev)]   # (CPU zeros with no parameters)
@@ -1319,23 +1387,22 @@ class Probe:
                      flat([t for _, raw_ in acts for t in raw_], True),  # in z's own dtype (the cat promotes)
                      time_norms.reshape(-1).to(dev), hist]
         host = torch.cat(parts).cpu().numpy()
-        ends = np.cumsum([p.numel() for p in parts]).tolist()
+        ends = list(itertools.accumulate(p.numel() for p in parts))
         pieces = [host[a:b] for a, b in zip([0] + ends, ends)]
         out = {"head": pieces[0]}
         if raw:
-            out.update(self._raw_finish(pieces[1], pieces[2] if len(norm_parts) > 1 else None))
+            got = iter(pieces[1:1 + len(norm_parts)])
+            out.update(self._raw_finish(*(next(got) if isinstance(t, torch.Tensor) else t for t in (sq, num))))
         else:
             out.update({"weight_grad_norm": pieces[1], "bias_grad_norm": pieces[2], "update_ratio": pieces[3]})
         if cat is not None:
-            with torch.no_grad():   # (a layer whose sums are not finite is taken again in torch)
-                got = self._cat_finish(layout, pieces[-1].reshape(4, -1).astype(np.float64), shifts)
+            got = self._cat_finish(layout, pieces[-1].reshape(4, -1).astype(np.float64), shifts)
             act = got.pop("act")
             out.update(got, time_grad_norm=None, preact_hist=None)
         else:
             norms, sums, raws, time_norms, hist_np = pieces[1 + len(norm_parts):]
             act = self._generic_finish(out, host, deltas, acts, norms, sums, raws, ts, time_norms, hist_np)
-        for k, name in enumerate(ACT_STATS):
-            out[name] = act[:, k].copy()
+        out.update(zip(ACT_STATS, act.T.copy()))   # (each statistic a row of one copy)
         self._checked = True
         if self._tracer is not None:
             self._tracer.sealed = True   # the call sites are those of the first watched step

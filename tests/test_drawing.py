@@ -328,12 +328,24 @@ def test_wide_pens_are_drawn_as_wide_as_pyqtgraph_asks(qtbot):
     w.close()
 
 
+def _shown_flow(qtbot, layers: int, steps: int):
+    """A GradientFlow panel on screen, showing a History of ``layers`` x ``steps``."""
+    from backprop_lab.widgets.gradient_flow import GradientFlow
+    w = GradientFlow()
+    qtbot.addWidget(w)
+    w.resize(900, 400)
+    w.show()
+    qtbot.waitExposed(w)
+    h = history(layers=layers, steps=steps)
+    w.set_history(h)
+    return w, h
+
+
 def test_a_refresh_paints_each_changed_plot_once(qtbot, monkeypatch):
     """A refresh updates the plots' ranges before they are painted (HistoryPanel.prepare_for_paint):
     pyqtgraph did it at the start of the paint, which marked every item dirty again, and Qt painted
     every changed plot twice per frame."""
     from PySide6.QtWidgets import QApplication
-    from backprop_lab.widgets.gradient_flow import GradientFlow
     from backprop_lab.widgets.layer_lines import LayerLines
     painted = []
     paint = LayerLines.paint
@@ -342,13 +354,7 @@ def test_a_refresh_paints_each_changed_plot_once(qtbot, monkeypatch):
         painted.append(self)
         return paint(self, *args)
     monkeypatch.setattr(LayerLines, "paint", counting)
-    w = GradientFlow()
-    qtbot.addWidget(w)
-    w.resize(900, 400)
-    w.show()
-    qtbot.waitExposed(w)
-    h = history(layers=5, steps=300)
-    w.set_history(h)
+    w, h = _shown_flow(qtbot, layers=5, steps=300)
     qtbot.waitUntil(lambda: bool(painted), timeout=10_000)
     for _ in range(5):
         QApplication.sendPostedEvents()
@@ -360,3 +366,84 @@ def test_a_refresh_paints_each_changed_plot_once(qtbot, monkeypatch):
         for _ in range(5):
             QApplication.sendPostedEvents()
         assert painted.count(w.lines) == before + 1
+
+
+def test_a_readout_takes_new_figures_without_a_new_layout_and_grows_when_it_wraps(qtbot):
+    """The activation panel's read-out (ReadoutLabel) changes its text every frame: a text of the same
+    height asks no layout of the panel (a QLabel's asked the panel, its dock and the main window to lay
+    out again every frame); a text that wraps to more lines gets the height to show all of them."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
+    from backprop_lab.widgets.panel import ReadoutLabel
+    box = QWidget()
+    qtbot.addWidget(box)
+    lay = QVBoxLayout(box)
+    readout = ReadoutLabel("step 1: mean 0.25")
+    lay.addWidget(readout)
+    lay.addStretch(1)
+    box.resize(220, 300)
+    box.show()
+    qtbot.waitExposed(box)
+    for _ in range(5):                              # the layout of the first show
+        QApplication.processEvents()
+    one_line = readout.height()
+    asked = []
+
+    class Watch(QObject):
+        def eventFilter(self, obj, ev):
+            if obj is box and ev.type() == QEvent.LayoutRequest:
+                asked.append(ev)
+            return False
+    watch = Watch()
+    box.installEventFilter(watch)
+    for step in range(2, 30):                       # new figures, one line each
+        readout.setText(f"step {step}: mean 0.{step:02d}")
+        QApplication.processEvents()
+    assert asked == [] and readout.text() == "step 29: mean 0.29" and readout.height() == one_line
+    long = "step 30: mean f′(z) = 0.37 (148 % of max) · saturated 39.6 % · dead units 42.5 % · z = 0.63 ± 0.16"
+    readout.setText(long)
+    qtbot.waitUntil(lambda: readout.height() > 2 * one_line)
+    assert readout.label.heightForWidth(readout.width()) <= readout.height()
+    assert readout.label.geometry() == readout.rect() and readout.label.text() == long
+    box.removeEventFilter(watch)
+
+
+def test_layer_lines_drawn_column_by_column_equal_lines_drawn_whole(qtbot, monkeypatch):
+    """While the view moves less than a fraction of a pixel per step, LayerLines draws only the pixel
+    columns from the first changed point into the image it keeps; after many steps (a selected, wide
+    line among them) that image is the one a redraw of every line from scratch makes."""
+    from PySide6.QtWidgets import QApplication
+    from backprop_lab.widgets import layer_lines
+    drawn = []
+    draw_into = layer_lines.LayerLines._draw_into
+
+    def counting(self, r, xs, ys, first):
+        drawn.append(first)
+        return draw_into(self, r, xs, ys, first)
+    monkeypatch.setattr(layer_lines.LayerLines, "_draw_into", counting)
+    w, h = _shown_flow(qtbot, layers=30, steps=3000)
+    w.set_selected_layer(7)                         # a 3.5 px line: drawn at nine offsets
+    qtbot.waitUntil(lambda: w.lines._paths is not None, timeout=10_000)   # painted once
+    rng = np.random.default_rng(1)
+    for k in range(80):
+        more = rows(30, 2, 3000 + k, 1, rng)
+        if k == 40:
+            for key in PER_LAYER:                    # a gap in one line
+                more[key] = more[key].copy()
+                more[key][0, 3] = 0.0
+        h.extend_packed(more)
+        w.refresh()
+        for _ in range(3):
+            QApplication.sendPostedEvents()
+    assert sum(1 for f in drawn if f > 0) > 20, drawn  # most steps drew a few columns only
+
+    def pixels():
+        img = w.view.grab().toImage().convertToFormat(w.view.grab().toImage().Format.Format_RGB32)
+        return np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.width(), 4)[..., :3].copy()
+    kept = pixels()
+    w.lines._raster = None                           # every line drawn again, from scratch
+    w.lines.update()
+    whole = pixels()
+    assert drawn[-1] == 0
+    differ = np.any(kept != whole, axis=2)
+    assert differ.sum() <= 0.001 * differ.size, differ.sum()

@@ -103,3 +103,17 @@ def test_the_cheaper_way_is_chosen_by_the_layer_size():
     """The benchmarks' layers (docs/performance.md): the LSTM LM's (batch 20, 256 units) goes step by
     step, the memory task's (batch 64, 64 units) keeps the fused kernel with taps."""
     assert pays(20, 256) and not pays(64, 64)
+
+
+def test_the_output_is_a_tensor_of_its_own_as_the_fused_kernels():
+    """Not a view of a buffer: a change in place is allowed as on the fused kernel's output, and the
+    backward through it is refused as there (both keep the output for their backward)."""
+    torch.manual_seed(2)
+    cell = nn.LSTM(3, 4)
+    x = torch.randn(5, 2, 3)
+    for run in (lambda: cell(x)[0], lambda: lstm_layer(x, torch.zeros(2, 4), torch.zeros(2, 4), *cell.parameters())[0]):
+        out = run()
+        assert out._base is None
+        out.mul_(2)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            out.sum().backward()

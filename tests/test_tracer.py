@@ -99,11 +99,14 @@ def test_a_call_site_seen_only_after_the_first_step_is_not_added(tmp_path):
             assert np.isfinite(snap.preact_std).all()
 
 
-@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU, nn.RNN])
+@pytest.mark.parametrize("cls,steps", [(nn.LSTM, False), (nn.LSTM, True), (nn.GRU, False), (nn.RNN, False)])
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_the_unrolled_layer_gives_the_fused_output_also_with_dropout(cls, batch_first):
-    """Same weights, same math, and on the CPU the same dropout draws between layers."""
+def test_the_unrolled_layer_gives_the_fused_output_also_with_dropout(cls, steps, batch_first, monkeypatch):
+    """Same weights, same math, and on the CPU the same dropout draws between layers (an LSTM's
+    first layer with taps, or step by step: engine/lstm_steps.py)."""
+    from backprop_lab.engine import lstm_steps
     from backprop_lab.engine.custom import instrument
+    monkeypatch.setattr(lstm_steps, "STEPS_FROM", 0 if steps else 10 ** 9)
     torch.manual_seed(0)
     net = cls(5, 6, 3, dropout=0.5, bidirectional=True, batch_first=batch_first)
     x = torch.randn(4, 7, 5) if batch_first else torch.randn(7, 4, 5)
@@ -117,6 +120,7 @@ def test_the_unrolled_layer_gives_the_fused_output_also_with_dropout(cls, batch_
         torch.manual_seed(1)
         out2, h2 = net(x, hx)
         assert model.recurrent.time_steps == 7
+        assert _graph_has(out2.grad_fn, "_LSTMLayerBackward") == steps
     finally:
         model.tracer.stop()
     torch.testing.assert_close(out2, out, rtol=1e-5, atol=1e-6)

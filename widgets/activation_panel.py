@@ -19,7 +19,7 @@ from backprop_lab.engine.activations import SATURATION_FRACTION, activation_for_
 from backprop_lab.engine.snapshot import HIST_RANGE
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.gradient_heatmap import with_blocked
-from backprop_lab.widgets.panel import HistoryPanel
+from backprop_lab.widgets.panel import HistoryPanel, ReadoutLabel
 
 # The probes' histogram of z (the number of bins is read from the array itself).
 Z_RANGE = HIST_RANGE
@@ -103,9 +103,7 @@ class ActivationPanel(HistoryPanel):
         pi.addItem(self.max_label)
         self.shades: list = []
         lay.addWidget(self.plot, 1)
-        self.stats = QLabel("")
-        self.stats.setWordWrap(True)
-        self.stats.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.stats = ReadoutLabel("")   # new figures every frame, without a new layout of the window
         lay.addWidget(self.stats)
 
     # ------------------------------------------------------------------ API

@@ -18,24 +18,57 @@ pixels are most of the cost. The (min, max) pairs alternate their order from col
 column (max, min, min, max, ...): the line joins neighbouring columns at their low or their
 high ends instead of running the full height of the next column again, which halves the
 pixels drawn and fills the same band. While a run grows (``set_data``'s ``unchanged``),
-the (min, max) of the blocks already made are kept: only new blocks are reduced.
+the (min, max) of the blocks already made are kept: only new blocks are reduced. The lines
+are kept as an image of the plot's area: while the view moves less than a quarter of a pixel
+from the transform that image was drawn with (a run's view moves a fraction of a pixel per
+step), a paint draws again only the pixel columns from the first changed point on (cleared,
+every line drawn there in z order, clipped to them) and then the image.
 """
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF
-from PySide6.QtGui import QPen, QPolygonF
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt
+from PySide6.QtGui import QImage, QPainter, QPen, QPolygonF
 
 from backprop_lab.widgets.pg_speedups import pixel_offsets as brush   # noqa: F401  (the old name)
 
 
-def _shape(x: np.ndarray, y: np.ndarray, finite: bool):
-    """What draws one line through (x, y) in device pixels: a polyline where every point is finite (no
-    path to build), else a path broken at the gaps."""
-    if finite:
-        return pg.functions.arrayToQPolygonF(x, y)
-    return pg.arrayToQPath(x, y, connect="finite")
+RASTER_TOLERANCE_PX = 0.25   # how far the view may move before the kept image of the lines is drawn anew
+
+
+class _Raster:
+    """The lines drawn into an image of the plot's area (device pixels ``rect``) with transform ``key``."""
+
+    def __init__(self, rect, key):
+        self.rect, self.key = rect, key
+        self.image = QImage(max(rect.width(), 1), max(rect.height(), 1), QImage.Format.Format_ARGB32_Premultiplied)
+        self.xs = self.ys = None
+
+
+def _first_change(old_x, old_y, x, y):
+    """The first index at which (x, y [rows, points]) differ from what was drawn, or None: the same."""
+    if old_x is None or old_y.shape[0] != y.shape[0]:
+        return 0
+    m = min(len(old_x), len(x))
+    differ = old_x[:m] != x[:m]
+    a, b = old_y[:, :m], y[:, :m]
+    differ |= ((a != b) & ~(np.isnan(a) & np.isnan(b))).any(axis=0)
+    at = np.flatnonzero(differ)
+    if at.size:
+        return int(at[0])
+    return None if len(old_x) == len(x) else m
+
+
+def _shapes(x: np.ndarray, y: np.ndarray, visible) -> list:
+    """What draws each line through (x, y [rows, points]) in device pixels (None: not drawn): a polyline
+    where every point is finite (no path to build), else a path broken at the gaps."""
+    if not len(x):
+        return [None] * len(y)
+    finite = np.isfinite(y).all(axis=1) & bool(np.isfinite(x).all())
+    polygon, path = pg.functions.arrayToQPolygonF, pg.arrayToQPath
+    return [None if not visible[i] else polygon(x, y[i]) if finite[i] else path(x, y[i], connect="finite")
+            for i in range(len(y))]
 
 
 class PeakColumns:
@@ -103,10 +136,13 @@ class LayerLines(pg.GraphicsObject):
         self._shown = None               # (x drawn, y drawn [layers, points]) behind the paths
         self._bounds = None              # (x0, x1, y0, y1) of the visible layers' data, or None
         self._peaks = PeakColumns()
+        self._raster = None              # the lines kept as an image (_Raster), or None: draw them all
+        self._thin = None                # per layer (1 px pen of its colour, pixel offsets), or None: to make
 
     # ------------------------------------------------------------------ data
     def set_layers(self, pens: list) -> None:
         n = len(pens)
+        self._raster = self._thin = None
         self.pens, self.visible, self.z = list(pens), [True] * n, np.zeros(n)
         self.set_data(np.zeros(0), np.zeros((0, n)), np.zeros((n, 0)), np.full(n, np.nan), np.full(n, np.nan))
 
@@ -119,15 +155,18 @@ class LayerLines(pg.GraphicsObject):
 
     def set_pen(self, i: int, pen) -> None:
         self.pens[i] = pen
+        self._raster = self._thin = None
         self.update()
 
     def set_z(self, i: int, z: float) -> None:
         self.z[i] = z
+        self._raster = None
         self.update()
 
     def set_visible(self, i: int, on: bool) -> None:
         if self.visible[i] != bool(on):
             self.visible[i] = bool(on)
+            self._raster = None
             self._changed()
 
     def _changed(self) -> None:
@@ -208,32 +247,96 @@ class LayerLines(pg.GraphicsObject):
         if t.m12() or t.m21():   # pragma: no cover  (a ViewBox only scales and shifts)
             return
         key = (t.m11(), t.m22(), t.m31(), t.m32())
-        if self._paths is None or self._paths[0] != key:
+        vb, device = self.getViewBox(), p.device()
+        if vb is None or device is None or device.devicePixelRatioF() != 1.0:
+            self._paint_direct(p, key)
+            return
+        # the lines are kept as an image of the plot's area: while the view moves less than
+        # RASTER_TOLERANCE_PX (a run's view moves a fraction of a pixel per step), only the pixel
+        # columns from the first changed point on are drawn again
+        rect = t.mapRect(vb.viewRect()).toAlignedRect().adjusted(-4, -4, 4, 4)   # a pixel more or less as it moves
+        xs, ys = self.shown()
+        r = self._raster
+        if r is not None and r.rect.contains(rect) and self._near(r.key, key, xs):
+            first = _first_change(r.xs, r.ys, xs, ys)
+            if first is not None:
+                self._draw_into(r, xs, ys, first)
+        else:
+            r = self._raster = _Raster(rect.adjusted(-2, -2, 2, 2), key)
+            self._draw_into(r, xs, ys, 0)
+        r.xs, r.ys = xs, ys
+        self._paths = (r.key, None)
+        p.save()
+        p.resetTransform()
+        p.drawImage(r.rect.topLeft(), r.image)
+        p.restore()
+
+    def _near(self, drawn, key, xs) -> bool:
+        """Whether every drawn point would move less than RASTER_TOLERANCE_PX from transform ``drawn`` to ``key``."""
+        if drawn == key:
+            return True
+        b = self._bounds
+        if b is None or not len(xs):
+            return False
+        ends_x = (float(xs[0]), float(xs[-1]))
+        return (max(abs(x * (key[0] - drawn[0]) + key[2] - drawn[2]) for x in ends_x) < RASTER_TOLERANCE_PX
+                and max(abs(y * (key[1] - drawn[1]) + key[3] - drawn[3]) for y in b[2:4]) < RASTER_TOLERANCE_PX)
+
+    def _draw_into(self, r, xs, ys, first: int) -> None:
+        """Draw the lines into ``r.image`` with ``r.key``: all of them (``first`` 0), or the pixel columns
+        from the point ``first`` on (cleared first, every line drawn again there, clipped to them)."""
+        key, left, top = r.key, r.rect.left(), r.rect.top()
+        dx, dy = xs * key[0] + key[2] - left, ys * key[1] + key[3] - top
+        painter = QPainter(r.image)
+        j0 = 0
+        if first == 0:
+            r.image.fill(0)
+        else:
+            # the segment into the first changed point starts at point first - 1; wide lines reach a pixel further
+            x_clear = int(np.floor(dx[first - 1])) - 2
+            j0 = max(int(np.searchsorted(dx, x_clear - 2, side="right")) - 2, 0)
+            clip = QRect(x_clear, 0, r.image.width() - x_clear, r.image.height())
+            painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
+            painter.fillRect(clip, Qt.GlobalColor.transparent)
+            painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceOver)
+            painter.setClipRect(clip)
+        self._stroke(painter, _shapes(dx[j0:], dy[:, j0:], self.visible))
+        painter.end()
+
+    def _paint_direct(self, p, key) -> None:
+        if self._paths is None or self._paths[0] != key or self._paths[1] is None:
             xs, ys = self.shown()
             # in device pixels: drawn with the painter's transform reset, 1 px cosmetic pens are Qt's
             # fast path (a pen of 1.5 px or more went through the general stroker: ~20x the time)
-            dx, dy = xs * key[0] + key[2], ys * key[1] + key[3]
-            finite = np.isfinite(dy).all(axis=1) & bool(np.isfinite(dx).all()) if len(xs) else ()
-            self._paths = (key, [_shape(dx, dy[i], finite[i]) if self.visible[i] and len(xs) else None
-                                 for i in range(len(ys))])
-        paths = self._paths[1]
+            self._paths = (key, _shapes(xs * key[0] + key[2], ys * key[1] + key[3], self.visible))
         p.save()
         p.resetTransform()
+        self._stroke(p, self._paths[1])
+        p.restore()
+
+    def _stroke(self, p, paths) -> None:
+        """Each layer's polyline or path with its pen's colour, 1 px wide at the pen's pixel offsets, in z order."""
+        if self._thin is None or len(self._thin) != len(self.pens):
+            self._thin = []
+            for pen in self.pens:
+                thin = QPen(pen.color())
+                thin.setWidth(1)
+                thin.setCosmetic(True)
+                self._thin.append((thin, brush(pen.widthF())))
         for i in np.argsort(self.z, kind="stable"):
             path = paths[i] if i < len(paths) else None
             if path is None:
                 continue
-            pen = self.pens[i]
-            thin = QPen(pen.color())
-            thin.setWidth(1)
-            thin.setCosmetic(True)
+            thin, offsets = self._thin[i]
             p.setPen(thin)
             draw = p.drawPolyline if isinstance(path, QPolygonF) else p.drawPath
-            for ox, oy in brush(pen.widthF()):   # a wider line: the 1 px line drawn at a few offsets
+            if len(offsets) == 1:
+                draw(path)
+                continue
+            for ox, oy in offsets:   # a wider line: the 1 px line drawn at a few offsets
                 p.translate(ox, oy)
                 draw(path)
                 p.translate(-ox, -oy)
-        p.restore()
 
     def nearest(self, x: float, y: float, px: float, py: float, within: float = 8.0) -> int:
         """The visible layer whose drawn line passes within ``within`` pixels of view point (x, y)

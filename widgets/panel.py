@@ -19,7 +19,8 @@ time right after: two paints of every changed plot per frame (issue 9, item 8).
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
 
 class HistoryPanel(QWidget):
@@ -79,3 +80,58 @@ class HistoryPanel(QWidget):
 
     def _selected_set(self, i: int) -> None:
         pass
+
+
+class ReadoutLabel(QWidget):
+    """A word-wrapped, selectable read-out of live figures (new text with every frame).
+
+    ``QLabel.setText`` asks its panel to lay out again, which asks its dock and the main window
+    (~1.5 ms a frame, the docks' animations made anew each time). Here the label sits in a box
+    of its own, without a layout: a new text asks for a new layout only when it needs another
+    height at the box's width. ``label`` is the QLabel; ``text`` / ``setText`` are its own.
+    """
+
+    def __init__(self, text: str = "", parent=None):
+        super().__init__(parent)
+        self.label = QLabel(text, self)
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        policy = QSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
+        self._height = None   # the height asked for, at the box's width
+
+    def text(self) -> str:
+        return self.label.text()
+
+    def setText(self, text: str) -> None:
+        if text == self.label.text():
+            return
+        self.label.setText(text)
+        height = self.label.heightForWidth(max(self.width(), 1))
+        if height != self._height:
+            self._height = height
+            self.updateGeometry()
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        return self.label.heightForWidth(width)
+
+    def sizeHint(self):
+        return self.label.sizeHint()
+
+    def minimumSizeHint(self):
+        return self.label.minimumSizeHint()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.label.setGeometry(self.rect())
+        self._height = self.label.heightForWidth(max(self.width(), 1))
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if event.type() in (QEvent.FontChange, QEvent.StyleChange):   # the text's height changes with them
+            self._height = None
+            self.updateGeometry()
