@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-FUSED_MIN = 1 << 12   # entries: below this the torch path's few calls cost about the same
+MIN_ENTRIES = 1 << 12   # entries: below this the torch path's few calls cost about the same
 
 # Every sum in float64, each row of the innermost loop first (that loop vectorises; a loop over
 # sub-blocks of a row is left scalar by LLVM, 5-8x slower). Not float32: on a vanishing layer a
@@ -77,7 +77,7 @@ def available() -> bool:
 
 def fits(*ts) -> bool:
     """Tensors the kernels take: large, on the CPU, contiguous, float32 or float64; numba there."""
-    return all(t.numel() >= FUSED_MIN and t.device.type == "cpu" and t.dtype in _dtypes()
+    return all(t.numel() >= MIN_ENTRIES and t.device.type == "cpu" and t.dtype in _dtypes()
                and t.is_contiguous() for t in ts) and available()
 
 
@@ -97,7 +97,7 @@ def activation_sums(name: str, z, a, shift: float, root: float, unit_axis: int) 
     """One layer's five raw moments as ``probes.activation_moments`` defines them, in one pass:
     (sum (z - shift), sum (z - shift)^2, sum f' (ReLU-like: count z > 0), count saturated
     (ReLU-like: count z > 0), count dead units) as floats; None where a sum is not finite
-    (NaN or inf in z, or z^2 beyond float32: the torch path then says what is finite).
+    (NaN or inf in z or a: the torch path then says which statistics still are).
 
     ``name``: sigmoid or tanh (saturated: |z| > root), relu (a unit is dead where z <= 0 on
     every sample), leaky_relu (none is dead) or identity (counts 0)."""

@@ -901,6 +901,7 @@ class Probe:
                                        for b, w in zip(self._before, ws)):
             self._before = [torch.empty_like(w, memory_format=torch.contiguous_format) for w in ws]
             self._carry = {}
+            self._on_device.pop(("carry fits", len(ws)), None)   # (decided again for the new buffers)
         return self._before
 
     def weights_before(self):
