@@ -135,7 +135,7 @@ TINY_SQ = 1e-30
 
 def _untrusted(sq: torch.Tensor) -> torch.Tensor | None:
     """The positions of float32-computed squared norms [k] to take again in float64 (not finite:
-    NaN, inf or an overflow; or below TINY_SQ), or None when every one is good (one host read)."""
+    NaN, inf or an overflow; or below TINY_SQ), or None when every one is good (two host reads)."""
     lo, hi = torch.aminmax(sq)
     if math.isfinite(float(hi)) and float(lo) >= TINY_SQ:   # (NaN fails both tests)
         return None
@@ -146,8 +146,9 @@ def _retake64(sq: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Squared norms [layers] of the stack x, float32 ones checked: the untrusted taken in float64."""
     bad = _untrusted(sq)
     sq = sq.double()
-    if bad is not None:
-        sq[bad] = _per_layer(_NORM64, x[bad]).square()
+    if bad is not None:   # a large layer in one float64 pass (no cast copy), the others in torch
+        sq[bad] = torch.tensor([onepass.sum_square(x[k]) for k in bad.tolist()], dtype=torch.float64) \
+            if onepass.fits(x[0]) else _per_layer(_NORM64, x[bad]).square()
     return sq
 
 
