@@ -77,8 +77,8 @@ def available() -> bool:
 
 def fits(*ts) -> bool:
     """Tensors the kernels take: large, on the CPU, contiguous, float32 or float64; numba there."""
-    return all(t.numel() >= MIN_ENTRIES and t.device.type == "cpu" and t.dtype in _dtypes()
-               and t.is_contiguous() for t in ts) and available()
+    return all(t.is_cpu and t.numel() >= MIN_ENTRIES and t.dtype in _dtypes() and t.is_contiguous()
+               for t in ts) and available()
 
 
 def _rows(x: np.ndarray, unit_axis: int) -> np.ndarray:

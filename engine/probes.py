@@ -135,7 +135,7 @@ TINY_SQ = 1e-30
 
 def _untrusted(sq: torch.Tensor) -> torch.Tensor | None:
     """The positions of float32-computed squared norms [k] to take again in float64 (not finite:
-    NaN, inf or an overflow; or below TINY_SQ), or None when every one is good (one host read)."""
+    NaN, inf or an overflow; or below TINY_SQ), or None when every one is good (two host reads)."""
     lo, hi = torch.aminmax(sq)
     if math.isfinite(float(hi)) and float(lo) >= TINY_SQ:   # (NaN fails both tests)
         return None
@@ -146,8 +146,9 @@ def _retake64(sq: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Squared norms [layers] of the stack x, float32 ones checked: the untrusted taken in float64."""
     bad = _untrusted(sq)
     sq = sq.double()
-    if bad is not None:
-        sq[bad] = _per_layer(_NORM64, x[bad]).square()
+    if bad is not None:   # a large layer in one float64 pass (no cast copy), the others in torch
+        sq[bad] = torch.tensor([onepass.sum_square(x[k]) for k in bad.tolist()], dtype=torch.float64) \
+            if onepass.fits(x[0]) else _per_layer(_NORM64, x[bad]).square()
     return sq
 
 
@@ -323,9 +324,9 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shi
     sigmoid/tanh, whose f' comes from the output a (a - a^2, 1 - a^2).
     """
     if z.shape[0] == 1:
-        raw = onepass_moments(act, z[0], a[0], shifts[0])
+        raw = onepass_sums(act, z[0], a[0], shifts[0])
         if raw is not None:
-            return raw.reshape(5, 1).unbind()
+            return torch.tensor(raw, dtype=torch.float64).reshape(5, 1).unbind()
     # sum z and ||z||^2 (torch.var_mean is several times slower on the CPU). The
     # float32 sums are about 1e-7 relative, so E[z^2] - E[z]^2 loses precision when
     # |mean| >> std (1e-2 relative at mean/std = 500): such a layer's moments are
@@ -381,17 +382,16 @@ def activation_moments(act, z: torch.Tensor, a: torch.Tensor, scratch: dict, shi
     return tuple(moments + counts)
 
 
-def onepass_moments(act, z: torch.Tensor, a: torch.Tensor, shift: float) -> torch.Tensor | None:
-    """One layer's five raw moments (as ``activation_moments``) as one float64 tensor [5], in one
-    pass of ``onepass.activation_sums``; None where the kernels do not take z and a (small, not on
-    the CPU, no closed form of f', numba missing) or a sum is not finite (the torch path says where)."""
+def onepass_sums(act, z: torch.Tensor, a: torch.Tensor, shift: float) -> tuple | None:
+    """One layer's five raw moments (as ``activation_moments``) as five floats, in one pass of
+    ``onepass.activation_sums``; None where the kernels do not take z and a (small, not on the
+    CPU, no closed form of f', numba missing) or a sum is not finite (the torch path says where)."""
     if act.name not in CLOSED_FORM or not onepass.fits(z, a):
         return None
     smooth = act.name in ("sigmoid", "tanh")
     kind = act.name if smooth or act.name == "identity" else "relu" if act.slope == 0 else "leaky_relu"
-    raw = onepass.activation_sums(kind, z, a, shift, saturation_root(act.name, z.dtype) if smooth else 0.0,
-                                _unit_axis(z))
-    return None if raw is None else torch.tensor(raw, dtype=torch.float64)
+    return onepass.activation_sums(kind, z, a, shift, saturation_root(act.name, z.dtype) if smooth else 0.0,
+                                   _unit_axis(z))
 
 
 def _units_of_stack(x: torch.Tensor) -> int:
@@ -674,6 +674,7 @@ class Probe:
         self._delta_done = {}                          # layer -> ((norm, sums of |dL/dz_j|), entries per unit)
         self._act_kept, self._act_check = {}, {}       # act layer -> (z, a, their versions)
         self._act_done = {}                            # act layer -> five raw moments
+        self._delta_fast, self._act_fast = {}, {}       # the same by engine/onepass.py, as floats and numpy
         self._act_sizes = [None] * len(self.act_names)  # (entries, units) of each z
         self._act_shift = [0.0] * len(self.act_names)   # shift of this step's moments
         self._hist = [None] * len(self.act_names)
@@ -699,8 +700,13 @@ class Probe:
     def _layer_hook(self, i):
         def on_grad(g):
             g, per_unit, count = self._delta_input(i, g.detach())
-            got = onepass_delta(g, per_unit)
-            self._delta_done[i] = (got if got is not None else delta_stats(g[None], per_unit, self._scratch), count)
+            got = onepass.delta_sums(g, _unit_axis(g)) if onepass.fits(g) else None
+            if got is not None:   # (collect makes the torch tensors of every such layer at once)
+                self._delta_fast[i] = (got, per_unit, count)
+                self._delta_done.pop(i, None)
+            else:
+                self._delta_done[i] = (delta_stats(g[None], per_unit, self._scratch), count)
+                self._delta_fast.pop(i, None)
             return None
 
         also = self.model.outputs_of.get(i, ())
@@ -781,6 +787,7 @@ class Probe:
         if shift is not None and i not in self._eager_act and z.numel() <= STACK_MAX:
             self._act_kept[i] = (z, a, z._version, a._version)   # reduced in collect (under no_grad)
             self._act_done.pop(i, None)
+            self._act_fast.pop(i, None)
             return
         z, a = z.detach(), a.detach()   # reduced here, in the forward pass: no graph
         kept = (z, a, z._version, a._version)
@@ -788,9 +795,13 @@ class Probe:
             shift = _shifts_for(*np.array([[float(z.mean())], [float(z.std(correction=0))]]))[0] if z.numel() else 0.0
             self._act_check[i] = kept     # and collect checks that z, a stay as they are
         self._act_sizes[i], self._act_shift[i] = _sizes(z), shift
-        raw = onepass_moments(act, z, a, shift)   # (collect takes the five moments as one [5] tensor)
-        self._act_done[i] = (raw,) if raw is not None else activation_moments(act, z[None], a[None],
-                                                                              self._scratch, [shift])
+        raw = onepass_sums(act, z, a, shift)
+        if raw is not None:   # five floats (collect makes one tensor of every such layer's)
+            self._act_fast[i] = raw
+            self._act_done.pop(i, None)
+        else:
+            self._act_done[i] = activation_moments(act, z[None], a[None], self._scratch, [shift])
+            self._act_fast.pop(i, None)
         self._act_kept.pop(i, None)
 
     def _on_hidden(self, t, h):
@@ -1008,6 +1019,15 @@ class Probe:
         """[(layer indices, norms [k], sums of |dL/dz_j| [k, units or 0], entries per unit [k])]."""
         self._unchanged(self._out_check, self._hooked)
         out = [([i], *r, [count]) for i, (r, count) in self._delta_done.items()]
+        fast = {}
+        for i, ((_, sums), per_unit, _) in self._delta_fast.items():   # one group a unit count
+            fast.setdefault((per_unit, len(sums)), []).append(i)
+        for (per_unit, units), idx in fast.items():
+            got = [self._delta_fast[i] for i in idx]
+            norms = torch.tensor([math.sqrt(sq) for (sq, _), _, _ in got], dtype=torch.float64)
+            sums = torch.from_numpy(np.stack([s for (_, s), _, _ in got])) if per_unit else \
+                torch.zeros((len(idx), 0), dtype=torch.float64)
+            out.append((idx, norms, sums, [count for *_, count in got]))
         groups, kept = {}, {}
         for i, (o, _) in self._unchanged(self._out, self._hooked).items():
             if o.grad is not None:                       # None: no gradient reached it (NaN)
@@ -1022,6 +1042,8 @@ class Probe:
         """[(activation layer indices, five raw moments [k])] of this step's activation layers."""
         self._unchanged(self._act_check, self._eager_act)
         out = [([i], raw) for i, raw in self._act_done.items()]
+        if self._act_fast:   # [5, k]: stat after stat, as a group's
+            out.append((list(self._act_fast), (torch.from_numpy(np.array(list(self._act_fast.values())).T.ravel()),)))
         acts = [act for _, _, act in self.model.act_layers]
         groups = {}
         for i, (z, a, *_) in self._unchanged(self._act_kept, self._eager_act).items():
@@ -1135,7 +1157,7 @@ class Probe:
         costs 2-5 us on a small layer, more than its arithmetic). ``_cat_finish`` makes the
         statistics from the column sums in numpy, in float64."""
         L, A = len(self.layer_names), len(self.act_names)
-        if (self._delta_done or self._act_done or self._time or len(self._out) != L or len(self._act_kept) != A
+        if (self._delta_done or self._act_done or self._delta_fast or self._act_fast or self._time or len(self._out) != L or len(self._act_kept) != A
                 or self.want_hist or not L):
             return None
         outs, acts = self._out, self._act_kept
