@@ -275,6 +275,7 @@ def test_column_image_draws_what_pyqtgraph_draws_as_the_image_grows(qtbot):
             full[:, :n] = np.log10(rng.random((7, n)))
             unchanged = 0
         images = []
+        kept = views[0][1].qimage
         for w, item in views:
             if isinstance(item, ColumnImage):
                 item.keep_columns(unchanged)
@@ -286,6 +287,8 @@ def test_column_image_draws_what_pyqtgraph_draws_as_the_image_grows(qtbot):
             images.append(item.qimage.copy())
         assert views[0][1]._lastDownsample[0] > 1 or n < 320   # downsampled once there are many columns
         assert images[0] == images[1], f"after {n} columns"
+        if grow == 1:   # no new whole block: the QImage drawn last time is drawn again, not made anew
+            assert views[0][1].qimage is kept
 
 
 def test_wide_pens_are_drawn_as_wide_as_pyqtgraph_asks(qtbot):

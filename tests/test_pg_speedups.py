@@ -107,3 +107,44 @@ def test_an_axis_keeps_its_picture_for_a_sub_pixel_move_and_redraws_for_more(qtb
     ticks = [v for _, values in ax.tickValues(*ax.range, ax.width()) for v in values]
     assert max(ticks) > 10_000                    # the new range's ticks, not the old picture's
     w.close()
+
+
+def test_bars_painted_directly_look_as_pyqtgraphs_recorded_picture(qtbot):
+    """The flow panel's bars (a brush per bar, no pen but the selected bar's 3 px outline) painted straight
+    onto the painter equal, pixel for pixel, pyqtgraph's own QPicture of them."""
+    import numpy as np
+    from PySide6.QtGui import QColor, QImage, QPainter
+    from pyqtgraph.graphicsItems.BarGraphItem import BarGraphItem
+    assert BarGraphItem._painted_directly
+    original = BarGraphItem._render
+
+    def recorded(item, p):   # what pyqtgraph's paint does: record a QPicture, replay it
+        item.drawPicture()
+        item.picture.play(p)
+
+    n = 30
+    rng = np.random.default_rng(0)
+    brushes = [pg.mkBrush(QColor.fromHsv(12 * i, 200, 200)) for i in range(n)]
+    for pens in ([pg.mkPen(None)] * n, [pg.mkPen("r", width=3) if i == 7 else pg.mkPen(None) for i in range(n)], None):
+        images = []
+        for way in ("direct", "recorded"):
+            w = pg.PlotWidget(background="w")
+            qtbot.addWidget(w)
+            w.resize(320, 200)
+            kw = dict(pens=pens) if pens is not None else dict(pen=pg.mkPen(None))
+            item = BarGraphItem(x=np.arange(n), y0=-3.0, height=rng.random(n) * 3, width=0.8, brushes=brushes, **kw)
+            if way == "recorded":
+                item.paint = lambda p, *a, item=item: recorded(item, p)
+            w.addItem(item)
+            w.getPlotItem().getViewBox().setRange(xRange=(-1, n), yRange=(-3, 0.2), padding=0)
+            w.show()
+            qtbot.waitExposed(w)
+            img = QImage(w.size(), QImage.Format.Format_ARGB32)
+            img.fill(0)
+            painter = QPainter(img)
+            w.render(painter)
+            painter.end()
+            images.append(img)
+            rng = np.random.default_rng(0)
+        assert original is BarGraphItem._render
+        assert images[0] == images[1]

@@ -123,12 +123,18 @@ class ColumnImage(pg.ImageItem):
     and averages only the new blocks: call ``keep_columns(n)`` before ``setImage`` with how
     many leading columns are the same as before (0: none). What it draws is pyqtgraph's own
     downsampled image (the means of whole blocks, the incomplete last block left out).
+
+    While no whole block is new (a run adds a step, the image has ~14 per pixel column at 10,000
+    steps), the downsampled image is the one drawn last time: its QImage is kept, not made again
+    (~0.8 ms for 100 layers, issue 9 item 8).
     """
 
     def __init__(self, *args, **kwargs):
         self._blocks = None      # (ds, rows) the means below are for
         self._done = 0           # whole blocks averaged
         self._means = np.zeros((0, 0), np.float32)
+        self._made = 0           # counts the times blocks were averaged (the means changed)
+        self._rendered = None    # (what the QImage below was made from, the QImage)
         super().__init__(*args, **kwargs)
 
     def keep_columns(self, n: int) -> None:
@@ -152,6 +158,9 @@ class ColumnImage(pg.ImageItem):
         if done < k:
             body = np.ascontiguousarray(img[:, done * ds:k * ds]).reshape(rows, k - done, ds)
             self._means[:, done:k] = body.mean(axis=2)
+            self._made += 1
+        elif k < self._done:
+            self._made += 1      # fewer blocks than last time
         self._done = k
         return self._means[:, :k]
 
@@ -164,7 +173,16 @@ class ColumnImage(pg.ImageItem):
         xds, yds = self._computeDownsampleFactors()
         if xds is None or xds <= 1:
             return super().render()
-        small = np.ascontiguousarray(pg.functions.downsample(self.column_means(xds), yds, axis=0))
+        means = self.column_means(xds)
+        lut = self.lut
+        key = (xds, yds, means.shape, self._made, id(self._means), tuple(np.asarray(self.levels, float).ravel()),
+               id(lut), None if lut is None or callable(lut) else (lut.shape, float(np.asarray(lut).sum())))
+        if self._rendered is not None and self._rendered[0] == key:
+            self.qimage = self._rendered[1]      # the same downsampled image as drawn last time
+            self._renderRequired = self._unrenderable = False
+            self._lastDownsample = (xds, yds)
+            return None
+        small = np.ascontiguousarray(pg.functions.downsample(means, yds, axis=0))
         if small.size == 0:
             self._unrenderable = True
             return None
@@ -176,4 +194,5 @@ class ColumnImage(pg.ImageItem):
             self.image, self.autoDownsample = img, True
             self._imageHasNans = None
             self._lastDownsample = (xds, yds)
+        self._rendered = (key, self.qimage) if not self._unrenderable and self.qimage is not None else None
         return None

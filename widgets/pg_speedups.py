@@ -36,6 +36,12 @@ picture drawn now differs from the exact one by less than that fraction of a pix
 change in a plot repainted each axis over it (its grid lies over the whole plot), and a
 picture's text is laid out again on every replay (~0.4 ms an axis); the pixmap is drawn
 again only when the axis changes. Qt's pixmap cache is given room for them (64 MiB).
+
+6. A bar chart with a colour per bar is painted straight onto the painter. pyqtgraph recorded
+its bars into a QPicture on the first paint after every ``setOpts`` and replayed it: the
+flow panel's bars change every step, so each frame paid for the recording and the replay
+(and a pen and a brush set per bar): ~1 ms for 100 layers. A bar without a pen is a
+``fillRect`` (pyqtgraph's own way when no bar has a pen), in the bars' order as before.
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ import sys
 from math import isfinite
 
 from pyqtgraph.graphicsItems.AxisItem import AxisItem
+from pyqtgraph.graphicsItems.BarGraphItem import BarGraphItem
 from pyqtgraph.graphicsItems.PlotCurveItem import PlotCurveItem
 from pyqtgraph.graphicsItems.ViewBox import ViewBox
 from PySide6.QtCore import Qt
@@ -192,6 +199,39 @@ def _install_axis_cache() -> None:
     QPixmapCache.setCacheLimit(max(QPixmapCache.cacheLimit(), PIXMAP_CACHE_KIB))
 
 
+def _install_direct_bars() -> None:
+    if getattr(BarGraphItem, "_painted_directly", False):
+        return
+    paint = BarGraphItem.paint
+    no_pen = Qt.PenStyle.NoPen
+
+    def direct_paint(self, p, *args):
+        brushes, pens = self._brushes, self._pens
+        if self._singleColor or brushes is None:
+            return paint(self, p, *args)
+        rects = self._rectarray.instances()
+        if pens is None:
+            if self._sharedPen.style() == no_pen:
+                for rect, brush in zip(rects, brushes):
+                    p.fillRect(rect, brush)
+                return
+            p.setPen(self._sharedPen)
+            for rect, brush in zip(rects, brushes):
+                p.setBrush(brush)
+                p.drawRect(rect)
+            return
+        for rect, brush, pen in zip(rects, brushes, pens):
+            if pen.style() == no_pen:
+                p.fillRect(rect, brush)
+            else:
+                p.setPen(pen)
+                p.setBrush(brush)
+                p.drawRect(rect)
+
+    BarGraphItem.paint = direct_paint
+    BarGraphItem._painted_directly = True
+
+
 def _install() -> None:
     if getattr(ViewBox, "_menu_is_lazy", False):
         return
@@ -243,5 +283,7 @@ if _fits():
 if _module_fn is not None and all(hasattr(AxisItem, n) for n in ("setRange", "paint", "getSIPrefixEnableRanges")):
     _install_axis_tolerance()
 _install_axis_cache()
+if all(hasattr(BarGraphItem, n) for n in ("paint", "_render", "_updateColors")):
+    _install_direct_bars()
 if all(hasattr(PlotCurveItem, n) for n in ("paint", "getPath", "_shouldUseDrawLineSegments")):
     _install_wide_pens()
