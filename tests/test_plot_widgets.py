@@ -128,7 +128,7 @@ def heatmap(qtbot, run):
 def test_heatmap_has_a_row_per_layer_and_a_column_per_step_holding_log10(heatmap, run):
     _, h = run
     img = heatmap.image.image
-    assert img.shape == (len(h.layer_names), STEPS) and img.dtype == np.float32 and img.flags.c_contiguous
+    assert img.shape == (len(h.layer_names), STEPS) and img.dtype == np.float32
     for row in range(len(h.layer_names)):
         if row != NO_BIAS:
             assert np.isfinite(img[row]).all(), h.layer_names[row]
@@ -528,3 +528,45 @@ def test_profile_text_names_an_underflow():
     from backprop_lab.widgets.time_gradient import profile_text
     assert profile_text(np.array([0.0, 1e-3, 1e-2])).startswith("t = 0 gets no gradient at all")
     assert "gets 0.01 × the gradient of t = 2" in profile_text(np.array([1e-4, 1e-3, 1e-2]))
+
+
+def test_activation_histogram_keeps_its_scale_while_its_tallest_bar_stays_in_the_band(qtbot, run, monkeypatch):
+    # a new scale every step made the right axis draw its ticks again each frame (issue 9 item 8);
+    # whatever the scale, the right axis reads each bar's share of the entries
+    from PySide6.QtWidgets import QApplication
+    from backprop_lab.widgets.activation_panel import HIST_BAND, HIST_TOP, ActivationPanel
+    exp, h = run
+    w = shown(qtbot, ActivationPanel(), (600, 400))
+    w.set_activations([a for _, _, a in exp.model.act_layers])
+    w.set_history(h)
+    w.set_selected_layer(1)
+    ytop = w.plot.getPlotItem().getViewBox().viewRange()[1][1]
+
+    def show(counts):
+        hist = np.array(h.latest_hist, dtype=float)
+        hist[1] = counts
+        monkeypatch.setattr(h, "latest_hist", hist)
+        w.invalidate()
+        w.refresh()
+        QApplication.processEvents()
+        heights = w.hist.opts["height"]
+        assert heights.max() * w.right_axis.scale == pytest.approx(100 * counts.max() / counts.sum())
+        return heights.max() / ytop, w.right_axis.scale, w.right_axis.width()
+
+    counts = np.array(h.latest_hist[1], dtype=float)
+    top, scale, width = show(counts)
+    assert top == pytest.approx(HIST_TOP)
+    peak = int(np.argmax(counts))
+    slightly = counts.copy()
+    slightly[peak] *= 1.04                      # the tallest bar 4 % taller: still in the band
+    top2, scale2, _ = show(slightly)
+    assert scale2 == scale and HIST_BAND[0] <= top2 <= HIST_BAND[1] and top2 > top
+    much = counts.copy()
+    much[peak] *= 3.0                           # far out of the band: scaled anew
+    top3, scale3, _ = show(much)
+    assert scale3 != scale and top3 == pytest.approx(HIST_TOP)
+    widths = [width]
+    rng = np.random.default_rng(1)
+    for _ in range(12):                         # the axis never narrows again: the plot keeps its size
+        widths.append(show(counts * rng.uniform(0.2, 5.0, len(counts)))[2])
+    assert widths == sorted(widths)

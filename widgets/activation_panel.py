@@ -24,7 +24,11 @@ from backprop_lab.widgets.panel import HistoryPanel, ReadoutLabel
 # The probes' histogram of z (the number of bins is read from the array itself).
 Z_RANGE = HIST_RANGE
 CURVE_Z = np.linspace(*Z_RANGE, 801)
-HIST_TOP = 0.8      # the tallest histogram bar reaches this share of the plot's height
+HIST_TOP = 0.8      # the tallest histogram bar reaches this share of the plot's height when scaled anew
+# the histogram keeps its scale (and its right axis its picture) while its tallest bar stays within this
+# band of the plot's height: the share per bin moves a little every step, and a new scale every step made
+# the axis draw its ticks again (~1 ms a frame, issue 9 item 8)
+HIST_BAND = (0.7, 0.9)
 def _rgba(c) -> str:
     return f"rgba({c[0]},{c[1]},{c[2]},{c[3] / 255:.2f})"
 
@@ -42,7 +46,14 @@ def saturated_intervals(df_values: np.ndarray, z: np.ndarray, threshold: float) 
 
 
 class PercentAxis(pg.AxisItem):
-    """Right axis: the histogram's share of entries per bin, in percent."""
+    """Right axis: the histogram's share of entries per bin, in percent.
+
+    It never narrows again for shorter labels ("2.5" after "0.25"): a width that went back and forth
+    with the histogram's scale resized the plot, and every item in it was drawn anew."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.setStyle(autoReduceTextSpace=False)
 
     def tickStrings(self, values, scale, spacing):
         return [f"{v * scale:.3g}" for v in values]
@@ -65,6 +76,7 @@ class ActivationPanel(HistoryPanel):
         self._given: list = []
         self.index = 0
         self._ytop = 1.0
+        self._k = None      # plot units per unit of share while the tallest bar stays in HIST_BAND
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
@@ -162,7 +174,10 @@ class ActivationPanel(HistoryPanel):
         else:
             centres, share = got
             top = float(share.max())
-            k = HIST_TOP * self._ytop / top if top > 0 else 1.0   # plot units per unit of share
+            k = self._k   # plot units per unit of share: kept while the tallest bar stays in the band
+            if k is None or not HIST_BAND[0] * self._ytop <= top * k <= HIST_BAND[1] * self._ytop:
+                k = self._k = HIST_TOP * self._ytop / top if top > 0 else None
+            k = k or 1.0
             self.hist.setOpts(x=centres, height=share * k, width=(centres[1] - centres[0]) * 0.92)
             self.right_axis.setScale(100.0 / k)
         self.stats.setText(self.stats_text())
@@ -194,6 +209,7 @@ class ActivationPanel(HistoryPanel):
         for s in self.shades:
             pi.removeItem(s)
         self.shades = []
+        self._k = None   # the histogram scaled anew for this layer
         if not self.activations:
             self.f_curve.setData([], [])
             self.df_curve.setData([], [])

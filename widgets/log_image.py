@@ -70,11 +70,14 @@ class LogColumns:
         self.levels = self.default_levels
         self._fitted = False
 
-    def update(self, key, steps: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def update(self, key, steps: np.ndarray, values: np.ndarray, contiguous: bool = True) -> np.ndarray:
         """The image for ``values`` [T, rows] recorded at ``steps`` [T]; ``key`` names the source.
 
         Only columns after those already seen are transformed, unless the source
         (key, row count) changed or its stored prefix moved (History decimated).
+        ``contiguous``: a C-contiguous copy; else a view of the buffer the columns grow in (no copy of
+        the whole image per call; later calls write the new columns beyond it, and rewrite it when the
+        source changes).
         """
         T, rows = values.shape
         same = (key == self._key and self._buf.shape[0] == rows and T >= self._n
@@ -96,7 +99,7 @@ class LogColumns:
         self.unchanged = min(self._n, T) if same else 0   # leading columns as in the previous image
         self._n = T
         self._ends = (steps[0], steps[T - 1]) if T else (None, None)
-        return np.ascontiguousarray(self._buf[:, :T])
+        return np.ascontiguousarray(self._buf[:, :T]) if contiguous else self._buf[:, :T]
 
     def _widen(self, new: np.ndarray) -> None:
         ok = np.isfinite(new) & (new > ZERO_LOG)
