@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import onepass
+
 FLAT_MAX = 1 << 16   # parameter entries in all
 
 
@@ -88,7 +90,11 @@ class FlatParams:
         self.G.zero_()
 
     def _per_param(self, x: np.ndarray) -> np.ndarray:
-        """sum of x^2 over each parameter's entries of a CPU buffer, in float64."""
+        """sum of x^2 over each parameter's entries of a CPU buffer, in float64 (one pass of
+        engine/onepass.py; without numba a float64 square and a reduceat)."""
+        got = onepass.segment_squares(x, self.starts, np.empty(len(self.starts)))
+        if got is not None:
+            return got
         return np.add.reduceat(np.square(x, out=self.sq, dtype=np.float64), self.starts)   # (float64 loop)
 
     def squares(self):
@@ -108,7 +114,10 @@ class FlatParams:
         a numpy array on the CPU, else a tensor."""
         if self.cpu:
             before = self.np[2]
-            np.subtract(before, self.np[1], out=before)   # in the weights' precision, as torch's sub_
-            return np.bincount(self.diff_slots, weights=self._per_param(before), minlength=self.n_diff)
+            per = onepass.segment_diff_squares(before, self.np[1], self.starts, np.empty(len(self.starts)))
+            if per is None:
+                np.subtract(before, self.np[1], out=before)   # in the weights' precision, as torch's sub_
+                per = self._per_param(before)
+            return np.bincount(self.diff_slots, weights=per, minlength=self.n_diff)
         d = self.before.sub_(self.P).double().square_()
         return torch.zeros(self.n_diff, dtype=torch.float64, device=d.device).index_add_(0, self.diff_index, d)

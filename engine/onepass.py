@@ -41,7 +41,8 @@ def _kernels():
         return None
     return {"diff_copy": k.diff_copy, "smooth": k.smooth_moments, "smooth_rows": k.smooth_moments_rows,
             "relu": k.relu_moments, "relu_rows": k.relu_moments_rows, "delta": k.delta_sums,
-            "delta_rows": k.delta_sums_rows, "diff_sq": k.diff_sq, "sum_sq": k.sum_sq}
+            "delta_rows": k.delta_sums_rows, "diff_sq": k.diff_sq, "sum_sq": k.sum_sq,
+            "segment_sq": k.segment_sq, "segment_diff_sq": k.segment_diff_sq}
 
 
 @functools.lru_cache(maxsize=1)
@@ -69,6 +70,9 @@ def warm() -> None:
     k["diff_sq"](z, z)
     k["sum_sq"](z)
     k["diff_copy"](z.copy(), z)
+    starts, out = np.zeros(1, dtype=np.intp), np.zeros(1)
+    k["segment_sq"](z.reshape(-1), starts, out)
+    k["segment_diff_sq"](z.reshape(-1), z.reshape(-1), starts, out)
 
 
 def available() -> bool:
@@ -143,6 +147,25 @@ def diff_copy(before, after) -> tuple:
     """(||after - before||^2, ||after||^2) in float64 in one read of each, and before := after."""
     b = _matrix(before.detach().numpy())
     return _kernels()["diff_copy"](b, after.detach().numpy().reshape(b.shape))
+
+
+def segment_squares(x: np.ndarray, starts: np.ndarray, out: np.ndarray) -> np.ndarray | None:
+    """out[k] = the sum of x^2 over segment k of a flat float32/float64 array (segment k from
+    starts[k] to starts[k + 1], the last to the end), in float64, in one pass; None without numba."""
+    k = _kernels()
+    if k is None:
+        return None
+    k["segment_sq"](x, starts, out)
+    return out
+
+
+def segment_diff_squares(b: np.ndarray, a: np.ndarray, starts: np.ndarray, out: np.ndarray) -> np.ndarray | None:
+    """out[k] = the sum of (b - a)^2 over segment k (as ``segment_squares``), writing nothing else."""
+    k = _kernels()
+    if k is None:
+        return None
+    k["segment_diff_sq"](b, a, starts, out)
+    return out
 
 
 def diff_square(before, after) -> float | None:

@@ -189,3 +189,29 @@ def diff_copy(b, a):
         s += p
         q += r
     return s, q
+
+
+@jit
+def segment_sq(x, starts, out):
+    """out[k] = sum of x^2 over x[starts[k]:starts[k + 1]] (the last segment to x's end), float64."""
+    n = starts.shape[0]
+    for k in range(n):
+        end = starts[k + 1] if k + 1 < n else x.shape[0]
+        s = 0.0
+        for i in range(starts[k], end):
+            v = np.float64(x[i])
+            s += v * v
+        out[k] = s
+
+
+@jit
+def segment_diff_sq(b, a, starts, out):
+    """out[k] = sum of (b - a)^2 over segment k (as ``segment_sq``), the difference in float64."""
+    n = starts.shape[0]
+    for k in range(n):
+        end = starts[k + 1] if k + 1 < n else b.shape[0]
+        s = 0.0
+        for i in range(starts[k], end):
+            d = np.float64(b[i]) - np.float64(a[i])
+            s += d * d
+        out[k] = s

@@ -196,3 +196,19 @@ def test_update_ratio_is_exact_on_every_step_while_the_weights_are_carried(edit)
         rms = [float(b.norm()) / math.sqrt(b.numel()) for b in before]
         np.testing.assert_allclose(snap.weight_rms, rms, rtol=1e-6, err_msg=f"step {step}")
     assert tr.probe._carried(), "the large weights were not carried from step to step"
+
+
+def test_segment_sums_of_squares_equal_numpy_in_float64():
+    """The flat parameter buffers' per-parameter norms (engine/flat_params.py): one pass."""
+    x = layer((1000,), 8, 1e-21)               # squares below float32's normal range
+    y = x + layer((1000,), 9, 1e-20)
+    starts = np.array([0, 10, 10, 400], dtype=np.intp)    # an empty segment too
+    bounds = list(starts) + [1000]
+    x64, y64 = x.double().numpy(), y.double().numpy()
+    want = [float((x64[a:b] ** 2).sum()) for a, b in zip(bounds, bounds[1:])]
+    got = onepass.segment_squares(x.numpy(), starts, np.empty(4))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    want = [float(((y64[a:b] - x64[a:b]) ** 2).sum()) for a, b in zip(bounds, bounds[1:])]
+    got = onepass.segment_diff_squares(y.numpy(), x.numpy(), starts, np.empty(4))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    assert got[1] == 0.0
