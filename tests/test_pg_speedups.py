@@ -5,6 +5,7 @@ A right-click through Qt's real mouse path on a plot pops up pyqtgraph's ViewBox
 never builds one; re-enabling it makes it work again; the "link axis to view" list of a
 menu built late names the other views, as an eagerly built one does.
 """
+import pytest
 import pyqtgraph as pg
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication, QMenu
@@ -148,3 +149,38 @@ def test_bars_painted_directly_look_as_pyqtgraphs_recorded_picture(qtbot):
             rng = np.random.default_rng(0)
         assert original is BarGraphItem._render
         assert images[0] == images[1]
+
+
+def test_an_auto_range_stands_while_the_data_grow_by_less_than_a_quarter_pixel(qtbot):
+    """A view following a growing run keeps its range (and so every item's transform) while the range
+    the auto range would set is within AXIS_TOLERANCE_PX of it; further, it is set exactly again; the data
+    always stay inside the view; a range set by hand is exact."""
+    import numpy as np
+    from backprop_lab.widgets.pg_speedups import AXIS_TOLERANCE_PX
+    w = _plot(qtbot)
+    w.resize(400, 300)
+    vb = w.getPlotItem().getViewBox()
+    curve = w.plot(np.arange(10_000.0), np.sin(np.arange(10_000.0) / 300))
+    w.show()
+    qtbot.waitExposed(w)
+    vb.prepareForPaint()
+    x0 = list(vb.viewRange()[0])
+    px = (x0[1] - x0[0]) / vb.width()               # steps per pixel
+    n = 10_000
+    moved = 0
+    for _ in range(40):                              # one step each: ~1/40 px
+        n += 1
+        curve.setData(np.arange(float(n)), np.sin(np.arange(float(n)) / 300))
+        vb.prepareForPaint()
+        x = vb.viewRange()[0]
+        assert x[0] <= 0 and x[1] >= n - 1           # every point in view
+        exact = vb.childrenBounds()[0]
+        pad = (exact[1] - exact[0]) * vb.suggestPadding(0)
+        assert abs(x[1] - (exact[1] + pad)) / px < AXIS_TOLERANCE_PX + 1e-9   # within the tolerance of exact
+        if x != x0:
+            moved += 1
+            x0 = list(x)
+    assert 1 <= moved < 20                          # ~1.4 px in all: a few moves, not one per step
+    w.setXRange(0, n + 0.01 * px, padding=0)          # by hand: exact, however small the change
+    assert vb.viewRange()[0][1] == pytest.approx(n + 0.01 * px)
+    w.close()

@@ -42,6 +42,14 @@ its bars into a QPicture on the first paint after every ``setOpts`` and replayed
 flow panel's bars change every step, so each frame paid for the recording and the replay
 (and a pen and a brush set per bar): ~1 ms for 100 layers. A bar without a pen is a
 ``fillRect`` (pyqtgraph's own way when no bar has a pen), in the bars' order as before.
+
+7. An auto range keeps the view's range while the range it would set is within
+``AXIS_TOLERANCE_PX`` of a pixel of it at both ends. A view that follows a growing run asked
+for a new range on every step (~0.01-0.07 px at 10,000 steps): every transform changed, so
+every item of the plot was drawn anew; kept, the axes, the lines' kept image and the items
+cached as pixmaps stay as they are until the range has moved a quarter of a pixel. The
+padding an auto range leaves around the data (a few pixels) holds that quarter pixel. A range
+set by hand, ``autoRange()`` and a linked view are exact as before.
 """
 from __future__ import annotations
 
@@ -199,6 +207,44 @@ def _install_axis_cache() -> None:
     QPixmapCache.setCacheLimit(max(QPixmapCache.cacheLimit(), PIXMAP_CACHE_KIB))
 
 
+def _within_tolerance(vb, ax: int, r) -> bool:
+    """Whether range ``r`` of view ``vb``'s axis ``ax`` (0: x) is within AXIS_TOLERANCE_PX of a pixel
+    of its range now at both ends."""
+    cur = vb.state["viewRange"][ax]
+    length = vb.width() if ax == 0 else vb.height()
+    span = cur[1] - cur[0]
+    if not (span > 0 and length > 0 and isfinite(r[0]) and isfinite(r[1]) and r[1] > r[0]):
+        return False
+    return max(abs(r[0] - cur[0]), abs(r[1] - cur[1])) * length / span < AXIS_TOLERANCE_PX
+
+
+def _install_steady_auto_range() -> None:
+    if getattr(ViewBox, "_auto_range_steady", False):
+        return
+    update_auto_range, set_range = ViewBox.updateAutoRange, ViewBox.setRange
+
+    def steady_update_auto_range(self):
+        self.__dict__["_auto_ranging"] = True
+        try:
+            return update_auto_range(self)
+        finally:
+            self.__dict__["_auto_ranging"] = False
+
+    def steady_set_range(self, rect=None, xRange=None, yRange=None, padding=None, update=True, disableAutoRange=True):
+        if self.__dict__.get("_auto_ranging") and rect is None:
+            if xRange is not None and _within_tolerance(self, 0, xRange):
+                xRange = None
+            if yRange is not None and _within_tolerance(self, 1, yRange):
+                yRange = None
+            if xRange is None and yRange is None:
+                return None     # the view stands: it is this close to exact
+        return set_range(self, rect, xRange, yRange, padding, update, disableAutoRange)
+
+    ViewBox.updateAutoRange = steady_update_auto_range
+    ViewBox.setRange = steady_set_range
+    ViewBox._auto_range_steady = True
+
+
 def _install_direct_bars() -> None:
     if getattr(BarGraphItem, "_painted_directly", False):
         return
@@ -283,6 +329,8 @@ if _fits():
 if _module_fn is not None and all(hasattr(AxisItem, n) for n in ("setRange", "paint", "getSIPrefixEnableRanges")):
     _install_axis_tolerance()
 _install_axis_cache()
+if all(hasattr(ViewBox, n) for n in ("updateAutoRange", "setRange")):
+    _install_steady_auto_range()
 if all(hasattr(BarGraphItem, n) for n in ("paint", "_render", "_updateColors")):
     _install_direct_bars()
 if all(hasattr(PlotCurveItem, n) for n in ("paint", "getPath", "_shouldUseDrawLineSegments")):
