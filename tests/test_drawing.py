@@ -204,19 +204,16 @@ def test_compare_layer_lines_are_log10_of_every_stored_row_with_gaps(qtbot):
 
 # ----------------------------------------------------------------------------- drawing cost (issue 9, item 8)
 def _naive_peaks(x, y, i0, i1, ds):
-    """One (min, max) pair per whole block of ds steps, the order alternating (max first in even
-    blocks), the steps after the last whole block as they are: computed from scratch."""
-    m = i1 - i0
-    k = m // ds
-    body = y[:, i0:i0 + k * ds].reshape(len(y), k, ds)
-    with np.errstate(invalid="ignore"):
-        hi, lo = np.nanmax(body, axis=2) if k else body[..., 0], np.nanmin(body, axis=2) if k else body[..., 0]
-    even = np.arange(k) % 2 == 0
-    out = np.empty((len(y), 2 * k + m - k * ds))
-    out[:, 0:2 * k:2] = np.where(even, hi, lo)
-    out[:, 1:2 * k:2] = np.where(even, lo, hi)
-    out[:, 2 * k:] = y[:, i0 + k * ds:i1]
-    return np.concatenate([np.repeat(x[i0:i0 + k * ds:ds], 2), x[i0 + k * ds:i1]]), out
+    """One (min, max) pair per block of ds steps (the last one, after the last whole block, as
+    long as it is), the order alternating (max first in even blocks): computed from scratch."""
+    xs, out = [], []
+    for b, start in enumerate(range(i0, i1, ds)):
+        block = y[:, start:min(start + ds, i1)]
+        with np.errstate(invalid="ignore"):
+            hi, lo = np.nanmax(block, axis=1), np.nanmin(block, axis=1)
+        out += [hi, lo] if b % 2 == 0 else [lo, hi]
+        xs += [x[start], x[start]]
+    return np.array(xs), np.array(out).T.reshape(len(y), -1)
 
 
 @pytest.mark.filterwarnings("ignore:All-NaN slice")

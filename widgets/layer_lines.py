@@ -90,8 +90,10 @@ class PeakColumns:
             self._k = min(self._k, max((unchanged - i0) // ds, 0))
 
     def reduce(self, x: np.ndarray, y: np.ndarray, i0: int, i1: int, ds: int) -> tuple[np.ndarray, np.ndarray]:
-        """(x, y [rows, points]) of steps i0:i1: whole blocks as alternating (max, min) / (min, max)
-        pairs at each block's first step, the steps after the last whole block as they are."""
+        """(x, y [rows, points]) of steps i0:i1: blocks of ``ds`` steps as alternating (max, min) /
+        (min, max) pairs at each block's first step, the steps after the last whole block as one more
+        such pair (the newest steps lie within a pixel column: drawn as they were, every one of them was
+        drawn again with each new step, ~80 points a line at 10,000 steps, most of a frame's lines)."""
         rows, m = len(y), i1 - i0
         k = m // ds
         if self._key != (ds, i0, rows):
@@ -112,10 +114,14 @@ class PeakColumns:
             self._y[:, 2 * done:2 * k:2] = np.where(first, hi, lo)
             self._y[:, 2 * done + 1:2 * k:2] = np.where(first, lo, hi)
         self._k = k
-        out = np.empty((rows, 2 * k + (m - k * ds)))
+        tail = m - k * ds                                # the newest steps, a block not yet whole
+        out = np.empty((rows, 2 * k + (2 if tail else 0)))
         out[:, :2 * k] = self._y[:, :2 * k]
-        out[:, 2 * k:] = y[:, i0 + k * ds:i1]             # the newest steps as they are
-        xs = np.concatenate([np.repeat(x[i0:i0 + k * ds:ds], 2), x[i0 + k * ds:i1]])
+        if tail:   # reduced as a block too: one pair, not up to ds points drawn again with every new step
+            part = y[:, i0 + k * ds:i1]
+            hi, lo = np.fmax.reduce(part, axis=1), np.fmin.reduce(part, axis=1)
+            out[:, 2 * k], out[:, 2 * k + 1] = (hi, lo) if k % 2 == 0 else (lo, hi)
+        xs = np.repeat(x[i0:i1:ds], 2)
         return xs, out
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QLabel, QVBoxLayout
+from PySide6.QtWidgets import QGraphicsItem, QLabel, QVBoxLayout
 
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.layer_lines import LayerLine, LayerLines
@@ -96,7 +96,12 @@ class LossPlot(HistoryPanel):
     def _markers(plot, colour):
         # not clipped to the view: clipping made its markers anew on every change of the x range (every
         # step while the view follows a run); at most MAX_MARKERS of them, those outside are cheap to skip
-        return plot.plot(pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=6, symbolBrush=colour, symbolPen=None)
+        item = plot.plot(pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=6, symbolBrush=colour, symbolPen=None)
+        # kept as pixmaps: they change with a new evaluation (every few steps) and when the view moves more
+        # than a quarter pixel (pg_speedups), not with every step the train curves take (~1.5 ms a frame)
+        for part in (item.curve, item.scatter):
+            part.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        return item
 
     def _clear(self) -> None:
         for c in (self.train_loss, self.train_acc):
