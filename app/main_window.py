@@ -736,9 +736,19 @@ def _diagnose(history, spec) -> list:
     return diagnosis.diagnose(history, spec=spec)
 
 
+_CHAIN = [None, None]   # (layer names, activation names) last asked about, and whether they are a plain chain
+
+
 def _predicted(history, acts, statistic):
-    """The flow panel's theory overlay (engine.theory.overlay, imported when first drawn)."""
+    """The flow panel's theory overlay (engine.theory.overlay, imported when first drawn). Whether the stack
+    is a plain chain (which the overlay needs) is found once per stack, not on every frame (~0.5 ms a
+    frame for 100 layers)."""
     from backprop_lab.engine.theory import overlay
+    names = (history.layer_names, history.act_names)
+    if _CHAIN[0] != names:
+        _CHAIN[0], _CHAIN[1] = (list(names[0]), list(names[1])), overlay.plain_chain(*names) is not None
+    if not _CHAIN[1]:
+        return None
     return overlay.predicted(history, acts, statistic)
 
 

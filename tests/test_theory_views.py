@@ -324,3 +324,18 @@ def test_gradient_flow_draws_the_chain_rule_prediction(qtbot):
     x = w.theory_curve.getData()[0]
     assert x is None or len(x) == 0
     w.close()
+
+
+def test_the_windows_overlay_finds_the_chain_once_per_stack_and_predicts_as_the_engine():
+    from backprop_lab.app.main_window import _predicted
+    from backprop_lab.engine.history import History
+    from backprop_lab.engine.theory import overlay
+    from tests.conftest import load_preset, train
+    exp, _, h = train(load_preset("deep_sigmoid_vanishing"), 2, hist_every=1)
+    acts = [a for _, _, a in exp.model.act_layers]
+    np.testing.assert_array_equal(_predicted(h, acts, "bias_grad_norm"), overlay.predicted(h, acts, "bias_grad_norm"))
+    # another stack (a residual block's names: not a plain chain), then the first again: each asked anew
+    other = History(["1 linear", "2.1 linear", "out linear"], ["2 relu", "2.2 relu"], [4, 4, 2])
+    assert overlay.plain_chain(other.layer_names, other.act_names) is None
+    assert _predicted(other, acts, "bias_grad_norm") is None
+    np.testing.assert_array_equal(_predicted(h, acts, "bias_grad_norm"), overlay.predicted(h, acts, "bias_grad_norm"))

@@ -71,6 +71,38 @@ def _shapes(x: np.ndarray, y: np.ndarray, visible) -> list:
             for i in range(len(y))]
 
 
+class _Polylines:
+    """One QPolygonF per line, kept with a numpy view of its points and filled anew for each drawing of the
+    image's newest columns (a few points a line): making 100 polygons each frame was half of it."""
+
+    def __init__(self):
+        self._rows = []   # per line (QPolygonF, [points, 2] view of its memory)
+
+    def shapes(self, x: np.ndarray, y: np.ndarray, visible) -> list:
+        """As ``_shapes``; the polygons are reused by the next call (draw them before it)."""
+        if not len(x):
+            return [None] * len(y)
+        finite = np.isfinite(y).all(axis=1) & bool(np.isfinite(x).all())
+        n, fn = len(x), pg.functions
+        while len(self._rows) < len(y):
+            self._rows.append(None)
+        out = []
+        for i in range(len(y)):
+            if not visible[i]:
+                out.append(None)
+            elif not finite[i]:
+                out.append(pg.arrayToQPath(x, y[i], connect="finite"))
+            else:
+                row = self._rows[i]
+                if row is None or len(row[1]) != n:
+                    poly = fn.create_qpolygonf(n)
+                    row = self._rows[i] = (poly, fn.ndarray_from_qpolygonf(poly))
+                row[1][:, 0] = x
+                row[1][:, 1] = y[i]
+                out.append(row[0])
+        return out
+
+
 class PeakColumns:
     """One (min, max) pair per block of ``ds`` steps of every row of a [rows, steps] array, the pairs'
     order alternating from block to block, the blocks already reduced kept while the array only grows."""
@@ -144,6 +176,7 @@ class LayerLines(pg.GraphicsObject):
         self._peaks = PeakColumns()
         self._raster = None              # the lines kept as an image (_Raster), or None: draw them all
         self._thin = None                # per layer (1 px pen of its colour, pixel offsets), or None: to make
+        self._polylines = _Polylines()   # the polygons the image's newest columns are drawn with
 
     # ------------------------------------------------------------------ data
     def set_layers(self, pens: list) -> None:
@@ -306,7 +339,8 @@ class LayerLines(pg.GraphicsObject):
             painter.fillRect(clip, Qt.GlobalColor.transparent)
             painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceOver)
             painter.setClipRect(clip)
-        self._stroke(painter, _shapes(dx[j0:], dy[:, j0:], self.visible))
+        shapes = _shapes if first == 0 else self._polylines.shapes
+        self._stroke(painter, shapes(dx[j0:], dy[:, j0:], self.visible))
         painter.end()
 
     def _paint_direct(self, p, key) -> None:
