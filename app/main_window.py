@@ -741,9 +741,11 @@ _CHAIN = [None, None]   # (layer names, activation names) last asked about, and 
 
 def _predicted(history, acts, statistic):
     """The flow panel's theory overlay (engine.theory.overlay, imported when first drawn). Whether the stack
-    is a plain chain (which the overlay needs) is found once per stack, not on every frame (~0.5 ms a
-    frame for 100 layers)."""
+    is a plain chain with an activation known for each activation layer (which the overlay needs) is found
+    once per stack, not on every frame (~0.5 ms a frame for 100 layers)."""
     from backprop_lab.engine.theory import overlay
+    if len(acts) != len(history.act_names):   # not this stack's activations (a History of another spec)
+        return None
     names = (history.layer_names, history.act_names)
     if _CHAIN[0] != names:
         _CHAIN[0], _CHAIN[1] = (list(names[0]), list(names[1])), overlay.plain_chain(*names) is not None

@@ -447,3 +447,47 @@ def test_layer_lines_drawn_column_by_column_equal_lines_drawn_whole(qtbot, monke
     assert drawn[-1] == 0
     differ = np.any(kept != whole, axis=2)
     assert differ.sum() <= 0.001 * differ.size, differ.sum()
+
+
+def test_flow_bars_keep_their_colours_and_the_selected_outline_as_steps_arrive(qtbot):
+    """The bars' brushes and pens are set again only when the bars or the selection change: each new step
+    keeps every bar's colour and the selected bar's outline; a bar gone undefined takes its neighbours'
+    styles with it, not theirs shifted."""
+    from backprop_lab.widgets import theme
+    from backprop_lab.widgets.gradient_flow import GradientFlow
+    w = GradientFlow()
+    qtbot.addWidget(w)
+    w.resize(900, 400)
+    w.show()
+    qtbot.waitExposed(w)
+    h = history(layers=12, steps=50)
+    w.set_history(h)
+    w.set_selected_layer(4)
+    rng = np.random.default_rng(3)
+
+    def check(missing=()):
+        x = [int(v) for v in w.bars.opts["x"]]
+        v = h.series(w.statistic)[-1]
+        assert x == [i for i in range(12) if np.isfinite(v[i]) and v[i] > 0]
+        assert not set(missing) & set(x)
+        for j, i in enumerate(x):
+            assert w.bars._brushes[j].color() == pg.mkColor(theme.layer_colour(i, 12))
+            assert (w.bars._pens[j].style() != Qt.PenStyle.NoPen) == (i == 4)
+
+    import pyqtgraph as pg
+    from PySide6.QtCore import Qt
+    for k in range(3):
+        h.extend_packed(rows(12, 2, 50 + k, 1, rng))
+        w.refresh()
+        check()
+    more = rows(12, 2, 53, 1, rng)
+    more[w.statistic] = more[w.statistic].copy()
+    more[w.statistic][0, 2] = np.nan                   # layer 2 undefined at the newest step
+    h.extend_packed(more)
+    w.refresh()
+    check(missing=(2,))
+    w.set_selected_layer(-1)
+    h.extend_packed(rows(12, 2, 54, 1, rng))
+    w.refresh()
+    assert all(p.style() == Qt.PenStyle.NoPen for p in w.bars._pens)
+    w.close()

@@ -339,3 +339,5 @@ def test_the_windows_overlay_finds_the_chain_once_per_stack_and_predicts_as_the_
     assert overlay.plain_chain(other.layer_names, other.act_names) is None
     assert _predicted(other, acts, "bias_grad_norm") is None
     np.testing.assert_array_equal(_predicted(h, acts, "bias_grad_norm"), overlay.predicted(h, acts, "bias_grad_norm"))
+    assert _predicted(h, acts[:-1], "bias_grad_norm") is None   # activations of another stack: none drawn
+    assert overlay.predicted(h, acts[:-1], "bias_grad_norm") is None

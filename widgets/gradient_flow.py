@@ -49,6 +49,7 @@ class GradientFlow(HistoryPanel):
         self.statistic = DEFAULT
         self.curves: list[LayerLine] = []   # one per layer, all drawn by self.lines
         self._bar_title, self._bar_style_key, self._bar_style = None, None, ([], [])
+        self._bars_styled = None   # (the styles' list, the bars' x) the bars' brushes and pens were set for
         # (history, statistic, steps, positive values [n, L], their log10 [L, n], shown and running bounds,
         #  and the two buffers those views are of)
         self._log_cache = None
@@ -165,10 +166,16 @@ class GradientFlow(HistoryPanel):
         x = np.arange(n)[ok]
         if not x.size:   # no finite bar (pyqtgraph fails on an empty list of pens)
             self.bars.setOpts(x=[], height=[], brushes=None, pens=None)
+            self._bars_styled = None
         else:
             brushes, pens = self._bar_styles(n)
-            self.bars.setOpts(x=x, y0=floor, height=(logs - floor)[ok],
-                              brushes=[brushes[i] for i in x], pens=[pens[i] for i in x])
+            styled = (id(brushes), x.tobytes())   # the bars' brushes and pens are set again only when they change
+            if styled != self._bars_styled:
+                self._bars_styled = styled
+                self.bars.setOpts(x=x, y0=floor, height=(logs - floor)[ok],
+                                  brushes=[brushes[i] for i in x], pens=[pens[i] for i in x])
+            else:
+                self.bars.setOpts(x=x, y0=floor, height=(logs - floor)[ok])
         top = float(np.nanmax(logs)) if ok.any() else 0.0
         floor, top = self._draw_theory(floor, top)
         if ok.any():
