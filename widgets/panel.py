@@ -99,6 +99,9 @@ class ReadoutLabel(QWidget):
         policy = QSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)
         policy.setHeightForWidth(True)
         self.setSizePolicy(policy)
+        # opaque (its own background filled): a new text repaints the box alone, not the panel and the
+        # dock under it too (~0.25 ms a frame)
+        self.setAutoFillBackground(True)
         self._height = None   # the height asked for, at the box's width
 
     def text(self) -> str:
