@@ -266,8 +266,11 @@ def _install_direct_bars() -> None:
                 p.setBrush(brush)
                 p.drawRect(rect)
             return
-        for rect, brush, pen in zip(rects, brushes, pens):
-            if pen.style() == no_pen:
+        flags = self.__dict__.get("_no_pens")
+        if flags is None or flags[0] is not pens:   # which bars have no pen: found once per list of pens
+            flags = self.__dict__["_no_pens"] = (pens, [pen.style() == no_pen for pen in pens])
+        for rect, brush, pen, bare in zip(rects, brushes, pens, flags[1]):
+            if bare:
                 p.fillRect(rect, brush)
             else:
                 p.setPen(pen)
