@@ -50,7 +50,7 @@ _TEXTS = {  # id: label and explanation (the records are made below, with their 
              "explanation": "An LSTM carries its state through a cell that is only multiplied by the forget "
                             "gate; with that gate's bias at +1 (Gers et al. 2000) the gradient survives many "
                             "time steps where a plain RNN's vanishes."},
-    "auxiliary": {"label": "Auxiliary classifier at mid-depth",
+    "auxiliary": {"label": "Auxiliary classifier",   # (at mid-depth: the explanation says so)
                   "explanation": "A side head at the middle of the stack reads out the classes and adds its "
                                  "loss (weight 0.3) while training (Szegedy et al. 2015): the gradient enters "
                                  "halfway down, so the early layers get a much larger one. Dropped at "
