@@ -680,7 +680,6 @@ class Probe:
         self._hist = [None] * len(self.act_names)
         self._time = {}                                 # t -> (dL/dh_t, its version)
         self._time_rows = {}                            # (t, ...) -> ([dL/dh_t of each t], its version)
-        self._start_sq = None                            # [L] ||W||^2 at the step's start (grad_norms)
         self._raw_grad = self._raw_update = None         # take_grad_norms, take_update_ratio: (squares, order)
         self._flat_live = False                          # zero_grad made this step's gradients flat
 
@@ -815,9 +814,10 @@ class Probe:
     # ------------------------------------------------------------------ per step
     def begin(self, want_hist: bool = False, step_follows: bool = False) -> None:
         """Measure the next forward and backward pass. ``step_follows``: the caller takes
-        ``grad_norms`` before the optimiser step and ``update_ratio`` after it, and nothing but
-        the step changes the weights in between (the Trainer): the weights' squared norms at the
-        step's start are then taken in the gradient norms' own calls.
+        ``take_grad_norms`` before the optimiser step and ``take_update_ratio`` after it, and
+        nothing but the step changes the weights in between (the Trainer): the weights' squared
+        norms at the step's start are then taken in the gradient norms' own calls, and large
+        weights are carried from step to step (see ``_carried``).
 
         (Taking a large weight's norms and its copy in a post-accumulate-grad hook, while W and
         dL/dW are in cache, was measured: no gain on the 20 x 256 net, 1.00-1.03x; not kept.)"""
@@ -849,24 +849,14 @@ class Probe:
         if not self._params:
             return torch.zeros(L), torch.full((L,), math.nan)
         dev = self._params[0].device
-        owner, slots = self._owner_list, 2 * L
-        if norms is None and self._step_follows:
-            # the weights are as they were at the step's start (the step comes after): their
-            # squared norms, update_ratio's denominator, are taken in the same calls (slots 2L..3L-1)
-            with torch.no_grad():   # the weights themselves: no graph, no detach calls
-                ts = [p.grad for p in self._params] + self.weights
-                sq, order = square_norms(ts, self._split_of(ts))
-            owner, slots = self._owner_ext, 3 * L
-        elif norms is None:
+        if norms is None:   # (the Trainer takes the weights' norms with these: take_grad_norms)
             sq, order = square_norms([p.grad for p in self._params])
         else:
             nan = torch.tensor(math.nan, device=dev)
             sq = torch.stack([nan if n is None else n for n in norms]).double().square()
             order = list(range(len(norms)))
         # a weight that took no part in the loss: NaN, not a made-up 0
-        per_slot = self._slots(sq, order, owner, slots, dev)
-        self._start_sq = per_slot[2 * L:] if slots > 2 * L else None
-        per_layer = per_slot[:2 * L].sqrt()
+        per_layer = self._slots(sq, order, self._owner_list, 2 * L, dev).sqrt()
         return per_layer[:L], torch.where(self._on(self._has_bias, dev), per_layer[L:], math.nan)
 
     def _split_of(self, ts: list, tag=None):
@@ -965,10 +955,8 @@ class Probe:
         with torch.no_grad():
             ws = self.weights   # under no_grad
             owner = self._weight_owner_list
-            den = self._start_sq   # ||W||^2 at the step's start, taken by grad_norms (Trainer)
-            if den is None:
-                den, den_order = square_norms(before)
-                den = self._slots(den, den_order, owner, L, dev)
+            den, den_order = square_norms(before)   # ||W||^2 at the step's start
+            den = self._slots(den, den_order, owner, L, dev)
             num, num_order = diff_squares(before, ws, self._split_of(before))   # ||W - W'||^2 (before overwritten)
             num = self._slots(num, num_order, owner, L, dev)
             self.weight_norm = den.sqrt()   # ||W|| before the step, for weight_rms
