@@ -106,6 +106,17 @@ class FlatParams:
         x = torch.cat([self.G, self.P]).double().square_()
         return torch.zeros(self.n_norm, dtype=torch.float64, device=x.device).index_add_(0, self.norm_index, x)
 
+    def sgd_step(self, lr: float, weight_decay: float) -> tuple:
+        """A plain SGD step of every parameter at once (P := P - lr (G + weight_decay P), bit for bit
+        as torch.optim.SGD), with ``squares()`` taken before it and ``diff_squares()`` of it from the
+        same pass (CPU; a ``copy_weights`` is not needed). Every gradient is G's view, so the optimiser
+        would step every parameter too (an unused one by 0)."""
+        g, d, w = onepass.segment_sgd_step(self.np[1], self.np[0], self.starts, lr, weight_decay)
+        for p in self.params:
+            onepass.bump_version(p)
+        squares = np.bincount(self.norm_slots, weights=np.concatenate([g, w]), minlength=self.n_norm)
+        return squares, np.bincount(self.diff_slots, weights=d, minlength=self.n_diff)
+
     def copy_weights(self) -> None:
         self.before.copy_(self.P)
 

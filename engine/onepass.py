@@ -42,7 +42,8 @@ def _kernels():
     return {"diff_copy": k.diff_copy, "smooth": k.smooth_moments, "smooth_rows": k.smooth_moments_rows,
             "relu": k.relu_moments, "relu_rows": k.relu_moments_rows, "delta": k.delta_sums,
             "delta_rows": k.delta_sums_rows, "diff_sq": k.diff_sq, "sum_sq": k.sum_sq,
-            "segment_sq": k.segment_sq, "segment_diff_sq": k.segment_diff_sq}
+            "segment_sq": k.segment_sq, "segment_diff_sq": k.segment_diff_sq, "sgd": k.sgd_sums,
+            "segment_sgd": k.segment_sgd}
 
 
 @functools.lru_cache(maxsize=1)
@@ -73,6 +74,9 @@ def warm() -> None:
     starts, out = np.zeros(1, dtype=np.intp), np.zeros(1)
     k["segment_sq"](z.reshape(-1), starts, out)
     k["segment_diff_sq"](z.reshape(-1), z.reshape(-1), starts, out)
+    flat, zero = z.reshape(-1).copy(), np.float32(0)
+    k["sgd"](flat, flat, zero, zero)
+    k["segment_sgd"](flat, flat, starts, zero, zero, out, out.copy(), out.copy())
 
 
 def available() -> bool:
@@ -175,3 +179,32 @@ def diff_square(before, after) -> float | None:
     a = after.detach().numpy().reshape(b.shape)
     s = _kernels()["diff_sq"](b, a)
     return s if math.isfinite(s) else None
+
+
+def sgd_step(w, g, lr: float, weight_decay: float) -> tuple:
+    """One plain SGD step of a parameter in place, bit for bit as torch.optim.SGD makes it
+    (w := w - lr (g + weight_decay w)), with (||g||^2, ||w' - w||^2, ||w||^2 before the step)
+    as float64 floats taken in the same pass: one read of w and g and one write of w, where the
+    torch path reads g once more for its norm and w three times more for the copy before the
+    step and the change (``diff_copy``). w and g: contiguous CPU tensors of one float dtype."""
+    wn, gn = w.detach().numpy().reshape(-1), g.detach().numpy().reshape(-1)
+    t = wn.dtype.type   # lr and weight_decay in w's precision, as torch's scalar alpha
+    out = _kernels()["sgd"](wn, gn, t(-lr), t(weight_decay))
+    bump_version(w)
+    return out
+
+
+def segment_sgd_step(w: np.ndarray, g: np.ndarray, starts: np.ndarray, lr: float, weight_decay: float) -> tuple:
+    """``sgd_step`` of every segment of a flat buffer (as ``segment_squares``) in one call: float64
+    arrays (||g||^2, ||w' - w||^2, ||w||^2 before) per segment."""
+    n = len(starts)
+    gsq, dsq, wsq = np.empty(n), np.empty(n), np.empty(n)
+    t = w.dtype.type
+    _kernels()["segment_sgd"](w, g, starts, t(-lr), t(weight_decay), gsq, dsq, wsq)
+    return gsq, dsq, wsq
+
+
+def bump_version(t) -> None:
+    """Tell autograd that a tensor was written in place behind its back (as torch's add_ does)."""
+    from torch.autograd.graph import increment_version
+    increment_version(t)

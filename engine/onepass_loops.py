@@ -197,9 +197,10 @@ def segment_sq(x, starts, out):
     n = starts.shape[0]
     for k in range(n):
         end = starts[k + 1] if k + 1 < n else x.shape[0]
+        xs = x[starts[k]:end]   # (indexing from 0: a loop from starts[k] does not vectorise)
         s = 0.0
-        for i in range(starts[k], end):
-            v = np.float64(x[i])
+        for i in range(xs.shape[0]):
+            v = np.float64(xs[i])
             s += v * v
         out[k] = s
 
@@ -210,8 +211,47 @@ def segment_diff_sq(b, a, starts, out):
     n = starts.shape[0]
     for k in range(n):
         end = starts[k + 1] if k + 1 < n else b.shape[0]
+        bs, as_ = b[starts[k]:end], a[starts[k]:end]
         s = 0.0
-        for i in range(starts[k], end):
-            d = np.float64(b[i]) - np.float64(a[i])
+        for i in range(bs.shape[0]):
+            d = np.float64(bs[i]) - np.float64(as_[i])
             s += d * d
         out[k] = s
+
+
+@jit
+def sgd_sums(w, g, alpha, wd):
+    """One plain SGD step of a flat array in place, w := w + alpha (g + wd w) in w's own precision,
+    each product and sum one fused multiply-add as torch.optim.SGD's ``grad.add(param, alpha=wd)``
+    and ``param.add_(grad, alpha=-lr)`` compute it (the same bits); returns (sum g^2,
+    sum (w' - w)^2, sum w^2 before the step) in float64 from the same read of w and g."""
+    gg, dd, ww = 0.0, 0.0, 0.0
+    if wd == 0:   # (two loops: neither has a branch inside)
+        for i in range(w.shape[0]):
+            wv, gv = w[i], g[i]
+            nv = wv + alpha * gv
+            w[i] = nv
+            d = np.float64(nv) - np.float64(wv)
+            gg += np.float64(gv) * np.float64(gv)
+            dd += d * d
+            ww += np.float64(wv) * np.float64(wv)
+    else:
+        for i in range(w.shape[0]):
+            wv, gv = w[i], g[i]
+            nv = wv + alpha * (gv + wd * wv)
+            w[i] = nv
+            d = np.float64(nv) - np.float64(wv)
+            gg += np.float64(gv) * np.float64(gv)
+            dd += d * d
+            ww += np.float64(wv) * np.float64(wv)
+    return gg, dd, ww
+
+
+@jit
+def segment_sgd(w, g, starts, alpha, wd, gsq, dsq, wsq):
+    """``sgd_sums`` of each segment of two flat arrays (as ``segment_sq``): its sums into
+    gsq[k], dsq[k] and wsq[k]."""
+    n = starts.shape[0]
+    for k in range(n):
+        end = starts[k + 1] if k + 1 < n else w.shape[0]
+        gsq[k], dsq[k], wsq[k] = sgd_sums(w[starts[k]:end], g[starts[k]:end], alpha, wd)

@@ -1333,6 +1333,76 @@ class Probe:
             else:
                 self._raw_update = diff_squares(before, self.weights, self._split_of(before))
 
+    def sgd_step(self, optimizer, lr: float, weight_decay: float) -> bool:
+        """The Trainer's plain SGD step (``optimizer``: a torch.optim.SGD of one group, no momentum,
+        see trainer.plain_sgd) made here, bit for bit as the optimiser makes it, with what
+        ``take_grad_norms`` and ``take_update_ratio`` keep taken from the same pass over each large
+        weight (``onepass.sgd_step``: W and dL/dW read once, W written once; the torch path reads
+        them five times more). Every other parameter: its norms as ``take_grad_norms`` takes them,
+        and the optimiser's own update. False, with nothing done, where a gradient is sparse or the
+        kernels are not there: the caller then steps as usual."""
+        if not onepass.available():
+            return False
+        params = optimizer.param_groups[0]["params"]
+        if any(p.grad is not None and (p.grad.is_sparse or not p.grad.is_cpu) for p in params):
+            return False
+        with torch.no_grad():
+            if self._flat_live:
+                sq, diff = self._flat_params.sgd_step(lr, weight_decay)
+                self._raw_grad, self._raw_update = (sq, FLAT), (diff, FLAT)
+                return True
+            P, W = len(self._params), len(self.weights)
+            sq, sq_order, num, num_order, done = [], [], [], [], set()
+            for k in self._sgd_fits():
+                p = self._params[k]
+                g = p.grad
+                if g is None or g.dtype != p.dtype or not g.is_contiguous():
+                    continue
+                gg, dd, ww = onepass.sgd_step(p, g, lr, weight_decay)
+                done.add(k)
+                sq.append(gg)
+                sq_order.append(k)
+                if k < W:
+                    sq.append(ww)
+                    sq_order.append(P + k)
+                    num.append(dd)
+                    num_order.append(k)
+            sq, num = [np.array(sq, dtype=np.float64)], [np.array(num, dtype=np.float64)]
+            rest = [k for k in range(P) if k not in done]
+            rest_w = [k for k in rest if k < W]
+            if rest:   # their squared norms before the update, and a copy of their weights
+                ts = [self._params[k].grad for k in rest] + [self.weights[k] for k in rest_w]
+                got, order = square_norms(ts, self._split_of(ts, ("sgd", len(done))))
+                at = rest + [P + k for k in rest_w]
+                sq.append(got.numpy())
+                sq_order += [at[i] for i in order]
+            before = [self._before_buffers()[k] for k in rest_w]
+            if before:
+                torch._foreach_copy_(before, [self.weights[k] for k in rest_w])
+            fused = {id(self._params[k]) for k in done}
+            others = [p for p in params if p.grad is not None and id(p) not in fused]
+            if others:   # as torch.optim.SGD's single-tensor step (on the CPU _foreach_ is that loop)
+                grads = [p.grad for p in others]
+                if weight_decay != 0:
+                    grads = torch._foreach_add(grads, others, alpha=weight_decay)
+                torch._foreach_add_(others, grads, alpha=-lr)
+            if rest_w:
+                got, order = diff_squares(before, [self.weights[k] for k in rest_w],
+                                          self._split_of(before, ("sgd before", len(done))))
+                num.append(got.numpy())
+                num_order += [rest_w[i] for i in order]
+            self._carry = {}   # (the buffers hold no weight of this step's end)
+            self._raw_grad = (np.concatenate(sq), sq_order)
+            self._raw_update = (np.concatenate(num), num_order)
+        return True
+
+    def _sgd_fits(self) -> list:
+        """Indices of the measured parameters that ``onepass.sgd_step`` takes (decided once)."""
+        got = self._on_device.get("sgd fits")
+        if got is None:
+            got = self._on_device["sgd fits"] = [k for k, p in enumerate(self._params) if onepass.fits(p)]
+        return got
+
     def _raw_finish(self, sq: np.ndarray, num) -> dict:
         """weight_grad_norm, bias_grad_norm, update_ratio and weight_rms from the squared norms that
         ``take_grad_norms`` and ``take_update_ratio`` kept (``num`` None: no update, NaN)."""

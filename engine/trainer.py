@@ -106,6 +106,24 @@ def _optimizer(params, t: dict):
             "adagrad": torch.optim.Adagrad}[name](params, lr=lr, weight_decay=wd)
 
 
+def plain_sgd(optimizer) -> tuple | None:
+    """(lr, weight_decay) where ``optimizer`` is a torch.optim.SGD whose step is p -= lr (g +
+    weight_decay p) and nothing else: one group, no momentum, not maximising, not the fused or
+    differentiable kernels, no step hooks and its step not wrapped (an LR scheduler's counter);
+    else None. Such a step is made by the probe, fused with its statistics (Probe.sgd_step)."""
+    if type(optimizer) is not torch.optim.SGD or len(optimizer.param_groups) != 1 or "step" in vars(optimizer):
+        return None
+    from torch.optim import optimizer as base
+    if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks or \
+            base._global_optimizer_pre_hooks or base._global_optimizer_post_hooks:
+        return None
+    g = optimizer.param_groups[0]
+    if g["momentum"] != 0 or g.get("maximize") or g.get("differentiable") or g.get("fused") or \
+            isinstance(g["lr"], torch.Tensor) or isinstance(g["weight_decay"], torch.Tensor):
+        return None
+    return float(g["lr"]), float(g["weight_decay"])
+
+
 class Trainer:
     def __init__(self, exp: Experiment, hist_every: int = 0):
         self.exp, self.t = exp, exp.spec["train"]
@@ -199,6 +217,13 @@ class Trainer:
         return float(loss), float(acc)
 
     # ------------------------------------------------------------------ one step
+    def _fused_step(self) -> bool:
+        """Plain SGD: the step and the norms around it in one pass of each weight (Probe.sgd_step)."""
+        if self.t["clip_norm"] is not None or self.t["clip_value"] is not None:
+            return False   # (the gradient norms are those before clipping)
+        sgd = plain_sgd(self.optimizer)
+        return sgd is not None and self.probe.sgd_step(self.optimizer, *sgd)
+
     def train_step(self) -> Snapshot:
         k = self.step_index
         if not all(m.training for m in self._modules):   # module.train() visits every module: 8 % of a small step
@@ -218,10 +243,12 @@ class Trainer:
         # TorchFunctionMode would see every torch call of the hooks in the backward pass)
         self.probe.active = False
         total.backward()
-        self.probe.take_grad_norms()   # (placed per layer by collect, in numpy)
         finite = math.isfinite(total.item())
-        before = self.probe.weights_before()
-        if finite:
+        if not finite:
+            self.probe.take_grad_norms()   # (no update on a non-finite loss: its ratio NaN)
+        elif not self._fused_step():
+            self.probe.take_grad_norms()   # (placed per layer by collect, in numpy)
+            before = self.probe.weights_before()
             if self.t["clip_norm"] is not None or self.t["clip_value"] is not None:
                 params = [p for p in self.module.parameters() if p.grad is not None]
                 if self.t["clip_norm"] is not None:
@@ -229,7 +256,7 @@ class Trainer:
                 if self.t["clip_value"] is not None:
                     nn.utils.clip_grad_value_(params, self.t["clip_value"])
             self.optimizer.step()
-            self.probe.take_update_ratio(before)   # (none on a non-finite loss: NaN)
+            self.probe.take_update_ratio(before)
         labels = self.classify and out.dim() == 2 and y.dim() == 1 and y.device.type == "cpu"
         if labels:   # the predicted classes go with the step's one host copy; the accuracy is counted there
             head = torch.cat([loss.detach().reshape(1).float(), out.detach().argmax(-1)])

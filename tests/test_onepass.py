@@ -159,13 +159,13 @@ def test_a_vanishing_layer_reads_its_true_norms_not_zero(path, tmp_path, monkeyp
     assert snap.delta_norm[0] == pytest.approx(float(dz0.norm()), rel=1e-5, abs=0)
 
 
-def _trainer(seed=0):
+def _trainer(seed=0, optimizer="momentum"):
     from backprop_lab.engine import experiment
     from backprop_lab.engine.trainer import Trainer
     spec = {"data": {"kind": "gaussian", "n": 128, "dim": 64, "classes": 3, "test_fraction": 0, "seed": 1},
             "model": {"layers": [{"type": "linear", "units": 256}, {"type": "tanh"},   # (above FLAT_MAX)
                                  {"type": "linear", "units": 256}, {"type": "tanh"}]},
-            "train": {"batch_size": None, "optimizer": "sgd", "lr": 0.5, "momentum": 0.9, "seed": seed}}
+            "train": {"batch_size": None, "optimizer": optimizer, "lr": 0.5, "momentum": 0.9, "seed": seed}}
     return Trainer(experiment.build(spec))
 
 
@@ -173,13 +173,15 @@ def _weights(tr):
     return [m.weight.detach().double().clone() for _, m in tr.exp.model.weight_layers]
 
 
+@pytest.mark.parametrize("optimizer", ["momentum", "sgd"])
 @pytest.mark.parametrize("edit", ["none", "in place", "new storage"])
-def test_update_ratio_is_exact_on_every_step_while_the_weights_are_carried(edit):
+def test_update_ratio_is_exact_on_every_step_while_the_weights_are_carried(edit, optimizer):
     """From the second step on, the Trainer's large weights are not copied: the last step's pass
     left W' in their buffers. Each step's update_ratio and weight_rms still equal the change made
     (by float64 arithmetic on copies taken here), also after the weights were changed between
-    steps by something other than the optimiser (the carried copy is then stale and not used)."""
-    tr = _trainer()
+    steps by something other than the optimiser (the carried copy is then stale and not used).
+    Plain SGD: the step itself takes the change in the same pass (Probe.sgd_step), nothing carried."""
+    tr = _trainer(optimizer=optimizer)
     for step in range(4):
         if step == 2 and edit != "none":
             layer = tr.exp.model.weight_layers[1][1]
@@ -195,7 +197,10 @@ def test_update_ratio_is_exact_on_every_step_while_the_weights_are_carried(edit)
         np.testing.assert_allclose(snap.update_ratio, want, rtol=1e-6, err_msg=f"step {step}")
         rms = [float(b.norm()) / math.sqrt(b.numel()) for b in before]
         np.testing.assert_allclose(snap.weight_rms, rms, rtol=1e-6, err_msg=f"step {step}")
-    assert tr.probe._carried(), "the large weights were not carried from step to step"
+    if optimizer == "momentum":
+        assert tr.probe._carried(), "the large weights were not carried from step to step"
+    else:
+        assert not tr.probe._carried() and tr.probe._sgd_fits(), "plain SGD did not take the fused step"
 
 
 def test_segment_sums_of_squares_equal_numpy_in_float64():
