@@ -40,6 +40,7 @@ def _kernels():
     except Exception:   # not installed, or a broken install: the torch path
         return None
     return {"diff_copy": k.diff_copy, "smooth": k.smooth_moments, "smooth_rows": k.smooth_moments_rows,
+            "smooth_alive": k.smooth_alive,
             "relu": k.relu_moments, "relu_rows": k.relu_moments_rows, "delta": k.delta_sums,
             "delta_rows": k.delta_sums_rows, "diff_sq": k.diff_sq, "sum_sq": k.sum_sq,
             "segment_sq": k.segment_sq, "segment_diff_sq": k.segment_diff_sq, "sgd": k.sgd_sums,
@@ -61,8 +62,9 @@ def warm() -> None:
         return
     z = np.zeros((2, 2), dtype=np.float32)
     z3, alive = z.reshape(2, 2, 1), np.zeros(2, dtype=np.uint8)
-    k["smooth_rows"](z, z, 0.0, 1.0, False, alive)
-    k["smooth"](z3, z3, 0.0, 1.0, False, alive)
+    k["smooth_rows"](z, z, 0.0, np.float32(1), False)
+    k["smooth"](z3, z3, 0.0, np.float32(1), False)
+    k["smooth_alive"](z3, False, alive)
     k["relu_rows"](z, 0.0, alive)
     k["relu"](z3, 0.0, alive)
     sums = np.zeros(2)
@@ -116,9 +118,14 @@ def activation_sums(name: str, z, a, shift: float, root: float, unit_axis: int) 
     two = z3.ndim == 2
     if name in ("sigmoid", "tanh"):
         a3 = _rows(a.detach().numpy(), unit_axis)
-        s1, s2, sd, sat, n_alive = k["smooth_rows" if two else "smooth"](
-            z3, a3, shift, root, name == "tanh", alive)
-        out = (s1, s2, sd, sat, float(units - n_alive))
+        tanh = name == "tanh"
+        s1, s2, sd, sat = k["smooth_rows" if two else "smooth"](z3, a3, shift, z3.dtype.type(root), tanh)
+        dead = 0.0
+        # f' = 0 (a is 0 or 1) is saturated: a dead unit has every one of its samples saturated, so
+        # none is dead while fewer entries than one unit's samples are (the per-unit pass is skipped)
+        if sat >= z3.size // max(units, 1):
+            dead = float(units - k["smooth_alive"](a3 if not two else a3.reshape(*a3.shape, 1), tanh, alive))
+        out = (s1, s2, sd, float(sat), dead)
     else:
         s1, s2, pos, n_alive = k["relu_rows" if two else "relu"](z3, shift, alive)
         if name == "identity":

@@ -21,53 +21,63 @@ def count(flags):
 
 
 @jit
-def smooth_moments(z, a, shift, root, tanh, alive):
+def smooth_moments(z, a, shift, root, tanh):
     """sigmoid / tanh over [outer, units, inner]: (sum z - shift, sum (z - shift)^2, sum f',
-    count |z| > root); alive[j] = 1 where f'(z) != 0 for some sample (NaN counts as alive).
-    f' = a - a^2, or 1 - a^2, in float64 (0 exactly where the float32 a is 0 or 1)."""
-    s1, s2, sd, sat = 0.0, 0.0, 0.0, 0.0
+    count |z| > root), f' = a - a^2, or 1 - a^2, in float64 (0 exactly where the float32 a is 0
+    or 1). ``root`` in z's dtype (the comparison then needs no conversion)."""
+    s1, s2, sd, sat = 0.0, 0.0, 0.0, 0
     for o in range(z.shape[0]):
         for j in range(z.shape[1]):
-            live = False
-            p1, p2, pd, ps = 0.0, 0.0, 0.0, 0.0
+            p1, p2, pd, ps = 0.0, 0.0, 0.0, 0
             for k in range(z.shape[2]):
+                zv = z[o, j, k]
                 av = np.float64(a[o, j, k])
-                d = (1.0 - av * av) if tanh else (av - av * av)
-                c = np.float64(z[o, j, k]) - shift
+                c = np.float64(zv) - shift
                 p1 += c
                 p2 += c * c
-                pd += d
-                ps += 1.0 if abs(z[o, j, k]) > root else 0.0
-                live |= d != 0
+                pd += (1.0 - av * av) if tanh else (av - av * av)
+                ps += np.int64(abs(zv) > root)
             s1 += p1
             s2 += p2
             sd += pd
             sat += ps
-            if live:
-                alive[j] = 1
-    return s1, s2, sd, sat, count(alive)
+    return s1, s2, sd, sat
 
 
 @jit
-def smooth_moments_rows(z, a, shift, root, tanh, alive):
+def smooth_moments_rows(z, a, shift, root, tanh):
     """``smooth_moments`` of [outer, units] ((batch, units) layers): the unit loop innermost."""
-    s1, s2, sd, sat = 0.0, 0.0, 0.0, 0.0
+    s1, s2, sd, sat = 0.0, 0.0, 0.0, 0
     for o in range(z.shape[0]):
-        p1, p2, pd, ps = 0.0, 0.0, 0.0, 0.0
+        p1, p2, pd, ps = 0.0, 0.0, 0.0, 0
         for j in range(z.shape[1]):
+            zv = z[o, j]
             av = np.float64(a[o, j])
-            d = (1.0 - av * av) if tanh else (av - av * av)
-            c = np.float64(z[o, j]) - shift
+            c = np.float64(zv) - shift
             p1 += c
             p2 += c * c
-            pd += d
-            ps += 1.0 if abs(z[o, j]) > root else 0.0
-            alive[j] |= np.uint8(d != 0)
+            pd += (1.0 - av * av) if tanh else (av - av * av)
+            ps += np.int64(abs(zv) > root)
         s1 += p1
         s2 += p2
         sd += pd
         sat += ps
-    return s1, s2, sd, sat, count(alive)
+    return s1, s2, sd, sat
+
+
+@jit
+def smooth_alive(a, tanh, alive):
+    """alive[j] = 1 where f' != 0 (a is not 0 or 1; tanh: |a| is not 1) for some entry of unit j of
+    [outer, units, inner]; NaN counts as alive. Returns how many units are alive."""
+    top = a.dtype.type(1)
+    for o in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            for k in range(a.shape[2]):
+                v = abs(a[o, j, k]) if tanh else a[o, j, k]
+                if not (v == 0 or v == top):
+                    alive[j] = 1
+                    break
+    return count(alive)
 
 
 @jit
