@@ -24,87 +24,160 @@ ones to float rounding.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch.autograd.function import once_differentiable
 
 
+@functools.lru_cache(maxsize=1)
+def _loops():
+    """engine/lstm_loops.py (compiled on first use, cached on disk by numba), or None where numba
+    is missing or broken: then the layer is the torch calls alone."""
+    try:
+        from . import lstm_loops
+    except Exception:   # not installed, or a broken install
+        return None
+    return lstm_loops
+
+
+def warm() -> None:
+    """Load (or compile) the kernels now, not inside a run's first watched step."""
+    k = _loops()
+    if k is not None:
+        x, h0 = torch.zeros(2, 1, 1), torch.zeros(1, 1)
+        w = [torch.zeros(4, 1, requires_grad=True), torch.zeros(4, 1)]
+        out, _, _ = _LSTMLayer.apply(x, h0, h0, *w, None, None, None, True)
+        out.sum().backward()
+
+
 class _LSTMLayer(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, tap):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, tap, compiled):
         T, B, I = x.shape
         H = w_hh.shape[1]
+        k = _loops() if compiled and is_compiled(x.dtype) else None
         whT = w_hh.t().contiguous()
+        bias = None if b_ih is None else b_ih + b_hh
         gates = x.new_empty(T, B, 4 * H)   # rows (i, f, g, o) as PyTorch's weights
-        torch.mm(x.reshape(T * B, I), w_ih.t(), out=gates.view(T * B, 4 * H))
-        bias = None if b_ih is None else b_ih + b_hh   # added a step at a time (no pass of its own)
+        flat, xs = gates.view(T * B, 4 * H), x.reshape(T * B, I)
+        if k is not None and bias is not None:   # the bias in the whole sequence's input product
+            if I == 1:   # an outer product: one pass (addmm with k = 1 takes 1.8x as long)
+                torch.addcmul(bias, xs, w_ih.t(), out=flat)
+            else:
+                torch.addmm(bias, xs, w_ih.t(), out=flat)
+            bias = None
+        else:
+            torch.mm(xs, w_ih.t(), out=flat)
         # the output is a tensor of its own (not a view), saved as the fused kernel saves its own:
         # changing it in place before the backward is refused there as with the fused kernel
         out, cs, tc = x.new_empty(T, B, H), x.new_empty(T + 1, B, H), x.new_empty(T, B, H)
         h0 = h0.contiguous()
         cs[0] = c0
-        G, if_, o_ = gates.unbind(0), gates[..., :2 * H].unbind(0), gates[..., 3 * H:].unbind(0)
-        i, f, g, o = (gates[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
-        hu, cu, tu = out.unbind(0), cs.unbind(0), tc.unbind(0)
+        G, hu = gates.unbind(0), out.unbind(0)
         prev = (h0, *hu[:-1])   # h_(t-1)
-        for t in range(T):
-            if bias is not None:
-                G[t].add_(bias)
-            G[t].addmm_(prev[t], whT)
-            if_[t].sigmoid_()
-            g[t].tanh_()
-            o_[t].sigmoid_()
-            torch.mul(f[t], cu[t], out=cu[t + 1])
-            cu[t + 1].addcmul_(i[t], g[t])
-            torch.tanh(cu[t + 1], out=tu[t])
-            torch.mul(o[t], tu[t], out=hu[t])
+        if k is not None:   # per step: the gate product, then one call for all the rest
+            gn, cn, tn, hn = (a.detach().numpy() for a in (gates, cs, tc, out))
+            step = k.forward_step
+            for t in range(T):
+                G[t].addmm_(prev[t], whT)
+                step(gn[t], cn[t], cn[t + 1], tn[t], hn[t])
+        else:
+            _forward_torch(gates, bias, prev, whT, cs, tc, out)
+        ctx.compiled = k is not None
         ctx.save_for_backward(x, h0, w_ih, w_hh, gates, out, cs, tc)
         return out, out[T - 1].clone(), cs[T].clone()
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout, dhn, dcn):
+    def backward(ctx, dout, dhn, dcn, *_):
         x, h0, w_ih, w_hh, gates, out, cs, tc = ctx.saved_tensors
         T, B, H = tc.shape
         need = ctx.needs_input_grad
-        i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
-        # what does not depend on the recurrence, for every step at once: dgates = D * (dc, dc, dc, dh)
-        grads = torch.empty_like(gates)
-        one = tc.new_ones(())
-        torch.addcmul(gates[..., :2 * H], gates[..., :2 * H], gates[..., :2 * H], value=-1, out=grads[..., :2 * H])
-        torch.addcmul(o, o, o, value=-1, out=grads[..., 3 * H:])
-        torch.addcmul(one, g, g, value=-1, out=grads[..., 2 * H:3 * H])
-        grads[..., :H].mul_(g)
-        grads[..., H:2 * H].mul_(cs[:-1])
-        grads[..., 2 * H:3 * H].mul_(i)
-        grads[..., 3 * H:].mul_(tc)
-        A = torch.addcmul(one, tc, tc, value=-1).mul_(o)   # dc_t += dh_t * A_t
-        dh = torch.empty_like(tc)
+        grads, dh = torch.empty_like(gates), torch.empty_like(tc)
         dc = dcn.contiguous().clone()
-        dc3 = dc[:, None]
-        G, Go = grads.unbind(0), grads[..., 3 * H:].unbind(0)
-        Gifg = grads[..., :3 * H].view(T, B, 3, H).unbind(0)
-        du, dou, fu, Au = dh.unbind(0), dout.unbind(0), f.unbind(0), A.unbind(0)
-        for t in range(T - 1, -1, -1):
-            if t < T - 1:
-                torch.addmm(dou[t], G[t + 1], w_hh, out=du[t])
-                dc.mul_(fu[t + 1])
-            else:
-                torch.add(dou[t], dhn, out=du[t])
-            dc.addcmul_(du[t], Au[t])
-            Gifg[t].mul_(dc3)
-            Go[t].mul_(du[t])
+        G, du, dou = grads.unbind(0), dh.unbind(0), dout.unbind(0)
+        db = None
+        if ctx.compiled:
+            k = _loops()
+            gn, cn, tn, hn, grn = (a.numpy() for a in (gates, cs, tc, dh, grads))
+            dcv, dbv, step = dc.numpy(), torch.zeros(4 * H, dtype=torch.float64), k.backward_step
+            dbn = dbv.numpy()
+            for t in range(T - 1, -1, -1):
+                if t < T - 1:
+                    torch.addmm(dou[t], G[t + 1], w_hh, out=du[t])
+                    step(gn[t], gn[t + 1], cn[t], tn[t], hn[t], dcv, grn[t], dbn)
+                else:
+                    torch.add(dou[t], dhn, out=du[t])
+                    step(gn[t], None, cn[t], tn[t], hn[t], dcv, grn[t], dbn)
+            db = dbv.to(gates.dtype)
+        else:
+            _backward_torch(gates, cs, tc, w_hh, dout, dhn, dc, grads, dh)
+        f0 = gates[0, :, H:2 * H]
         flat = grads.view(T * B, 4 * H)
         dx = (flat @ w_ih).view(x.shape) if need[0] else None
         dh0 = G[0] @ w_hh if need[1] else None
-        dc0 = dc * fu[0] if need[2] else None
+        dc0 = dc * f0 if need[2] else None
         dw_ih = flat.t() @ x.reshape(T * B, -1) if need[3] else None
         dw_hh = None
         if need[4]:
             dw_hh = torch.mm(G[0].t(), h0)
             if T > 1:
                 dw_hh.addmm_(flat[B:].t(), out[:-1].reshape((T - 1) * B, H))
-        db = flat.sum(0) if need[5] or need[6] else None
-        return dx, dh0, dc0, dw_ih, dw_hh, db, db, dh if need[7] else None
+        if need[5] or need[6]:
+            db = flat.sum(0) if db is None else db
+        else:
+            db = None
+        return dx, dh0, dc0, dw_ih, dw_hh, db, db, dh if need[7] else None, None
+
+
+def _forward_torch(gates, bias, prev, whT, cs, tc, out):
+    """The forward's time steps as torch calls (float64, or no numba): nine a step, in place."""
+    T, H = tc.shape[0], tc.shape[2]
+    G, if_, o_ = gates.unbind(0), gates[..., :2 * H].unbind(0), gates[..., 3 * H:].unbind(0)
+    i, f, g, o = (gates[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
+    hu, cu, tu = out.unbind(0), cs.unbind(0), tc.unbind(0)
+    for t in range(T):
+        if bias is not None:
+            G[t].add_(bias)
+        G[t].addmm_(prev[t], whT)
+        if_[t].sigmoid_()
+        g[t].tanh_()
+        o_[t].sigmoid_()
+        torch.mul(f[t], cu[t], out=cu[t + 1])
+        cu[t + 1].addcmul_(i[t], g[t])
+        torch.tanh(cu[t + 1], out=tu[t])
+        torch.mul(o[t], tu[t], out=hu[t])
+
+
+def _backward_torch(gates, cs, tc, w_hh, dout, dhn, dc, grads, dh):
+    """The backward's time steps as torch calls: the gates' local derivatives for every step at
+    once, then per step one product and four element-wise calls; grads, dh and dc filled in."""
+    T, B, H = tc.shape
+    i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
+    # what does not depend on the recurrence, for every step at once: dgates = D * (dc, dc, dc, dh)
+    one = tc.new_ones(())
+    torch.addcmul(gates[..., :2 * H], gates[..., :2 * H], gates[..., :2 * H], value=-1, out=grads[..., :2 * H])
+    torch.addcmul(o, o, o, value=-1, out=grads[..., 3 * H:])
+    torch.addcmul(one, g, g, value=-1, out=grads[..., 2 * H:3 * H])
+    grads[..., :H].mul_(g)
+    grads[..., H:2 * H].mul_(cs[:-1])
+    grads[..., 2 * H:3 * H].mul_(i)
+    grads[..., 3 * H:].mul_(tc)
+    A = torch.addcmul(one, tc, tc, value=-1).mul_(o)   # dc_t += dh_t * A_t
+    dc3 = dc[:, None]
+    G, Go = grads.unbind(0), grads[..., 3 * H:].unbind(0)
+    Gifg = grads[..., :3 * H].view(T, B, 3, H).unbind(0)
+    du, dou, fu, Au = dh.unbind(0), dout.unbind(0), f.unbind(0), A.unbind(0)
+    for t in range(T - 1, -1, -1):
+        if t < T - 1:
+            torch.addmm(dou[t], G[t + 1], w_hh, out=du[t])
+            dc.mul_(fu[t + 1])
+        else:
+            torch.add(dou[t], dhn, out=du[t])
+        dc.addcmul_(du[t], Au[t])
+        Gifg[t].mul_(dc3)
+        Go[t].mul_(du[t])
 
 
 def usable(x: torch.Tensor, weights: list) -> bool:
@@ -115,21 +188,36 @@ def usable(x: torch.Tensor, weights: list) -> bool:
             and not torch.is_autocast_enabled("cpu"))
 
 
+def is_compiled(dtype: torch.dtype) -> bool:
+    """Whether ``lstm_layer`` runs its time steps by engine/lstm_loops.py for this dtype (float32,
+    where numba is installed); else by torch calls."""
+    return dtype == torch.float32 and _loops() is not None
+
+
 # From this batch x hidden^2 on, ``lstm_layer`` costs less than the fused kernel with taps (whose
-# extra products grow as batch x hidden^2 a step, while this layer's extra cost is its ~15 small
-# torch calls a step). Measured 2026-12-01, CPU, 1 thread, in the two benchmarks' loops: the LSTM
-# LM (batch 20, 256 units: 1.3 M) 1.17x the bare step here against 1.30x with taps; the memory
-# task's nn.LSTM (batch 64, 64 units: 0.26 M) 1.8x with taps against 2.0x here.
-STEPS_FROM = 500_000
+# extra products grow as batch x hidden^2 a step, while this layer's extra cost is its few calls
+# a step): with its compiled steps from STEPS_FROM, with the torch calls alone (~15 a step) from
+# TORCH_STEPS times that. Measured 2026-12-01, CPU, 1 thread, the layer's forward and backward
+# against the fused kernel's: compiled 1.07x with 64 units, batch 64 (taps 1.61x), 0.87x with
+# 256 units, batch 20 (taps 1.49x), 1.35x / 1.15x at 65 k (batch 16 x 64 units / 64 x 32; taps
+# 1.44x / 1.34x), 1.44x at 33 k (8 x 64; taps 1.30x); torch calls 1.63x, 1.02x.
+STEPS_FROM = 50_000
+TORCH_STEPS = 10
 
 
-def pays(batch: int, hidden: int) -> bool:
+def steps_from(dtype: torch.dtype = torch.float32) -> int:
+    """The batch x hidden^2 from which ``lstm_layer`` pays for this dtype (see STEPS_FROM)."""
+    return STEPS_FROM * (1 if is_compiled(dtype) else TORCH_STEPS)
+
+
+def pays(batch: int, hidden: int, dtype: torch.dtype = torch.float32) -> bool:
     """Whether ``lstm_layer`` is the cheaper of the two exact ways for this layer (see STEPS_FROM)."""
-    return batch * hidden * hidden >= STEPS_FROM
+    return batch * hidden * hidden >= steps_from(dtype)
 
 
-def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, tap=None):
+def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, tap=None, compiled=True):
     """One LSTM layer, one direction, on (time, batch, features) x with states (batch, H):
     (output (T, B, H), h_n, c_n). ``tap``: a tensor (T, B, H) that requires grad (its values
-    are not read); its gradient is dL/dh_t, row t the total derivative at time step t."""
-    return _LSTMLayer.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, tap)
+    are not read); its gradient is dL/dh_t, row t the total derivative at time step t.
+    ``compiled``: float32 steps by engine/lstm_loops.py where numba is there (False: torch calls)."""
+    return _LSTMLayer.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, tap, compiled)

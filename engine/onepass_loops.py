@@ -6,6 +6,8 @@ and why every sum is float64.
 """
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 # what the reductions may reorder: sums, no assumption about NaN or inf (those must propagate)
 jit = numba.njit(cache=True, fastmath={"reassoc", "contract"}, nogil=True)
@@ -21,53 +23,63 @@ def count(flags):
 
 
 @jit
-def smooth_moments(z, a, shift, root, tanh, alive):
+def smooth_moments(z, a, shift, root, tanh):
     """sigmoid / tanh over [outer, units, inner]: (sum z - shift, sum (z - shift)^2, sum f',
-    count |z| > root); alive[j] = 1 where f'(z) != 0 for some sample (NaN counts as alive).
-    f' = a - a^2, or 1 - a^2, in float64 (0 exactly where the float32 a is 0 or 1)."""
-    s1, s2, sd, sat = 0.0, 0.0, 0.0, 0.0
+    count |z| > root), f' = a - a^2, or 1 - a^2, in float64 (0 exactly where the float32 a is 0
+    or 1). ``root`` in z's dtype (the comparison then needs no conversion)."""
+    s1, s2, sd, sat = 0.0, 0.0, 0.0, 0
     for o in range(z.shape[0]):
         for j in range(z.shape[1]):
-            live = False
-            p1, p2, pd, ps = 0.0, 0.0, 0.0, 0.0
+            p1, p2, pd, ps = 0.0, 0.0, 0.0, 0
             for k in range(z.shape[2]):
+                zv = z[o, j, k]
                 av = np.float64(a[o, j, k])
-                d = (1.0 - av * av) if tanh else (av - av * av)
-                c = np.float64(z[o, j, k]) - shift
+                c = np.float64(zv) - shift
                 p1 += c
                 p2 += c * c
-                pd += d
-                ps += 1.0 if abs(z[o, j, k]) > root else 0.0
-                live |= d != 0
+                pd += (1.0 - av * av) if tanh else (av - av * av)
+                ps += np.int64(abs(zv) > root)
             s1 += p1
             s2 += p2
             sd += pd
             sat += ps
-            if live:
-                alive[j] = 1
-    return s1, s2, sd, sat, count(alive)
+    return s1, s2, sd, sat
 
 
 @jit
-def smooth_moments_rows(z, a, shift, root, tanh, alive):
+def smooth_moments_rows(z, a, shift, root, tanh):
     """``smooth_moments`` of [outer, units] ((batch, units) layers): the unit loop innermost."""
-    s1, s2, sd, sat = 0.0, 0.0, 0.0, 0.0
+    s1, s2, sd, sat = 0.0, 0.0, 0.0, 0
     for o in range(z.shape[0]):
-        p1, p2, pd, ps = 0.0, 0.0, 0.0, 0.0
+        p1, p2, pd, ps = 0.0, 0.0, 0.0, 0
         for j in range(z.shape[1]):
+            zv = z[o, j]
             av = np.float64(a[o, j])
-            d = (1.0 - av * av) if tanh else (av - av * av)
-            c = np.float64(z[o, j]) - shift
+            c = np.float64(zv) - shift
             p1 += c
             p2 += c * c
-            pd += d
-            ps += 1.0 if abs(z[o, j]) > root else 0.0
-            alive[j] |= np.uint8(d != 0)
+            pd += (1.0 - av * av) if tanh else (av - av * av)
+            ps += np.int64(abs(zv) > root)
         s1 += p1
         s2 += p2
         sd += pd
         sat += ps
-    return s1, s2, sd, sat, count(alive)
+    return s1, s2, sd, sat
+
+
+@jit
+def smooth_alive(a, tanh, alive):
+    """alive[j] = 1 where f' != 0 (a is not 0 or 1; tanh: |a| is not 1) for some entry of unit j of
+    [outer, units, inner]; NaN counts as alive. Returns how many units are alive."""
+    top = a.dtype.type(1)
+    for o in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            for k in range(a.shape[2]):
+                v = abs(a[o, j, k]) if tanh else a[o, j, k]
+                if not (v == 0 or v == top):
+                    alive[j] = 1
+                    break
+    return count(alive)
 
 
 @jit
@@ -255,3 +267,25 @@ def segment_sgd(w, g, starts, alpha, wd, gsq, dsq, wsq):
     for k in range(n):
         end = starts[k + 1] if k + 1 < n else w.shape[0]
         gsq[k], dsq[k], wsq[k] = sgd_sums(w[starts[k]:end], g[starts[k]:end], alpha, wd)
+
+
+@intrinsic
+def _pointer(typingctx, address, like):
+    """A pointer to ``like``'s type at an address (an intp): ``numba.carray`` makes an array of it."""
+    sig = types.CPointer(like)(types.intp, like)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    return sig, codegen
+
+
+@jit
+def sgd_many(w_at, g_at, sizes, alpha, wd, out):
+    """``sgd_sums`` of many parameters in one call: parameter t is ``sizes[t]`` entries of w's dtype
+    at address w_at[t], its gradient the same at g_at[t] (both contiguous); out[t] = its three
+    sums. ``alpha`` and ``wd`` are scalars of the parameters' dtype."""
+    for t in range(w_at.shape[0]):
+        n = sizes[t]
+        w = numba.carray(_pointer(w_at[t], alpha), (n,))
+        g = numba.carray(_pointer(g_at[t], alpha), (n,))
+        out[t, 0], out[t, 1], out[t, 2] = sgd_sums(w, g, alpha, wd)

@@ -269,7 +269,8 @@ class Unrolled:
         if isinstance(m, nn.GRU):
             how = "the layer run one time step at a time with its own weights"
         elif isinstance(m, nn.LSTM) and weights and lstm_steps.usable(weights[0], weights):
-            how = (f"where the batch x {m.hidden_size}^2 is at least {lstm_steps.STEPS_FROM:,}, its first layer "
+            how = (f"where the batch x {m.hidden_size}^2 is at least {lstm_steps.steps_from(weights[0].dtype):,}, "
+                   "its first layer "
                    "as an autograd function of its own, one time step at a time, whose backward hands out "
                    "every dL/dh_t; else its fused kernel with a zero tap on each h_t (exact either way)")
         else:
@@ -340,7 +341,7 @@ class Unrolled:
         dirs = 2 if m.bidirectional else 1
         per = len(m._flat_weights_names) // (m.num_layers * dirs)   # w_ih, w_hh[, b_ih, b_hh]
         weights = [getattr(m, n) for n in m._flat_weights_names]
-        if lstm and lstm_steps.pays(x.shape[1], m.hidden_size) and lstm_steps.usable(
+        if lstm and lstm_steps.pays(x.shape[1], m.hidden_size, x.dtype) and lstm_steps.usable(
                 x, weights[:dirs * per] + [h0, c0]):
             out, h_n, c_n = self._first_lstm_layer(x, h0, c0, weights[:dirs * per], per)
         else:

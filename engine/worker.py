@@ -64,8 +64,9 @@ def main(cmd, out) -> None:
     from . import trainer  # noqa: F401
     out = _Out(out)
     out.send(("ready", os.getpid()))
-    from . import onepass
+    from . import lstm_steps, onepass
     onepass.warm()   # the probes' kernels, while the user looks at the window (a Run waits in the pipe)
+    lstm_steps.warm()
     try:
         _Worker(cmd, out).serve()
     except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
