@@ -44,7 +44,7 @@ def _kernels():
             "relu": k.relu_moments, "relu_rows": k.relu_moments_rows, "delta": k.delta_sums,
             "delta_rows": k.delta_sums_rows, "diff_sq": k.diff_sq, "sum_sq": k.sum_sq,
             "segment_sq": k.segment_sq, "segment_diff_sq": k.segment_diff_sq, "sgd": k.sgd_sums,
-            "segment_sgd": k.segment_sgd}
+            "segment_sgd": k.segment_sgd, "sgd_many": k.sgd_many}
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,15 +79,19 @@ def warm() -> None:
     flat, zero = z.reshape(-1).copy(), np.float32(0)
     k["sgd"](flat, flat, zero, zero)
     k["segment_sgd"](flat, flat, starts, zero, zero, out, out.copy(), out.copy())
+    at = np.array([flat.ctypes.data], dtype=np.intp)
+    k["sgd_many"](at, at, np.array([flat.size], dtype=np.intp), zero, zero, np.empty((1, 3)))
 
 
 def available() -> bool:
     return _kernels() is not None
 
 
-def fits(*ts) -> bool:
-    """Tensors the kernels take: large, on the CPU, contiguous, float32 or float64; numba there."""
-    return all(t.is_cpu and t.numel() >= MIN_ENTRIES and t.dtype in _dtypes() and t.is_contiguous()
+def fits(*ts, small: bool = False) -> bool:
+    """Tensors the kernels take: large (or ``small``: any size), on the CPU, contiguous, float32 or
+    float64; numba there."""
+    least = 1 if small else MIN_ENTRIES
+    return all(t.is_cpu and t.numel() >= least and t.dtype in _dtypes() and t.is_contiguous()
                for t in ts) and available()
 
 
@@ -111,38 +115,75 @@ def activation_sums(name: str, z, a, shift: float, root: float, unit_axis: int) 
 
     ``name``: sigmoid or tanh (saturated: |z| > root), relu (a unit is dead where z <= 0 on
     every sample), leaky_relu (none is dead) or identity (counts 0)."""
+    return activation_plan(name, z, root, unit_axis)(z, a, shift)
+
+
+def activation_plan(name: str, z, root: float, unit_axis: int):
+    """``activation_sums`` with every decision about z's shape, dtype and layout taken once: a
+    function (z, a, shift) -> the five raw moments, or None, for tensors of that shape, dtype and
+    layout (contiguous CPU). A probe's hook calls it every step: there, right after a large torch
+    call, each line of Python costs 3-7 us (its data is out of the caches), several times its cost
+    elsewhere."""
     k = _kernels()
     z3 = _rows(z.detach().numpy(), unit_axis)
-    units = z3.shape[1]
+    form, units = z3.shape, z3.shape[1]
+    reshape = form != tuple(z.shape)
+    samples = z3.size // max(units, 1)
     alive = np.zeros(units, dtype=np.uint8)
-    two = z3.ndim == 2
+    two = len(form) == 2
+    isfinite = math.isfinite
     if name in ("sigmoid", "tanh"):
-        a3 = _rows(a.detach().numpy(), unit_axis)
-        tanh = name == "tanh"
-        s1, s2, sd, sat = k["smooth_rows" if two else "smooth"](z3, a3, shift, z3.dtype.type(root), tanh)
-        dead = 0.0
-        # f' = 0 (a is 0 or 1) is saturated: a dead unit has every one of its samples saturated, so
-        # none is dead while fewer entries than one unit's samples are (the per-unit pass is skipped)
-        if sat >= z3.size // max(units, 1):
-            dead = float(units - k["smooth_alive"](a3 if not two else a3.reshape(*a3.shape, 1), tanh, alive))
-        out = (s1, s2, sd, float(sat), dead)
-    else:
-        s1, s2, pos, n_alive = k["relu_rows" if two else "relu"](z3, shift, alive)
-        if name == "identity":
-            out = (s1, s2, 0.0, 0.0, 0.0)
-        else:
-            out = (s1, s2, pos, pos, float(units - n_alive) if name == "relu" else 0.0)
-    return out if math.isfinite(s1) and math.isfinite(s2) and math.isfinite(out[2]) else None
+        kernel, tanh, root_t, live = k["smooth_rows" if two else "smooth"], name == "tanh", z3.dtype.type(root), \
+            k["smooth_alive"]
+
+        def run(z, a, shift):
+            zn, an = z.detach().numpy(), a.detach().numpy()
+            if reshape:
+                zn, an = zn.reshape(form), an.reshape(form)
+            s1, s2, sd, sat = kernel(zn, an, shift, root_t, tanh)
+            dead = 0.0
+            # f' = 0 (a is 0 or 1) is saturated: a dead unit has every one of its samples saturated,
+            # so none is dead while fewer entries than one unit's samples are (no per-unit pass)
+            if sat >= samples:
+                alive[:] = 0
+                dead = float(units - live(an.reshape(*form, 1) if two else an, tanh, alive))
+            return (s1, s2, sd, float(sat), dead) if isfinite(s1) and isfinite(s2) and isfinite(sd) else None
+        return run
+    kernel, relu, ident = k["relu_rows" if two else "relu"], name == "relu", name == "identity"
+
+    def run(z, a, shift):
+        zn = z.detach().numpy()
+        alive[:] = 0
+        s1, s2, pos, n_alive = kernel(zn.reshape(form) if reshape else zn, shift, alive)
+        if not (isfinite(s1) and isfinite(s2) and isfinite(pos)):
+            return None
+        if ident:
+            return (s1, s2, 0.0, 0.0, 0.0)
+        return (s1, s2, pos, pos, float(units - n_alive) if relu else 0.0)
+    return run
 
 
 def delta_sums(g, unit_axis: int) -> tuple | None:
     """(||g||^2, the per-unit sums of |g| as a float64 array) of one layer's dL/dz, in one pass;
     None where a sum is not finite (the torch path then)."""
+    return delta_plan(g, unit_axis)(g)
+
+
+def delta_plan(g, unit_axis: int):
+    """``delta_sums`` with the decisions about g's shape taken once (as ``activation_plan``): a function
+    g -> (||g||^2, per-unit sums) or None, for tensors of g's shape, dtype and layout."""
     k = _kernels()
     g3 = _rows(g.detach().numpy(), unit_axis)
-    sums = np.zeros(g3.shape[1], dtype=np.float64)
-    s2 = k["delta_rows" if g3.ndim == 2 else "delta"](g3, sums)
-    return (s2, sums) if math.isfinite(s2) else None
+    form, units = g3.shape, g3.shape[1]
+    reshape = form != tuple(g.shape)
+    kernel, isfinite = k["delta_rows" if g3.ndim == 2 else "delta"], math.isfinite
+
+    def run(g):
+        gn = g.detach().numpy()
+        sums = np.zeros(units)
+        s2 = kernel(gn.reshape(form) if reshape else gn, sums)
+        return (s2, sums) if isfinite(s2) else None
+    return run
 
 
 def _matrix(x: np.ndarray) -> np.ndarray:
@@ -191,14 +232,62 @@ def diff_square(before, after) -> float | None:
 def sgd_step(w, g, lr: float, weight_decay: float) -> tuple:
     """One plain SGD step of a parameter in place, bit for bit as torch.optim.SGD makes it
     (w := w - lr (g + weight_decay w)), with (||g||^2, ||w' - w||^2, ||w||^2 before the step)
-    as float64 floats taken in the same pass: one read of w and g and one write of w, where the
-    torch path reads g once more for its norm and w three times more for the copy before the
-    step and the change (``diff_copy``). w and g: contiguous CPU tensors of one float dtype."""
-    wn, gn = w.detach().numpy().reshape(-1), g.detach().numpy().reshape(-1)
-    t = wn.dtype.type   # lr and weight_decay in w's precision, as torch's scalar alpha
-    out = _kernels()["sgd"](wn, gn, t(-lr), t(weight_decay))
-    bump_version(w)
-    return out
+    as float64 floats taken in the same pass (see ``SGDSteps``, which steps many at once)."""
+    steps = SGDSteps([w])
+    if not steps.usable:
+        raise ValueError("sgd_step takes a contiguous float32 / float64 CPU tensor")
+    got = steps.step(lr, weight_decay, [g])
+    if got is None:
+        raise ValueError("sgd_step takes a dense gradient of the parameter's shape")
+    return tuple(float(x) for x in got[0])
+
+
+class SGDSteps:
+    """Plain SGD steps of a fixed list of parameters in one compiled call, bit for bit as
+    torch.optim.SGD makes them (p := p - lr (g + weight_decay p): its ``grad.add(param,
+    alpha=weight_decay)`` and ``param.add_(grad, alpha=-lr)``, each one fused multiply-add in the
+    parameter's precision), with per parameter (||g||^2, ||p' - p||^2, ||p||^2 before the step) in
+    float64 from the same pass: p and its gradient read once and p written once, where the probes'
+    torch path reads the gradient once more for its norm and p three times more (the copy before
+    the step and the change). One call for every parameter: on a step's hot path each Python line
+    costs 3-7 us (its data is out of the caches), more than a small parameter's arithmetic.
+
+    ``usable``: every parameter a contiguous CPU tensor of one float dtype (float32, float64).
+    A gradient obeys its parameter's layout (autograd's AccumulateGrad makes it so: contiguous
+    here) and dtype, so the two are read as one flat range each."""
+
+    def __init__(self, params: list):
+        import torch
+        self.params = list(params)
+        p0 = self.params[0] if self.params else None
+        self.usable = bool(self.params) and available() and p0.dtype in (torch.float32, torch.float64) and all(
+            p.is_cpu and p.dtype == p0.dtype and p.layout == torch.strided and p.is_contiguous() for p in self.params)
+        self.moved = False
+        if self.usable:
+            self.at = [p.data_ptr() for p in self.params]
+            self.w_at = np.array(self.at, dtype=np.intp)
+            self.sizes = np.array([p.numel() for p in self.params], dtype=np.intp)
+            self.scalar = np.float32 if p0.dtype == torch.float32 else np.float64
+            self.out = np.empty((len(self.params), 3))
+
+    def step(self, lr: float, weight_decay: float, grads: list | None = None) -> np.ndarray | None:
+        """The step, and [parameters, 3] float64: (||g||^2, ||p' - p||^2, ||p||^2 before). None, with
+        nothing changed, where a gradient is missing or not dense, or a parameter's storage moved
+        (make a new SGDSteps)."""
+        params = self.params
+        if grads is None:
+            grads = [p.grad for p in params]
+        try:
+            g_at = np.array([g.data_ptr() for g in grads], dtype=np.intp)   # (None: no gradient; sparse: no storage)
+        except (AttributeError, RuntimeError):
+            return None
+        if [p.data_ptr() for p in params] != self.at:
+            self.moved = True
+            return None
+        t = self.scalar
+        _kernels()["sgd_many"](self.w_at, g_at, self.sizes, t(-lr), t(weight_decay), self.out)
+        bump_versions(params)
+        return self.out
 
 
 def segment_sgd_step(w: np.ndarray, g: np.ndarray, starts: np.ndarray, lr: float, weight_decay: float) -> tuple:
@@ -215,3 +304,13 @@ def bump_version(t) -> None:
     """Tell autograd that a tensor was written in place behind its back (as torch's add_ does)."""
     from torch.autograd.graph import increment_version
     increment_version(t)
+
+
+def bump_versions(ts: list) -> None:
+    """``bump_version`` of every tensor of a list (one call where torch takes a list: 2.4 on)."""
+    import torch
+    try:
+        torch._C._increment_version(ts)
+    except TypeError:   # (an older torch: one tensor a call)
+        for t in ts:
+            bump_version(t)

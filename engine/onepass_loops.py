@@ -6,6 +6,8 @@ and why every sum is float64.
 """
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 # what the reductions may reorder: sums, no assumption about NaN or inf (those must propagate)
 jit = numba.njit(cache=True, fastmath={"reassoc", "contract"}, nogil=True)
@@ -265,3 +267,25 @@ def segment_sgd(w, g, starts, alpha, wd, gsq, dsq, wsq):
     for k in range(n):
         end = starts[k + 1] if k + 1 < n else w.shape[0]
         gsq[k], dsq[k], wsq[k] = sgd_sums(w[starts[k]:end], g[starts[k]:end], alpha, wd)
+
+
+@intrinsic
+def _pointer(typingctx, address, like):
+    """A pointer to ``like``'s type at an address (an intp): ``numba.carray`` makes an array of it."""
+    sig = types.CPointer(like)(types.intp, like)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    return sig, codegen
+
+
+@jit
+def sgd_many(w_at, g_at, sizes, alpha, wd, out):
+    """``sgd_sums`` of many parameters in one call: parameter t is ``sizes[t]`` entries of w's dtype
+    at address w_at[t], its gradient the same at g_at[t] (both contiguous); out[t] = its three
+    sums. ``alpha`` and ``wd`` are scalars of the parameters' dtype."""
+    for t in range(w_at.shape[0]):
+        n = sizes[t]
+        w = numba.carray(_pointer(w_at[t], alpha), (n,))
+        g = numba.carray(_pointer(g_at[t], alpha), (n,))
+        out[t, 0], out[t, 1], out[t, 2] = sgd_sums(w, g, alpha, wd)

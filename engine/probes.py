@@ -93,7 +93,8 @@ LAYER_STATS = ("weight_grad_norm", "bias_grad_norm", "delta_norm", "update_ratio
 STACK_MAX = 1 << 14
 DOT_MIN = 1 << 12   # a float32 tensor of at least this many entries: its norm by a BLAS dot (CPU)
 CLOSED_FORM = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")  # f' known from (name, slope)
-FLAT = "flat"   # the order of squares that come per slot from FlatParams
+FLAT = "flat"
+FEW = 4   # collect: a group of at most this many small layers takes one kernel call a layer   # the order of squares that come per slot from FlatParams
 CAT_KINDS = CLOSED_FORM   # activations that Probe._cat_sums reduces with every other small layer at once
 
 
@@ -398,12 +399,17 @@ def onepass_sums(act, z: torch.Tensor, a: torch.Tensor, shift: float) -> tuple |
     """One layer's five raw moments (as ``activation_moments``) as five floats, in one pass of
     ``onepass.activation_sums``; None where the kernels do not take z and a (small, not on the
     CPU, no closed form of f', numba missing) or a sum is not finite (the torch path says where)."""
+    plan = onepass_plan(act, z, a)
+    return None if plan is None else plan(z, a, shift)
+
+
+def onepass_plan(act, z: torch.Tensor, a: torch.Tensor):
+    """``onepass.activation_plan`` for this layer's z and a, or None where the kernels do not take them."""
     if act.name not in CLOSED_FORM or not onepass.fits(z, a):
         return None
     smooth = act.name in ("sigmoid", "tanh")
     kind = act.name if smooth or act.name == "identity" else "relu" if act.slope == 0 else "leaky_relu"
-    return onepass.activation_sums(kind, z, a, shift, saturation_root(act.name, z.dtype) if smooth else 0.0,
-                                   _unit_axis(z))
+    return onepass.activation_plan(kind, z, saturation_root(act.name, z.dtype) if smooth else 0.0, _unit_axis(z))
 
 
 def _units_of_stack(x: torch.Tensor) -> int:
@@ -487,6 +493,26 @@ def onepass_delta(g: torch.Tensor, per_unit: bool) -> tuple | None:
     sq, sums = got
     return (torch.tensor([math.sqrt(sq)], dtype=torch.float64),
             torch.from_numpy(sums)[None] if per_unit else g.new_empty((1, 0)))
+
+
+def _torch_only(items: list) -> list:
+    return [t for t in items if isinstance(t, torch.Tensor)]
+
+
+def _merged(items: list, host: np.ndarray) -> np.ndarray:
+    """The values of ``items`` (torch tensors, whose values are ``host`` in order, and numpy arrays)
+    as one flat array in the items' order."""
+    if all(isinstance(t, torch.Tensor) for t in items):
+        return host
+    out, at = [], 0
+    for t in items:
+        if isinstance(t, np.ndarray):
+            out.append(t.reshape(-1))
+        else:
+            n = t.numel()
+            out.append(host[at:at + n])
+            at += n
+    return np.concatenate(out) if out else host
 
 
 def _norms(g: torch.Tensor) -> tuple:
@@ -614,6 +640,7 @@ class Probe:
         self._unit_start = np.cumsum([0] + self.units)[:-1]
         self._handles, self._scratch, self._before = [], {}, None
         self._carry = {}   # weight index -> (version, storage, ||W||^2) of a buffer that holds it
+        self._lean = {}    # a large layer's onepass plan (act layer j, or ("delta", i)): see _act_seen
         self._layer_hooks = [self._layer_hook(i) for i in range(L)]
         # a plain stack the engine built: the probe's own forward keeps what the hooks would (a
         # module hook costs more Python than the layer it watches on a small net); else hooks
@@ -626,6 +653,8 @@ class Probe:
                 self._handles.append(m.register_forward_hook(self._layer_hooks[i]))
         self._step_follows = False   # begin(step_follows=True): see begin
         self._flat_params, self._flat_builds = None, 0   # zero_grad: flat parameter buffers (small plain stacks)
+        self.fused_steps = 0   # optimiser steps made by sgd_step
+        self._flat_fit = None  # FlatParams.fits of the module's parameters (decided once)
         if self._tracer is not None:
             self._tracer.on_act = self._on_traced_act
         elif self._taps is None:
@@ -709,12 +738,26 @@ class Probe:
 
     # ------------------------------------------------------------------ hooks
     def _layer_hook(self, i):
+        lean = self._lean
+
         def on_grad(g):
+            plan = lean.get(("delta", i))   # (shape, dtype, onepass.delta_plan, per_unit, count)
+            if plan is not None and g.shape == plan[0] and g.dtype == plan[1] and g.is_cpu and g.is_contiguous():
+                got = plan[2](g)
+                if got is not None:
+                    self._delta_fast[i] = (got, plan[3], plan[4])
+                    if self._delta_done:
+                        self._delta_done.pop(i, None)
+                    return None
+            shape, dtype = g.shape, g.dtype
             g, per_unit, count = self._delta_input(i, g.detach())
-            got = onepass.delta_sums(g, _unit_axis(g)) if onepass.fits(g) else None
+            plan = onepass.delta_plan(g, _unit_axis(g)) if onepass.fits(g) else None
+            got = plan(g) if plan is not None else None
             if got is not None:   # (collect makes the torch tensors of every such layer at once)
                 self._delta_fast[i] = (got, per_unit, count)
                 self._delta_done.pop(i, None)
+                if g.dim() == len(shape):   # (the shape as it came: the plan takes it as it is)
+                    lean[("delta", i)] = (shape, dtype, plan, per_unit, count)
             else:
                 self._delta_done[i] = (delta_stats(g[None], per_unit, self._scratch), count)
                 self._delta_fast.pop(i, None)
@@ -800,16 +843,30 @@ class Probe:
             self._act_done.pop(i, None)
             self._act_fast.pop(i, None)
             return
+        if shift is not None:   # a large layer seen before: its plan
+            plan = self._lean.get(i)   # (shape, dtype, onepass.activation_plan, sizes)
+            if plan is not None and z.shape == plan[0] and a.shape == plan[0] and z.dtype == plan[1] \
+                    and a.dtype == plan[1] and z.is_cpu and z.is_contiguous() and a.is_contiguous():
+                raw = plan[2](z, a, shift)
+                if raw is not None:
+                    self._act_fast[i] = raw
+                    self._act_sizes[i], self._act_shift[i] = plan[3], shift
+                    if self._act_done or self._act_kept:
+                        self._act_done.pop(i, None)
+                        self._act_kept.pop(i, None)
+                    return
         z, a = z.detach(), a.detach()   # reduced here, in the forward pass: no graph
         kept = (z, a, z._version, a._version)
         if shift is None:  # the first step decides from z itself (one host copy, once)
             shift = _shifts_for(*np.array([[float(z.mean())], [float(z.std(correction=0))]]))[0] if z.numel() else 0.0
             self._act_check[i] = kept     # and collect checks that z, a stay as they are
         self._act_sizes[i], self._act_shift[i] = _sizes(z), shift
-        raw = onepass_sums(act, z, a, shift)
+        plan = onepass_plan(act, z, a)
+        raw = None if plan is None else plan(z, a, shift)
         if raw is not None:   # five floats (collect makes one tensor of every such layer's)
             self._act_fast[i] = raw
             self._act_done.pop(i, None)
+            self._lean[i] = (z.shape, z.dtype, plan, self._act_sizes[i])
         else:
             self._act_done[i] = activation_moments(act, z[None], a[None], self._scratch, [shift])
             self._act_fast.pop(i, None)
@@ -1022,17 +1079,30 @@ class Probe:
         fast = {}
         for i, ((_, sums), per_unit, _) in self._delta_fast.items():   # one group a unit count
             fast.setdefault((per_unit, len(sums)), []).append(i)
-        for (per_unit, units), idx in fast.items():
+        for (per_unit, units), idx in fast.items():   # (numpy: placed by collect without a host copy)
             got = [self._delta_fast[i] for i in idx]
-            norms = torch.tensor([math.sqrt(sq) for (sq, _), _, _ in got], dtype=torch.float64)
-            sums = torch.from_numpy(np.stack([s for (_, s), _, _ in got])) if per_unit else \
-                torch.zeros((len(idx), 0), dtype=torch.float64)
+            norms = np.sqrt(np.array([sq for (sq, _), _, _ in got], dtype=np.float64))
+            sums = np.stack([s for (_, s), _, _ in got]) if per_unit else np.zeros((len(idx), 0))
             out.append((idx, norms, sums, [count for *_, count in got]))
         groups, kept = {}, {}
         for i, (o, _) in self._unchanged(self._out, self._hooked).items():
             if o.grad is not None:                       # None: no gradient reached it (NaN)
                 kept[i] = g, per_unit, _ = self._delta_input(i, o.grad)
                 groups.setdefault((g.shape, g.dtype, g.device, per_unit), []).append(i)
+        if onepass.available():   # a group of few small layers: one kernel call each (a group's torch
+            for key in [k for k, idx in groups.items() if len(idx) <= FEW and onepass.fits(kept[idx[0]][0], small=True)]:
+                idx = groups.pop(key)   # reductions cost ~10 calls, 100-200 us right after a step)
+                for i in idx:
+                    g, per_unit, count = kept[i]
+                    plan = self._lean.get(("delta small", i))
+                    if plan is None or plan[0] != g.shape:
+                        plan = self._lean[("delta small", i)] = (g.shape, onepass.delta_plan(g, _unit_axis(g)))
+                    got = plan[1](g)
+                    if got is None:   # (not finite: the torch path)
+                        groups.setdefault(key, []).append(i)
+                        continue
+                    sq, sums = got
+                    out.append(([i], np.array([math.sqrt(sq)]), sums[None] if per_unit else np.zeros((1, 0)), [count]))
         for (*_, per_unit), idx in groups.items():
             out.append((idx, *over_layers(lambda s, _: delta_stats(s[0], per_unit, self._scratch),
                                           ([kept[i][0] for i in idx],), idx), [kept[i][2] for i in idx]))
@@ -1042,8 +1112,8 @@ class Probe:
         """[(activation layer indices, five raw moments [k])] of this step's activation layers."""
         self._unchanged(self._act_check, self._eager_act)
         out = [([i], raw) for i, raw in self._act_done.items()]
-        if self._act_fast:   # [5, k]: stat after stat, as a group's
-            out.append((list(self._act_fast), (torch.from_numpy(np.array(list(self._act_fast.values())).T.ravel()),)))
+        if self._act_fast:   # [5, k]: stat after stat, as a group's (numpy: no host copy)
+            out.append((list(self._act_fast), (np.array(list(self._act_fast.values()), dtype=np.float64).T.ravel(),)))
         acts = [act for _, _, act in self.model.act_layers]
         groups = {}
         for i, (z, a, *_) in self._unchanged(self._act_kept, self._eager_act).items():
@@ -1111,7 +1181,7 @@ class Probe:
         # layers and units with nothing measured (no gradient reached them) stay NaN; every group
         # at once (a large layer is a group of its own: per-group numpy calls cost 50-100 us a layer)
         plan = self._placement(deltas, acts)
-        delta, neuron = np.full(L, np.nan, dtype=host.dtype), np.full(sum(self.units), np.nan)
+        delta, neuron = np.full(L, np.nan, dtype=np.result_type(host.dtype, norms.dtype)), np.full(sum(self.units), np.nan)
         count = np.ones(L)
         if plan["d_idx"].size:
             delta[plan["d_idx"]] = norms
@@ -1301,8 +1371,7 @@ class Probe:
         if fp is not None and not fp.intact():   # moved, or its gradients set to None: build them again
             fp = self._flat_params = None
             self._flat_builds += 1
-        if fp is None and self._taps is not None and self._flat_builds < 3 \
-                and FlatParams.fits(self.model.module, self._params):
+        if fp is None and self._taps is not None and self._flat_builds < 3 and self._flat_fits():
             L = len(self.layer_names)
             fp = self._flat_params = FlatParams(self._params, self._owner_list,
                                                 self._weight_owner_list + [None] * len(self.biases), 2 * L, L)
@@ -1311,6 +1380,13 @@ class Probe:
         else:
             fp.zero_grad()
             self._flat_live = True   # this step's gradients accumulate into the flat buffer
+
+    def _flat_fits(self) -> bool:
+        """``FlatParams.fits`` of the module's parameters, decided once (it walks every module)."""
+        fits = self._flat_fit
+        if fits is None:
+            fits = self._flat_fit = FlatParams.fits(self.model.module, self._params)
+        return fits
 
     def take_grad_norms(self) -> None:
         """``grad_norms`` for a caller that steps right after (``begin(step_follows=True)``, the
@@ -1348,72 +1424,53 @@ class Probe:
     def sgd_step(self, optimizer, lr: float, weight_decay: float) -> bool:
         """The Trainer's plain SGD step (``optimizer``: a torch.optim.SGD of one group, no momentum,
         see trainer.plain_sgd) made here, bit for bit as the optimiser makes it, with what
-        ``take_grad_norms`` and ``take_update_ratio`` keep taken from the same pass over each large
-        weight (``onepass.sgd_step``: W and dL/dW read once, W written once; the torch path reads
-        them five times more). Every other parameter: its norms as ``take_grad_norms`` takes them,
-        and the optimiser's own update. False, with nothing done, where a gradient is sparse or the
-        kernels are not there: the caller then steps as usual."""
-        if not onepass.available():
-            return False
-        params = optimizer.param_groups[0]["params"]
-        if any(p.grad is not None and (p.grad.is_sparse or not p.grad.is_cpu) for p in params):
-            return False
+        ``take_grad_norms`` and ``take_update_ratio`` keep taken from the same pass over every
+        parameter (``onepass.SGDSteps``: p and dL/dp read once, p written once; the torch path reads
+        them five times more, with a few torch calls per parameter). False, with nothing done, where
+        the kernels do not take the parameters or a gradient is missing: the caller steps as usual."""
         with torch.no_grad():
             if self._flat_live:
                 sq, diff = self._flat_params.sgd_step(lr, weight_decay)
                 self._raw_grad, self._raw_update = (sq, FLAT), (diff, FLAT)
+                self.fused_steps += 1
                 return True
-            P, W = len(self._params), len(self.weights)
-            sq, sq_order, num, num_order, done = [], [], [], [], set()
-            for k in self._sgd_fits():
-                p = self._params[k]
-                g = p.grad
-                if g is None or g.dtype != p.dtype or not g.is_contiguous():
-                    continue
-                gg, dd, ww = onepass.sgd_step(p, g, lr, weight_decay)
-                done.add(k)
-                sq.append(gg)
-                sq_order.append(k)
-                if k < W:
-                    sq.append(ww)
-                    sq_order.append(P + k)
-                    num.append(dd)
-                    num_order.append(k)
-            sq, num = [np.array(sq, dtype=np.float64)], [np.array(num, dtype=np.float64)]
-            rest = [k for k in range(P) if k not in done]
-            rest_w = [k for k in rest if k < W]
-            if rest:   # their squared norms before the update, and a copy of their weights
-                ts = [self._params[k].grad for k in rest] + [self.weights[k] for k in rest_w]
-                got, order = square_norms(ts, self._split_of(ts, ("sgd", len(done))))
-                at = rest + [P + k for k in rest_w]
-                sq.append(got.numpy())
-                sq_order += [at[i] for i in order]
-            before = [self._before_buffers()[k] for k in rest_w]
-            if before:
-                torch._foreach_copy_(before, [self.weights[k] for k in rest_w])
-            fused = {id(self._params[k]) for k in done}
-            others = [p for p in params if p.grad is not None and id(p) not in fused]
-            if others:   # as torch.optim.SGD's single-tensor step (on the CPU _foreach_ is that loop)
-                grads = [p.grad for p in others]
-                if weight_decay != 0:
-                    grads = torch._foreach_add(grads, others, alpha=weight_decay)
-                torch._foreach_add_(others, grads, alpha=-lr)
-            if rest_w:
-                got, order = diff_squares(before, [self.weights[k] for k in rest_w],
-                                          self._split_of(before, ("sgd before", len(done))))
-                num.append(got.numpy())
-                num_order += [rest_w[i] for i in order]
+            plan = self._sgd_plan(optimizer.param_groups[0]["params"])
+            if plan is None:
+                return False
+            steps, norm_slots, diff_slots = plan
+            out = steps.step(lr, weight_decay)
+            if out is None:   # (a gradient missing this step; a parameter moved: planned again next step)
+                if steps.moved:
+                    self._on_device.pop("sgd plan", None)
+                return False
+            L = len(self.layer_names)
+            # per slot as FlatParams gives them: gradients' squares, then the weights' (2L..3L-1)
+            self._raw_grad = (np.bincount(norm_slots, weights=out[:, (0, 2)].T.ravel(), minlength=3 * L + 1), FLAT)
+            self._raw_update = (np.bincount(diff_slots, weights=out[:, 1], minlength=L + 1), FLAT)
             self._carry = {}   # (the buffers hold no weight of this step's end)
-            self._raw_grad = (np.concatenate(sq), sq_order)
-            self._raw_update = (np.concatenate(num), num_order)
+            self.fused_steps += 1
         return True
 
-    def _sgd_fits(self) -> list:
-        """Indices of the measured parameters that ``onepass.sgd_step`` takes (decided once)."""
-        got = self._on_device.get("sgd fits")
-        if got is None:
-            got = self._on_device["sgd fits"] = [k for k, p in enumerate(self._params) if onepass.fits(p)]
-        return got
+    def _sgd_plan(self, params: list):
+        """(onepass.SGDSteps of the optimiser's parameters, the slot of each one's squared gradient
+        norm and then squared norm, the slot of each one's change) or None where the kernels do not
+        take them or a measured parameter is not among them; cached for the list."""
+        got = self._on_device.get("sgd plan")
+        if got is not None and got[0] is params and len(got[1]) == len(params):
+            return got[2]
+        plan = None
+        steps = onepass.SGDSteps(params) if params else None
+        index = {id(p): k for k, p in enumerate(self._params)}
+        if steps is not None and steps.usable and len({id(p) for p in params} & set(index)) == len(index):
+            L, W = len(self.layer_names), len(self.weights)
+            drop = 3 * L   # (a parameter the probe does not measure: its sums go to a slot not read)
+            ks = [index.get(id(p)) for p in params]
+            grad_slot = [drop if k is None else self._owner_list[k] for k in ks]
+            weight_slot = [2 * L + self._owner_list[k] if k is not None and k < W else drop for k in ks]
+            diff_slot = [self._owner_list[k] if k is not None and k < W else L for k in ks]
+            plan = (steps, np.array(grad_slot + weight_slot, dtype=np.intp), np.array(diff_slot, dtype=np.intp))
+        self._on_device["sgd plan"] = (params, list(params), plan)
+        return plan
 
     def _raw_finish(self, sq: np.ndarray, num) -> dict:
         """weight_grad_norm, bias_grad_norm, update_ratio and weight_rms from the squared norms that
@@ -1473,10 +1530,11 @@ class Probe:
                     return torch.zeros(0, device=dev)
                 return torch.cat(ts if one_axis else [t.reshape(-1) for t in ts])
             hist = torch.cat(hist).float() if len(hist) == len(self._hist) and hist else torch.zeros(0, device=dev)
-            parts = [head, *norm_parts,
-                     flat([norms for _, norms, _, _ in deltas], True),
-                     flat([sums for _, _, sums, _ in deltas]),
-                     flat([t for _, raw_ in acts for t in raw_], True),  # in z's own dtype (the cat promotes)
+            # (the one-pass kernels' results are numpy already: only the torch ones take the host copy)
+            d_norms, d_sums = [n for _, n, _, _ in deltas], [u for _, _, u, _ in deltas]
+            a_raws = [t for _, raw_ in acts for t in raw_]
+            parts = [head, *norm_parts, flat(_torch_only(d_norms), True), flat(_torch_only(d_sums)),
+                     flat(_torch_only(a_raws), True),  # in z's own dtype (the cat promotes)
                      time_norms.reshape(-1).to(dev), hist]
         host = torch.cat(parts).cpu().numpy()
         ends = list(itertools.accumulate(p.numel() for p in parts))
@@ -1493,6 +1551,7 @@ class Probe:
             out.update(got, time_grad_norm=None, preact_hist=None)
         else:
             norms, sums, raws, time_norms, hist_np = pieces[1 + len(norm_parts):]
+            norms, sums, raws = _merged(d_norms, norms), _merged(d_sums, sums), _merged(a_raws, raws)
             act = self._generic_finish(out, host, deltas, acts, norms, sums, raws, ts, time_norms, hist_np)
         out.update(zip(ACT_STATS, act.T.copy()))   # (each statistic a row of one copy)
         self._checked = True

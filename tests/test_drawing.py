@@ -491,3 +491,94 @@ def test_flow_bars_keep_their_colours_and_the_selected_outline_as_steps_arrive(q
     w.refresh()
     assert all(p.style() == Qt.PenStyle.NoPen for p in w.bars._pens)
     w.close()
+
+
+def _live_window(window, qtbot, layers=30, steps=3000):
+    """The main window showing a History of ``layers`` x ``steps`` (as the bench's redraw, smaller)."""
+    from PySide6.QtWidgets import QApplication
+    window.resize(1500, 920)
+    qtbot.waitExposed(window)
+    h = history(layers=layers, steps=steps)
+    window.session.show_history(h, {"name": "drawing"}, state="viewing")
+    for _ in range(5):
+        QApplication.processEvents()
+    return h
+
+
+def _frame(window, h, rng):
+    """One new step, every live panel refreshed, the posted events delivered (as the event loop does)."""
+    from PySide6.QtWidgets import QApplication
+    layers = len(h.layer_names)
+    h.extend_packed(rows(layers, 2, int(h.steps[-1]) + 1, 1, rng))
+    for view in window._live_views():
+        if view.isVisible():
+            view.refresh()
+    for _ in range(3):
+        QApplication.sendPostedEvents()
+
+
+def test_a_new_step_repaints_the_plots_changed_areas_only(window, qtbot):
+    """A frame of a live run paints what changed: the plots' areas whose items changed, the read-out; not the
+    dock title bars, tab bars, tool bar or labels around them; in the flow panel's line plot only the newest
+    pixel columns; the heatmap only when a whole block of columns is new (issue 9, item 8, sixth pass)."""
+    import pyqtgraph as pg
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtGui import QRegion
+    from PySide6.QtWidgets import QApplication
+    h = _live_window(window, qtbot)
+    views = {v.viewport(): v for v in window.findChildren(pg.GraphicsView) if v.isVisible()}
+    painted, regions = [], {}
+
+    class Watch(QObject):
+        def eventFilter(self, obj, ev):
+            if ev.type() == QEvent.Paint:
+                painted.append(obj)
+                if obj in views:
+                    regions.setdefault(obj, []).append(QRegion(ev.region()))
+            return False
+    watch = Watch()
+    QApplication.instance().installEventFilter(watch)
+    rng = np.random.default_rng(5)
+    try:
+        for _ in range(12):
+            _frame(window, h, rng)
+    finally:
+        QApplication.instance().removeEventFilter(watch)
+    readout = window.activation.stats
+    others = {type(o).__name__ for o in painted if o not in views and o is not readout and o.parent() is not readout}
+    assert others == set(), others                    # no chrome: every paint is a plot's or the read-out's
+    flow_port = window.flow.view.viewport()
+    lines_vb = window.flow.line_plot.getViewBox()
+    area = window.flow.view.mapFromScene(lines_vb.sceneBoundingRect()).boundingRect()
+    strips = [r.intersected(QRegion(area)) for r in regions[flow_port]]
+    shares = sorted(sum(x.width() * x.height() for x in s) / (area.width() * area.height()) for s in strips)
+    assert shares[len(shares) // 2] < 0.25, shares   # most frames: the newest pixel columns only
+    heat_port = window.heatmap.plot.viewport()
+    assert len(regions.get(heat_port, [])) <= 6          # ~3000 steps over ~700 px: a new block every ~4 steps
+
+
+def test_what_a_live_run_leaves_on_screen_equals_the_plots_painted_whole(window, qtbot):
+    """After many frames painted piecemeal (the flow lines' newest columns, the heatmap's picture kept while no
+    whole block is new), the window on screen is, pixel for pixel, the plots painted whole again."""
+    import pyqtgraph as pg
+    from PySide6.QtWidgets import QApplication
+    h = _live_window(window, qtbot)
+    rng = np.random.default_rng(6)
+    kept = 0
+    for _ in range(60):
+        _frame(window, h, rng)
+        kept += window.heatmap.image._extent is not None     # the same picture, not painted again
+    assert kept >= 20
+
+    def screen():
+        img = window.screen().grabWindow(window.winId()).toImage()
+        img = img.convertToFormat(img.Format.Format_RGB32)
+        return np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)[..., :3].copy()
+    on_screen = screen()
+    for v in window.findChildren(pg.GraphicsView):
+        if v.isVisible():
+            v.viewport().repaint()
+    QApplication.sendPostedEvents()
+    whole = screen()
+    differ = np.any(on_screen != whole, axis=2)
+    assert on_screen.shape == whole.shape and differ.sum() == 0, np.argwhere(differ)[:10]

@@ -78,7 +78,7 @@ SMALL = [{"type": "linear", "units": 30}, {"type": "tanh"}] * 3   # flat paramet
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
 def test_the_fused_step_trains_and_measures_as_the_optimiser(monkeypatch, layers, weight_decay):
     """Two trainers on one spec, one with the fused step and one with torch.optim.SGD's own: the same
-    weights bit for bit after every step, and the same statistics."""
+    weights bit for bit after every step, and the same statistics (float64 sums on the fused step)."""
     fused = Trainer(experiment.build(_spec(layers, weight_decay)))
     plain = Trainer(experiment.build(_spec(layers, weight_decay)))
     for step in range(6):
@@ -88,11 +88,11 @@ def test_the_fused_step_trains_and_measures_as_the_optimiser(monkeypatch, layers
         monkeypatch.undo()
         for p, q in zip(fused.module.parameters(), plain.module.parameters()):
             assert torch.equal(p, q), f"step {step}: the weights differ"
-        for name in STATS:
-            np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, err_msg=f"{name}, step {step}")
+        for name in STATS:   # (rtol 1e-6: the optimiser's path takes a small tensor's norm in float32)
+            np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-6, err_msg=f"{name}, step {step}")
     assert plain_sgd(fused.optimizer) == (0.3, weight_decay)
     if layers is BIG:
-        assert fused.probe._sgd_fits(), "no weight took the fused step"
+        assert fused.probe.fused_steps == 6, "the fused step was not taken"
 
 
 def test_the_fused_step_measures_the_change_made():
@@ -143,3 +143,23 @@ def test_clipping_keeps_the_optimisers_step():
     tr.optimizer.register_step_post_hook(lambda *a: calls.append(1))
     snap = tr.train_step()
     assert calls == [1] and snap.weight_grad_norm[0] > 1e-3
+
+
+def test_the_steps_change_nothing_where_they_cannot_take_a_gradient():
+    ps = [torch.nn.Parameter(torch.randn(64, 64)), torch.nn.Parameter(torch.randn(64))]
+    steps = onepass.SGDSteps(ps)
+    assert steps.usable
+    ps[0].grad = torch.randn(64, 64)   # the bias has no gradient (torch's SGD would skip it)
+    before = [p.detach().clone() for p in ps]
+    assert steps.step(0.1, 0.0) is None and all(torch.equal(p, b) for p, b in zip(ps, before))
+    ps[1].grad = torch.randn(64)
+    got = steps.step(0.1, 0.0)
+    assert got is not None and got[1, 0] == pytest.approx(float(ps[1].grad.double().square().sum()), rel=1e-12)
+    ps[0].data = torch.randn(64, 64)   # new storage: the caller plans again
+    assert steps.step(0.1, 0.0) is None and steps.moved
+    emb = torch.nn.Embedding(10, 4, sparse=True)
+    emb(torch.tensor([1, 2])).sum().backward()
+    weights = emb.weight.detach().clone()
+    assert onepass.SGDSteps([emb.weight]).step(0.1, 0.0) is None and torch.equal(emb.weight, weights)
+    assert not onepass.SGDSteps([torch.randn(8, 8).t()]).usable
+    assert not onepass.SGDSteps([torch.randn(8), torch.randn(8, dtype=torch.float64)]).usable

@@ -177,6 +177,9 @@ class LayerLines(pg.GraphicsObject):
         self._raster = None              # the lines kept as an image (_Raster), or None: draw them all
         self._thin = None                # per layer (1 px pen of its colour, pixel offsets), or None: to make
         self._polylines = _Polylines()   # the polygons the image's newest columns are drawn with
+        self._brect = None               # the bounding rect, or None: to find
+        # paint is told the area exposed (a new step exposes a few pixel columns: only those are drawn)
+        self.setFlag(self.GraphicsItemFlag.ItemUsesExtendedStyleOption)
 
     # ------------------------------------------------------------------ data
     def set_layers(self, pens: list) -> None:
@@ -212,10 +215,42 @@ class LayerLines(pg.GraphicsObject):
         self._paths = self._shown = None
         bounds = self._data_bounds()
         if bounds != self._bounds:
-            self.prepareGeometryChange()
+            if self.getViewBox() is None or (bounds is None) != (self._bounds is None):
+                self.prepareGeometryChange()   # in a view the bounding rect is the view's (unless nothing is drawn)
+            self._brect = None
             self._bounds = bounds
             self.informViewBoundsChanged()
-        self.update()
+        area = self._changed_area()
+        if area is None:
+            self.update()
+        elif not area.isEmpty():
+            self.update(area)
+
+    def _changed_area(self):
+        """What a paint now would change, in item coordinates: the pixel columns of the kept image from
+        the first changed point on (a run's new step: a few columns), an empty rect (nothing), or None
+        (all of it: no image kept, or the view moved too far from the one it was drawn with)."""
+        r, vb = self._raster, self.getViewBox()
+        if r is None or vb is None or r.xs is None:
+            return None
+        t = self.deviceTransform_()   # pyqtgraph's: item -> the view's device pixels (None: not shown)
+        if t is None or t.m12() or t.m21():
+            return None
+        key = (t.m11(), t.m22(), t.m31(), t.m32())
+        xs, ys = self.shown()
+        rect = t.mapRect(vb.viewRect()).toAlignedRect().adjusted(-4, -4, 4, 4)
+        if not (r.rect.contains(rect) and self._near(r.key, key, xs)):
+            return None
+        first = _first_change(r.xs, r.ys, xs, ys)
+        if first is None:
+            return QRectF()
+        if first == 0:
+            return None
+        # as _draw_into clears: from a few pixels before the point ahead of the first change to the right edge
+        left = r.rect.left() + int(np.floor(xs[first - 1] * r.key[0] + r.key[2] - r.rect.left())) - 5
+        device = QRectF(left, r.rect.top(), r.rect.right() + 1 - left, r.rect.height())
+        inverse, ok = t.inverted()
+        return inverse.mapRect(device) if ok else None
 
     def _data_bounds(self):
         on = np.asarray(self.visible, dtype=bool)
@@ -234,20 +269,29 @@ class LayerLines(pg.GraphicsObject):
         return self.pixel_padding
 
     def boundingRect(self) -> QRectF:
+        """In a view: the view's rect and a few pixels (the kept image's area), so that a new step changes
+        no geometry (a change of it repaints the whole item); else the data's bounds."""
         b = self._bounds
         if b is None:
             return QRectF()
-        r = QRectF(QPointF(b[0], b[2]), QPointF(b[1], b[3]))
-        vb = self.getViewBox()
-        px, py = (vb.viewPixelSize() if vb is not None else (0.0, 0.0))
-        return r.adjusted(-4 * px, -4 * py, 4 * px, 4 * py)   # room for the selected line's 3.5 px pen
+        if self._brect is None:
+            vb = self.getViewBox()
+            px, py = (vb.viewPixelSize() if vb is not None else (0.0, 0.0))
+            px, py = abs(px), abs(py)
+            r = vb.viewRect() if vb is not None else QRectF(QPointF(b[0], b[2]), QPointF(b[1], b[3]))
+            self._brect = r.normalized().adjusted(-8 * px, -8 * py, 8 * px, 8 * py)   # the selected 3.5 px pen too
+        return QRectF(self._brect)
 
     def viewRangeChanged(self) -> None:
-        self._paths = self._shown = None
-        self.update()
+        self._view_moved()
 
     def viewTransformChanged(self) -> None:
+        self._view_moved()
+
+    def _view_moved(self) -> None:
         self._paths = self._shown = None
+        self.prepareGeometryChange()
+        self._brect = None
         self.update()
 
     # ------------------------------------------------------------------ drawing
@@ -305,9 +349,14 @@ class LayerLines(pg.GraphicsObject):
             self._draw_into(r, xs, ys, 0)
         r.xs, r.ys = xs, ys
         self._paths = (r.key, None)
+        part = r.rect
+        if args and hasattr(args[0], "exposedRect"):   # only what is exposed (a new step: a few columns)
+            part = r.rect.intersected(t.mapRect(args[0].exposedRect).toAlignedRect().adjusted(-2, -2, 2, 2))
+            if part.isEmpty():
+                return
         p.save()
         p.resetTransform()
-        p.drawImage(r.rect.topLeft(), r.image)
+        p.drawImage(part.topLeft(), r.image, part.translated(-r.rect.left(), -r.rect.top()))
         p.restore()
 
     def _near(self, drawn, key, xs) -> bool:

@@ -50,6 +50,15 @@ every item of the plot was drawn anew; kept, the axes, the lines' kept image and
 cached as pixmaps stay as they are until the range has moved a quarter of a pixel. The
 padding an auto range leaves around the data (a few pixels) holds that quarter pixel. A range
 set by hand, ``autoRange()`` and a linked view are exact as before.
+
+8. An item whose bounds change asks its view for one pixel's paint, not the whole plot's.
+``ViewBox.queueUpdateAutoRange`` (every ``informViewBoundsChanged``: a curve, bars or an image
+given new data, every step of a run) marked the whole ViewBox dirty so that a paint would come
+and update the auto range first; that repainted the whole plot area (background, every item,
+the axes' grids) each frame even where one pixel column of it had changed. The auto range is
+still marked to be updated at the next paint, and a paint still comes (of the box's top-left
+pixel); a range that then moves repaints the whole box, as before; the items that changed
+ask for their own areas (issue 9, item 8, sixth pass).
 """
 from __future__ import annotations
 
@@ -60,7 +69,7 @@ from pyqtgraph.graphicsItems.AxisItem import AxisItem
 from pyqtgraph.graphicsItems.BarGraphItem import BarGraphItem
 from pyqtgraph.graphicsItems.PlotCurveItem import PlotCurveItem
 from pyqtgraph.graphicsItems.ViewBox import ViewBox
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QPen, QPixmapCache, QTransform
 from PySide6.QtWidgets import QGraphicsItem
 
@@ -245,6 +254,18 @@ def _install_steady_auto_range() -> None:
     ViewBox._auto_range_steady = True
 
 
+def _install_quiet_auto_range_queue() -> None:
+    if getattr(ViewBox, "_auto_range_queue_quiet", False):
+        return
+
+    def queue_update_auto_range(self):
+        self._autoRangeNeedsUpdate = True
+        self.update(QRectF(0.0, 0.0, 1.0, 1.0))   # a paint comes (its prepareForPaint ranges the view)
+
+    ViewBox.queueUpdateAutoRange = queue_update_auto_range
+    ViewBox._auto_range_queue_quiet = True
+
+
 def _install_direct_bars() -> None:
     if getattr(BarGraphItem, "_painted_directly", False):
         return
@@ -334,6 +355,8 @@ if _module_fn is not None and all(hasattr(AxisItem, n) for n in ("setRange", "pa
 _install_axis_cache()
 if all(hasattr(ViewBox, n) for n in ("updateAutoRange", "setRange")):
     _install_steady_auto_range()
+if hasattr(ViewBox, "queueUpdateAutoRange") and "_autoRangeNeedsUpdate" in ViewBox.__init__.__code__.co_names:
+    _install_quiet_auto_range_queue()
 if all(hasattr(BarGraphItem, n) for n in ("paint", "_render", "_updateColors")):
     _install_direct_bars()
 if all(hasattr(PlotCurveItem, n) for n in ("paint", "getPath", "_shouldUseDrawLineSegments")):
