@@ -87,9 +87,11 @@ def available() -> bool:
     return _kernels() is not None
 
 
-def fits(*ts) -> bool:
-    """Tensors the kernels take: large, on the CPU, contiguous, float32 or float64; numba there."""
-    return all(t.is_cpu and t.numel() >= MIN_ENTRIES and t.dtype in _dtypes() and t.is_contiguous()
+def fits(*ts, small: bool = False) -> bool:
+    """Tensors the kernels take: large (or ``small``: any size), on the CPU, contiguous, float32 or
+    float64; numba there."""
+    least = 1 if small else MIN_ENTRIES
+    return all(t.is_cpu and t.numel() >= least and t.dtype in _dtypes() and t.is_contiguous()
                for t in ts) and available()
 
 

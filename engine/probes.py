@@ -93,7 +93,8 @@ LAYER_STATS = ("weight_grad_norm", "bias_grad_norm", "delta_norm", "update_ratio
 STACK_MAX = 1 << 14
 DOT_MIN = 1 << 12   # a float32 tensor of at least this many entries: its norm by a BLAS dot (CPU)
 CLOSED_FORM = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")  # f' known from (name, slope)
-FLAT = "flat"   # the order of squares that come per slot from FlatParams
+FLAT = "flat"
+FEW = 4   # collect: a group of at most this many small layers takes one kernel call a layer   # the order of squares that come per slot from FlatParams
 CAT_KINDS = CLOSED_FORM   # activations that Probe._cat_sums reduces with every other small layer at once
 
 
@@ -165,6 +166,18 @@ def safe_norms(x: torch.Tensor) -> torch.Tensor:
     if x.dtype != torch.float32:
         return _per_layer(torch.linalg.vector_norm, x).double()
     return _retake64(_sum_squares(x), x).sqrt_()
+
+
+def _time_norms(x: torch.Tensor) -> torch.Tensor:
+    """``safe_norms`` of a fused layer's dL/dh_t [time steps, ...]: where the kernels take it, in
+    float64 in one pass (a vanishing gradient's early steps, ~1e-22, square to float32 denormals,
+    on which a float32 norm is ~10x slower: 0.94 ms against 0.2 ms for 100 x 64 x 64)."""
+    if x.dtype == torch.float32 and x.is_contiguous() and onepass.fits(x):
+        flat = x.detach().reshape(-1).numpy()
+        out = onepass.segment_squares(flat, np.arange(0, flat.shape[0], flat.shape[0] // x.shape[0]),
+                                      np.empty(x.shape[0]))
+        return torch.from_numpy(out).sqrt_()
+    return safe_norms(x)
 
 
 def safe_sum_squares(x: torch.Tensor) -> torch.Tensor:
@@ -482,6 +495,26 @@ def onepass_delta(g: torch.Tensor, per_unit: bool) -> tuple | None:
             torch.from_numpy(sums)[None] if per_unit else g.new_empty((1, 0)))
 
 
+def _torch_only(items: list) -> list:
+    return [t for t in items if isinstance(t, torch.Tensor)]
+
+
+def _merged(items: list, host: np.ndarray) -> np.ndarray:
+    """The values of ``items`` (torch tensors, whose values are ``host`` in order, and numpy arrays)
+    as one flat array in the items' order."""
+    if all(isinstance(t, torch.Tensor) for t in items):
+        return host
+    out, at = [], 0
+    for t in items:
+        if isinstance(t, np.ndarray):
+            out.append(t.reshape(-1))
+        else:
+            n = t.numel()
+            out.append(host[at:at + n])
+            at += n
+    return np.concatenate(out) if out else host
+
+
 def _norms(g: torch.Tensor) -> tuple:
     """||g|| per layer of a stack [layers, ...] (the time gradient of each step)."""
     return (safe_norms(g),)
@@ -621,6 +654,7 @@ class Probe:
         self._step_follows = False   # begin(step_follows=True): see begin
         self._flat_params, self._flat_builds = None, 0   # zero_grad: flat parameter buffers (small plain stacks)
         self.fused_steps = 0   # optimiser steps made by sgd_step
+        self._flat_fit = None  # FlatParams.fits of the module's parameters (decided once)
         if self._tracer is not None:
             self._tracer.on_act = self._on_traced_act
         elif self._taps is None:
@@ -1045,17 +1079,30 @@ class Probe:
         fast = {}
         for i, ((_, sums), per_unit, _) in self._delta_fast.items():   # one group a unit count
             fast.setdefault((per_unit, len(sums)), []).append(i)
-        for (per_unit, units), idx in fast.items():
+        for (per_unit, units), idx in fast.items():   # (numpy: placed by collect without a host copy)
             got = [self._delta_fast[i] for i in idx]
-            norms = torch.tensor([math.sqrt(sq) for (sq, _), _, _ in got], dtype=torch.float64)
-            sums = torch.from_numpy(np.stack([s for (_, s), _, _ in got])) if per_unit else \
-                torch.zeros((len(idx), 0), dtype=torch.float64)
+            norms = np.sqrt(np.array([sq for (sq, _), _, _ in got], dtype=np.float64))
+            sums = np.stack([s for (_, s), _, _ in got]) if per_unit else np.zeros((len(idx), 0))
             out.append((idx, norms, sums, [count for *_, count in got]))
         groups, kept = {}, {}
         for i, (o, _) in self._unchanged(self._out, self._hooked).items():
             if o.grad is not None:                       # None: no gradient reached it (NaN)
                 kept[i] = g, per_unit, _ = self._delta_input(i, o.grad)
                 groups.setdefault((g.shape, g.dtype, g.device, per_unit), []).append(i)
+        if onepass.available():   # a group of few small layers: one kernel call each (a group's torch
+            for key in [k for k, idx in groups.items() if len(idx) <= FEW and onepass.fits(kept[idx[0]][0], small=True)]:
+                idx = groups.pop(key)   # reductions cost ~10 calls, 100-200 us right after a step)
+                for i in idx:
+                    g, per_unit, count = kept[i]
+                    plan = self._lean.get(("delta small", i))
+                    if plan is None or plan[0] != g.shape:
+                        plan = self._lean[("delta small", i)] = (g.shape, onepass.delta_plan(g, _unit_axis(g)))
+                    got = plan[1](g)
+                    if got is None:   # (not finite: the torch path)
+                        groups.setdefault(key, []).append(i)
+                        continue
+                    sq, sums = got
+                    out.append(([i], np.array([math.sqrt(sq)]), sums[None] if per_unit else np.zeros((1, 0)), [count]))
         for (*_, per_unit), idx in groups.items():
             out.append((idx, *over_layers(lambda s, _: delta_stats(s[0], per_unit, self._scratch),
                                           ([kept[i][0] for i in idx],), idx), [kept[i][2] for i in idx]))
@@ -1065,8 +1112,8 @@ class Probe:
         """[(activation layer indices, five raw moments [k])] of this step's activation layers."""
         self._unchanged(self._act_check, self._eager_act)
         out = [([i], raw) for i, raw in self._act_done.items()]
-        if self._act_fast:   # [5, k]: stat after stat, as a group's
-            out.append((list(self._act_fast), (torch.from_numpy(np.array(list(self._act_fast.values())).T.ravel()),)))
+        if self._act_fast:   # [5, k]: stat after stat, as a group's (numpy: no host copy)
+            out.append((list(self._act_fast), (np.array(list(self._act_fast.values()), dtype=np.float64).T.ravel(),)))
         acts = [act for _, _, act in self.model.act_layers]
         groups = {}
         for i, (z, a, *_) in self._unchanged(self._act_kept, self._eager_act).items():
@@ -1088,7 +1135,7 @@ class Probe:
         if not ts and not rows:
             return ts, torch.zeros(0)
         gs = [kept[t][0] for t in ts]
-        norms = [safe_norms(g) for g, _ in rows.values()]
+        norms = [_time_norms(g) for g, _ in rows.values()]
         if len({g.shape for g in gs}) == 1:
             norms.append(over_layers(lambda s, _: _norms(s[0]), (gs,), ts)[0])
         else:
@@ -1134,7 +1181,7 @@ class Probe:
         # layers and units with nothing measured (no gradient reached them) stay NaN; every group
         # at once (a large layer is a group of its own: per-group numpy calls cost 50-100 us a layer)
         plan = self._placement(deltas, acts)
-        delta, neuron = np.full(L, np.nan, dtype=host.dtype), np.full(sum(self.units), np.nan)
+        delta, neuron = np.full(L, np.nan, dtype=np.result_type(host.dtype, norms.dtype)), np.full(sum(self.units), np.nan)
         count = np.ones(L)
         if plan["d_idx"].size:
             delta[plan["d_idx"]] = norms
@@ -1324,8 +1371,7 @@ class Probe:
         if fp is not None and not fp.intact():   # moved, or its gradients set to None: build them again
             fp = self._flat_params = None
             self._flat_builds += 1
-        if fp is None and self._taps is not None and self._flat_builds < 3 \
-                and FlatParams.fits(self.model.module, self._params):
+        if fp is None and self._taps is not None and self._flat_builds < 3 and self._flat_fits():
             L = len(self.layer_names)
             fp = self._flat_params = FlatParams(self._params, self._owner_list,
                                                 self._weight_owner_list + [None] * len(self.biases), 2 * L, L)
@@ -1334,6 +1380,13 @@ class Probe:
         else:
             fp.zero_grad()
             self._flat_live = True   # this step's gradients accumulate into the flat buffer
+
+    def _flat_fits(self) -> bool:
+        """``FlatParams.fits`` of the module's parameters, decided once (it walks every module)."""
+        fits = self._flat_fit
+        if fits is None:
+            fits = self._flat_fit = FlatParams.fits(self.model.module, self._params)
+        return fits
 
     def take_grad_norms(self) -> None:
         """``grad_norms`` for a caller that steps right after (``begin(step_follows=True)``, the
@@ -1477,10 +1530,11 @@ class Probe:
                     return torch.zeros(0, device=dev)
                 return torch.cat(ts if one_axis else [t.reshape(-1) for t in ts])
             hist = torch.cat(hist).float() if len(hist) == len(self._hist) and hist else torch.zeros(0, device=dev)
-            parts = [head, *norm_parts,
-                     flat([norms for _, norms, _, _ in deltas], True),
-                     flat([sums for _, _, sums, _ in deltas]),
-                     flat([t for _, raw_ in acts for t in raw_], True),  # in z's own dtype (the cat promotes)
+            # (the one-pass kernels' results are numpy already: only the torch ones take the host copy)
+            d_norms, d_sums = [n for _, n, _, _ in deltas], [u for _, _, u, _ in deltas]
+            a_raws = [t for _, raw_ in acts for t in raw_]
+            parts = [head, *norm_parts, flat(_torch_only(d_norms), True), flat(_torch_only(d_sums)),
+                     flat(_torch_only(a_raws), True),  # in z's own dtype (the cat promotes)
                      time_norms.reshape(-1).to(dev), hist]
         host = torch.cat(parts).cpu().numpy()
         ends = list(itertools.accumulate(p.numel() for p in parts))
@@ -1497,6 +1551,7 @@ class Probe:
             out.update(got, time_grad_norm=None, preact_hist=None)
         else:
             norms, sums, raws, time_norms, hist_np = pieces[1 + len(norm_parts):]
+            norms, sums, raws = _merged(d_norms, norms), _merged(d_sums, sums), _merged(a_raws, raws)
             act = self._generic_finish(out, host, deltas, acts, norms, sums, raws, ts, time_norms, hist_np)
         out.update(zip(ACT_STATS, act.T.copy()))   # (each statistic a row of one copy)
         self._checked = True
