@@ -107,6 +107,20 @@ def forward_step(z, c_prev, c, tc, h):
 
 
 @jit
+def forward_step_in(z, x, w, bias, c_prev, c, tc, h):
+    """``forward_step`` after adding the input's part to z: x (B, I) times w (I, 4H) (W_ih^T),
+    and the bias (4H,) (a few input features: no pass of its own over the whole sequence)."""
+    for b in range(z.shape[0]):
+        for k in range(z.shape[1]):
+            z[b, k] += bias[k]
+        for i in range(x.shape[1]):
+            xv = x[b, i]
+            for k in range(z.shape[1]):
+                z[b, k] += xv * w[i, k]
+    forward_step(z, c_prev, c, tc, h)
+
+
+@jit
 def backward_step(gates, f_next, c_prev, tc, dh, dc, grads, db):
     """One time step of the backward, from its dL/dh_t (dh, (B, H): the output's gradient plus
     W_hh^T dL/dgates_(t+1)): dc (B, H) holds dL/dc_(t+1) on entry (times f_next's forget block,
@@ -136,3 +150,15 @@ def backward_step(gates, f_next, c_prev, tc, dh, dc, grads, db):
             grads[b, 3 * H + j] = dh[b, j] * tc[b, j] * (o - o * o)
         for k in range(4 * H):
             db[k] += grads[b, k]
+
+
+@jit
+def backward_step_in(gates, f_next, c_prev, tc, dh, dc, grads, db, x, dw):
+    """``backward_step``, and dw (I, 4H) float64 adds the input weights' gradient of the step,
+    its gate gradients times x (B, I) summed over the batch (transposed: dL/dW_ih^T)."""
+    backward_step(gates, f_next, c_prev, tc, dh, dc, grads, db)
+    for b in range(grads.shape[0]):
+        for i in range(x.shape[1]):
+            xv = np.float64(x[b, i])
+            for k in range(grads.shape[1]):
+                dw[i, k] += grads[b, k] * xv

@@ -24,7 +24,9 @@ ones to float rounding.
 """
 from __future__ import annotations
 
+import collections
 import functools
+import weakref
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -51,6 +53,33 @@ def warm() -> None:
         out.sum().backward()
 
 
+# Buffers of a few recent shapes, used again: a fresh 6.5 MB buffer is fresh pages, each page
+# faulted in and zeroed on its first write (the memory task's layer faulted 2,000 pages a step,
+# ~1.5 us each, 3 ms of a 15 ms step). The forward's (gates, c_t, tanh(c_t)) come back when the
+# graph that keeps them is freed (a finalizer on its node), the backward's scratch at its end.
+_FREE: collections.OrderedDict = collections.OrderedDict()   # key -> [buffers, ...], newest last
+_KEEP, _KEEP_EACH = 4, 2   # at most 4 keys (shapes), 2 sets each
+
+
+def _take(key, make):
+    """A set of buffers for ``key`` from the pool, or ``make()``'s. (No lock: the list operations
+    are atomic, and a finalizer that ran inside a lock here would wait on itself.)"""
+    try:
+        return _FREE[key].pop()
+    except (KeyError, IndexError):
+        return make()
+
+
+def _give(key, bufs) -> None:
+    """Hand a set of buffers back to the pool (the oldest key goes where there are too many)."""
+    kept = _FREE.setdefault(key, [])
+    if len(kept) < _KEEP_EACH:
+        kept.append(bufs)
+    _FREE.move_to_end(key)
+    while len(_FREE) > _KEEP:
+        _FREE.popitem(last=False)
+
+
 class _LSTMLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, tap, compiled):
@@ -59,9 +88,17 @@ class _LSTMLayer(torch.autograd.Function):
         k = _loops() if compiled and is_compiled(x.dtype) else None
         whT = w_hh.t().contiguous()
         bias = None if b_ih is None else b_ih + b_hh
-        gates = x.new_empty(T, B, 4 * H)   # rows (i, f, g, o) as PyTorch's weights
+        key = (T, B, H, x.dtype)
+        # gates: rows (i, f, g, o) as PyTorch's weights; cs: c_t (row 0 c0); tc: tanh(c_t)
+        ctx.key, ctx.bufs = key, _take(key, lambda: (x.new_empty(T, B, 4 * H), x.new_empty(T + 1, B, H),
+                                                      x.new_empty(T, B, H)))
+        weakref.finalize(ctx, _give, key, ctx.bufs).atexit = False
+        gates, cs, tc = ctx.bufs
         flat, xs = gates.view(T * B, 4 * H), x.reshape(T * B, I)
-        if k is not None and bias is not None:   # the bias in the whole sequence's input product
+        fold = k is not None and I <= FOLD_INPUT
+        if fold:
+            pass
+        elif k is not None and bias is not None:   # the bias in the whole sequence's input product
             if I == 1:   # an outer product: one pass (addmm with k = 1 takes 1.8x as long)
                 torch.addcmul(bias, xs, w_ih.t(), out=flat)
             else:
@@ -71,46 +108,70 @@ class _LSTMLayer(torch.autograd.Function):
             torch.mm(xs, w_ih.t(), out=flat)
         # the output is a tensor of its own (not a view), saved as the fused kernel saves its own:
         # changing it in place before the backward is refused there as with the fused kernel
-        out, cs, tc = x.new_empty(T, B, H), x.new_empty(T + 1, B, H), x.new_empty(T, B, H)
+        out = x.new_empty(T, B, H)
         h0 = h0.contiguous()
         cs[0] = c0
         G, hu = gates.unbind(0), out.unbind(0)
         prev = (h0, *hu[:-1])   # h_(t-1)
-        if k is not None:   # per step: the gate product, then one call for all the rest
+        if fold:
+            gn, cn, tn, hn = (a.detach().numpy() for a in (gates, cs, tc, out))
+            xn = x.detach().contiguous().numpy()
+            wn = w_ih.detach().t().contiguous().numpy()
+            bn = (bias if bias is not None else x.new_zeros(4 * H)).detach().numpy()
+            step = k.forward_step_in
+            with torch._C.DisableTorchFunction():   # (a function mode, as the tracer's: 2 us a call)
+                for t in range(T):
+                    torch.mm(prev[t], whT, out=G[t])
+                    step(gn[t], xn[t], wn, bn, cn[t], cn[t + 1], tn[t], hn[t])
+        elif k is not None:   # per step: the gate product, then one call for all the rest
             gn, cn, tn, hn = (a.detach().numpy() for a in (gates, cs, tc, out))
             step = k.forward_step
-            for t in range(T):
-                G[t].addmm_(prev[t], whT)
-                step(gn[t], cn[t], cn[t + 1], tn[t], hn[t])
+            with torch._C.DisableTorchFunction():
+                for t in range(T):
+                    G[t].addmm_(prev[t], whT)
+                    step(gn[t], cn[t], cn[t + 1], tn[t], hn[t])
         else:
             _forward_torch(gates, bias, prev, whT, cs, tc, out)
-        ctx.compiled = k is not None
-        ctx.save_for_backward(x, h0, w_ih, w_hh, gates, out, cs, tc)
+        ctx.compiled, ctx.fold = k is not None, fold
+        ctx.save_for_backward(x, h0, w_ih, w_hh, out)
         return out, out[T - 1].clone(), cs[T].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, dhn, dcn, *_):
-        x, h0, w_ih, w_hh, gates, out, cs, tc = ctx.saved_tensors
+        x, h0, w_ih, w_hh, out = ctx.saved_tensors
+        gates, cs, tc = ctx.bufs
         T, B, H = tc.shape
         need = ctx.needs_input_grad
-        grads, dh = torch.empty_like(gates), torch.empty_like(tc)
+        scratch = ("grads",) + ctx.key
+        grads, dh = _take(scratch, lambda: torch.empty_like(gates)), torch.empty_like(tc)
         dc = dcn.contiguous().clone()
         G, du, dou = grads.unbind(0), dh.unbind(0), dout.unbind(0)
-        db = None
+        db = dw_ih = None
         if ctx.compiled:
             k = _loops()
             gn, cn, tn, hn, grn = (a.numpy() for a in (gates, cs, tc, dh, grads))
-            dcv, dbv, step = dc.numpy(), torch.zeros(4 * H, dtype=torch.float64), k.backward_step
+            dcv, dbv = dc.numpy(), torch.zeros(4 * H, dtype=torch.float64)
             dbn = dbv.numpy()
+            if ctx.fold:   # the input weights' gradient summed a step at a time as the bias's
+                xn, dwv = x.detach().contiguous().numpy(), torch.zeros(x.shape[2], 4 * H, dtype=torch.float64)
+                dwn = dwv.numpy()
+
+                def step(t, nxt):
+                    k.backward_step_in(gn[t], nxt, cn[t], tn[t], hn[t], dcv, grn[t], dbn, xn[t], dwn)
+            else:
+                def step(t, nxt):
+                    k.backward_step(gn[t], nxt, cn[t], tn[t], hn[t], dcv, grn[t], dbn)
             for t in range(T - 1, -1, -1):
                 if t < T - 1:
                     torch.addmm(dou[t], G[t + 1], w_hh, out=du[t])
-                    step(gn[t], gn[t + 1], cn[t], tn[t], hn[t], dcv, grn[t], dbn)
+                    step(t, gn[t + 1])
                 else:
                     torch.add(dou[t], dhn, out=du[t])
-                    step(gn[t], None, cn[t], tn[t], hn[t], dcv, grn[t], dbn)
+                    step(t, None)
             db = dbv.to(gates.dtype)
+            if ctx.fold and need[3]:
+                dw_ih = dwv.t().to(gates.dtype, memory_format=torch.contiguous_format)
         else:
             _backward_torch(gates, cs, tc, w_hh, dout, dhn, dc, grads, dh)
         f0 = gates[0, :, H:2 * H]
@@ -118,7 +179,8 @@ class _LSTMLayer(torch.autograd.Function):
         dx = (flat @ w_ih).view(x.shape) if need[0] else None
         dh0 = G[0] @ w_hh if need[1] else None
         dc0 = dc * f0 if need[2] else None
-        dw_ih = flat.t() @ x.reshape(T * B, -1) if need[3] else None
+        if need[3] and dw_ih is None:
+            dw_ih = flat.t() @ x.reshape(T * B, -1)
         dw_hh = None
         if need[4]:
             dw_hh = torch.mm(G[0].t(), h0)
@@ -128,6 +190,7 @@ class _LSTMLayer(torch.autograd.Function):
             db = flat.sum(0) if db is None else db
         else:
             db = None
+        _give(scratch, grads)   # nothing returned is a view of it
         return dx, dh0, dc0, dw_ih, dw_hh, db, db, dh if need[7] else None, None
 
 
@@ -203,6 +266,7 @@ def is_compiled(dtype: torch.dtype) -> bool:
 # 1.44x / 1.34x), 1.44x at 33 k (8 x 64; taps 1.30x); torch calls 1.63x, 1.02x.
 STEPS_FROM = 50_000
 TORCH_STEPS = 10
+FOLD_INPUT = 8
 
 
 def steps_from(dtype: torch.dtype = torch.float32) -> int:

@@ -168,6 +168,18 @@ def safe_norms(x: torch.Tensor) -> torch.Tensor:
     return _retake64(_sum_squares(x), x).sqrt_()
 
 
+def _time_norms(x: torch.Tensor) -> torch.Tensor:
+    """``safe_norms`` of a fused layer's dL/dh_t [time steps, ...]: where the kernels take it, in
+    float64 in one pass (a vanishing gradient's early steps, ~1e-22, square to float32 denormals,
+    on which a float32 norm is ~10x slower: 0.94 ms against 0.2 ms for 100 x 64 x 64)."""
+    if x.dtype == torch.float32 and x.is_contiguous() and onepass.fits(x):
+        flat = x.detach().reshape(-1).numpy()
+        out = onepass.segment_squares(flat, np.arange(0, flat.shape[0], flat.shape[0] // x.shape[0]),
+                                      np.empty(x.shape[0]))
+        return torch.from_numpy(out).sqrt_()
+    return safe_norms(x)
+
+
 def safe_sum_squares(x: torch.Tensor) -> torch.Tensor:
     """||x||^2 of each layer of a stack [layers, ...], finite and precise wherever x is (as
     ``safe_norms``): on the CPU one BLAS dot a layer in x's dtype, taken again in float64 only
@@ -1125,7 +1137,7 @@ class Probe:
         if not ts and not rows:
             return ts, torch.zeros(0)
         gs = [kept[t][0] for t in ts]
-        norms = [safe_norms(g) for g, _ in rows.values()]
+        norms = [_time_norms(g) for g, _ in rows.values()]
         if len({g.shape for g in gs}) == 1:
             norms.append(over_layers(lambda s, _: _norms(s[0]), (gs,), ts)[0])
         else:

@@ -27,14 +27,15 @@ def reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("x_grad", [True, False])
 @pytest.mark.parametrize("compiled", [True, False])
-@pytest.mark.parametrize("shape", [(9, 3, 5, 4), (30, 4, 1, 8)])
+@pytest.mark.parametrize("shape", [(9, 3, 5, 4), (30, 4, 1, 8), (6, 2, 12, 3)])
 def test_outputs_gradients_and_every_time_gradient_are_those_of_autograd(dtype, bias, x_grad, compiled, shape):
     """Output, final states, the gradients of the input, the initial states, the weights and the
     biases, and the tap's gradient (row t = the total dL/dh_t, through the readout, every later step
     and h_n, c_n) equal float64 autograd on the same weights; loss terms in out, h_n and c_n. Both
     ways of the steps (compiled: engine/lstm_loops.py for float32 where numba is there; the torch
-    calls), one input feature too (its input product is an outer product), gates driven far into
-    saturation on the longer sequence (weights x 3)."""
+    calls), one input feature (the compiled steps add a few features' input part themselves) or 12
+    (one product for the whole sequence), gates driven far into saturation on the longer sequence
+    (weights x 3)."""
     torch.manual_seed(0)
     T, B, I, H = shape
     cell = nn.LSTM(I, H, bias=bias).to(dtype)

@@ -184,3 +184,53 @@ def test_an_auto_range_stands_while_the_data_grow_by_less_than_a_quarter_pixel(q
     w.setXRange(0, n + 0.01 * px, padding=0)          # by hand: exact, however small the change
     assert vb.viewRange()[0][1] == pytest.approx(n + 0.01 * px)
     w.close()
+
+
+def test_new_data_ask_for_a_pixel_of_paint_and_a_range_that_moves_repaints_the_plot(qtbot):
+    """An item's new bounds (informViewBoundsChanged) mark the auto range for the next paint and ask for a
+    paint of one pixel of the box, not of the whole plot; when the range then moves, the whole box is
+    repainted as before; a paint comes, so the auto range is always brought up to date."""
+    import numpy as np
+    from PySide6.QtCore import QEvent, QObject
+    w = pg.PlotWidget()
+    qtbot.addWidget(w)
+    w.resize(400, 300)
+    w.plot([1, 2, 3], [3, 1, 2])
+    vb = w.getPlotItem().getViewBox()
+    bars = pg.BarGraphItem(x=[0.0], height=[1.0], width=0.5)   # an item whose own paint area is small
+    vb.addItem(bars)
+    w.show()
+    qtbot.waitExposed(w)
+    for _ in range(5):
+        QApplication.processEvents()
+    areas = []
+
+    class Watch(QObject):
+        def eventFilter(self, obj, ev):
+            if ev.type() == QEvent.Paint:
+                areas.append(sum(r.width() * r.height() for r in ev.region()))
+            return False
+    watch = Watch()
+    w.viewport().installEventFilter(watch)
+    whole = w.viewport().width() * w.viewport().height()
+    vb.disableAutoRange()
+    vb.enableAutoRange(x=False, y=True)
+    for _ in range(5):
+        QApplication.processEvents()
+    areas.clear()
+    vb.itemBoundsChanged(bars)                      # bounds "changed", the range stands (the same data)
+    qtbot.waitUntil(lambda: bool(areas) and not vb._autoRangeNeedsUpdate)   # a paint came and ranged the view
+    assert max(areas) < 0.01 * whole, areas
+    areas.clear()
+    bars.setOpts(x=[0.0], height=[5.0])             # a range that moves: the plot painted whole
+    qtbot.waitUntil(lambda: bool(areas) and max(areas) > 0.5 * whole)
+    assert vb.viewRange()[1][1] >= 5.0 and max(areas) > 0.5 * whole, areas
+    w.viewport().removeEventFilter(watch)
+    assert np.isfinite(vb.viewRange()[1]).all()
+    w.close()
+
+
+def test_the_plots_paint_on_the_gui_thread_alone():
+    """Qt's raster engine's pool of fill threads is switched off before any paint (QT_NO_GUI_THREADPOOL)."""
+    import os
+    assert os.environ.get("QT_NO_GUI_THREADPOOL")

@@ -75,3 +75,21 @@ def test_the_diagnosis_names_the_layer_the_re_run_found():
     f = next(f for f in diagnose(h) if f.kind == "non_finite")
     assert f.evidence["first_non_finite"] == "the output of 5 linear" and f.layers[0] == "5 linear"
     assert "first non-finite number in the output of 5 linear" in f.message
+
+
+@pytest.mark.parametrize("scale", [1e-22, 1.0, 1e20])
+def test_a_fused_layers_time_gradient_norms_are_float64_ones_also_where_they_vanish(scale):
+    """dL/dh_t of a fused layer [time steps, batch, units]: each step's norm equals the float64
+    one, where the early steps' gradient is so small (1e-22 x ...) that its float32 squares are
+    denormals or 0, where it is ordinary, and where its squares overflow float32."""
+    from backprop_lab.engine import probes
+    torch.manual_seed(0)
+    g = torch.randn(100, 64, 64)
+    g[:40] *= scale
+    want = g.to(F64).square().sum((1, 2)).sqrt()
+    got = probes._time_norms(g)
+    assert got.dtype == F64
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    small = g[:, :2, :3].contiguous()   # below the kernels' size: safe_norms
+    torch.testing.assert_close(probes._time_norms(small), small.to(F64).square().sum((1, 2)).sqrt(),
+                               rtol=1e-6, atol=0)

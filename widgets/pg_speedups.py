@@ -59,9 +59,17 @@ the axes' grids) each frame even where one pixel column of it had changed. The a
 still marked to be updated at the next paint, and a paint still comes (of the box's top-left
 pixel); a range that then moves repaints the whole box, as before; the items that changed
 ask for their own areas (issue 9, item 8, sixth pass).
+
+9. The plots paint on the GUI thread alone. Qt's raster engine hands every fill and image draw
+of 96 rows or more (a plot's background, a shaded region, an axis's cached pixmap, the layer
+lines' kept image) to a pool of threads, in slices of 64 rows, and waits for them: profiled on
+the 2-core machine, with training in its own process, the hand-off and the wait were ~40 % of
+the plots' paint, the fills themselves a few percent. ``QT_NO_GUI_THREADPOOL`` (Qt's own switch,
+read at the first such fill) is set here unless the environment sets it already.
 """
 from __future__ import annotations
 
+import os
 import sys
 from math import isfinite
 
@@ -72,6 +80,8 @@ from pyqtgraph.graphicsItems.ViewBox import ViewBox
 from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QPen, QPixmapCache, QTransform
 from PySide6.QtWidgets import QGraphicsItem
+
+os.environ.setdefault("QT_NO_GUI_THREADPOOL", "1")   # item 9: before any paint of the process
 
 _module = sys.modules[ViewBox.__module__]
 _PENDING = object()          # "enabled, not built yet"
