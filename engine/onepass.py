@@ -180,7 +180,7 @@ def delta_plan(g, unit_axis: int):
 
     def run(g):
         gn = g.detach().numpy()
-        sums = np.zeros(units)
+        sums = np.empty(units)   # (the kernel starts it at 0)
         s2 = kernel(gn.reshape(form) if reshape else gn, sums)
         return (s2, sums) if isfinite(s2) else None
     return run
@@ -236,6 +236,8 @@ def sgd_step(w, g, lr: float, weight_decay: float) -> tuple:
     steps = SGDSteps([w])
     if not steps.usable:
         raise ValueError("sgd_step takes a contiguous float32 / float64 CPU tensor")
+    if g.shape != w.shape or g.dtype != w.dtype or not (g.is_cpu and g.is_contiguous()):
+        raise ValueError("sgd_step takes a contiguous gradient of the parameter's shape and dtype")
     got = steps.step(lr, weight_decay, [g])
     if got is None:
         raise ValueError("sgd_step takes a dense gradient of the parameter's shape")

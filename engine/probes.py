@@ -93,8 +93,8 @@ LAYER_STATS = ("weight_grad_norm", "bias_grad_norm", "delta_norm", "update_ratio
 STACK_MAX = 1 << 14
 DOT_MIN = 1 << 12   # a float32 tensor of at least this many entries: its norm by a BLAS dot (CPU)
 CLOSED_FORM = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")  # f' known from (name, slope)
-FLAT = "flat"
-FEW = 4   # collect: a group of at most this many small layers takes one kernel call a layer   # the order of squares that come per slot from FlatParams
+FLAT = "flat"   # the order of squares that come per slot from FlatParams
+FEW = 4   # collect: a group of at most this many small layers takes one kernel call a layer
 CAT_KINDS = CLOSED_FORM   # activations that Probe._cat_sums reduces with every other small layer at once
 
 
@@ -640,7 +640,9 @@ class Probe:
         self._unit_start = np.cumsum([0] + self.units)[:-1]
         self._handles, self._scratch, self._before = [], {}, None
         self._carry = {}   # weight index -> (version, storage, ||W||^2) of a buffer that holds it
-        self._lean = {}    # a large layer's onepass plan (act layer j, or ("delta", i)): see _act_seen
+        # a layer's onepass plan, made the first time it is measured (activation layer j, ("delta", i)
+        # for weight layer i's dL/dz in its hook, ("delta small", i) in collect): see _act_seen
+        self._lean = {}
         self._layer_hooks = [self._layer_hook(i) for i in range(L)]
         # a plain stack the engine built: the probe's own forward keeps what the hooks would (a
         # module hook costs more Python than the layer it watches on a small net); else hooks
@@ -763,6 +765,10 @@ class Probe:
                 self._delta_fast.pop(i, None)
             return None
 
+        def on_grads(grads):   # a pre-hook of out's grad_fn, out its first output (as a tensor hook)
+            if grads[0] is not None:
+                on_grad(grads[0])
+
         also = self.model.outputs_of.get(i, ())
 
         def hook(module, inputs, output):
@@ -779,7 +785,11 @@ class Probe:
                     out.retain_grad()
                     self._out[i] = (out, out._version)
             else:
-                out.register_hook(on_grad)
+                fn = out.grad_fn
+                if fn is not None and out.output_nr == 0:   # (half the cost of Tensor.register_hook)
+                    fn.register_prehook(on_grads)
+                else:
+                    out.register_hook(on_grad)
                 if not self._checked:  # the first step: collect checks that out stays as it is
                     self._out_check[i] = (out, out._version)
         return hook

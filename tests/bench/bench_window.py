@@ -6,7 +6,9 @@ Each figure is a ratio or a distribution measured in this one run, the two sides
   a 20 x 256 sigmoid net (goal >= 0.9);
 - each compare-window run / headless, two runs of the deep sigmoid preset side by side (goal >= 0.45);
 - GUI-thread lateness of a 10 ms timer while the window trains flat out (goal p99 <= 30 ms);
-- redraw of every live panel with 100 layers x 10,000 steps of history (goal median <= 16 ms);
+- redraw of every live panel with 100 layers x 10,000 steps of history (goal median <= 16 ms): the refresh
+  and the window's repaint; with the plots' items painted too; and a frame as the event loop paints it
+  (the refresh, then the posted events: only the regions marked dirty are painted);
 - first window (the app's, painted) against a bare PySide6 + pyqtgraph window (goal <= 1.5x).
 
 Run: make bench  (or .venv/bin/python tests/bench/bench_window.py [rounds])
