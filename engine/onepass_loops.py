@@ -4,7 +4,7 @@ Module-level functions, so that numba caches their machine code on disk (a funct
 inside another is compiled again in every process). See engine/onepass.py for what they compute
 and why every sum is float64.
 """
-import numba
+from .numba_target import numba
 import numpy as np
 from numba import types
 from numba.extending import intrinsic
