@@ -13,9 +13,10 @@ float32's range (tests/test_lstm_steps.py checks them), as torch's own (SLEEF) ~
 Module-level functions, so that numba caches their machine code on disk.
 """
 import llvmlite.ir as ir
-import numba
 import numpy as np
-from numba import types
+
+from .numba_target import numba
+from numba import types  # noqa: E402  (after numba_target: numba's import with its settings)
 from numba.extending import intrinsic
 
 jit = numba.njit(cache=True, fastmath={"contract"}, nogil=True, error_model="numpy")
