@@ -13,10 +13,9 @@ float32's range (tests/test_lstm_steps.py checks them), as torch's own (SLEEF) ~
 Module-level functions, so that numba caches their machine code on disk.
 """
 import llvmlite.ir as ir
-import numpy as np
-
 from .numba_target import numba
-from numba import types  # noqa: E402  (after numba_target: numba's import with its settings)
+import numpy as np
+from numba import types
 from numba.extending import intrinsic
 
 jit = numba.njit(cache=True, fastmath={"contract"}, nogil=True, error_model="numpy")
