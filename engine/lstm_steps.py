@@ -74,6 +74,7 @@ def warm() -> None:
 # retained graph still finds them), the backward's scratch at its end.
 _FREE: collections.OrderedDict = collections.OrderedDict()   # key -> [buffers, ...], newest last
 _KEEP, _KEEP_EACH = 4, 2   # at most 4 keys (shapes), 2 sets each
+_KEEP_BYTES = 64 << 20      # and no set larger than 64 MB (a large layer's pages cost little beside its products)
 
 
 def _take(key, make):
@@ -87,6 +88,8 @@ def _take(key, make):
 
 def _give(key, bufs) -> None:
     """Hand a set of buffers back to the pool (the oldest key goes where there are too many)."""
+    if sum(b.nbytes for b in (bufs if isinstance(bufs, tuple) else (bufs,))) > _KEEP_BYTES:
+        return
     kept = _FREE.setdefault(key, [])
     if len(kept) < _KEEP_EACH:
         kept.append(bufs)
