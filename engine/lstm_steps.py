@@ -166,22 +166,21 @@ class _LSTMLayer(torch.autograd.Function):
             gn, cn, tn, hn, grn = (a.numpy() for a in (gates, cs, tc, dh, grads))
             dcv, dbv = dc.numpy(), torch.zeros(4 * H, dtype=torch.float64)
             dbn = dbv.numpy()
-            if ctx.fold:   # the input weights' gradient summed a step at a time as the bias's
+            fold, step, step_in = ctx.fold, k.backward_step, k.backward_step_in
+            if fold:   # the input weights' gradient summed a step at a time as the bias's
                 xn, dwv = x.detach().contiguous().numpy(), torch.zeros(x.shape[2], 4 * H, dtype=torch.float64)
                 dwn = dwv.numpy()
-
-                def step(t, nxt):
-                    k.backward_step_in(gn[t], nxt, cn[t], tn[t], hn[t], dcv, grn[t], dbn, xn[t], dwn)
-            else:
-                def step(t, nxt):
-                    k.backward_step(gn[t], nxt, cn[t], tn[t], hn[t], dcv, grn[t], dbn)
             for t in range(T - 1, -1, -1):
                 if t < T - 1:
                     torch.addmm(dou[t], G[t + 1], w_hh, out=du[t])
-                    step(t, gn[t + 1])
+                    nxt = gn[t + 1]
                 else:
                     torch.add(dou[t], dhn, out=du[t])
-                    step(t, None)
+                    nxt = None
+                if fold:
+                    step_in(gn[t], nxt, cn[t], tn[t], hn[t], dcv, grn[t], dbn, xn[t], dwn)
+                else:
+                    step(gn[t], nxt, cn[t], tn[t], hn[t], dcv, grn[t], dbn)
             db = dbv.to(gates.dtype)
             if ctx.fold and need[3]:
                 dw_ih = dwv.t().to(gates.dtype, memory_format=torch.contiguous_format)
