@@ -61,9 +61,12 @@ def _loops():
 def warm() -> None:
     """Load (or compile) the kernels now, not inside a run's first watched step."""
     k = _loops()
-    if k is not None:
-        x, h0 = torch.zeros(2, 1, 1), torch.zeros(1, 1)
-        w = [torch.zeros(4, 1, requires_grad=True), torch.zeros(4, 1)]
+    if k is None:
+        return
+    h0 = torch.zeros(1, 1)
+    for features in (1, FOLD_INPUT + 1):   # both ways: the input's part inside the step, or not
+        x = torch.zeros(2, 1, features)
+        w = [torch.zeros(4, features, requires_grad=True), torch.zeros(4, 1)]
         out, _, _ = _LSTMLayer.apply(x, h0, h0, *w, None, None, None, True)
         out.sum().backward()
 

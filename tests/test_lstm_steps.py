@@ -200,6 +200,7 @@ def test_the_compiled_steps_are_taken_where_numba_is_and_the_torch_calls_give_th
     and compiled=False: the torch calls."""
     pytest.importorskip("backprop_lab.engine.lstm_loops")
     assert lstm_steps.is_compiled(torch.float32)
+    lstm_steps.warm()   # (the worker's: both ways of the compiled steps loaded)
     torch.manual_seed(3)
     cell = nn.LSTM(2, 16)
     x = torch.randn(40, 8, 2)
