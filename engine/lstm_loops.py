@@ -13,7 +13,7 @@ float32's range (tests/test_lstm_steps.py checks them), as torch's own (SLEEF) ~
 Module-level functions, so that numba caches their machine code on disk.
 """
 import llvmlite.ir as ir
-import numba
+from .numba_target import numba
 import numpy as np
 from numba import types
 from numba.extending import intrinsic

@@ -4,23 +4,38 @@ PyTorch's fused LSTM hides h_t of the inner steps, so the total derivative dL/dh
 every later step: Contract 2's time_grad_norm) cannot be read from its output gradient. The
 zero taps of engine/tracer.py get it through the fused kernel by widening the layer's input
 by H columns, which costs three extra products of the input's size (the forward product
-with zeros, the taps' gradient, and a weight gradient that is zero), 1.3-1.8x the layer.
+with zeros, the taps' gradient, and a weight gradient that is zero), 1.5-1.7x the layer.
 
 ``lstm_layer`` is the layer as a ``torch.autograd.Function`` of its own: the forward is the
-recurrence one time step at a time (one product h_(t-1) W_hh^T, a bias add and seven
-element-wise calls a step, on preallocated buffers, in place), the backward the textbook
-LSTM backward: the gates' local derivatives, which do not depend on the recurrence, for
-every step at once (nine calls over the whole sequence), then one time step at a time one
-product and four element-wise calls, in which dL/dh_t = dL/dout_t + W_hh^T dL/dgates_(t+1)
-[+ dL/dh_n at the last step] is a buffer row it has to compute anyway: that buffer is the
-gradient of the ``tap`` input (a tensor whose values are never read), so one hook on the tap
-sees all of them, with nothing computed that the plain backward does not need. The products
-of the whole sequence (x W_ih^T, and the weight and input gradients) are one matrix product
-each. Cost against the fused kernel's forward and backward (CPU, float32, 1 thread,
-2026-12-01): 0.93-1.15x on 35 steps x batch 20 x 256 units, less than the taps; 1.5-1.65x
-on 100 steps x batch 64 x 64 units with 1 input feature, where the ~15 small torch calls a
-step are what costs and the taps cost less (``pays`` says which). The values equal the fused
-ones to float rounding.
+recurrence one time step at a time, the backward the textbook LSTM backward one time step at
+a time, in which dL/dh_t = dL/dout_t + W_hh^T dL/dgates_(t+1) [+ dL/dh_n at the last step] is
+a buffer row it has to compute anyway: that buffer is the gradient of the ``tap`` input (a
+tensor whose values are never read), so one hook on the tap sees all of them, with nothing
+computed that the plain backward does not need. dL/dW_hh is one product over the whole
+sequence.
+
+Float32 with numba (engine/lstm_loops.py): a time step is two calls each way. Forward: the
+gate product h_(t-1) W_hh^T (torch.mm), then one compiled call for the rest (the input's part
+where there are at most FOLD_INPUT features, and the bias; the four gates' nonlinearities; c_t,
+tanh(c_t), h_t); with more features x W_ih^T + b is one product over the whole sequence
+first. Backward: dL/dh_t (torch.addmm), then one compiled call (the dL/dc recursion, the four
+gate gradients, the bias's and the few input weights' gradient sums). Float64, or no numba:
+the same recurrence as torch calls, ~9 a step forward and 5 backward (the gates' local
+derivatives for every step at once first).
+
+Measured 2026-12-01 18:40 UTC, CPU, float32, 1 thread, load 2.0, forward + backward with a
+tap against the fused kernel's (alternated, medians of 15 rounds): 100 steps x batch 64 x 64
+units, 1 input feature (the memory task): 1.02x (torch calls 1.54x, taps 1.53x); 35 steps x
+batch 20 x 256 units, 256 features (the LSTM LM's first layer): 0.86x (torch calls 0.95x,
+taps 1.68x). Per time step of the memory task in the probed Trainer (cProfile, load 2.7): the
+gate product 20 us, the compiled forward 21 us, dL/dh_t 27 us, the compiled backward 18 us;
+dL/dW_hh 1.9 ms a step. The values equal the fused ones to float rounding
+(tests/test_lstm_steps.py: both ways against float64 autograd).
+
+The buffers of the forward (gates, c_t, tanh c_t) and the backward's gate gradients are kept
+for the next call of the same shape (see ``_take``): fresh ones were ~1,250-2,000 page faults
+a step (the memory task's layer 16.3 against 13.9 ms a call, medians, when glibc did not
+reuse the memory).
 """
 from __future__ import annotations
 
@@ -54,11 +69,12 @@ def warm() -> None:
 
 
 # Buffers of a few recent shapes, used again: a fresh 6.5 MB buffer is fresh pages, each page
-# faulted in and zeroed on its first write (the memory task's layer faulted 2,000 pages a step,
-# ~1.5 us each, 3 ms of a 15 ms step). The forward's (gates, c_t, tanh(c_t)) come back when the
-# graph that keeps them is freed (a finalizer on its node), the backward's scratch at its end.
+# faulted in and zeroed on its first write. The forward's (gates, c_t, tanh(c_t)) come back when
+# the graph that keeps them is freed (a finalizer on its node: a second backward through a
+# retained graph still finds them), the backward's scratch at its end.
 _FREE: collections.OrderedDict = collections.OrderedDict()   # key -> [buffers, ...], newest last
 _KEEP, _KEEP_EACH = 4, 2   # at most 4 keys (shapes), 2 sets each
+_KEEP_BYTES = 64 << 20      # and no set larger than 64 MB (a large layer's pages cost little beside its products)
 
 
 def _take(key, make):
@@ -72,6 +88,8 @@ def _take(key, make):
 
 def _give(key, bufs) -> None:
     """Hand a set of buffers back to the pool (the oldest key goes where there are too many)."""
+    if sum(b.nbytes for b in (bufs if isinstance(bufs, tuple) else (bufs,))) > _KEEP_BYTES:
+        return
     kept = _FREE.setdefault(key, [])
     if len(kept) < _KEEP_EACH:
         kept.append(bufs)
@@ -95,16 +113,11 @@ class _LSTMLayer(torch.autograd.Function):
         weakref.finalize(ctx, _give, key, ctx.bufs).atexit = False
         gates, cs, tc = ctx.bufs
         flat, xs = gates.view(T * B, 4 * H), x.reshape(T * B, I)
-        fold = k is not None and I <= FOLD_INPUT
-        if fold:
-            pass
-        elif k is not None and bias is not None:   # the bias in the whole sequence's input product
-            if I == 1:   # an outer product: one pass (addmm with k = 1 takes 1.8x as long)
-                torch.addcmul(bias, xs, w_ih.t(), out=flat)
-            else:
-                torch.addmm(bias, xs, w_ih.t(), out=flat)
+        fold = k is not None and I <= FOLD_INPUT   # the compiled step adds x_t W_ih^T + b itself
+        if not fold and k is not None and bias is not None:   # the bias in the input product
+            torch.addmm(bias, xs, w_ih.t(), out=flat)
             bias = None
-        else:
+        elif not fold:
             torch.mm(xs, w_ih.t(), out=flat)
         # the output is a tensor of its own (not a view), saved as the fused kernel saves its own:
         # changing it in place before the backward is refused there as with the fused kernel
@@ -260,13 +273,15 @@ def is_compiled(dtype: torch.dtype) -> bool:
 # From this batch x hidden^2 on, ``lstm_layer`` costs less than the fused kernel with taps (whose
 # extra products grow as batch x hidden^2 a step, while this layer's extra cost is its few calls
 # a step): with its compiled steps from STEPS_FROM, with the torch calls alone (~15 a step) from
-# TORCH_STEPS times that. Measured 2026-12-01, CPU, 1 thread, the layer's forward and backward
-# against the fused kernel's: compiled 1.07x with 64 units, batch 64 (taps 1.61x), 0.87x with
-# 256 units, batch 20 (taps 1.49x), 1.35x / 1.15x at 65 k (batch 16 x 64 units / 64 x 32; taps
-# 1.44x / 1.34x), 1.44x at 33 k (8 x 64; taps 1.30x); torch calls 1.63x, 1.02x.
+# TORCH_STEPS times that. Measured 2026-12-01 18:40 UTC, CPU, 1 thread, load 2-3, 100 steps, 8
+# input features, the layer's forward and backward against the fused kernel's: compiled 1.36x
+# at 65 k (batch 16 x 64 units; taps 1.44x), 1.44x / 1.68x at 33 k (32 x 32 / 8 x 64; taps
+# 1.30x / 1.39x), 1.77x at 16 k (16 x 32; taps 1.30x); the benchmarks' layers in the docstring.
 STEPS_FROM = 50_000
 TORCH_STEPS = 10
-FOLD_INPUT = 8
+FOLD_INPUT = 4   # up to this many input features the compiled steps add x_t W_ih^T themselves
+# (100 steps x batch 64 x 64 units: with 4 features 13.5 ms against 14.5 for one product over
+# the whole sequence, with 8 12.7 against 12.1)
 
 
 def steps_from(dtype: torch.dtype = torch.float32) -> int:

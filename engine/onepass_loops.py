@@ -4,7 +4,7 @@ Module-level functions, so that numba caches their machine code on disk (a funct
 inside another is compiled again in every process). See engine/onepass.py for what they compute
 and why every sum is float64.
 """
-import numba
+from .numba_target import numba
 import numpy as np
 from numba import types
 from numba.extending import intrinsic
@@ -140,10 +140,11 @@ def sum_sq(x):
 
 @jit
 def delta_sums(g, per_unit):
-    """(sum g^2, per-unit sums of |g| added into per_unit) over [outer, units, inner].
+    """(sum g^2, per-unit sums of |g| into per_unit) over [outer, units, inner].
 
     In float64: a vanishing gradient's entries (1e-20 and below) square to float32
     denormals, each one ~100x slower to compute than a normal number (and lost)."""
+    per_unit[:] = 0.0
     s2 = 0.0
     for o in range(g.shape[0]):
         for j in range(g.shape[1]):
@@ -160,6 +161,7 @@ def delta_sums(g, per_unit):
 @jit
 def delta_sums_rows(g, per_unit):
     """``delta_sums`` of [outer, units]."""
+    per_unit[:] = 0.0
     s2 = 0.0
     for o in range(g.shape[0]):
         p2 = 0.0

@@ -643,6 +643,7 @@ class Probe:
         # a layer's onepass plan, made the first time it is measured (activation layer j, ("delta", i)
         # for weight layer i's dL/dz in its hook, ("delta small", i) in collect): see _act_seen
         self._lean = {}
+        self._on_grads = {}   # weight layer -> the pre-hook that takes its dL/dz (see _layer_hook)
         self._layer_hooks = [self._layer_hook(i) for i in range(L)]
         # a plain stack the engine built: the probe's own forward keeps what the hooks would (a
         # module hook costs more Python than the layer it watches on a small net); else hooks
@@ -765,6 +766,11 @@ class Probe:
                 self._delta_fast.pop(i, None)
             return None
 
+        def on_grads(grads):   # a pre-hook of out's grad_fn, out its first output (as a tensor hook)
+            if grads[0] is not None:
+                on_grad(grads[0])
+        self._on_grads[i] = on_grads
+
         also = self.model.outputs_of.get(i, ())
 
         def hook(module, inputs, output):
@@ -781,7 +787,11 @@ class Probe:
                     out.retain_grad()
                     self._out[i] = (out, out._version)
             else:
-                out.register_hook(on_grad)
+                fn = out.grad_fn
+                if fn is not None and out.output_nr == 0:   # (half the cost of Tensor.register_hook)
+                    fn.register_prehook(on_grads)
+                else:
+                    out.register_hook(on_grad)
                 if not self._checked:  # the first step: collect checks that out stays as it is
                     self._out_check[i] = (out, out._version)
         return hook
@@ -805,19 +815,22 @@ class Probe:
                                              or m._backward_pre_hooks for m in self._tap_modules))
         hooks, act_seen, out, kept = self._layer_hooks, self._act_seen, self._out, self._act_kept
         keep = self._checked and not self.want_hist
-        hooked, eager, shift = self._hooked, self._eager_act, self._shift
+        hooked, eager, shift, on_grads = self._hooked, self._eager_act, self._shift, self._on_grads
         for m, i, j, act in taps:
             y = m.forward(x) if direct else m(x)
             if i is not None:
-                if keep and i not in hooked and y.grad_fn is not None and y.numel() <= STACK_MAX and i not in out:
+                fn = y.grad_fn
+                if keep and i not in hooked and fn is not None and y.numel() <= STACK_MAX and i not in out:
                     y.retain_grad()   # (what the layer hook does for a small layer after the first step)
                     out[i] = (y, y._version)
+                elif keep and fn is not None and y.output_nr == 0:
+                    fn.register_prehook(on_grads[i])   # (what the layer hook does for a large layer)
                 else:
                     hooks[i](m, (x,), y)
             elif j is not None:
                 if keep and shift[j] is not None and j not in eager and x.numel() <= STACK_MAX and x.dim():
                     kept[j] = (x, y, x._version, y._version)   # (as _act_seen)
-                else:
+                elif not (keep and shift[j] is not None and x.dim() and self._act_planned(j, x, y, shift[j])):
                     act_seen(j, act, x, y)
             x = y
         return x
@@ -845,18 +858,8 @@ class Probe:
             self._act_done.pop(i, None)
             self._act_fast.pop(i, None)
             return
-        if shift is not None:   # a large layer seen before: its plan
-            plan = self._lean.get(i)   # (shape, dtype, onepass.activation_plan, sizes)
-            if plan is not None and z.shape == plan[0] and a.shape == plan[0] and z.dtype == plan[1] \
-                    and a.dtype == plan[1] and z.is_cpu and z.is_contiguous() and a.is_contiguous():
-                raw = plan[2](z, a, shift)
-                if raw is not None:
-                    self._act_fast[i] = raw
-                    self._act_sizes[i], self._act_shift[i] = plan[3], shift
-                    if self._act_done or self._act_kept:
-                        self._act_done.pop(i, None)
-                        self._act_kept.pop(i, None)
-                    return
+        if shift is not None and self._act_planned(i, z, a, shift):
+            return
         z, a = z.detach(), a.detach()   # reduced here, in the forward pass: no graph
         kept = (z, a, z._version, a._version)
         if shift is None:  # the first step decides from z itself (one host copy, once)
@@ -873,6 +876,22 @@ class Probe:
             self._act_done[i] = activation_moments(act, z[None], a[None], self._scratch, [shift])
             self._act_fast.pop(i, None)
         self._act_kept.pop(i, None)
+
+    def _act_planned(self, i, z, a, shift) -> bool:
+        """A large activation layer seen before, measured by its plan (False: not taken, see _act_seen)."""
+        plan = self._lean.get(i)   # (shape, dtype, onepass.activation_plan, sizes)
+        if plan is None or z.shape != plan[0] or a.shape != plan[0] or z.dtype != plan[1] or a.dtype != plan[1] \
+                or not (z.is_cpu and z.is_contiguous() and a.is_contiguous()):
+            return False
+        raw = plan[2](z, a, shift)
+        if raw is None:
+            return False
+        self._act_fast[i] = raw
+        self._act_sizes[i], self._act_shift[i] = plan[3], shift
+        if self._act_done or self._act_kept:
+            self._act_done.pop(i, None)
+            self._act_kept.pop(i, None)
+        return True
 
     def _on_hidden(self, t, h):
         """h_t of time step t (its gradient is dL/dh_t), or, t a list of steps, h holds theirs on its first axis."""

@@ -213,3 +213,28 @@ def test_the_compiled_steps_are_taken_where_numba_is_and_the_torch_calls_give_th
         cell.zero_grad()
     for a, b in zip(*got):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_buffers_come_back_only_when_the_graph_that_holds_them_is_freed():
+    """The forward's buffers are kept for the next call of the same shape once nothing can use
+    them again: a graph still held (a second backward through it with retain_graph) keeps its
+    own, and gives the same gradients twice; a second forward meanwhile gets fresh buffers."""
+    torch.manual_seed(4)
+    cell = nn.LSTM(2, 5)
+    x = torch.randn(6, 3, 2, requires_grad=True)
+    h0 = c0 = torch.zeros(3, 5)
+    key = (6, 3, 5, torch.float32)
+    lstm_steps._FREE.clear()
+    first = lstm_layer(x, h0, c0, *cell.parameters())   # (output, h_n, c_n): one graph node
+    (g1,) = torch.autograd.grad(first[0].square().sum(), x, retain_graph=True)
+    other = lstm_layer(x * 2, h0, c0, *cell.parameters())   # must not take first's buffers
+    other[0].sum().backward()
+    (g2,) = torch.autograd.grad(first[0].square().sum(), x)
+    torch.testing.assert_close(g1, g2, rtol=0, atol=0)
+    assert key not in lstm_steps._FREE
+    del other
+    assert len(lstm_steps._FREE[key]) == 1   # other's graph is gone: its buffers are back
+    del first
+    assert len(lstm_steps._FREE[key]) == 2
+    again = lstm_layer(x, h0, c0, *cell.parameters())
+    assert len(lstm_steps._FREE[key]) == 1 and again[0].shape == (6, 3, 5)

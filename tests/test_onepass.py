@@ -7,6 +7,7 @@ torch) against each other and a vanishing net's norms against float64 autograd, 
 float32 norm gets wrong (its squares are subnormal).
 """
 import math
+import os
 
 import numpy as np
 import pytest
@@ -219,3 +220,17 @@ def test_segment_sums_of_squares_equal_numpy_in_float64():
     got = onepass.segment_diff_squares(y.numpy(), x.numpy(), starts, np.empty(4))
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     assert got[1] == 0.0
+
+
+def test_numba_is_imported_with_wide_vectors_where_the_cpu_has_avx512():
+    """engine/numba_target.py: LLVM's 256-bit preference off for numba's import alone."""
+    import subprocess
+    import sys
+    code = ("import os, llvmlite.binding as l; from backprop_lab.engine import onepass_loops; import numba; "
+            "print(numba.config.CPU_FEATURES or ''); print('NUMBA_CPU_FEATURES' in os.environ); "
+            "print('+avx512f' in l.get_host_cpu_features().flatten().split(','))")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CPU_FEATURES"}
+    features, leaked, avx512 = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                              env=env, check=True).stdout.split("\n")[:3]
+    assert leaked == "False", "NUMBA_CPU_FEATURES was left for child processes"
+    assert features.endswith(",-prefer-256-bit") == (avx512 == "True")

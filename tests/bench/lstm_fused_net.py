@@ -2,8 +2,9 @@
 
 The memory task's input is [batch, time, features]; the class comes from the last hidden state.
 The bare loop runs PyTorch's fused LSTM kernel; the probed Trainer traces the module and, while
-it watches a step, feeds the first layer's time-gradient taps through the same fused kernel
-(engine/tracer.py, ``Unrolled``)."""
+it watches a step, runs the first layer by engine/lstm_steps.py, whose backward hands out every
+dL/dh_t (engine/tracer.py, ``Unrolled``; the fused kernel with time-gradient taps where that is
+the cheaper way)."""
 from torch import nn
 
 
