@@ -563,6 +563,7 @@ def test_what_a_live_run_leaves_on_screen_equals_the_plots_painted_whole(window,
     import pyqtgraph as pg
     from PySide6.QtWidgets import QApplication
     h = _live_window(window, qtbot)
+    window.flow.set_selected_layer(7)                # a 3.5 px line among them: drawn at nine offsets
     rng = np.random.default_rng(6)
     kept = 0
     for _ in range(60):
