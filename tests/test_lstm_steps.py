@@ -158,6 +158,16 @@ def test_the_compiled_sigmoid_and_tanh_are_within_two_ulp_of_float64():
     assert th[x > 9.1].min() == 1.0 and th[x < -9.1].max() == -1.0 and th[x == 0].max() == 0.0
 
 
+def test_the_compiled_sigmoid_and_tanh_pass_nan_on_and_take_infinities_to_their_limits():
+    k = pytest.importorskip("backprop_lab.engine.lstm_loops")
+    x = np.array([np.nan, np.inf, -np.inf, -0.0], dtype=np.float32)
+    s, th = np.empty_like(x), np.empty_like(x)
+    k.sigmoid_tanh(x, s, th)
+    assert np.isnan(s[0]) and np.isnan(th[0])
+    assert s[1] == 1.0 and 0 <= s[2] < 2e-38 and th[1] == 1.0 and th[2] == -1.0
+    assert s[3] == 0.5 and th[3] == 0.0
+
+
 def test_one_compiled_step_is_the_float64_step():
     """forward_step and backward_step (one time step each, in place) against the same formulas in
     float64 torch: the gates, c_t, tanh(c_t), h_t; then dL/dc_t, the four gate gradients and the
