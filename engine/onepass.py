@@ -43,7 +43,7 @@ def _kernels():
             "smooth_alive": k.smooth_alive,
             "relu": k.relu_moments, "relu_rows": k.relu_moments_rows, "delta": k.delta_sums,
             "delta_rows": k.delta_sums_rows, "diff_sq": k.diff_sq, "sum_sq": k.sum_sq,
-            "segment_sq": k.segment_sq, "segment_diff_sq": k.segment_diff_sq, "sgd": k.sgd_sums,
+            "segment_sq": k.segment_sq, "segment_diff_sq": k.segment_diff_sq,
             "segment_sgd": k.segment_sgd, "sgd_many": k.sgd_many}
 
 
@@ -77,7 +77,6 @@ def warm() -> None:
     k["segment_sq"](z.reshape(-1), starts, out)
     k["segment_diff_sq"](z.reshape(-1), z.reshape(-1), starts, out)
     flat, zero = z.reshape(-1).copy(), np.float32(0)
-    k["sgd"](flat, flat, zero, zero)
     k["segment_sgd"](flat, flat, starts, zero, zero, out, out.copy(), out.copy())
     at = np.array([flat.ctypes.data], dtype=np.intp)
     k["sgd_many"](at, at, np.array([flat.size], dtype=np.intp), zero, zero, np.empty((1, 3)))
