@@ -31,6 +31,7 @@ from backprop_lab.engine import spec as specmod
 from backprop_lab.engine.document import ExperimentDocument
 from backprop_lab.widgets import theme
 from backprop_lab.widgets.activation_panel import ActivationPanel
+from backprop_lab.widgets.chrome import cache_title_icons
 from backprop_lab.widgets.diagnosis_panel import DiagnosisPanel
 from backprop_lab.widgets.gradient_flow import GradientFlow
 from backprop_lab.widgets.gradient_heatmap import GradientHeatmap
@@ -200,6 +201,7 @@ class MainWindow(QMainWindow):
     def _dock(self, title: str, widget, area, name: str, scroll: bool = False) -> QDockWidget:
         d = QDockWidget(title, self)
         d.setObjectName(name)
+        cache_title_icons(d)   # Fusion rebuilds the title's button icons on every paint (widgets/chrome.py)
         if widget is None:   # a deferred view (DEFERRED_VIEWS): a placeholder until it is seen
             widget = _Placeholder(self, name, d)
         if scroll:  # a tall form must not force its height on the docks beside it

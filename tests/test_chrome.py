@@ -1,0 +1,89 @@
+"""Qt's chrome painted without repeated work (widgets/chrome.py): same pixels, less building."""
+import numpy as np
+import shiboken6
+from PySide6.QtWidgets import QApplication, QDockWidget, QLabel, QStyle, QStyleOption
+
+
+def _pixels(widget) -> np.ndarray:
+    img = widget.grab().toImage()
+    img = img.convertToFormat(img.Format.Format_RGB32)
+    return np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)[..., :3].copy()
+
+
+def _same_object(a, b) -> bool:
+    return shiboken6.getCppPointer(a) == shiboken6.getCppPointer(b)
+
+
+def test_the_window_with_kept_title_icons_looks_as_with_the_application_style(window, qtbot):
+    """Every dock's title bar (text, elision, float and close buttons) and everything else in the window:
+    the same pixels whether the docks use the icon-keeping style or the application's own."""
+    window.resize(1500, 920)
+    qtbot.waitExposed(window)
+    QApplication.processEvents()
+    kept = _pixels(window)
+    for d in window.docks.values():
+        d.setStyle(None)                   # back to the application's style
+    QApplication.processEvents()
+    assert all(_same_object(d.style(), QApplication.style()) for d in window.docks.values())
+    plain = _pixels(window)
+    differ = np.any(kept != plain, axis=2)
+    assert kept.shape == plain.shape and differ.sum() == 0, np.argwhere(differ)[:10]
+
+
+def test_a_dock_title_bar_builds_its_icons_once_not_on_every_paint(qtbot):
+    from backprop_lab.widgets.chrome import cache_title_icons, shared_style
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QMainWindow
+    main = QMainWindow()                   # docked: a floating dock's title is the platform's, not painted
+    qtbot.addWidget(main)
+    main.setCentralWidget(QLabel("centre"))
+    dock = QDockWidget("A title long enough to be measured", main)
+    dock.setWidget(QLabel("contents"))
+    cache_title_icons(dock)
+    main.addDockWidget(Qt.LeftDockWidgetArea, dock)
+    main.resize(500, 200)
+    main.show()
+    qtbot.waitExposed(main)
+    main.resizeDocks([dock], [300], Qt.Horizontal)
+    qtbot.waitUntil(lambda: dock.width() >= 250)
+    dock.repaint()
+    style = shared_style()
+    built = style.misses
+    for _ in range(5):
+        dock.repaint()
+    assert built > 0 and style.misses == built   # five more paints, no icon built
+    # the kept icon is the one the base style builds: the same image at the title bar's size
+    fresh = QApplication.style().standardIcon(QStyle.SP_TitleBarCloseButton, None, dock)
+    kept = style.standardIcon(QStyle.SP_TitleBarCloseButton, None, dock)
+    assert kept.pixmap(16).toImage() == fresh.pixmap(16).toImage()
+    assert kept.actualSize(dock.size()) == fresh.actualSize(dock.size())
+    # the dock's contents keep the application's style
+    assert _same_object(dock.widget().style(), QApplication.style())
+    assert _same_object(dock.style(), style)
+    main.close()
+
+
+def test_another_palette_gets_its_own_icon_and_clear_forgets_them(qtbot):
+    from PySide6.QtGui import QColor, QPalette
+    from backprop_lab.widgets.chrome import shared_style
+    style = shared_style()
+    opt = QStyleOption()
+    opt.palette = QPalette(QApplication.palette())
+    style.standardIcon(QStyle.SP_TitleBarNormalButton, opt, None)
+    built = style.misses
+    style.standardIcon(QStyle.SP_TitleBarNormalButton, opt, None)
+    assert style.misses == built
+    dark = QPalette(QApplication.palette())
+    dark.setColor(QPalette.Window, QColor("#202020"))
+    opt.palette = dark
+    style.standardIcon(QStyle.SP_TitleBarNormalButton, opt, None)
+    assert style.misses == built + 1
+    style.clear()
+    style.standardIcon(QStyle.SP_TitleBarNormalButton, opt, None)
+    assert style.misses == built + 2
+
+
+def test_the_main_window_docks_use_the_icon_keeping_style(window):
+    from backprop_lab.widgets.chrome import shared_style
+    assert window.docks and all(_same_object(d.style(), shared_style()) for d in window.docks.values())
+    assert _same_object(window.flow.style(), QApplication.style())
