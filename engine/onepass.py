@@ -44,7 +44,8 @@ def _kernels():
             "relu": k.relu_moments, "relu_rows": k.relu_moments_rows, "delta": k.delta_sums,
             "delta_rows": k.delta_sums_rows, "diff_sq": k.diff_sq, "sum_sq": k.sum_sq,
             "segment_sq": k.segment_sq, "segment_diff_sq": k.segment_diff_sq,
-            "segment_sgd": k.segment_sgd, "sgd_many": k.sgd_many}
+            "segment_sgd": k.segment_sgd, "sgd_many": k.sgd_many, "smooth_at": k.smooth_at,
+            "relu_at": k.relu_at, "delta_at": k.delta_at}
 
 
 @functools.lru_cache(maxsize=1)
@@ -80,6 +81,9 @@ def warm() -> None:
     k["segment_sgd"](flat, flat, starts, zero, zero, out, out.copy(), out.copy())
     at = np.array([flat.ctypes.data], dtype=np.intp)
     k["sgd_many"](at, at, np.array([flat.size], dtype=np.intp), zero, zero, np.empty((1, 3)))
+    k["smooth_at"](at[0], at[0], 1, 1, 0.0, zero, False)
+    k["relu_at"](at[0], 1, 1, 0.0, zero, 0)
+    k["delta_at"](at[0], 1, 1, zero, np.zeros(1))
 
 
 def available() -> bool:
@@ -159,6 +163,66 @@ def activation_plan(name: str, z, root: float, unit_axis: int):
         if ident:
             return (s1, s2, 0.0, 0.0, 0.0)
         return (s1, s2, pos, pos, float(units - n_alive) if relu else 0.0)
+    return run
+
+
+def rows_form(t) -> tuple | None:
+    """(rows, units) where a contiguous tensor is [rows, units] with its unit axis
+    (``probes._unit_axis``) last: a (batch, units) or (batch, time, units) layer; else None."""
+    if t.dim() not in (2, 3) or not t.is_contiguous() or not t.shape[-1]:   # (images: their unit axis is 1)
+        return None
+    return t.numel() // t.shape[-1], t.shape[-1]
+
+
+def activation_at(name: str, z, root: float):
+    """``activation_plan`` of a [rows, units] layer (``rows_form``) with the least Python a call:
+    a function (z, a, shift) -> the five raw moments as a tuple, or None where z or a is not of this
+    z's shape, dtype and layout, on the CPU, or a sum is not finite (the caller's other path then).
+    The kernel reads the tensors at their addresses: nothing is converted or checked by numba. On a
+    step's hot path each Python call costs microseconds (see ``activation_plan``)."""
+    import torch
+    rows, cols = rows_form(z)
+    shape, dtype = z.shape, z.dtype
+    like = np.float32(0) if dtype == torch.float32 else np.float64(0)
+    k = _kernels()
+    if name in ("sigmoid", "tanh"):
+        kernel, r, tanh = k["smooth_at"], like.dtype.type(root), name == "tanh"
+
+        def run(z, a, shift):
+            if (z.shape == shape and a.shape == shape and z.dtype is dtype and a.dtype is dtype and z.is_cpu
+                    and a.is_cpu and z.is_contiguous() and a.is_contiguous()):
+                raw = kernel(z.data_ptr(), a.data_ptr(), rows, cols, shift, r, tanh)
+                if raw[4] >= 0:
+                    return raw
+            return None
+        return run
+    kernel, kind = k["relu_at"], {"relu": 0, "leaky_relu": 1, "identity": 2}[name]
+
+    def run(z, a, shift):
+        if z.shape == shape and z.dtype is dtype and z.is_cpu and z.is_contiguous():
+            raw = kernel(z.data_ptr(), rows, cols, shift, like, kind)
+            if raw[4] >= 0:
+                return raw
+        return None
+    return run
+
+
+def delta_at(g):
+    """``delta_plan`` of a [rows, units] dL/dz (as ``activation_at``): a function g -> (||g||^2,
+    per-unit sums of |g|) or None (another shape, dtype, layout or device; not finite)."""
+    import torch
+    rows, cols = rows_form(g)
+    shape, dtype = g.shape, g.dtype
+    like = np.float32(0) if dtype == torch.float32 else np.float64(0)
+    kernel, empty = _kernels()["delta_at"], np.empty
+
+    def run(g):
+        if g.shape == shape and g.dtype is dtype and g.is_cpu and g.is_contiguous():
+            sums = empty(cols)
+            s2 = kernel(g.data_ptr(), rows, cols, like, sums)
+            if s2 == s2:
+                return s2, sums
+        return None
     return run
 
 

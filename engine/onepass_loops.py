@@ -291,3 +291,45 @@ def sgd_many(w_at, g_at, sizes, alpha, wd, out):
         w = numba.carray(_pointer(w_at[t], alpha), (n,))
         g = numba.carray(_pointer(g_at[t], alpha), (n,))
         out[t, 0], out[t, 1], out[t, 2] = sgd_sums(w, g, alpha, wd)
+
+
+@jit
+def smooth_at(z_at, a_at, rows, cols, shift, root, tanh):
+    """``smooth_moments_rows`` of a layer at an address: z and a are [rows, cols] of ``root``'s dtype at
+    z_at and a_at (contiguous). Returns the five raw moments (sum z - shift, sum (z - shift)^2, sum f',
+    count saturated, count dead units), the last -1 where a sum is not finite. A unit is dead where
+    f' is 0 on every sample, which only a layer with at least ``rows`` saturated entries can have."""
+    z = numba.carray(_pointer(z_at, root), (rows, cols))
+    a = numba.carray(_pointer(a_at, root), (rows, cols))
+    s1, s2, sd, sat = smooth_moments_rows(z, a, shift, root, tanh)
+    if not np.isfinite(s1 + s2 + sd):
+        return s1, s2, sd, np.float64(sat), -1.0
+    dead = 0
+    if sat >= rows:
+        alive = np.zeros(cols, dtype=np.uint8)
+        dead = cols - smooth_alive(a.reshape(rows, cols, 1), tanh, alive)
+    return s1, s2, sd, np.float64(sat), np.float64(dead)
+
+
+@jit
+def relu_at(z_at, rows, cols, shift, like, kind):
+    """``relu_moments_rows`` of a layer at an address (as ``smooth_at``; ``like`` a scalar of z's dtype):
+    the five raw moments of a ReLU (kind 0: count z > 0 twice, dead units), a LeakyReLU (1: no unit
+    dead) or the identity (2: counts 0), the last -1 where a sum is not finite."""
+    z = numba.carray(_pointer(z_at, like), (rows, cols))
+    alive = np.zeros(cols, dtype=np.uint8)
+    s1, s2, pos, n_alive = relu_moments_rows(z, shift, alive)
+    if not np.isfinite(s1 + s2 + pos):
+        return s1, s2, pos, pos, -1.0
+    if kind == 2:
+        return s1, s2, 0.0, 0.0, 0.0
+    return s1, s2, pos, pos, np.float64(cols - n_alive) if kind == 0 else 0.0
+
+
+@jit
+def delta_at(g_at, rows, cols, like, per_unit):
+    """``delta_sums_rows`` of a layer's dL/dz at an address ([rows, cols] of ``like``'s dtype): sum g^2
+    (NaN where it is not finite), per-unit sums of |g| into per_unit."""
+    g = numba.carray(_pointer(g_at, like), (rows, cols))
+    s2 = delta_sums_rows(g, per_unit)
+    return s2 if np.isfinite(s2) else np.nan

@@ -405,11 +405,23 @@ def onepass_sums(act, z: torch.Tensor, a: torch.Tensor, shift: float) -> tuple |
 
 def onepass_plan(act, z: torch.Tensor, a: torch.Tensor):
     """``onepass.activation_plan`` for this layer's z and a, or None where the kernels do not take them."""
-    if act.name not in CLOSED_FORM or not onepass.fits(z, a):
+    kind = onepass_kind(act)
+    if kind is None or not onepass.fits(z, a):
         return None
-    smooth = act.name in ("sigmoid", "tanh")
-    kind = act.name if smooth or act.name == "identity" else "relu" if act.slope == 0 else "leaky_relu"
-    return onepass.activation_plan(kind, z, saturation_root(act.name, z.dtype) if smooth else 0.0, _unit_axis(z))
+    return onepass.activation_plan(kind, z, kind_root(kind, z.dtype), _unit_axis(z))
+
+
+def onepass_kind(act) -> str | None:
+    """The onepass kernels' name of an activation (sigmoid, tanh, relu, leaky_relu, identity), None
+    where f' has no closed form there."""
+    if act.name not in CLOSED_FORM:
+        return None
+    return act.name if act.name in ("sigmoid", "tanh", "identity") else "relu" if act.slope == 0 else "leaky_relu"
+
+
+def kind_root(kind: str, dtype: torch.dtype) -> float:
+    """The saturation root the kernels compare |z| with (ReLU-like: none, 0)."""
+    return saturation_root(kind, dtype) if kind in ("sigmoid", "tanh") else 0.0
 
 
 def _units_of_stack(x: torch.Tensor) -> int:
@@ -644,6 +656,9 @@ class Probe:
         # for weight layer i's dL/dz in its hook, ("delta small", i) in collect): see _act_seen
         self._lean = {}
         self._on_grads = {}   # weight layer -> the pre-hook that takes its dL/dz (see _layer_hook)
+        # activation layer -> its z and a measured in the probe's forward with the least Python
+        # (see _quick_act), or None
+        self._act_quick = {}
         self._layer_hooks = [self._layer_hook(i) for i in range(L)]
         # a plain stack the engine built: the probe's own forward keeps what the hooks would (a
         # module hook costs more Python than the layer it watches on a small net); else hooks
@@ -761,6 +776,8 @@ class Probe:
                 self._delta_done.pop(i, None)
                 if g.dim() == len(shape):   # (the shape as it came: the plan takes it as it is)
                     lean[("delta", i)] = (shape, dtype, plan, per_unit, count)
+                    if per_unit and onepass.rows_form(g) is not None:
+                        self._on_grads[i] = quick_grads(onepass.delta_at(g), count)
             else:
                 self._delta_done[i] = (delta_stats(g[None], per_unit, self._scratch), count)
                 self._delta_fast.pop(i, None)
@@ -770,6 +787,20 @@ class Probe:
             if grads[0] is not None:
                 on_grad(grads[0])
         self._on_grads[i] = on_grads
+
+        def quick_grads(run, count):
+            """on_grads for a [rows, units] dL/dz seen before: its sums at its address (onepass.delta_at)."""
+            def on_grads(grads):
+                g = grads[0]
+                if g is not None:
+                    got = run(g)
+                    if got is None:
+                        on_grad(g)
+                        return
+                    self._delta_fast[i] = (got, True, count)
+                    if self._delta_done:
+                        self._delta_done.pop(i, None)
+            return on_grads
 
         also = self.model.outputs_of.get(i, ())
 
@@ -789,7 +820,7 @@ class Probe:
             else:
                 fn = out.grad_fn
                 if fn is not None and out.output_nr == 0:   # (half the cost of Tensor.register_hook)
-                    fn.register_prehook(on_grads)
+                    fn.register_prehook(self._on_grads[i])
                 else:
                     out.register_hook(on_grad)
                 if not self._checked:  # the first step: collect checks that out stays as it is
@@ -816,6 +847,7 @@ class Probe:
         hooks, act_seen, out, kept = self._layer_hooks, self._act_seen, self._out, self._act_kept
         keep = self._checked and not self.want_hist
         hooked, eager, shift, on_grads = self._hooked, self._eager_act, self._shift, self._on_grads
+        quick = self._act_quick
         for m, i, j, act in taps:
             y = m.forward(x) if direct else m(x)
             if i is not None:
@@ -828,7 +860,10 @@ class Probe:
                 else:
                     hooks[i](m, (x,), y)
             elif j is not None:
-                if keep and shift[j] is not None and j not in eager and x.numel() <= STACK_MAX and x.dim():
+                q = quick.get(j)
+                if q is not None and keep and q(x, y):
+                    pass   # (a large layer seen before: measured here, see _quick_act)
+                elif keep and shift[j] is not None and j not in eager and x.numel() <= STACK_MAX and x.dim():
                     kept[j] = (x, y, x._version, y._version)   # (as _act_seen)
                 elif not (keep and shift[j] is not None and x.dim() and self._act_planned(j, x, y, shift[j])):
                     act_seen(j, act, x, y)
@@ -872,13 +907,37 @@ class Probe:
             self._act_fast[i] = raw
             self._act_done.pop(i, None)
             self._lean[i] = (z.shape, z.dtype, plan, self._act_sizes[i])
+            if a.shape == z.shape and onepass.rows_form(z) is not None and onepass.rows_form(a) is not None:
+                self._act_quick[i] = self._quick_act(i, onepass.activation_at(onepass_kind(act), z, kind_root(
+                    onepass_kind(act), z.dtype)), self._act_sizes[i])
         else:
             self._act_done[i] = activation_moments(act, z[None], a[None], self._scratch, [shift])
             self._act_fast.pop(i, None)
         self._act_kept.pop(i, None)
 
+    def _quick_act(self, i, run, sizes):
+        """What measures activation layer i's z and a (a [rows, units] layer seen before) as
+        ``_act_planned`` does, with the least Python: True where taken (onepass.activation_at)."""
+        shifts = self._shift
+
+        def quick(z, a):
+            shift = shifts[i]
+            raw = run(z, a, shift)
+            if raw is None:
+                return False
+            self._act_fast[i] = raw
+            self._act_sizes[i], self._act_shift[i] = sizes, shift
+            if self._act_done or self._act_kept:
+                self._act_done.pop(i, None)
+                self._act_kept.pop(i, None)
+            return True
+        return quick
+
     def _act_planned(self, i, z, a, shift) -> bool:
         """A large activation layer seen before, measured by its plan (False: not taken, see _act_seen)."""
+        quick = self._act_quick.get(i)
+        if quick is not None and quick(z, a):   # (its shift: this step's, self._shift[i])
+            return True
         plan = self._lean.get(i)   # (shape, dtype, onepass.activation_plan, sizes)
         if plan is None or z.shape != plan[0] or a.shape != plan[0] or z.dtype != plan[1] or a.dtype != plan[1] \
                 or not (z.is_cpu and z.is_contiguous() and a.is_contiguous()):

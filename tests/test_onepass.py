@@ -67,6 +67,42 @@ def test_activation_sums_equal_their_definitions(kind, shape, unit_axis, shift):
         assert got[4] >= 1          # the pinned units are found dead
 
 
+@pytest.mark.parametrize("shape,unit_axis", LAYOUTS[:2], ids=["rows", "time"])
+@pytest.mark.parametrize("kind", ["sigmoid", "tanh", "relu", "leaky_relu", "identity"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_kernels_at_an_address_equal_their_definitions_and_refuse_what_they_were_not_made_for(kind, shape,
+                                                                                            unit_axis, dtype):
+    z = layer(shape, 1).to(dtype)
+    z[..., 0] = -200.0      # unit 0 dead for all but leaky
+    z[..., 1] = 40.0        # unit 1: f' rounds to 0 for sigmoid and tanh
+    f = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
+         "leaky_relu": lambda v: torch.where(v > 0, v, 0.2 * v), "identity": lambda v: v}[kind]
+    a = f(z)
+    root = probes.saturation_root(kind, dtype) if kind in ("sigmoid", "tanh") else 0.0
+    run = onepass.activation_at(kind, z, root)
+    got, want = run(z, a, 0.5), reference_moments(kind, z, a, 0.5, root, unit_axis)
+    np.testing.assert_allclose(got[:3], want[:3], rtol=1e-12, atol=1e-9)
+    assert tuple(got[3:]) == tuple(want[3:])
+    other = layer(shape, 2).to(dtype)   # the same layout, new data: read where it lies
+    assert run(other, f(other), 0.0)[:3] == pytest.approx(reference_moments(kind, other, f(other), 0.0, root,
+                                                                            unit_axis)[:3], rel=1e-12)
+    bad = z.clone()
+    bad.view(-1)[7] = math.nan
+    assert run(bad, f(bad), 0.0) is None                        # not finite: the torch path says which
+    assert run(z[:-1].contiguous(), a[:-1].contiguous(), 0.0) is None   # another shape
+    assert run(z.float() if dtype == torch.float64 else z.double(), a, 0.0) is None   # another dtype
+    wide = torch.cat([z, z], -1)[..., ::2]                      # the same shape, not contiguous
+    assert run(wide, wide, 0.0) is None
+    g = (layer(shape, 3) * 1e-25).to(dtype)
+    d = onepass.delta_at(g)
+    sq, per_unit = d(g)
+    g64 = g.double().numpy()
+    assert sq == pytest.approx(float((g64 ** 2).sum()), rel=1e-12, abs=0)
+    np.testing.assert_allclose(per_unit, np.abs(g64).reshape(-1, shape[-1]).sum(0), rtol=1e-12)
+    g[0, 0] = math.inf
+    assert d(g) is None and d(g[:-1].contiguous()) is None
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_activation_sums_leave_non_finite_layers_to_the_torch_path(bad):
     z = layer((64, 80), 2)

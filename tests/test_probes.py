@@ -220,17 +220,37 @@ def test_every_statistic_matches_autograd_in_layers_measured_inside_their_hooks(
     check_step_statistics(build(make_spec(layers, data=data)))
 
 
-@pytest.mark.parametrize("n", [96, 640], ids=["kept", "in-hook"])
+@DTYPES
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a["type"])
+def test_large_layers_seen_before_are_measured_at_their_address_and_still_match_autograd(act, dtype):
+    # a plain stack's large layers, from their second step on: z, a and dL/dz are read where they
+    # lie by onepass.activation_at / delta_at (the probe's quick path), with nothing checked by numba
+    layers = [{"type": "linear", "units": 32, "init": {"scheme": "normal", "std": 1.5}}, dict(act),
+              {"type": "linear", "units": 28, "bias": False}, dict(act)]
+    exp = build(make_spec(layers, data={"kind": "gaussian", "n": 640, "dim": 5, "classes": 4}), dtype)
+    tr = Trainer(exp)
+    tr.train_step()
+    tr.train_step()
+    closed_form = act["type"] not in ("elu", "gelu", "softplus")
+    assert len(tr.probe._act_quick) == (2 if closed_form else 0)
+    assert all("quick_grads" in tr.probe._on_grads[i].__qualname__ for i in (0, 1))   # (the head is small)
+    check_step_statistics(exp, tr)
+
+
+@pytest.mark.parametrize("n,seen", [(96, 0), (640, 0), (640, 2)], ids=["kept", "in-hook", "seen-before"])
 @pytest.mark.parametrize("act", ["sigmoid", "tanh"])
-def test_units_with_zero_derivative_on_every_sample_are_dead_in_both_paths(act, n):
+def test_units_with_zero_derivative_on_every_sample_are_dead_in_both_paths(act, n, seen):
     # biases of std 30 pin some units where f'(z) rounds to 0 on every sample (dead), others
     # saturate on some samples only: the per-unit pass that finds them must run here
     layers = [{"type": "linear", "units": 32, "init": {"scheme": "normal", "std": 1.0},
                "bias_init": {"scheme": "normal", "mean": 0.0, "std": 30.0}}, {"type": act}]
     # (their gradients underflow in float32: only the activation statistics are compared)
     exp = build(make_spec(layers, data={"kind": "gaussian", "n": n, "dim": 5, "classes": 4}))
+    tr = Trainer(exp)
+    for _ in range(seen):   # (then the layer is measured at its address: the quick path)
+        tr.train_step()
     _, rown = references(exp)
-    snap, stats = Trainer(exp).train_step(), rown.act_stats()
+    snap, stats = tr.train_step(), rown.act_stats()
     assert_rel(snap.preact_std, stats[:, 1], "preact_std")
     assert_rel(snap.mean_derivative, stats[:, 2], "mean_derivative")
     assert_rel(snap.saturated_frac, stats[:, 3], "saturated_frac", rtol=1e-12)
