@@ -21,7 +21,7 @@ from pathlib import Path
 import shiboken6
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QScrollArea, QTabWidget, QWidget
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QScrollArea, QTabBar, QTabWidget, QWidget
 
 from backprop_lab.app.pacing import RedrawPacer
 from backprop_lab.app.session import Session
@@ -88,6 +88,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._default_state = self.saveState()   # View > Reset layout goes back to this
         self._restore_settings()
+        self._drop_stray_tab_bars()
         from backprop_lab.app.autosave import Autosave, folder_for
         self.autosave = Autosave(self, folder_for(self.settings))
         self._timer = QTimer(self)
@@ -240,6 +241,17 @@ class MainWindow(QMainWindow):
         self.docks["activation"].raise_()
         self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
         self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
+
+    def _drop_stray_tab_bars(self) -> None:
+        """Qt (6.11) leaves copies of a dock group's tab bar behind: the second `tabifyDockWidget` in a
+        window not yet shown, and every `restoreState`, make a new bar for a tab group and keep the old
+        one, with its tabs, where it was (over the status bar on a first start; 8 bars for 3 groups after
+        a restored layout). They are dead (a click selects nothing) but drawn with every paint of the
+        window. Hide every tab bar of the dock layout; the layout shows again, at its next pass, those it
+        uses (one per tab group)."""
+        for bar in self.findChildren(QTabBar, options=Qt.FindDirectChildrenOnly):
+            bar.hide()
+        self.layout().invalidate()
 
     def default_dock_sizes(self) -> None:
         """Proportions of a fresh layout (a saved layout replaces them)."""
@@ -597,6 +609,7 @@ class MainWindow(QMainWindow):
         for d in self.docks.values():
             d.setFloating(False)
         self.restoreState(self._default_state)
+        self._drop_stray_tab_bars()
         for d in self.docks.values():
             d.show()
         self.docks["properties"].raise_()

@@ -87,3 +87,35 @@ def test_the_main_window_docks_use_the_icon_keeping_style(window):
     from backprop_lab.widgets.chrome import shared_style
     assert window.docks and all(_same_object(d.style(), shared_style()) for d in window.docks.values())
     assert _same_object(window.flow.style(), QApplication.style())
+
+
+def _tab_bars(window):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QTabBar
+    return [tuple(b.tabText(i) for i in range(b.count()))
+            for b in window.findChildren(QTabBar, options=Qt.FindDirectChildrenOnly) if b.isVisible()]
+
+
+def _one_bar_per_group(window, qtbot):
+    qtbot.waitExposed(window)
+    QApplication.processEvents()
+    bars = _tab_bars(window)
+    assert len(bars) == len(set(bars)), bars          # no group drawn twice
+    assert sorted(bars) == sorted([("Properties", "Data and training"),
+                                   ("Gradient flow", "Neurons of the selected layer"),
+                                   ("Activation f, f' and z", "Gradient through time")]), bars
+
+
+def test_one_tab_bar_per_dock_group_fresh_after_reset_and_restored(make_window, qsettings, qtbot):
+    """Qt leaves a dead copy of a tab group's bar after tabifying in a hidden window and after every
+    restoreState (two over the status bar on a first start, eight bars for three groups after a restart):
+    the window shows one bar per group on a first start, after View > Reset layout, and restored."""
+    first = make_window(qsettings)
+    first.resize(1500, 920)
+    _one_bar_per_group(first, qtbot)
+    first.reset_layout()
+    _one_bar_per_group(first, qtbot)
+    first.close()                          # saves the layout
+    again = make_window(qsettings)
+    assert again._restored
+    _one_bar_per_group(again, qtbot)
