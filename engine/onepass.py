@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 
 import numpy as np
 
@@ -307,6 +308,10 @@ def sgd_step(w, g, lr: float, weight_decay: float) -> tuple:
     return tuple(float(x) for x in got[0])
 
 
+_GRAD = operator.attrgetter("grad")
+_DATA_PTR = operator.methodcaller("data_ptr")
+
+
 class SGDSteps:
     """Plain SGD steps of a fixed list of parameters in one compiled call, bit for bit as
     torch.optim.SGD makes them (p := p - lr (g + weight_decay p): its ``grad.add(param,
@@ -329,8 +334,7 @@ class SGDSteps:
             p.is_cpu and p.dtype == p0.dtype and p.layout == torch.strided and p.is_contiguous() for p in self.params)
         self.moved = False
         if self.usable:
-            self.at = [p.data_ptr() for p in self.params]
-            self.w_at = np.array(self.at, dtype=np.intp)
+            self.w_at = np.array([p.data_ptr() for p in self.params], dtype=np.intp)
             self.sizes = np.array([p.numel() for p in self.params], dtype=np.intp)
             self.scalar = np.float32 if p0.dtype == torch.float32 else np.float64
             self.out = np.empty((len(self.params), 3))
@@ -340,13 +344,14 @@ class SGDSteps:
         nothing changed, where a gradient is missing or not dense, or a parameter's storage moved
         (make a new SGDSteps)."""
         params = self.params
+        n = len(params)
         if grads is None:
-            grads = [p.grad for p in params]
-        try:
-            g_at = np.array([g.data_ptr() for g in grads], dtype=np.intp)   # (None: no gradient; sparse: no storage)
-        except (AttributeError, RuntimeError):
+            grads = map(_GRAD, params)
+        try:   # (map: no Python frame a parameter; None: no gradient; sparse: no storage)
+            g_at = np.fromiter(map(_DATA_PTR, grads), dtype=np.intp, count=n)
+        except (TypeError, AttributeError, RuntimeError, ValueError):
             return None
-        if [p.data_ptr() for p in params] != self.at:
+        if not np.array_equal(np.fromiter(map(_DATA_PTR, params), dtype=np.intp, count=n), self.w_at):
             self.moved = True
             return None
         t = self.scalar

@@ -666,6 +666,10 @@ class Probe:
         if self._taps is not None:
             model.taps = self._tapped_forward
             self._tap_modules = [m for m, *_ in self._taps]
+            # every hook dict of the stack's modules (a hook is added to its module's dict in place):
+            # whether any holds a hook is one C-level any() a step
+            self._tap_hook_dicts = [d for m in self._tap_modules for d in (
+                m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks)]
         else:
             for i, (_, m) in enumerate(model.weight_layers):
                 self._handles.append(m.register_forward_hook(self._layer_hooks[i]))
@@ -842,8 +846,7 @@ class Probe:
         if not self._active:
             return module(x)
         taps = self._taps
-        direct = not (_global_hooks() or any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-                                             or m._backward_pre_hooks for m in self._tap_modules))
+        direct = not (_global_hooks() or any(self._tap_hook_dicts))
         hooks, act_seen, out, kept = self._layer_hooks, self._act_seen, self._out, self._act_kept
         keep = self._checked and not self.want_hist
         hooked, eager, shift, on_grads = self._hooked, self._eager_act, self._shift, self._on_grads

@@ -11,6 +11,7 @@ infinite ends the run (the step that showed it is recorded, no update is made).
 from __future__ import annotations
 
 import math
+import operator
 import threading
 import time
 
@@ -93,6 +94,9 @@ class Control:
             if self._paused:
                 self._budget -= 1
             return True
+
+
+_TRAINING = operator.attrgetter("training")   # (in map: no Python frame a module, as a generator has)
 
 
 def _optimizer(params, t: dict):
@@ -226,7 +230,7 @@ class Trainer:
 
     def train_step(self) -> Snapshot:
         k = self.step_index
-        if not all(m.training for m in self._modules):   # module.train() visits every module: 8 % of a small step
+        if not all(map(_TRAINING, self._modules)):   # module.train() visits every module: 8 % of a small step
             self.module.train()
         x, y = self._layout(*self._next_batch())
         want_hist = self.hist_every > 0 and k % self.hist_every == 0
