@@ -119,3 +119,35 @@ def test_one_tab_bar_per_dock_group_fresh_after_reset_and_restored(make_window, 
     again = make_window(qsettings)
     assert again._restored
     _one_bar_per_group(again, qtbot)
+
+
+def test_after_a_tab_is_used_and_the_layout_reset_every_group_can_still_be_switched(window, qtbot):
+    """The bars hidden by the main window come back for the groups the layout uses: after a user has
+    switched tabs and reset the layout, each group still has a bar on screen, and a click on a tab shows
+    that dock (its bar is the top widget there, not the status bar or a dead copy)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QTabBar
+    window.resize(1500, 920)
+    qtbot.waitExposed(window)
+
+    def click(text):
+        bars = [b for b in window.findChildren(QTabBar, options=Qt.FindDirectChildrenOnly) if b.isVisible()
+                and text in [b.tabText(i) for i in range(b.count())]]
+        assert bars, text
+        bar = bars[0]
+        pos = bar.mapTo(window, bar.tabRect([bar.tabText(i) for i in range(bar.count())].index(text)).center())
+        top = window.childAt(pos)
+        assert isinstance(top, QTabBar), type(top)
+        qtbot.mouseClick(top, Qt.LeftButton, pos=top.mapFrom(window, pos))
+
+    for _ in range(2):
+        click("Neurons of the selected layer")
+        qtbot.waitUntil(lambda: not window.docks["neurons"].visibleRegion().isEmpty())
+        click("Data and training")
+        qtbot.waitUntil(lambda: not window.docks["settings"].visibleRegion().isEmpty())
+        window.reset_layout()
+        qtbot.waitUntil(lambda: {t for b in _tab_bars(window) for t in b} >= {
+            "Properties", "Data and training", "Gradient flow", "Neurons of the selected layer",
+            "Activation f, f' and z", "Gradient through time"})
+    click("Gradient through time")
+    qtbot.waitUntil(lambda: not window.docks["time"].visibleRegion().isEmpty())
