@@ -76,6 +76,7 @@ import decimal
 import functools
 import itertools
 import math
+import operator
 
 import numpy as np
 import torch
@@ -544,6 +545,9 @@ def _time_step(key) -> int:
 
 def _time_order(key) -> tuple:
     return (key, 0) if not isinstance(key, tuple) else key
+
+
+_SHAPE = operator.attrgetter("shape")
 
 
 def _act_key(act):
@@ -1327,7 +1331,7 @@ class Probe:
             if z._version != vz or a._version != va:
                 return None
             zs.append(z)
-        key = ("cat", tuple(g.shape for g in gs), tuple(z.shape for z in zs), gs[0].dtype, gs[0].device)
+        key = ("cat", tuple(map(_SHAPE, gs)), tuple(map(_SHAPE, zs)), gs[0].dtype, gs[0].device)
         layout = self._on_device.get(key)
         if layout is None:
             layout = self._on_device[key] = self._cat_layout(gs, [acts[j] for j in range(A)])
