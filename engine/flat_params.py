@@ -22,12 +22,15 @@ them); the caller then takes the per-tensor path or builds the views again.
 """
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import torch
 
 from . import onepass
 
 FLAT_MAX = 1 << 16   # parameter entries in all
+_GRAD, _DATA_PTR = operator.attrgetter("grad"), operator.methodcaller("data_ptr")
 
 
 class FlatParams:
@@ -83,8 +86,9 @@ class FlatParams:
 
     def intact(self) -> bool:
         """Every parameter still a view of P (same memory) with its gradient the view of G."""
-        return all(p.grad is g for p, g in zip(self.params, self.views)) and \
-            [p.data_ptr() for p in self.params] == self.ptrs
+        # (maps: no Python frame a parameter, where a generator makes one; this runs every step)
+        return all(map(operator.is_, map(_GRAD, self.params), self.views)) and \
+            list(map(_DATA_PTR, self.params)) == self.ptrs
 
     def zero_grad(self) -> None:
         self.G.zero_()
@@ -112,8 +116,7 @@ class FlatParams:
         same pass (CPU; a ``copy_weights`` is not needed). Every gradient is G's view, so the optimiser
         would step every parameter too (an unused one by 0)."""
         g, d, w = onepass.segment_sgd_step(self.np[1], self.np[0], self.starts, lr, weight_decay)
-        for p in self.params:
-            onepass.bump_version(p)
+        onepass.bump_versions(self.params)
         squares = np.bincount(self.norm_slots, weights=np.concatenate([g, w]), minlength=self.n_norm)
         return squares, np.bincount(self.diff_slots, weights=d, minlength=self.n_diff)
 

@@ -76,6 +76,7 @@ import decimal
 import functools
 import itertools
 import math
+import operator
 
 import numpy as np
 import torch
@@ -544,6 +545,10 @@ def _time_step(key) -> int:
 
 def _time_order(key) -> tuple:
     return (key, 0) if not isinstance(key, tuple) else key
+
+
+_SHAPE = operator.attrgetter("shape")
+_FIRST, _SECOND = operator.itemgetter(0), operator.itemgetter(1)
 
 
 def _act_key(act):
@@ -1160,12 +1165,18 @@ class Probe:
         self._unchanged(self._out_check, self._hooked)
         out = [([i], *r, [count]) for i, (r, count) in self._delta_done.items()]
         fast = {}
-        for i, ((_, sums), per_unit, _) in self._delta_fast.items():   # one group a unit count
-            fast.setdefault((per_unit, len(sums)), []).append(i)
+        if self._delta_fast:   # one group a unit count
+            idx, vals = list(self._delta_fast), list(self._delta_fast.values())
+            kinds = list(zip(map(_SECOND, vals), map(len, map(_SECOND, map(_FIRST, vals)))))
+            if len(set(kinds)) == 1:   # (the rule: every layer of one width; no Python a layer)
+                fast[kinds[0]] = idx
+            else:
+                for i, kind in zip(idx, kinds):
+                    fast.setdefault(kind, []).append(i)
         for (per_unit, units), idx in fast.items():   # (numpy: placed by collect without a host copy)
             got = [self._delta_fast[i] for i in idx]
             norms = np.sqrt(np.array([sq for (sq, _), _, _ in got], dtype=np.float64))
-            sums = np.stack([s for (_, s), _, _ in got]) if per_unit else np.zeros((len(idx), 0))
+            sums = np.array([s for (_, s), _, _ in got]) if per_unit else np.zeros((len(idx), 0))
             out.append((idx, norms, sums, [count for *_, count in got]))
         groups, kept = {}, {}
         for i, (o, _) in self._unchanged(self._out, self._hooked).items():
@@ -1231,7 +1242,7 @@ class Probe:
         few fancy-indexed assignments with no per-layer Python."""
         key = ("place", tuple(tuple(idx) for idx, *_ in deltas), tuple(bool(s.shape[1]) for _, _, s, _ in deltas),
                tuple(tuple(idx) for idx, _ in acts),
-               tuple(self._act_sizes[i] for idx, _ in acts for i in idx))
+               tuple(map(self._act_sizes.__getitem__, itertools.chain.from_iterable(map(_FIRST, acts)))))
         plan = self._on_device.get(key)
         if plan is not None:
             return plan
@@ -1327,7 +1338,7 @@ class Probe:
             if z._version != vz or a._version != va:
                 return None
             zs.append(z)
-        key = ("cat", tuple(g.shape for g in gs), tuple(z.shape for z in zs), gs[0].dtype, gs[0].device)
+        key = ("cat", tuple(map(_SHAPE, gs)), tuple(map(_SHAPE, zs)), gs[0].dtype, gs[0].device)
         layout = self._on_device.get(key)
         if layout is None:
             layout = self._on_device[key] = self._cat_layout(gs, [acts[j] for j in range(A)])

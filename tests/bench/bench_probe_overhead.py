@@ -92,32 +92,37 @@ def probed_step_time(exp, n):
 
 
 def ratio(spec, n, rounds, label, base_dir=None):
-    """(bare s/step, probed s/step, wall ratio, CPU-time ratio): medians over ``rounds`` alternating
-    rounds of n steps. The CPU-time ratio (process_time, one torch thread) does not count the time
-    the process waits for a core that other processes hold: on a loaded machine it is the steadier."""
+    """(bare s/step, probed s/step, wall ratio, CPU-time ratio) over ``rounds`` rounds of n steps, each
+    round a bare run and then a probed one: the step times are medians over the rounds, the ratios
+    medians of each round's own ratio (a pair run seconds apart shares the machine's phase; on this
+    machine the bare 20 x 256 step moves between 18 and 30 ms from one second to the next, which a
+    ratio of the two sides' medians takes from rounds run in different phases). The CPU-time ratio
+    (process_time, one torch thread) does not count the time the process waits for a core that other
+    processes hold: on a loaded machine it is the steadier."""
     bare, probed = [], []
     for r in range(rounds):  # interleave so that machine load hits both alike
         bare.append(bare_step_time(experiment.build(spec, base_dir), n))
         probed.append(probed_step_time(experiment.build(spec, base_dir), n))
     b, p = statistics.median(w for w, _ in bare), statistics.median(w for w, _ in probed)
-    cpu = statistics.median(c for _, c in probed) / statistics.median(c for _, c in bare)
-    print(f"{label}: bare {b * 1e3:.2f} ms/step, all probes {p * 1e3:.2f} ms/step, ratio {p / b:.3f} "
-          f"(CPU time {cpu:.3f})", flush=True)
-    return b, p, p / b, cpu
+    wall = statistics.median(pw / bw for (bw, _), (pw, _) in zip(bare, probed))
+    cpu = statistics.median(pc / bc for (_, bc), (_, pc) in zip(bare, probed))
+    print(f"{label}: bare {b * 1e3:.2f} ms/step, all probes {p * 1e3:.2f} ms/step, ratio {wall:.3f} "
+          f"(of the medians {p / b:.3f}; CPU time {cpu:.3f})", flush=True)
+    return b, p, wall, cpu
 
 
-NETS = [("20 x 256 sigmoid MLP, batch 256", lambda: SPEC, 1, 1.10),
+NETS = [("20 x 256 sigmoid MLP, batch 256", lambda: SPEC, 2, 1.10),
         ("deep sigmoid preset, 10 x 30, batch 64", small_spec, 10, 2.0),
         ("conv + BatchNorm (3 conv, 16 x 16, batch 64)", lambda: CONV_SPEC, 2, 1.3),
         ("LSTM, 100 time steps, 64 units, batch 64", lambda: LSTM_SPEC, 1, 1.3),
         ("fused nn.LSTM (user's module), 100 steps, 64 units, batch 64", lambda: LSTM_FUSED_SPEC, 2, 1.3)]
 
 
-def main(n=30, rounds=5):
+def main(n=10, rounds=15):
     """Every net's ratio (its own multiple of n steps a round), then one table; returns the ratios."""
     rows = [(label, goal, *ratio(spec(), k * n, rounds, label, HERE)) for label, spec, k, goal in NETS]
     print(f"\nprobe overhead, every Contract 2 statistic every step (torch threads {torch.get_num_threads()}, "
-          f"{rounds} alternating rounds, medians)")
+          f"{rounds} rounds of a bare and a probed run; ratios: medians of each round's)")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print("| net | bare ms/step | all probes ms/step | ratio | ratio of CPU time | goal |\n|---|---|---|---|---|---|")
     for label, goal, b, p, r, c in rows:
