@@ -46,8 +46,10 @@ class _Progress:
 
 
 def cmd_run(args) -> int:
+    from backprop_lab.engine.allocator import keep_freed_memory
     from backprop_lab.engine.worker import passive_openmp
     passive_openmp()   # before torch: idle OpenMP threads sleep, as in the window's training process
+    keep_freed_memory()   # and a step's freed tensors serve the next step (engine/allocator.py)
     from backprop_lab.engine import experiment, record, spec as specmod
     from backprop_lab.engine.history import History
     from backprop_lab.engine.trainer import Trainer

@@ -60,6 +60,8 @@ def main(cmd, out) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in the terminal is the window's to handle
     passive_openmp()
     _lower_priority()
+    from .allocator import keep_freed_memory
+    keep_freed_memory()   # a step's freed tensors serve the next step (no page faults: engine/allocator.py)
     import torch  # noqa: F401  (the slow part of start-up, while the window is already drawn)
     from . import trainer  # noqa: F401
     out = _Out(out)
@@ -261,6 +263,8 @@ class _Worker:
         flush()
         # as text: the window parses it (engine.run_end.RunEnd.parse), no class of ours crosses the pipe
         self.out.send(("ended", str(reason), tb, tr.step_index - first, time.perf_counter() - t0))
+        from .allocator import give_back_memory
+        give_back_memory()   # (what the run kept for its steps and has freed)
 
 
 def layout_of(trainer):

@@ -15,7 +15,12 @@ Four nets (issue 9, item 7; the goal of each in brackets):
   (time steps compiled, every dL/dh_t from its backward; the fused kernel with the
   time-gradient taps of engine/tracer.py where that is cheaper) [<= 1.3].
 The two sides of a net take turns, round after round; each side's median time per
-step is reported, and their ratio. One table at the end.
+step is reported, and the median of the rounds' ratios. Both run in this process with malloc
+set as the engine's training processes set it (engine/allocator.py: a step's freed tensors
+serve the next step, no page faults), so that the ratio is the probes' own work.
+A second table: the engine as ``backprop-lab run`` runs it (its own process, all probes) against
+the bare loop of the 20 x 256 net in a plain Python process with glibc's own malloc settings, as
+a user's loop runs: processes alternated. One table each at the end.
 Run: make bench  (or .venv/bin/python tests/bench/bench_probe_overhead.py [steps] [rounds])
 OMP_NUM_THREADS sets the thread count (make bench: 1, as the figures in docs/performance.md).
 """
@@ -25,6 +30,7 @@ import copy
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +38,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from backprop_lab.engine import experiment
+from backprop_lab.engine import allocator, experiment
 from backprop_lab.engine.trainer import Trainer
 
 SPEC = {"name": "bench", "data": {"kind": "gaussian", "n": 256, "classes": 3, "dim": 256, "test_fraction": 0},
@@ -118,8 +124,39 @@ NETS = [("20 x 256 sigmoid MLP, batch 256", lambda: SPEC, 2, 1.10),
         ("fused nn.LSTM (user's module), 100 steps, 64 units, batch 64", lambda: LSTM_FUSED_SPEC, 2, 1.3)]
 
 
+# one side in a process of its own: "engine" sets malloc as backprop-lab run does and trains with
+# every probe, "bare" is a plain process's loop; prints the median ms/step of 5 chunks of steps
+PROCESS = """
+import json, statistics, sys, time
+sys.path.insert(0, sys.argv[3])
+side, steps = sys.argv[1], int(sys.argv[2])
+if side == "engine":
+    from backprop_lab.engine import allocator
+    allocator.keep_freed_memory()
+import bench_probe_overhead as b
+from backprop_lab.engine import experiment
+exp = experiment.build(b.SPEC)
+times = [b.probed_step_time(exp, steps)[0] if side == "engine" else b.bare_step_time(exp, steps)[0] for _ in range(5)]
+print(json.dumps(statistics.median(times)))
+"""
+
+
+def process_ratio(rounds=4, steps=20):
+    """(a plain process's bare ms/step, the engine's process's ms/step, median of the rounds' ratios)."""
+    def one(side):
+        out = subprocess.run([sys.executable, "-c", PROCESS, side, str(steps), str(HERE)], capture_output=True,
+                             text=True, timeout=600)
+        if out.returncode:
+            raise RuntimeError(out.stderr[-2000:])
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    pairs = [(one("bare"), one("engine")) for _ in range(rounds)]
+    return (statistics.median(b for b, _ in pairs), statistics.median(e for _, e in pairs),
+            statistics.median(e / b for b, e in pairs))
+
+
 def main(n=10, rounds=15):
     """Every net's ratio (its own multiple of n steps a round), then one table; returns the ratios."""
+    kept = allocator.keep_freed_memory()
     rows = [(label, goal, *ratio(spec(), k * n, rounds, label, HERE)) for label, spec, k, goal in NETS]
     print(f"\nprobe overhead, every Contract 2 statistic every step (torch threads {torch.get_num_threads()}, "
           f"{rounds} rounds of a bare and a probed run; ratios: medians of each round's)")
@@ -127,6 +164,12 @@ def main(n=10, rounds=15):
     print("| net | bare ms/step | all probes ms/step | ratio | ratio of CPU time | goal |\n|---|---|---|---|---|---|")
     for label, goal, b, p, r, c in rows:
         print(f"| {label} | {b * 1e3:.2f} | {p * 1e3:.2f} | {r:.2f} | {c:.2f} | <= {goal} |")
+    print(f"(both sides in this process, malloc as the engine's processes set it: {kept})")
+    b, e, r = process_ratio()
+    print("\nthe engine's own process (as `backprop-lab run`, every probe) against a bare loop in a plain process "
+          "(glibc's own malloc), 4 rounds of the two processes alternated")
+    print("| net | plain process, bare ms/step | engine's process, all probes ms/step | ratio |\n|---|---|---|---|")
+    print(f"| 20 x 256 sigmoid MLP, batch 256 | {b * 1e3:.2f} | {e * 1e3:.2f} | {r:.2f} |")
     return [(r, c) for *_, r, c in rows]
 
 
