@@ -661,8 +661,8 @@ class Probe:
         # for weight layer i's dL/dz in its hook, ("delta small", i) in collect): see _act_seen
         self._lean = {}
         self._on_grads = {}   # weight layer -> the pre-hook that takes its dL/dz (see _layer_hook)
-        # activation layer -> its z and a measured in the probe's forward with the least Python
-        # (see _quick_act), or None
+        # activation layer -> what measures its z and a with the least Python, made the first time
+        # a large [rows, units] layer is measured (see _quick_act)
         self._act_quick = {}
         self._layer_hooks = [self._layer_hook(i) for i in range(L)]
         # a plain stack the engine built: the probe's own forward keeps what the hooks would (a
