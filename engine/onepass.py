@@ -111,6 +111,11 @@ def _rows(x: np.ndarray, unit_axis: int) -> np.ndarray:
     return x.reshape(outer, units) if inner == 1 else x.reshape(outer, units, inner)
 
 
+def _same(t, shape, dtype) -> bool:
+    """t is of this shape and dtype, contiguous, on the CPU: what a plan made for them reads."""
+    return t.shape == shape and t.dtype is dtype and t.is_cpu and t.is_contiguous()
+
+
 def activation_sums(name: str, z, a, shift: float, root: float, unit_axis: int) -> tuple:
     """One layer's five raw moments as ``probes.activation_moments`` defines them, in one pass:
     (sum (z - shift), sum (z - shift)^2, sum f' (ReLU-like: count z > 0), count saturated
@@ -124,11 +129,13 @@ def activation_sums(name: str, z, a, shift: float, root: float, unit_axis: int) 
 
 def activation_plan(name: str, z, root: float, unit_axis: int):
     """``activation_sums`` with every decision about z's shape, dtype and layout taken once: a
-    function (z, a, shift) -> the five raw moments, or None, for tensors of that shape, dtype and
-    layout (contiguous CPU). A probe's hook calls it every step: there, right after a large torch
-    call, each line of Python costs 3-7 us (its data is out of the caches), several times its cost
-    elsewhere."""
+    function (z, a, shift) -> the five raw moments, or None where z or a is not of this z's shape,
+    dtype and layout (contiguous, CPU) or a sum is not finite. A probe's hook calls it every step:
+    there, right after a large torch call, each line of Python costs 3-7 us (its data is out of the
+    caches), several times its cost elsewhere. (``activation_at`` does the same for a [rows, units]
+    layer with less Python.)"""
     k = _kernels()
+    shape, dtype = z.shape, z.dtype
     z3 = _rows(z.detach().numpy(), unit_axis)
     form, units = z3.shape, z3.shape[1]
     reshape = form != tuple(z.shape)
@@ -141,6 +148,8 @@ def activation_plan(name: str, z, root: float, unit_axis: int):
             k["smooth_alive"]
 
         def run(z, a, shift):
+            if not _same(z, shape, dtype) or not _same(a, shape, dtype):
+                return None
             zn, an = z.detach().numpy(), a.detach().numpy()
             if reshape:
                 zn, an = zn.reshape(form), an.reshape(form)
@@ -156,6 +165,8 @@ def activation_plan(name: str, z, root: float, unit_axis: int):
     kernel, relu, ident = k["relu_rows" if two else "relu"], name == "relu", name == "identity"
 
     def run(z, a, shift):
+        if not _same(z, shape, dtype) or not _same(a, shape, dtype):
+            return None
         zn = z.detach().numpy()
         alive[:] = 0
         s1, s2, pos, n_alive = kernel(zn.reshape(form) if reshape else zn, shift, alive)
@@ -235,14 +246,18 @@ def delta_sums(g, unit_axis: int) -> tuple | None:
 
 def delta_plan(g, unit_axis: int):
     """``delta_sums`` with the decisions about g's shape taken once (as ``activation_plan``): a function
-    g -> (||g||^2, per-unit sums) or None, for tensors of g's shape, dtype and layout."""
+    g -> (||g||^2, per-unit sums), or None where g is not of this g's shape, dtype and layout or its
+    square is not finite."""
     k = _kernels()
+    shape, dtype = g.shape, g.dtype
     g3 = _rows(g.detach().numpy(), unit_axis)
     form, units = g3.shape, g3.shape[1]
     reshape = form != tuple(g.shape)
     kernel, isfinite = k["delta_rows" if g3.ndim == 2 else "delta"], math.isfinite
 
     def run(g):
+        if not _same(g, shape, dtype):
+            return None
         gn = g.detach().numpy()
         sums = np.empty(units)   # (the kernel starts it at 0)
         s2 = kernel(gn.reshape(form) if reshape else gn, sums)

@@ -657,12 +657,12 @@ class Probe:
         self._unit_start = np.cumsum([0] + self.units)[:-1]
         self._handles, self._scratch, self._before = [], {}, None
         self._carry = {}   # weight index -> (version, storage, ||W||^2) of a buffer that holds it
-        # a layer's onepass plan, made the first time it is measured (activation layer j, ("delta", i)
-        # for weight layer i's dL/dz in its hook, ("delta small", i) in collect): see _act_seen
+        # a layer's onepass plan, made the first time it is measured (("delta", i) for weight layer
+        # i's dL/dz in its hook, ("delta small", i) in collect)
         self._lean = {}
         self._on_grads = {}   # weight layer -> the pre-hook that takes its dL/dz (see _layer_hook)
-        # activation layer -> what measures its z and a with the least Python, made the first time
-        # a large [rows, units] layer is measured (see _quick_act)
+        # activation layer -> what measures its z and a from then on, made the first time a large
+        # layer is measured (see _quick_act)
         self._act_quick = {}
         self._layer_hooks = [self._layer_hook(i) for i in range(L)]
         # a plain stack the engine built: the probe's own forward keeps what the hooks would (a
@@ -768,15 +768,15 @@ class Probe:
         lean = self._lean
 
         def on_grad(g):
-            plan = lean.get(("delta", i))   # (shape, dtype, onepass.delta_plan, per_unit, count)
-            if plan is not None and g.shape == plan[0] and g.dtype == plan[1] and g.is_cpu and g.is_contiguous():
-                got = plan[2](g)
+            plan = lean.get(("delta", i))   # (run, per_unit, count): run refuses another shape or layout
+            if plan is not None:
+                got = plan[0](g)
                 if got is not None:
-                    self._delta_fast[i] = (got, plan[3], plan[4])
+                    self._delta_fast[i] = (got, plan[1], plan[2])
                     if self._delta_done:
                         self._delta_done.pop(i, None)
                     return None
-            shape, dtype = g.shape, g.dtype
+            shape = g.shape
             g, per_unit, count = self._delta_input(i, g.detach())
             plan = onepass.delta_plan(g, _unit_axis(g)) if onepass.fits(g) else None
             got = plan(g) if plan is not None else None
@@ -784,9 +784,9 @@ class Probe:
                 self._delta_fast[i] = (got, per_unit, count)
                 self._delta_done.pop(i, None)
                 if g.dim() == len(shape):   # (the shape as it came: the plan takes it as it is)
-                    lean[("delta", i)] = (shape, dtype, plan, per_unit, count)
-                    if per_unit and onepass.rows_form(g) is not None:
-                        self._on_grads[i] = quick_grads(onepass.delta_at(g), count)
+                    # a [rows, units] layer: read at its address, with the least Python (delta_at)
+                    lean[("delta", i)] = (onepass.delta_at(g) if onepass.rows_form(g) is not None else plan,
+                                          per_unit, count)
             else:
                 self._delta_done[i] = (delta_stats(g[None], per_unit, self._scratch), count)
                 self._delta_fast.pop(i, None)
@@ -796,20 +796,6 @@ class Probe:
             if grads[0] is not None:
                 on_grad(grads[0])
         self._on_grads[i] = on_grads
-
-        def quick_grads(run, count):
-            """on_grads for a [rows, units] dL/dz seen before: its sums at its address (onepass.delta_at)."""
-            def on_grads(grads):
-                g = grads[0]
-                if g is not None:
-                    got = run(g)
-                    if got is None:
-                        on_grad(g)
-                        return
-                    self._delta_fast[i] = (got, True, count)
-                    if self._delta_done:
-                        self._delta_done.pop(i, None)
-            return on_grads
 
         also = self.model.outputs_of.get(i, ())
 
@@ -873,7 +859,7 @@ class Probe:
                     pass   # (a large layer seen before: measured here, see _quick_act)
                 elif keep and shift[j] is not None and j not in eager and x.numel() <= STACK_MAX and x.dim():
                     kept[j] = (x, y, x._version, y._version)   # (as _act_seen)
-                elif not (keep and shift[j] is not None and x.dim() and self._act_planned(j, x, y, shift[j])):
+                else:   # (the first step, a histogram step, a layer its plan refused this step)
                     act_seen(j, act, x, y)
             x = y
         return x
@@ -901,7 +887,8 @@ class Probe:
             self._act_done.pop(i, None)
             self._act_fast.pop(i, None)
             return
-        if shift is not None and self._act_planned(i, z, a, shift):
+        quick = self._act_quick.get(i)   # (a large layer seen before: its plan, this step's shift)
+        if shift is not None and quick is not None and quick(z, a):
             return
         z, a = z.detach(), a.detach()   # reduced here, in the forward pass: no graph
         kept = (z, a, z._version, a._version)
@@ -914,18 +901,19 @@ class Probe:
         if raw is not None:   # five floats (collect makes one tensor of every such layer's)
             self._act_fast[i] = raw
             self._act_done.pop(i, None)
-            self._lean[i] = (z.shape, z.dtype, plan, self._act_sizes[i])
             if a.shape == z.shape and onepass.rows_form(z) is not None and onepass.rows_form(a) is not None:
-                self._act_quick[i] = self._quick_act(i, onepass.activation_at(onepass_kind(act), z, kind_root(
-                    onepass_kind(act), z.dtype)), self._act_sizes[i])
+                kind = onepass_kind(act)   # (a [rows, units] layer: read at its address, with the least Python)
+                plan = onepass.activation_at(kind, z, kind_root(kind, z.dtype))
+            self._act_quick[i] = self._quick_act(i, plan, self._act_sizes[i])
         else:
             self._act_done[i] = activation_moments(act, z[None], a[None], self._scratch, [shift])
             self._act_fast.pop(i, None)
         self._act_kept.pop(i, None)
 
     def _quick_act(self, i, run, sizes):
-        """What measures activation layer i's z and a (a [rows, units] layer seen before) as
-        ``_act_planned`` does, with the least Python: True where taken (onepass.activation_at)."""
+        """What measures activation layer i's z and a from its second step on (``run``: its
+        onepass.activation_at or activation_plan): True where taken, False where run refuses them
+        (another shape or layout; a sum not finite: see _act_seen)."""
         shifts = self._shift
 
         def quick(z, a):
@@ -940,25 +928,6 @@ class Probe:
                 self._act_kept.pop(i, None)
             return True
         return quick
-
-    def _act_planned(self, i, z, a, shift) -> bool:
-        """A large activation layer seen before, measured by its plan (False: not taken, see _act_seen)."""
-        quick = self._act_quick.get(i)
-        if quick is not None and quick(z, a):   # (its shift: this step's, self._shift[i])
-            return True
-        plan = self._lean.get(i)   # (shape, dtype, onepass.activation_plan, sizes)
-        if plan is None or z.shape != plan[0] or a.shape != plan[0] or z.dtype != plan[1] or a.dtype != plan[1] \
-                or not (z.is_cpu and z.is_contiguous() and a.is_contiguous()):
-            return False
-        raw = plan[2](z, a, shift)
-        if raw is None:
-            return False
-        self._act_fast[i] = raw
-        self._act_sizes[i], self._act_shift[i] = plan[3], shift
-        if self._act_done or self._act_kept:
-            self._act_done.pop(i, None)
-            self._act_kept.pop(i, None)
-        return True
 
     def _on_hidden(self, t, h):
         """h_t of time step t (its gradient is dL/dh_t), or, t a list of steps, h holds theirs on its first axis."""

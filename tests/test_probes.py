@@ -233,7 +233,7 @@ def test_large_layers_seen_before_are_measured_at_their_address_and_still_match_
     tr.train_step()
     closed_form = act["type"] not in ("elu", "gelu", "softplus")
     assert len(tr.probe._act_quick) == (2 if closed_form else 0)
-    assert all("quick_grads" in tr.probe._on_grads[i].__qualname__ for i in (0, 1))   # (the head is small)
+    assert all("delta_at" in tr.probe._lean[("delta", i)][0].__qualname__ for i in (0, 1))   # (the head is small)
     check_step_statistics(exp, tr)
 
 
