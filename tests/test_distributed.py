@@ -16,7 +16,7 @@ from torch import nn
 from backprop_lab.engine import record, rundir
 
 SCRIPT = textwrap.dedent("""
-    import contextlib, sys, torch, torch.distributed as dist, torch.nn.functional as F
+    import contextlib, gc, sys, torch, torch.distributed as dist, torch.nn.functional as F
     from torch import nn
     from torch.nn.parallel import DistributedDataParallel as DDP
     from backprop_lab import Watch
@@ -51,6 +51,10 @@ SCRIPT = textwrap.dedent("""
     watch.close()
     if rank == 0:
         torch.save({"weights": seen, "x": x, "y": y}, weights_out)
+    # torch 2.13's gloo aborts ~1 exit in 5 on a loaded machine ("terminate called without an
+    # active exception", with or without Watch) when the DDP wrapper outlives its process group
+    del ddp, opt
+    gc.collect()
     dist.destroy_process_group()
 """)
 

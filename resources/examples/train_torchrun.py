@@ -5,6 +5,7 @@ records its own loss, gradients (of its shard, from before DDP's all-reduce),
 deltas and activations (streams rank0, rank1), and backprop-lab watch runs/ddp
 offers a rank picker.
 """
+import gc
 import sys
 
 import torch
@@ -38,4 +39,8 @@ with Watch(model, run_dir, ranks=ranks, optimizer=optimizer) as watch:
         watch.step(loss, out, y[idx])
 if rank == 0:
     print(f"recorded {steps} steps in {run_dir}")
+# free DDP before its process group: with torch 2.13's gloo a wrapper that outlives the group
+# makes about one exit in five abort on a busy machine ("terminate called without an active exception")
+del model, optimizer
+gc.collect()
 dist.destroy_process_group()
